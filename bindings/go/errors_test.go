@@ -1,0 +1,52 @@
+package herald
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestStatusMapping(t *testing.T) {
+	want := map[Status]error{
+		StatusNullArgument:    ErrNullArgument,
+		StatusInvalidUTF8:     ErrInvalidUTF8,
+		StatusInvalidJSON:     ErrInvalidJSON,
+		StatusInvalidArgument: ErrInvalidArgument,
+		StatusInvalidConfig:   ErrInvalidConfig,
+		StatusInvalidHandle:   ErrClosed,
+		StatusUnknownClient:   ErrUnknownClient,
+		StatusQueueFull:       ErrQueueFull,
+		StatusIO:              ErrIO,
+		StatusTimeout:         ErrTimeout,
+		StatusStopped:         ErrClosed,
+		StatusPanic:           ErrPanic,
+		Status(99):            ErrUnknown,
+	}
+	for st, sentinel := range want {
+		err := statusError("op", st, "core says no")
+		if !errors.Is(err, sentinel) {
+			t.Errorf("%v: errors.Is(_, %v) = false", st, sentinel)
+		}
+		var herr *Error
+		if !errors.As(err, &herr) || herr.Status != st || herr.Message != "core says no" || herr.Op != "op" {
+			t.Errorf("%v: errors.As gives %#v", st, herr)
+		}
+	}
+	if got := statusError("publish", StatusQueueFull, "full").Error(); got != "herald: publish: queue full: full" {
+		t.Errorf("Error() = %q", got)
+	}
+	if got := closedError("stats").Error(); got != "herald: stats: server closed" {
+		t.Errorf("Error() = %q", got)
+	}
+	if StatusQueueFull.String() != "HERALD_ERR_QUEUE_FULL" || Status(77).String() != "herald_status(77)" {
+		t.Error("Status.String")
+	}
+}
+
+func TestStartErrorClassification(t *testing.T) {
+	if !errors.Is(startError("invalid config: unknown field `x`"), ErrInvalidConfig) {
+		t.Error("config message not classified as ErrInvalidConfig")
+	}
+	if !errors.Is(startError("Address already in use (os error 98)"), ErrIO) {
+		t.Error("bind failure not classified as ErrIO")
+	}
+}

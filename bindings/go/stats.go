@@ -1,0 +1,104 @@
+package herald
+
+import "encoding/json"
+
+// Stats is a snapshot of the server's counters, as returned by Server.Stats
+// (the same document as GET /api/ws/stats on the server's port). Counters
+// start at zero when the server starts.
+type Stats struct {
+	// TotalConnections counts every WebSocket connection accepted since Start.
+	TotalConnections uint64 `json:"totalConnections"`
+	// ActiveConnections is the number of currently open WebSocket connections.
+	ActiveConnections uint64 `json:"activeConnections"`
+	// Clients describes open connections, at most Config.StatsClientLimit of
+	// them (see ClientsListed).
+	Clients []ClientStats `json:"clients"`
+	// ClientsListed is len(Clients).
+	ClientsListed uint64 `json:"clientsListed"`
+	// MessagesSent counts messages sent to clients.
+	MessagesSent uint64 `json:"messagesSent"`
+	// MessagesReceived counts messages received from clients.
+	MessagesReceived uint64 `json:"messagesReceived"`
+	// MessagesDropped counts messages that could not be queued for a client
+	// (it was being evicted or closing).
+	MessagesDropped uint64 `json:"messagesDropped"`
+	// Publications counts messages published to channels (notify, publish,
+	// broadcast to user).
+	Publications uint64 `json:"publications"`
+	// Evictions counts clients disconnected because their queue overflowed.
+	Evictions uint64 `json:"evictions"`
+	// HeartbeatTimeouts counts clients closed for not answering heartbeats.
+	HeartbeatTimeouts uint64 `json:"heartbeatTimeouts"`
+	// InvalidMessages counts client messages answered with an error.
+	InvalidMessages uint64 `json:"invalidMessages"`
+	// OversizedMessages counts client messages over Config.MaxMessageSize.
+	OversizedMessages uint64 `json:"oversizedMessages"`
+	// RejectedConnections counts sockets refused (e.g. over MaxConnections).
+	RejectedConnections uint64 `json:"rejectedConnections"`
+	// PublishQueueFull counts host calls that failed with ErrQueueFull.
+	PublishQueueFull uint64 `json:"publishQueueFull"`
+	// ChannelsRejected counts subscriptions refused over Config.MaxChannels.
+	ChannelsRejected uint64 `json:"channelsRejected"`
+	// Recoveries counts successful history recoveries after reconnects.
+	Recoveries uint64 `json:"recoveries"`
+	// RecoveriesFailed counts recoveries that could not be served.
+	RecoveriesFailed uint64 `json:"recoveriesFailed"`
+	// Channels is the number of channels the server currently holds.
+	Channels uint64 `json:"channels"`
+	// Subscriptions is the number of current client subscriptions.
+	Subscriptions uint64 `json:"subscriptions"`
+	// HistoryBytes is the size of all kept history.
+	HistoryBytes uint64 `json:"historyBytes"`
+	// EventsQueued is the number of events waiting in the core for Events.
+	EventsQueued uint64 `json:"eventsQueued"`
+	// EventsDropped counts events dropped because the core's event queue was
+	// full (Config.EventQueueSize).
+	EventsDropped uint64 `json:"eventsDropped"`
+	// UptimeMS is the time since Start in milliseconds.
+	UptimeMS uint64 `json:"uptimeMs"`
+	// Port is the bound port.
+	Port int `json:"port"`
+	// Path is the WebSocket endpoint path.
+	Path string `json:"path"`
+	// Version is the core's version.
+	Version string `json:"version"`
+
+	// Raw is the whole stats document as the core reported it, including
+	// fields this version of the binding does not map.
+	Raw json.RawMessage `json:"-"`
+}
+
+// ClientStats describes one connected client in Stats.
+type ClientStats struct {
+	// ID is the client ID (as in Event.ClientID and Server.Send).
+	ID string `json:"id"`
+	// UserID is the client's userId, or "" if none.
+	UserID string `json:"userId"`
+	// SessionID is the client's sessionId, or "" if none.
+	SessionID string `json:"sessionId"`
+	// IsAlive reports whether the client answered the last heartbeat.
+	IsAlive bool `json:"isAlive"`
+	// State is the core's connection state name.
+	State string `json:"state"`
+	// RemoteAddress is the client's address (host:port).
+	RemoteAddress string `json:"remoteAddress"`
+	// Subscriptions is the number of channels the client is subscribed to.
+	Subscriptions uint64 `json:"subscriptions"`
+	// Queued is the number of messages waiting in the client's queue.
+	Queued uint64 `json:"queued"`
+	// MessagesSent counts messages sent to this client.
+	MessagesSent uint64 `json:"messagesSent"`
+	// IdleMS is the time since the client was last heard from, in
+	// milliseconds.
+	IdleMS uint64 `json:"idleMs"`
+}
+
+// parseStats decodes the core's stats document.
+func parseStats(raw []byte) (Stats, error) {
+	var s Stats
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return Stats{}, err
+	}
+	s.Raw = json.RawMessage(raw)
+	return s, nil
+}

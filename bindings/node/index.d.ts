@@ -1,0 +1,324 @@
+// Type definitions for herald (Node binding of the Herald real-time notification core).
+// Hand-written; keep in sync with index.js and the core's protocol (wire protocol v1).
+
+/// <reference types="node" />
+
+import { EventEmitter } from 'node:events';
+
+/** A message or payload: an object (serialized with `JSON.stringify`) or JSON object text. */
+export type Message = { [key: string]: unknown } | string;
+
+/** Per-channel history kept for clients that reconnect. */
+export interface HistoryOptions {
+  /** Publications kept per channel; 0 turns history off. Default 256. */
+  size?: number;
+  /** Publications older than this many ms are dropped. Default 600000 (10 min). */
+  ttl_ms?: number;
+  /** camelCase alias of `ttl_ms`. */
+  ttlMs?: number;
+  /** Bytes of history kept across all channels; the oldest go first. Default 64 MiB. */
+  max_bytes?: number;
+  /** camelCase alias of `max_bytes`. */
+  maxBytes?: number;
+}
+
+/**
+ * Server options: the core's configuration keys. Every key is optional; an
+ * unknown key makes `start()` reject with code `HERALD_INVALID_CONFIG`.
+ *
+ * Keys are the core's snake_case names; each may also be written in camelCase
+ * (`heartbeatIntervalMs` for `heartbeat_interval_ms`), converted mechanically
+ * (every capital letter `X` becomes `_x`). Keys whose value is `undefined` are
+ * left out (the core's default applies).
+ */
+export interface ServerOptions {
+  /** Address to bind. Default "127.0.0.1". */
+  host?: string;
+  /** Port to bind; 0 picks a free port (read it back from `server.port`). Default 3001. */
+  port?: number;
+  /** WebSocket endpoint path. Default "/ws". */
+  path?: string;
+  /** A protocol ping is sent to every client this often (ms). Default 30000. */
+  heartbeat_interval_ms?: number;
+  heartbeatIntervalMs?: number;
+  /** A client from which nothing arrived for this long (ms) is closed. Default 60000. */
+  heartbeat_timeout_ms?: number;
+  heartbeatTimeoutMs?: number;
+  /** Largest accepted client message, in bytes; larger closes the socket with 1009. Default 65536. */
+  max_message_size?: number;
+  maxMessageSize?: number;
+  /** Messages queued per client before it is evicted as too slow. Default 1024. */
+  client_queue_size?: number;
+  clientQueueSize?: number;
+  /** Open sockets (WebSocket and HTTP) at most; more are refused. */
+  max_connections?: number;
+  maxConnections?: number;
+  /** Core worker threads; 0 = one per CPU core, at most 4. */
+  worker_threads?: number;
+  workerThreads?: number;
+  /** Calls queued for the dispatcher at most; beyond it calls throw `HERALD_QUEUE_FULL`. */
+  publish_queue_size?: number;
+  publishQueueSize?: number;
+  /** Events queued for the host at most; beyond it events are dropped (and counted). */
+  event_queue_size?: number;
+  eventQueueSize?: number;
+  /** A socket that has not completed its HTTP request in this time (ms) is dropped. */
+  handshake_timeout_ms?: number;
+  handshakeTimeoutMs?: number;
+  /** Distinct channels at most (sessions, users and plain channels). */
+  max_channels?: number;
+  maxChannels?: number;
+  /** Clients listed individually in stats at most. */
+  stats_client_limit?: number;
+  statsClientLimit?: number;
+  /** Per-channel history for recovery after reconnects. */
+  history?: HistoryOptions;
+}
+
+/** Options of `server.close()`. */
+export interface CloseOptions {
+  /**
+   * How long (ms) connections get to drain and receive their close frame
+   * (code 1001) before the server stops forcibly. Default 5000.
+   */
+  timeoutMs?: number;
+}
+
+/** Fields common to every event. */
+export interface BaseEvent {
+  /** The connection's id: use it with `server.send(clientId, message)`. */
+  clientId: string;
+  /** ISO-8601 time the core recorded the event. */
+  timestamp: string;
+}
+
+/** 'connection': a WebSocket client connected (core event type `connected`). */
+export interface ConnectionEvent extends BaseEvent {
+  type: 'connected';
+  /** The `userId` query parameter of the connection, if any. */
+  userId: string | null;
+  /** The `sessionId` query parameter of the connection, if any (it is subscribed to it). */
+  sessionId: string | null;
+  /** The peer's address ("ip:port"). */
+  remoteAddr: string;
+}
+
+/** 'disconnect': a client's connection ended (core event type `disconnected`). */
+export interface DisconnectEvent extends BaseEvent {
+  type: 'disconnected';
+  userId: string | null;
+  sessionId: string | null;
+  /** The WebSocket close code, or null if the connection ended without one. */
+  code: number | null;
+  /** The close reason ("" if none). */
+  reason: string;
+}
+
+/** 'subscribe': a client subscribed to a channel (core event type `subscribed`). */
+export interface SubscribeEvent extends BaseEvent {
+  type: 'subscribed';
+  /** The channel: "session:<id>" for sessions, "user:<id>" for users, else the channel name. */
+  channel: string;
+}
+
+/** 'unsubscribe': a client left a channel (core event type `unsubscribed`). */
+export interface UnsubscribeEvent extends BaseEvent {
+  type: 'unsubscribed';
+  channel: string;
+}
+
+/**
+ * 'message': a client sent a JSON object with a string `type` that is not part
+ * of the protocol (not ping/subscribe/unsubscribe); core event type `client_message`.
+ */
+export interface MessageEvent extends BaseEvent {
+  type: 'client_message';
+  userId: string | null;
+  sessionId: string | null;
+  /** The client's whole JSON object. */
+  message: { type: string; [key: string]: unknown };
+}
+
+/** Any event the server emits with a payload. */
+export type HeraldEvent = ConnectionEvent | DisconnectEvent | SubscribeEvent | UnsubscribeEvent | MessageEvent;
+
+/** One client as listed in `getStats().clients`. */
+export interface ClientStats {
+  id: string;
+  userId: string | null;
+  sessionId: string | null;
+  isAlive: boolean;
+  state: string;
+  [key: string]: unknown;
+}
+
+/** The result of `getStats()` (the same JSON as `GET /api/ws/stats`). */
+export interface Stats {
+  totalConnections: number;
+  activeConnections: number;
+  clients: ClientStats[];
+  messagesSent: number;
+  messagesReceived: number;
+  evictions: number;
+  [key: string]: unknown;
+}
+
+/** One publication kept in a channel's history: the message as delivered (with `seq`/`epoch`). */
+export interface HistoryEntry {
+  [key: string]: unknown;
+}
+
+/**
+ * An error thrown (or rejected with) by the server. `code` is `HERALD_` + the
+ * core's error kind in upper case:
+ * `HERALD_INVALID_JSON` (a message that is not JSON object text),
+ * `HERALD_INVALID_ARGUMENT` (e.g. an empty id), `HERALD_INVALID_CONFIG`,
+ * `HERALD_INVALID_UTF8`, `HERALD_UNKNOWN_CLIENT` (`send` to a client that is
+ * not connected), `HERALD_QUEUE_FULL`, `HERALD_IO` (e.g. port in use),
+ * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`.
+ * Arguments of the wrong type throw a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
+ */
+export interface HeraldError extends Error {
+  code:
+    | 'HERALD_NULL_ARGUMENT'
+    | 'HERALD_INVALID_UTF8'
+    | 'HERALD_INVALID_JSON'
+    | 'HERALD_INVALID_ARGUMENT'
+    | 'HERALD_INVALID_CONFIG'
+    | 'HERALD_INVALID_HANDLE'
+    | 'HERALD_UNKNOWN_CLIENT'
+    | 'HERALD_QUEUE_FULL'
+    | 'HERALD_IO'
+    | 'HERALD_TIMEOUT'
+    | 'HERALD_STOPPED'
+    | 'HERALD_PANIC'
+    | (string & {});
+}
+
+/**
+ * A running Herald server: a WebSocket endpoint (`ws://host:port/ws`) plus
+ * `GET /api/ws/stats` and `GET /healthz` on the same port, run by the native
+ * core on its own threads. Obtain one with {@link start}.
+ *
+ * Like a listening `http.Server`, an open server keeps the process alive
+ * (see {@link HeraldServer.unref}); a closed one never does.
+ *
+ * All sending methods only enqueue and return at once; they throw a
+ * {@link HeraldError} on failure (`HERALD_STOPPED` once closed).
+ */
+export declare class HeraldServer extends EventEmitter {
+  private constructor();
+
+  /** The bound port (useful with `port: 0`); still readable after close. */
+  readonly port: number;
+  /** True until `close()` is called. */
+  readonly listening: boolean;
+
+  /** Sends `{"type":"ai_start","sessionId","task",...}` to the session's subscribers. */
+  notifyAIStart(sessionId: string, task: Message): void;
+  /** Sends `{"type":"ai_progress","sessionId","progress",...}` to the session's subscribers. */
+  notifyAIProgress(sessionId: string, progress: Message): void;
+  /** Sends `{"type":"ai_complete","sessionId","result",...}` to the session's subscribers. */
+  notifyAIComplete(sessionId: string, result: Message): void;
+  /**
+   * Sends `{"type":"ai_error","sessionId","error",...}` to the session's subscribers.
+   * An `Error` instance is sent as `{message, code?}`.
+   */
+  notifyAIError(sessionId: string, error: Message | Error): void;
+  /** Sends the message as given (plus `timestamp` if absent) to every connected client. */
+  broadcast(message: Message): void;
+  /** Sends the message to every client connected with `?userId=<userId>` (channel `user:<userId>`). */
+  broadcastToUser(userId: string, message: Message): void;
+  /** Sends the message (plus `channel`, `seq`, `epoch`) to the channel's subscribers, and keeps it in its history. */
+  publish(channel: string, message: Message): void;
+  /** Sends the message to one client; throws `HERALD_UNKNOWN_CLIENT` if it is not connected. */
+  send(clientId: string, message: Message): void;
+  /** Connection and message counters, and the connected clients. */
+  getStats(): Stats;
+  /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
+  getHistory(channel: string): HistoryEntry[];
+
+  /** Keep the process alive while the server is open (the default). Returns the server. */
+  ref(): this;
+  /** Let the process exit even though the server is open. Returns the server. */
+  unref(): this;
+
+  /**
+   * Gracefully stops the server: connections get a close frame (code 1001) and
+   * queued messages are flushed for up to `options.timeoutMs` (default 5000),
+   * after which the server stops forcibly. Resolves once the server is stopped
+   * and every event (including the final 'disconnect's) has been emitted, then
+   * emits 'close'. Never blocks the event loop. Calling it again returns the
+   * same promise. Afterwards the server no longer keeps the process alive.
+   */
+  close(options?: CloseOptions): Promise<void>;
+
+  on(event: 'connection', listener: (event: ConnectionEvent) => void): this;
+  on(event: 'disconnect', listener: (event: DisconnectEvent) => void): this;
+  on(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
+  on(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
+  on(event: 'message', listener: (event: MessageEvent) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  once(event: 'connection', listener: (event: ConnectionEvent) => void): this;
+  once(event: 'disconnect', listener: (event: DisconnectEvent) => void): this;
+  once(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
+  once(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
+  once(event: 'message', listener: (event: MessageEvent) => void): this;
+  once(event: 'close', listener: () => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  addListener(event: 'connection', listener: (event: ConnectionEvent) => void): this;
+  addListener(event: 'disconnect', listener: (event: DisconnectEvent) => void): this;
+  addListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
+  addListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
+  addListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  addListener(event: 'close', listener: () => void): this;
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  prependListener(event: 'connection', listener: (event: ConnectionEvent) => void): this;
+  prependListener(event: 'disconnect', listener: (event: DisconnectEvent) => void): this;
+  prependListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
+  prependListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
+  prependListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  prependListener(event: 'close', listener: () => void): this;
+  prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  off(event: 'connection', listener: (event: ConnectionEvent) => void): this;
+  off(event: 'disconnect', listener: (event: DisconnectEvent) => void): this;
+  off(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
+  off(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
+  off(event: 'message', listener: (event: MessageEvent) => void): this;
+  off(event: 'close', listener: () => void): this;
+  off(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  emit(event: 'connection', event_: ConnectionEvent): boolean;
+  emit(event: 'disconnect', event_: DisconnectEvent): boolean;
+  emit(event: 'subscribe', event_: SubscribeEvent): boolean;
+  emit(event: 'unsubscribe', event_: UnsubscribeEvent): boolean;
+  emit(event: 'message', event_: MessageEvent): boolean;
+  emit(event: 'close'): boolean;
+  emit(event: string | symbol, ...args: any[]): boolean;
+}
+
+/**
+ * Starts a Herald server and resolves once it is listening. Binding happens
+ * off the event loop. Rejects with a {@link HeraldError}: `HERALD_INVALID_CONFIG`
+ * for a bad option, `HERALD_IO` if the address cannot be bound.
+ *
+ * Events from clients that connect before the promise resolves are held and
+ * emitted after the caller's continuation has run, so listeners attached right
+ * after `await start()` see them.
+ *
+ * @example
+ * const herald = require('herald');
+ * const server = await herald.start({ port: 3001 });
+ * server.on('connection', (e) => console.log('client', e.clientId, e.userId));
+ * server.notifyAIStart('session-1', { id: 'job-1', prompt: 'Summarize' });
+ * await server.close();
+ */
+export declare function start(options?: ServerOptions): Promise<HeraldServer>;
+
+/** Version of the Herald core the addon was built from. */
+export declare const version: string;

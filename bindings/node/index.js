@@ -1,0 +1,288 @@
+'use strict';
+
+// Herald for Node: a thin EventEmitter layer over the native addon (src/lib.rs).
+//
+// The addon is loaded from $HERALD_NODE_ADDON if set, else from ./herald.node
+// (produced by `npm run build`, which `npm install` runs).
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { EventEmitter } = require('node:events');
+
+function loadAddon() {
+  const fromEnv = process.env.HERALD_NODE_ADDON;
+  const file = fromEnv ? path.resolve(fromEnv) : path.join(__dirname, 'herald.node');
+  if (!fs.existsSync(file)) {
+    const err = new Error(
+      fromEnv
+        ? `herald: HERALD_NODE_ADDON points at ${file}, which does not exist`
+        : `herald: native addon not found at ${file}; build it with \`npm run build\` in ${__dirname} ` +
+            '(needs cargo), or set HERALD_NODE_ADDON to the path of a built addon',
+    );
+    err.code = 'HERALD_ADDON_NOT_FOUND';
+    throw err;
+  }
+  // process.dlopen rather than require(): the addon may keep its cargo name
+  // (libherald_node.so / .dylib / herald_node.dll) when given by HERALD_NODE_ADDON.
+  const mod = { exports: {} };
+  process.dlopen(mod, file);
+  return mod.exports;
+}
+
+const native = loadAddon();
+
+/** Default time `close()` gives connections to drain before forcing. */
+const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/** Core event type -> EventEmitter event name. */
+const EVENT_NAMES = {
+  connected: 'connection',
+  disconnected: 'disconnect',
+  subscribed: 'subscribe',
+  unsubscribed: 'unsubscribe',
+  client_message: 'message',
+};
+
+function typeError(message) {
+  const err = new TypeError(message);
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `type ${typeof value}`;
+}
+
+function checkString(name, value) {
+  if (typeof value !== 'string') {
+    throw typeError(`The "${name}" argument must be of type string. Received ${describe(value)}`);
+  }
+}
+
+/**
+ * A message/payload: a plain object is JSON.stringify'd; a string is taken as
+ * JSON text and checked by the core (it must be a JSON object).
+ */
+function toJson(name, value) {
+  if (typeof value === 'string') return value;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const text = JSON.stringify(value);
+    if (typeof text !== 'string') {
+      throw typeError(`The "${name}" argument could not be serialized to JSON`);
+    }
+    return text;
+  }
+  throw typeError(
+    `The "${name}" argument must be an object or a string of JSON object text. Received ${describe(value)}`,
+  );
+}
+
+/** `heartbeatIntervalMs` -> `heartbeat_interval_ms`; snake_case keys pass unchanged. */
+function snakeKey(key) {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+function snakeKeys(value) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const out = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (v === undefined) continue; // like JSON.stringify: an undefined option means "default"
+    out[snakeKey(key)] = snakeKeys(v);
+  }
+  return out;
+}
+
+function configJson(options) {
+  if (options === undefined || options === null) return null;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw typeError(`The "options" argument must be of type object. Received ${describe(options)}`);
+  }
+  return JSON.stringify(snakeKeys(options));
+}
+
+/**
+ * A running Herald server. Obtain one with `herald.start(options)`.
+ *
+ * Events: 'connection', 'disconnect', 'subscribe', 'unsubscribe', 'message'
+ * (each with the core's event object) and 'close' (after `close()` finished).
+ */
+class HeraldServer extends EventEmitter {
+  /** @param {symbol} token @param {object} nativeServer @param {object} state */
+  constructor(token, nativeServer, state) {
+    if (token !== CONSTRUCT) {
+      throw new TypeError('HeraldServer is not constructible; use herald.start(options)');
+    }
+    super();
+    this._native = nativeServer;
+    this._state = state; // shared with the event callback created before start resolved
+    this._closePromise = null;
+    state.server = this;
+    if (state.pending.length > 0) {
+      // Events that arrived between bind and now (e.g. a client reconnecting at
+      // once to a fixed port): replay them after the caller has had the chance
+      // to attach listeners (`const s = await start(); s.on(...)`), keeping
+      // later events queued behind them so the order is preserved.
+      state.holding = true;
+      setImmediate(() => {
+        state.holding = false;
+        for (const json of state.pending.splice(0)) state.deliver(json);
+      });
+    }
+  }
+
+  /** The port the server is bound to (useful with `port: 0`). */
+  get port() {
+    return this._native.port;
+  }
+
+  /** True until `close()` is called. */
+  get listening() {
+    return !this._native.closed;
+  }
+
+  notifyAIStart(sessionId, task) {
+    checkString('sessionId', sessionId);
+    this._call('notifyAiStart', sessionId, toJson('task', task));
+  }
+
+  notifyAIProgress(sessionId, progress) {
+    checkString('sessionId', sessionId);
+    this._call('notifyAiProgress', sessionId, toJson('progress', progress));
+  }
+
+  notifyAIComplete(sessionId, result) {
+    checkString('sessionId', sessionId);
+    this._call('notifyAiComplete', sessionId, toJson('result', result));
+  }
+
+  notifyAIError(sessionId, error) {
+    checkString('sessionId', sessionId);
+    if (error instanceof Error) {
+      // Convenience: an Error becomes {message, code?}, since JSON.stringify(err) is "{}".
+      const plain = { message: error.message };
+      if (error.code !== undefined) plain.code = error.code;
+      error = plain;
+    }
+    this._call('notifyAiError', sessionId, toJson('error', error));
+  }
+
+  broadcast(message) {
+    this._call('broadcast', toJson('message', message));
+  }
+
+  broadcastToUser(userId, message) {
+    checkString('userId', userId);
+    this._call('broadcastToUser', userId, toJson('message', message));
+  }
+
+  publish(channel, message) {
+    checkString('channel', channel);
+    this._call('publish', channel, toJson('message', message));
+  }
+
+  send(clientId, message) {
+    checkString('clientId', clientId);
+    this._call('send', clientId, toJson('message', message));
+  }
+
+  getStats() {
+    return JSON.parse(this._call('stats'));
+  }
+
+  getHistory(channel) {
+    checkString('channel', channel);
+    return JSON.parse(this._call('history', channel));
+  }
+
+  /** Keep the process alive while the server is open (the default). */
+  ref() {
+    this._native.ref();
+    return this;
+  }
+
+  /** Let the process exit even while the server is open. */
+  unref() {
+    this._native.unref();
+    return this;
+  }
+
+  /**
+   * Gracefully stops the server; resolves once it is stopped and every event
+   * (including the final 'disconnect's) has been emitted. Calling it again
+   * returns the same promise.
+   */
+  close(options) {
+    if (this._closePromise) return this._closePromise;
+    let timeoutMs = DEFAULT_CLOSE_TIMEOUT_MS;
+    if (options !== undefined && options !== null) {
+      if (typeof options !== 'object') {
+        throw typeError(`The "options" argument must be of type object. Received ${describe(options)}`);
+      }
+      if (options.timeoutMs !== undefined) {
+        if (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 0 || options.timeoutMs > 0xffffffff) {
+          const err = new RangeError('The "options.timeoutMs" option must be a non-negative integer');
+          err.code = 'ERR_OUT_OF_RANGE';
+          throw err;
+        }
+        timeoutMs = options.timeoutMs;
+      }
+    }
+    const drained = new Promise((resolve) => {
+      this._state.onEnd = resolve;
+    });
+    const stopped = this._native.close(timeoutMs);
+    this._closePromise = Promise.all([stopped, drained]).then(() => {
+      this.emit('close');
+    });
+    return this._closePromise;
+  }
+
+  _call(method, ...args) {
+    return this._native[method](...args);
+  }
+
+  _dispatch(json) {
+    const event = JSON.parse(json);
+    const name = EVENT_NAMES[event.type];
+    if (name !== undefined) this.emit(name, event);
+  }
+}
+
+const CONSTRUCT = Symbol('HeraldServer.construct');
+
+/**
+ * Starts a Herald server; resolves once it is listening.
+ * @param {object} [options] the core's config keys (snake_case, or their camelCase forms)
+ * @returns {Promise<HeraldServer>}
+ */
+async function start(options) {
+  const config = configJson(options);
+  const state = {
+    server: null, // the HeraldServer, once constructed
+    holding: false, // true while early events are being held for replay
+    pending: [], // event JSON texts not delivered yet
+    onEnd: null, // resolves close()'s "all events emitted" promise
+    deliver(json) {
+      if (json === '') {
+        // End of stream: the core has stopped and every event was delivered.
+        if (state.onEnd) state.onEnd();
+      } else {
+        state.server._dispatch(json);
+      }
+    },
+  };
+  const onEvent = (json) => {
+    if (state.server === null || state.holding) state.pending.push(json);
+    else state.deliver(json);
+  };
+  const nativeServer = await native.start(config, onEvent);
+  return new HeraldServer(CONSTRUCT, nativeServer, state);
+}
+
+module.exports = {
+  start,
+  HeraldServer,
+  version: native.version(),
+};

@@ -1,0 +1,198 @@
+'use strict';
+
+// Process lifetime: an open server keeps the process alive like a listening
+// http.Server; a closed (or unref'd) one never does. Each case runs a child
+// process and only bounds how long it may take to exit.
+
+const { describe, it } = require('node:test');
+const assert = require('node:assert/strict');
+const { Client, runNode, withTimeout } = require('./helpers');
+
+const HERALD = JSON.stringify(require.resolve('..'));
+
+/** Runs `body` in a child with `herald` and `port0` in scope; top-level await allowed. */
+function child(body, opts) {
+  const script = `
+    const herald = require(${HERALD});
+    (async () => { ${body} })().catch((err) => {
+      console.log('CHILD-ERROR ' + (err && err.code) + ' ' + (err && err.stack));
+      process.exitCode = 99;
+    });
+  `;
+  return runNode(script, opts);
+}
+
+function assertExitedCleanly(res, expectedStdout) {
+  assert.equal(res.timedOut, false, `the child did not exit by itself (stdout: ${res.stdout} stderr: ${res.stderr})`);
+  assert.equal(res.code, 0, `exit code (stdout: ${res.stdout} stderr: ${res.stderr})`);
+  if (expectedStdout) assert.match(res.stdout, expectedStdout);
+}
+
+describe('process lifetime', () => {
+  it('exits once the server is closed', async () => {
+    const res = await child(`
+      const s = await herald.start({ port: 0 });
+      console.log('started ' + s.port);
+      await s.close();
+      console.log('closed');
+    `);
+    assertExitedCleanly(res, /started \d+\nclosed\n/);
+  });
+
+  it('exits after closing a server that had clients and events', async () => {
+    // The child closes its server when a client asks; it must then exit by itself.
+    let port;
+    const ready = new Promise((resolve) => {
+      port = resolve;
+    });
+    const running = child(
+      `
+      const s = await herald.start({ port: 0 });
+      s.on('message', async (e) => {
+        if (e.message.type === 'quit') {
+          s.broadcast({ type: 'bye' });
+          await s.close();
+          console.log('closed');
+        }
+      });
+      s.on('disconnect', () => console.log('disconnect'));
+      console.log('port ' + s.port);
+    `,
+      {
+        onLine: (line) => {
+          const m = /^port (\d+)$/.exec(line);
+          if (m) port(Number(m[1]));
+        },
+      },
+    );
+    const c = await Client.connect(await withTimeout(ready, 'the child to start'));
+    // The child's main script finished long ago; it is still serving us.
+    c.send({ type: 'ping' });
+    await c.next({ type: 'pong' });
+    c.send({ type: 'quit' });
+    await c.next({ type: 'bye' });
+    assert.equal((await withTimeout(c.closed, 'the close frame')).code, 1001);
+    const res = await running;
+    assertExitedCleanly(res, /disconnect\nclosed\n/);
+  });
+
+  it('stays alive while the server is open', async () => {
+    // The child never closes: after serving a round trip it must still be
+    // running; we end it ourselves.
+    let done;
+    const ready = new Promise((resolve) => {
+      done = resolve;
+    });
+    let childProc;
+    const running = child(`const s = await herald.start({ port: 0 }); console.log('port ' + s.port);`, {
+      onLine: (line, proc) => {
+        childProc = proc;
+        const m = /^port (\d+)$/.exec(line);
+        if (m) done(Number(m[1]));
+      },
+    });
+    const port = await withTimeout(ready, 'the child to start');
+    const c = await Client.connect(port);
+    await c.sync();
+    assert.equal(childProc.exitCode, null, 'the child is still running');
+    childProc.kill('SIGTERM');
+    const res = await running;
+    assert.equal(res.signal, 'SIGTERM', 'the child had to be killed');
+    c.terminate();
+  });
+
+  it('exits while the server is open after unref(), and ref() undoes it', async () => {
+    const res = await child(`
+      const s = await herald.start({ port: 0 });
+      s.unref();
+      console.log('unrefed');
+    `);
+    assertExitedCleanly(res, /unrefed/);
+
+    let done;
+    const ready = new Promise((resolve) => {
+      done = resolve;
+    });
+    const running = child(
+      `
+      const s = await herald.start({ port: 0 });
+      s.unref().ref();
+      s.on('message', () => s.close());
+      console.log('port ' + s.port);
+    `,
+      {
+        onLine: (line) => {
+          const m = /^port (\d+)$/.exec(line);
+          if (m) done(Number(m[1]));
+        },
+      },
+    );
+    const c = await Client.connect(await withTimeout(ready, 'the child to start'));
+    await c.sync(); // still alive after ref()
+    c.send({ type: 'quit' });
+    await withTimeout(c.closed, 'the close frame');
+    assertExitedCleanly(await running);
+  });
+
+  it('a failed start() does not keep the process alive', async () => {
+    const res = await child(`
+      await herald.start({ port: 0, no_such_key: 1 }).catch((e) => console.log('rejected ' + e.code));
+    `);
+    assertExitedCleanly(res, /rejected HERALD_INVALID_CONFIG/);
+  });
+
+  it('exits after closing several servers', async () => {
+    const res = await child(`
+      const servers = await Promise.all([1, 2, 3].map(() => herald.start({ port: 0 })));
+      console.log('ports ' + servers.map((s) => s.port).join(','));
+      await Promise.all(servers.map((s) => s.close()));
+      console.log('all closed');
+    `);
+    assertExitedCleanly(res, /all closed/);
+  });
+
+  it('a listener that throws surfaces as an uncaught exception', async () => {
+    let done;
+    const ready = new Promise((resolve) => {
+      done = resolve;
+    });
+    const running = child(
+      `
+      const s = await herald.start({ port: 0 });
+      s.on('connection', () => { throw new Error('listener exploded'); });
+      console.log('port ' + s.port);
+    `,
+      {
+        onLine: (line) => {
+          const m = /^port (\d+)$/.exec(line);
+          if (m) done(Number(m[1]));
+        },
+      },
+    );
+    const port = await withTimeout(ready, 'the child to start');
+    const c = await Client.connect(port).catch(() => null); // the child may die mid-handshake
+    const res = await running;
+    assert.equal(res.timedOut, false);
+    assert.notEqual(res.code, 0);
+    assert.match(res.stderr, /listener exploded/);
+    if (c) c.terminate();
+  });
+
+  it('works inside a worker thread, and the worker can exit', async () => {
+    const res = await child(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const herald = require(${HERALD.replace(/\\/g, '\\\\')});
+        const { parentPort } = require('node:worker_threads');
+        herald.start({ port: 0 }).then(async (s) => {
+          parentPort.postMessage('port ' + s.port);
+          await s.close();
+        });
+      \`, { eval: true });
+      w.on('message', (m) => console.log(m));
+      const code = await new Promise((r) => w.on('exit', r));
+      console.log('worker exited ' + code);
+    `);
+    assertExitedCleanly(res, /port \d+\nworker exited 0/);
+  });
+});

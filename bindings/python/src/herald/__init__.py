@@ -1,0 +1,72 @@
+"""Herald for Python: embed the Herald real-time notification server in one line.
+
+    import herald
+
+    with herald.Server(port=0) as server:
+        print("clients connect to", f"ws://127.0.0.1:{server.port}/ws?sessionId=S")
+        server.notify_ai_start("S", {"prompt": "hello"})
+        server.notify_ai_progress("S", {"percent": 50})
+        server.notify_ai_complete("S", {"text": "done"})
+
+The package is a thin ctypes layer over the core's C ABI (``libherald``), which runs its own
+threads; see :class:`Server` for the API and the threading rules.
+"""
+
+from __future__ import annotations
+
+from ._ffi import Status, library_path
+from ._server import Event, EventStream, Message, Server, core_version
+from ._types import HistoryConfig, ServerConfig
+from .errors import (
+    HeraldError,
+    HeraldIOError,
+    HeraldLibraryError,
+    HeraldTimeoutError,
+    InvalidArgumentError,
+    InvalidConfigError,
+    InvalidHandleError,
+    InvalidJsonError,
+    InvalidUtf8Error,
+    NotSerializableError,
+    NullArgumentError,
+    PanicError,
+    QueueFullError,
+    ServerClosedError,
+    StartError,
+    StartIOError,
+    StoppedError,
+    UnknownClientError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Server",
+    "EventStream",
+    "Event",
+    "Message",
+    "ServerConfig",
+    "HistoryConfig",
+    "Status",
+    "core_version",
+    "library_path",
+    "HeraldError",
+    "HeraldLibraryError",
+    "StartError",
+    "InvalidArgumentError",
+    "NullArgumentError",
+    "InvalidUtf8Error",
+    "InvalidJsonError",
+    "NotSerializableError",
+    "InvalidConfigError",
+    "ServerClosedError",
+    "InvalidHandleError",
+    "StoppedError",
+    "UnknownClientError",
+    "QueueFullError",
+    "HeraldIOError",
+    "StartIOError",
+    "HeraldTimeoutError",
+    "PanicError",
+    "__version__",
+]

@@ -1,0 +1,727 @@
+"""The :class:`Server` object: a thin, safe Python face over the Herald C ABI."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import ctypes
+import inspect
+import itertools
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import weakref
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from . import _ffi
+from ._ffi import Status
+from .errors import (
+    HeraldError,
+    InvalidArgumentError,
+    InvalidConfigError,
+    NotSerializableError,
+    PanicError,
+    StartError,
+    StartIOError,
+    StoppedError,
+    error_from_status,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from ._types import ServerConfig
+
+__all__ = ["Server", "EventStream", "Event", "Message", "core_version"]
+
+logger = logging.getLogger("herald")
+
+#: An event delivered to the host, e.g. ``{"type": "connected", "clientId": ..., ...}``.
+Event = Dict[str, Any]
+#: A message: a JSON object given as a mapping, or already-encoded JSON text (``str``/``bytes``).
+Message = Union[Mapping[str, Any], str, bytes]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_U32_MAX = 0xFFFFFFFF
+#: Timeout used when a server is stopped because it was garbage-collected or at exit.
+_IMPLICIT_STOP_TIMEOUT_MS = 5000
+
+
+def core_version() -> str:
+    """Version string of the loaded core library (``herald_version()``)."""
+    raw = _ffi.lib().herald_version()
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Argument conversion. The binding only encodes; validation is the core's job, so that the
+# error a user sees is the core's (None is passed as NULL, non-objects reach the core, ...).
+# --------------------------------------------------------------------------------------------
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    if timeout is None:
+        return _U32_MAX
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidArgumentError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout != timeout or timeout < 0:  # NaN or negative
+        raise InvalidArgumentError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    return min(int(timeout * 1000), _U32_MAX)
+
+
+def _no_nul(data: bytes, what: str) -> bytes:
+    if b"\x00" in data:
+        # A C string cannot carry NUL: passing it would silently truncate the value.
+        raise InvalidArgumentError(f"{what} must not contain NUL characters")
+    return data
+
+
+def _text(value: Any, what: str) -> Optional[bytes]:
+    """Encode an id/channel for the C ABI. ``None`` becomes NULL (the core reports it)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # surrogatepass: a lone surrogate becomes invalid UTF-8 and the core reports INVALID_UTF8.
+        return _no_nul(value.encode("utf-8", "surrogatepass"), what)
+    if isinstance(value, (bytes, bytearray)):
+        return _no_nul(bytes(value), what)
+    raise InvalidArgumentError(f"{what} must be a str, not {type(value).__name__}")
+
+
+def _json(value: Any, what: str) -> Optional[bytes]:
+    """Encode a message for the C ABI.
+
+    ``str``/``bytes`` are taken as JSON text and passed through unchanged; anything else is
+    encoded with :func:`json.dumps`. ``None`` becomes NULL. Whether the result is acceptable
+    (a JSON object, valid UTF-8, ...) is decided by the core.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _no_nul(value.encode("utf-8", "surrogatepass"), what)
+    if isinstance(value, (bytes, bytearray)):
+        return _no_nul(bytes(value), what)
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise NotSerializableError(f"{what} is not JSON-serializable: {exc}") from exc
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _check(status: int) -> None:
+    """Raise the exception for a non-OK status. Call right after the C call, same thread."""
+    if status != Status.OK:
+        raise error_from_status(status, _ffi.last_error())
+
+
+# --------------------------------------------------------------------------------------------
+# Process-wide registries.
+#
+# _live maps a server key to its raw handle. Whoever pops the key owns the one and only
+# herald_stop call for that handle (dict.pop is atomic under the GIL), so close(), the
+# garbage-collection finalizer and the exit hook can race without double-stopping.
+#
+# _dispatchers maps the key (passed to the core as user_data) to a weak reference to the
+# server's event dispatcher. The C callback itself is ONE module-level CFUNCTYPE object that is
+# never freed: the core can call it at any moment until herald_stop returns, including while a
+# Server object is being collected, and a freed ctypes thunk would crash the process.
+# --------------------------------------------------------------------------------------------
+
+_live: Dict[int, int] = {}
+_dispatchers: Dict[int, "weakref.ReferenceType[_Dispatcher]"] = {}
+_keys = itertools.count(1)
+
+
+def _stop_key(key: int, timeout_ms: int) -> Optional[int]:
+    """Stop the server registered under ``key`` once. Returns the status, or None if already stopped."""
+    handle = _live.pop(key, None)
+    if handle is None:
+        return None
+    try:
+        return int(_ffi.lib().herald_stop(handle, timeout_ms))
+    finally:
+        # herald_stop returned: the core makes no further callback for this server.
+        _dispatchers.pop(key, None)
+
+
+@_ffi.EVENT_CALLBACK
+def _on_core_event(user_data: Optional[int], event_json: Optional[bytes]) -> None:
+    # Runs on the core's event thread. It must never raise: log and swallow everything.
+    try:
+        ref = _dispatchers.get(user_data or 0)
+        dispatcher = ref() if ref is not None else None
+        if dispatcher is not None and event_json is not None:
+            dispatcher.dispatch(event_json)
+    except BaseException:  # noqa: BLE001 - nothing may escape into the core
+        try:
+            logger.exception("herald: error while dispatching an event")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+# Servers dropped without close() are stopped by a reaper thread, not inside the garbage
+# collector: a graceful stop can take up to its timeout, and a GC pass can run at any
+# allocation, on any thread, while that thread holds arbitrary locks (which the event callback
+# might need). queue.SimpleQueue.put is documented as safe to call from finalizers.
+_reap_queue: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+_reaper_lock = threading.Lock()
+_reaper: Optional[threading.Thread] = None
+
+
+def _reaper_main() -> None:
+    while True:
+        key = _reap_queue.get()
+        try:
+            status = _stop_key(key, _IMPLICIT_STOP_TIMEOUT_MS)
+            if status not in (None, Status.OK, Status.ERR_TIMEOUT):
+                logger.warning("herald: stopping a garbage-collected server returned status %s", status)
+        except BaseException:  # noqa: BLE001
+            logger.exception("herald: error while stopping a garbage-collected server")
+
+
+def _ensure_reaper() -> None:
+    global _reaper
+    with _reaper_lock:
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reaper_main, name="herald-reaper", daemon=True)
+            _reaper.start()
+
+
+def _finalize_server(key: int) -> None:
+    # Called by weakref.finalize when a Server is garbage-collected without close().
+    if key in _live:
+        logger.debug("herald: server %d garbage-collected without close(); stopping it", key)
+        _reap_queue.put(key)
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    # Stop every server still running before the interpreter is torn down, so that the core's
+    # threads never call back into a finalizing interpreter.
+    for key in list(_live):
+        try:
+            _stop_key(key, _IMPLICIT_STOP_TIMEOUT_MS)
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _forget_after_fork() -> None:
+    # A forked child has the handles but none of the core's threads: never use them there.
+    global _reaper, _reaper_lock
+    _live.clear()
+    _dispatchers.clear()
+    _reaper = None
+    _reaper_lock = threading.Lock()  # another thread may have held it at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+
+class _Dispatcher:
+    """Fans an event out to the ``on_event`` callback and the open :class:`EventStream` s."""
+
+    def __init__(self) -> None:
+        self.callback: Optional[Callable[[Event], Any]] = None
+        self._lock = threading.Lock()
+        self._streams: List["EventStream"] = []
+        self.ended = False
+
+    def add(self, stream: "EventStream") -> bool:
+        with self._lock:
+            if self.ended:
+                return False
+            self._streams.append(stream)
+            return True
+
+    def remove(self, stream: "EventStream") -> None:
+        with self._lock:
+            try:
+                self._streams.remove(stream)
+            except ValueError:
+                pass
+
+    def dispatch(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace")
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            # Each consumer gets its own parsed copy, so one cannot mutate another's event.
+            stream._push(json.loads(text))
+        callback = self.callback
+        if callback is not None:
+            try:
+                callback(json.loads(text))
+            except Exception:
+                logger.exception("herald: on_event callback %r raised; the event is dropped", callback)
+
+    def end(self) -> None:
+        with self._lock:
+            self.ended = True
+            streams = list(self._streams)
+            self._streams.clear()
+        for stream in streams:
+            stream._end()
+
+
+def _wake(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Ended(Exception):
+    pass
+
+
+class EventStream:
+    """Events of one :class:`Server`, as an iterator *and* an async iterator.
+
+    Created by :meth:`Server.events`; it buffers every event from the moment it is created, so
+    nothing is missed between creating it and starting to iterate. Iteration ends when the
+    server is closed (after the buffered events are consumed) or when the stream is closed.
+
+    Synchronous use (blocks the calling thread)::
+
+        with server.events() as events:
+            for event in events:
+                ...
+
+    Asynchronous use (never blocks the event loop; works with any number of loops/threads)::
+
+        async with server.events() as events:
+            async for event in events:
+                ...
+
+    Events are pushed from Herald's event thread without blocking it. If more than
+    ``max_pending`` events are waiting, the oldest are dropped (counted in :attr:`dropped`,
+    with a warning logged).
+    """
+
+    def __init__(self, server: "Server", max_pending: int = 10_000) -> None:
+        if max_pending < 1:
+            raise InvalidArgumentError("max_pending must be >= 1")
+        self._server = server  # keeps the server alive while the stream is in use
+        self._max_pending = max_pending
+        self._cond = threading.Condition(threading.Lock())
+        self._items: Deque[Event] = collections.deque()
+        self._waiters: List[Tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]] = []
+        self._ended = False
+        self._closed = False
+        #: Number of events dropped because more than ``max_pending`` were waiting.
+        self.dropped = 0
+        if not server._dispatcher.add(self):
+            self._ended = True
+
+    # -- producer side (Herald's event thread) --------------------------------------------
+
+    def _push(self, event: Event) -> None:
+        with self._cond:
+            if self._ended or self._closed:
+                return
+            overflow = len(self._items) >= self._max_pending
+            if overflow:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(event)
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        if overflow:
+            logger.warning("herald: event stream overflow (max_pending=%d); oldest event dropped", self._max_pending)
+        self._wake_async(waiters)
+
+    def _end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        self._wake_async(waiters)
+
+    @staticmethod
+    def _wake_async(waiters: List[Tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]]) -> None:
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, fut)
+            except RuntimeError:  # that loop is closed; nobody is waiting any more
+                pass
+
+    # -- consumer side --------------------------------------------------------------------
+
+    def _pop_locked(self) -> Event:
+        if self._items:
+            return self._items.popleft()
+        raise _Ended
+
+    def get(self, timeout: Optional[float] = None) -> Event:
+        """Return the next event, blocking the calling thread.
+
+        Raises:
+            TimeoutError: no event arrived within ``timeout`` seconds.
+            StoppedError: the stream is exhausted (server closed, or stream closed).
+        """
+        with self._cond:
+            ready = self._cond.wait_for(lambda: self._items or self._ended or self._closed, timeout)
+            if not ready:
+                raise TimeoutError(f"no Herald event within {timeout} s")
+            if self._items:
+                return self._items.popleft()
+        raise StoppedError("event stream is closed")
+
+    async def aget(self, timeout: Optional[float] = None) -> Event:
+        """Return the next event without blocking the running event loop.
+
+        Cancelling the awaiting task never loses an event.
+
+        Raises:
+            TimeoutError: no event arrived within ``timeout`` seconds.
+            StoppedError: the stream is exhausted (server closed, or stream closed).
+        """
+        if timeout is None:
+            return await self._next_async()
+        return await asyncio.wait_for(self._next_async(), timeout)
+
+    async def _next_async(self) -> Event:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                if self._ended or self._closed:
+                    raise StoppedError("event stream is closed")
+                fut: "asyncio.Future[None]" = loop.create_future()
+                self._waiters.append((loop, fut))
+            try:
+                await fut
+            finally:
+                if not fut.done():  # cancelled: unregister so the producer does not wake it
+                    with self._cond:
+                        try:
+                            self._waiters.remove((loop, fut))
+                        except ValueError:
+                            pass
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            return self.get()
+        except StoppedError:
+            raise StopIteration from None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._next_async()
+        except StoppedError:
+            raise StopAsyncIteration from None
+
+    def pending(self) -> int:
+        """Number of buffered events not consumed yet."""
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        """Stop receiving events; iteration ends once the buffered events are consumed."""
+        self._server._dispatcher.remove(self)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        self._wake_async(waiters)
+
+    async def aclose(self) -> None:
+        """Async alias of :meth:`close`."""
+        self.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "EventStream":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------------
+
+
+class Server:
+    """A running Herald WebSocket server, owned by this Python object.
+
+    ``Server(**config)`` starts the core (its own Tokio runtime threads) and returns once the
+    listening socket is bound. Configuration keys are the core's JSON keys, passed as keyword
+    arguments, e.g. ``Server(port=0, heartbeat_interval_ms=10_000, history={"size": 100})``;
+    unknown keys and bad values are rejected by the core with :class:`InvalidConfigError`.
+
+    Every method may be called from any thread and from inside an asyncio program: sending
+    methods only enqueue and never block on the network.
+
+    Closing: call :meth:`close` (or use ``with`` / ``async with``). A server that is
+    garbage-collected or still running at interpreter exit is stopped automatically. After
+    closing, every method except :meth:`close` raises :class:`ServerClosedError`.
+
+    Messages are dicts (any JSON-serializable mapping) or already-encoded JSON text; the core
+    requires a JSON object.
+    """
+
+    def __init__(self, **config: "Unpack[ServerConfig]") -> None:
+        # Set first so that __repr__/close work even if starting fails below.
+        self._key = 0
+        self._port = 0
+        self._dispatcher = _Dispatcher()
+        self._finalizer: Optional[weakref.finalize] = None
+        try:
+            config_json = json.dumps(config, allow_nan=False).encode("utf-8", "surrogatepass")
+        except (TypeError, ValueError) as exc:
+            raise NotSerializableError(f"server configuration is not JSON-serializable: {exc}") from exc
+        lib = _ffi.lib()
+        handle = lib.herald_start(config_json)
+        if not handle:
+            raise _start_error(_ffi.last_error())
+        key = next(_keys)
+        _live[key] = handle
+        self._key = key
+        self._port = int(lib.herald_port(handle))
+        _dispatchers[key] = weakref.ref(self._dispatcher)
+        _ensure_reaper()
+        finalizer = weakref.finalize(self, _finalize_server, key)
+        finalizer.atexit = False  # the module's exit hook stops what is still running
+        self._finalizer = finalizer
+        # The handler is installed once, for the server's whole life; the dispatcher decides
+        # who gets each event (the on_event callback and the open event streams).
+        try:
+            _check(lib.herald_set_event_handler(handle, _on_core_event, key))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _handle(self) -> int:
+        handle = _live.get(self._key)
+        if handle is None:
+            raise StoppedError("the Herald server is closed")
+        return handle
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`close` was called (or the server was stopped at exit)."""
+        return self._key not in _live
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (the real one when started with ``port=0``)."""
+        self._handle()
+        return self._port
+
+    def close(self, timeout: Optional[float] = 5.0) -> bool:
+        """Stop the server gracefully: flush queued messages, close clients with code 1001.
+
+        Waits at most ``timeout`` seconds (``None``: no limit), after which the core forces the
+        shutdown. Returns ``True`` for a graceful stop, ``False`` if it had to be forced. All
+        resources are released in both cases. Calling ``close()`` again is a no-op returning
+        ``True``. Safe to call from any thread, including from the ``on_event`` callback.
+
+        Raises:
+            HeraldError: on an unexpected failure reported by the core (the server is released
+                anyway).
+        """
+        timeout_ms = _timeout_ms(timeout)
+        # No Python lock is held across herald_stop: the event thread may need the GIL and
+        # any lock the user's callback takes, and the core waits for it.
+        status = _stop_key(self._key, timeout_ms)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._dispatcher.callback = None
+        self._dispatcher.end()
+        if status is None or status == Status.OK:
+            return True
+        if status == Status.ERR_TIMEOUT:
+            logger.warning("herald: server did not stop within %s s; shutdown was forced", timeout)
+            return False
+        raise error_from_status(status, _ffi.last_error())
+
+    async def aclose(self, timeout: Optional[float] = 5.0) -> bool:
+        """:meth:`close` without blocking the running event loop (runs it in a worker thread)."""
+        return await asyncio.to_thread(self.close, timeout)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Server":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"port={self._port}"
+        return f"<herald.Server {state}>"
+
+    # -- AI notifications -----------------------------------------------------------------
+
+    def notify_ai_start(self, session_id: str, task: Message) -> None:
+        """Send ``{"type": "ai_start", "sessionId": ..., "task": task, ...}`` to the session's subscribers."""
+        _check(_ffi.lib().herald_notify_ai_start(self._handle(), _text(session_id, "session_id"), _json(task, "task")))
+
+    def notify_ai_progress(self, session_id: str, progress: Message) -> None:
+        """Send an ``ai_progress`` notification (field ``"progress"``) to the session's subscribers."""
+        _check(
+            _ffi.lib().herald_notify_ai_progress(
+                self._handle(), _text(session_id, "session_id"), _json(progress, "progress")
+            )
+        )
+
+    def notify_ai_complete(self, session_id: str, result: Message) -> None:
+        """Send an ``ai_complete`` notification (field ``"result"``) to the session's subscribers."""
+        _check(
+            _ffi.lib().herald_notify_ai_complete(self._handle(), _text(session_id, "session_id"), _json(result, "result"))
+        )
+
+    def notify_ai_error(self, session_id: str, error: Message) -> None:
+        """Send an ``ai_error`` notification (field ``"error"``) to the session's subscribers."""
+        _check(_ffi.lib().herald_notify_ai_error(self._handle(), _text(session_id, "session_id"), _json(error, "error")))
+
+    # -- messaging ------------------------------------------------------------------------
+
+    def broadcast(self, message: Message) -> None:
+        """Send ``message`` to every connected client (a ``timestamp`` is added if absent)."""
+        _check(_ffi.lib().herald_broadcast(self._handle(), _json(message, "message")))
+
+    def broadcast_to_user(self, user_id: str, message: Message) -> None:
+        """Send ``message`` to every client connected with ``?userId=<user_id>`` (channel ``user:<id>``)."""
+        _check(
+            _ffi.lib().herald_broadcast_to_user(self._handle(), _text(user_id, "user_id"), _json(message, "message"))
+        )
+
+    def publish(self, channel: str, message: Message) -> None:
+        """Send ``message`` to the subscribers of ``channel`` (``"session:S"`` is session ``S``)."""
+        _check(_ffi.lib().herald_publish(self._handle(), _text(channel, "channel"), _json(message, "message")))
+
+    def send(self, client_id: str, message: Message) -> None:
+        """Send ``message`` to one client.
+
+        Raises:
+            UnknownClientError: no client with that id is connected.
+        """
+        _check(_ffi.lib().herald_send(self._handle(), _text(client_id, "client_id"), _json(message, "message")))
+
+    # -- introspection --------------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Server statistics (the same JSON as ``GET /api/ws/stats``) as a dict."""
+        out = ctypes.c_void_p()
+        _check(_ffi.lib().herald_stats(self._handle(), ctypes.byref(out)))
+        return json.loads(_ffi.take_string(out))
+
+    def history(self, channel: str) -> List[Dict[str, Any]]:
+        """Messages retained for ``channel`` (oldest first), as the core's history returns them.
+
+        Retention is configured with ``Server(history={"size": ..., "ttl_ms": ..., "max_bytes": ...})``.
+        """
+        out = ctypes.c_void_p()
+        _check(_ffi.lib().herald_history(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
+        return json.loads(_ffi.take_string(out))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_event(self, callback: Optional[_F]) -> Optional[_F]:
+        """Set (or with ``None``, clear) the function called with every event, as a dict.
+
+        The callback runs on **Herald's dedicated event thread** (not the thread that created
+        the server, not an asyncio event loop), one event at a time, in order. Keep it short:
+        while it runs, later events wait. To hand events to asyncio, use ``async for event in
+        server.events()`` or ``loop.call_soon_threadsafe``. An exception raised by the callback
+        is logged on the ``"herald"`` logger and swallowed; the server keeps running. The
+        callback may call any server method, including :meth:`close`.
+
+        Returns ``callback``, so it can be used as a decorator::
+
+            @server.on_event
+            def handle(event: dict) -> None:
+                print(event["type"])
+        """
+        if callback is not None:
+            if not callable(callback):
+                raise InvalidArgumentError(f"callback must be callable, not {type(callback).__name__}")
+            if inspect.iscoroutinefunction(callback):
+                raise InvalidArgumentError(
+                    "on_event needs a plain function (it runs on Herald's event thread); "
+                    "for async code use `async for event in server.events()`"
+                )
+        self._handle()
+        self._dispatcher.callback = callback
+        return callback
+
+    def events(self, max_pending: int = 10_000) -> EventStream:
+        """Return a new :class:`EventStream` receiving every event from now on.
+
+        Use ``for event in server.events()`` in a thread or ``async for event in
+        server.events()`` in asyncio code; iteration ends when the server is closed. Several
+        streams (and an ``on_event`` callback) may be active at once; each sees every event.
+        """
+        self._handle()
+        return EventStream(self, max_pending)
+
+
+# herald_start returns NULL on failure and the C ABI offers no status code for it (only the
+# message, via herald_last_error). To still raise the right subclass, the core's message
+# prefixes are recognised here; anything else is a plain StartError. (Reported upstream: a
+# status-returning start, e.g. `herald_status herald_start2(const char*, herald_server**)`,
+# would remove this.)
+_START_PREFIXES = (
+    ("invalid config", InvalidConfigError, Status.ERR_INVALID_CONFIG),
+    ("config_json is not valid utf-8", InvalidConfigError, Status.ERR_INVALID_UTF8),
+    ("cannot listen on", StartIOError, Status.ERR_IO),
+    ("cannot start the runtime", StartIOError, Status.ERR_IO),
+    ("internal error (panic)", PanicError, Status.ERR_PANIC),
+)
+
+
+def _start_error(message: str) -> HeraldError:
+    """Map a herald_start failure (NULL result, message only) to an exception."""
+    lowered = message.lower()
+    for prefix, cls, status in _START_PREFIXES:
+        if lowered.startswith(prefix):
+            return cls(message, status)
+    return StartError(message or "herald_start failed")

@@ -1,0 +1,199 @@
+//! Server configuration: JSON with a default for every key; unknown keys are rejected
+//! so a typo never silently falls back to a default.
+
+use crate::error::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+
+/// Everything a host can tune. Field names are the JSON keys.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (read it back with `Server::port`).
+    pub port: u16,
+    /// WebSocket endpoint path.
+    pub path: String,
+    /// A protocol Ping is sent to every client this often.
+    pub heartbeat_interval_ms: u64,
+    /// A client from which nothing arrived for this long is closed.
+    pub heartbeat_timeout_ms: u64,
+    /// Largest accepted client message (and frame), in bytes; larger closes with 1009.
+    pub max_message_size: usize,
+    /// Messages queued per client before it is evicted as too slow.
+    pub client_queue_size: usize,
+    /// Open sockets (WebSocket and HTTP) at most; more are refused.
+    pub max_connections: usize,
+    /// Tokio worker threads; 0 = one per core, at most 4.
+    pub worker_threads: usize,
+    /// Host calls queued for the dispatcher at most; beyond it calls fail with `queue_full`.
+    pub publish_queue_size: usize,
+    /// Events queued for the host at most; beyond it events are dropped and counted.
+    pub event_queue_size: usize,
+    /// A socket that has not completed its HTTP request in this time is dropped.
+    pub handshake_timeout_ms: u64,
+    /// Distinct channels at most (sessions, users and plain channels).
+    pub max_channels: usize,
+    /// Clients listed individually in stats at most.
+    pub stats_client_limit: usize,
+    /// Per-channel history for recovery after reconnects.
+    pub history: HistoryConfig,
+}
+
+/// Bounded per-channel history.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Publications kept per channel; 0 turns history off.
+    pub size: usize,
+    /// Publications older than this are dropped.
+    pub ttl_ms: u64,
+    /// Bytes of history kept across all channels; the oldest go first.
+    pub max_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 3001,
+            path: "/ws".into(),
+            heartbeat_interval_ms: 30_000,
+            heartbeat_timeout_ms: 60_000,
+            max_message_size: 64 * 1024,
+            client_queue_size: 1024,
+            max_connections: 100_000,
+            worker_threads: 0,
+            publish_queue_size: 65_536,
+            event_queue_size: 10_000,
+            handshake_timeout_ms: 10_000,
+            max_channels: 100_000,
+            stats_client_limit: 1000,
+            history: HistoryConfig::default(),
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            size: 256,
+            ttl_ms: 10 * 60 * 1000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a JSON object; missing keys take their defaults. Empty text means all defaults.
+    pub fn from_json(json: &str) -> Result<Config> {
+        if json.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_json::from_str(json)
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("invalid config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::new(ErrorKind::InvalidConfig, msg));
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return fail(format!(
+                "invalid config: host {:?} is not an IP address or \"localhost\"",
+                self.host
+            ));
+        }
+        if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
+            return fail(format!(
+                "invalid config: path {:?} must start with '/' and have no query",
+                self.path
+            ));
+        }
+        if self.path == "/healthz" || self.path == "/api/ws/stats" {
+            return fail(format!(
+                "invalid config: path {:?} is taken by an HTTP endpoint",
+                self.path
+            ));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return fail("invalid config: heartbeat_interval_ms must be > 0".into());
+        }
+        if self.heartbeat_timeout_ms < self.heartbeat_interval_ms {
+            return fail(
+                "invalid config: heartbeat_timeout_ms must be >= heartbeat_interval_ms".into(),
+            );
+        }
+        let positive = [
+            ("max_message_size", self.max_message_size),
+            ("client_queue_size", self.client_queue_size),
+            ("max_connections", self.max_connections),
+            ("publish_queue_size", self.publish_queue_size),
+            ("event_queue_size", self.event_queue_size),
+            ("max_channels", self.max_channels),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return fail(format!("invalid config: {name} must be > 0"));
+            }
+        }
+        if self.max_message_size > 64 * 1024 * 1024 {
+            return fail("invalid config: max_message_size must be at most 64 MiB".into());
+        }
+        if self.worker_threads > 256 {
+            return fail("invalid config: worker_threads must be at most 256".into());
+        }
+        if self.handshake_timeout_ms == 0 {
+            return fail("invalid config: handshake_timeout_ms must be > 0".into());
+        }
+        if self.history.size > 0 && self.history.ttl_ms == 0 {
+            return fail("invalid config: history.ttl_ms must be > 0 when history is on".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn worker_thread_count(&self) -> usize {
+        if self.worker_threads > 0 {
+            self.worker_threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(4)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_partial_configs_take_defaults() {
+        assert_eq!(Config::from_json("").unwrap(), Config::default());
+        let c = Config::from_json(r#"{"port":0,"history":{"size":4}}"#).unwrap();
+        assert_eq!(c.port, 0);
+        assert_eq!(c.history.size, 4);
+        assert_eq!(c.history.ttl_ms, HistoryConfig::default().ttl_ms);
+        assert_eq!(c.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let err = Config::from_json(r#"{"prot":1}"#).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(err.message().contains("prot"), "{}", err.message());
+        for bad in [
+            r#"{"path":"ws"}"#,
+            r#"{"host":"not a host"}"#,
+            r#"{"heartbeat_interval_ms":0}"#,
+            r#"{"heartbeat_interval_ms":10,"heartbeat_timeout_ms":5}"#,
+            r#"{"client_queue_size":0}"#,
+            r#"{"port":70000}"#,
+            r#"[1]"#,
+        ] {
+            assert!(Config::from_json(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! One WebSocket connection: a reader that handles the client's frames in place, and
+//! a writer task that drains the client's queue, feeding many frames per flush.
+
+use crate::client::{Client, CloseReason};
+use crate::events::Event;
+use crate::protocol::{self, ClientMessage, Since, Target};
+use crate::server::Shared;
+use crate::stats::Counters;
+use crate::time::now_iso;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+/// Most frames written per flush.
+const MAX_BATCH: usize = 256;
+/// How long a closing handshake may take before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the client asked for in the URL.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectParams {
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub token: Option<String>,
+    pub since: Option<Since>,
+}
+
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    ws: WebSocketStream<S>,
+    params: ConnectParams,
+    remote: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, queue) = shared.new_client(&params, remote);
+    client.enqueue(protocol::connection(&client.id));
+    shared.hub.register(Arc::clone(&client));
+    Counters::add(&shared.counters.total_connections, 1);
+    Counters::add(&shared.counters.active_connections, 1);
+    shared.events.push(Event::Connected {
+        client_id: client.id.to_string(),
+        user_id: params.user_id.clone(),
+        session_id: params.session_id.clone(),
+        remote_addr: remote.to_string(),
+        timestamp: now_iso(),
+    });
+    if let Some(user) = &params.user_id {
+        subscribe(
+            &shared,
+            &client,
+            &Target::Channel(protocol::user_channel(user)),
+            None,
+            false,
+        );
+    }
+    if let Some(session) = &params.session_id {
+        // A `since` in the URL is answered like a subscribe message with `since`.
+        let reply = params.since.is_some();
+        subscribe(
+            &shared,
+            &client,
+            &Target::Session(session.clone()),
+            params.since.as_ref(),
+            reply,
+        );
+    }
+    if shared.is_stopping() {
+        client.request_close(CloseReason::Shutdown);
+    }
+
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(write_loop(
+        Arc::clone(&shared),
+        Arc::clone(&client),
+        sink,
+        queue,
+    ));
+    let peer_close = read_loop(&shared, &client, stream, writer).await;
+
+    shared.hub.unregister(&client);
+    client.mark_closed();
+    Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
+    let (code, reason) = match (client.close_requested(), peer_close) {
+        (Some(r), _) if r != CloseReason::PeerGone => (Some(r.code()), r.text().to_string()),
+        (_, Some(frame)) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+        _ => (None, "connection lost".to_string()),
+    };
+    shared.events.push(Event::Disconnected {
+        client_id: client.id.to_string(),
+        user_id: params.user_id,
+        session_id: params.session_id,
+        code,
+        reason,
+        timestamp: now_iso(),
+    });
+    shared.connection_closed.notify_waiters();
+}
+
+/// Reads until the peer leaves or the writer has closed the connection. Returns the
+/// peer's close frame, if it sent one.
+async fn read_loop<S>(
+    shared: &Shared,
+    client: &Arc<Client>,
+    mut stream: SplitStream<WebSocketStream<S>>,
+    mut writer: tokio::task::JoinHandle<()>,
+) -> Option<CloseFrame>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut peer_close = None;
+    let writer_finished = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(message)) => {
+                    client.touch(shared.now_ms());
+                    match message {
+                        Message::Text(text) => {
+                            Counters::add(&shared.counters.messages_received, 1);
+                            handle_text(shared, client, &text);
+                        }
+                        Message::Binary(_) => {
+                            Counters::add(&shared.counters.messages_received, 1);
+                            reject(shared, client, "binary frames are not supported; send JSON text");
+                        }
+                        Message::Close(frame) => {
+                            peer_close = frame;
+                            break false;
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    Counters::add(&shared.counters.oversized_messages, 1);
+                    tracing::debug!(client = %client.id, size, max_size, "closing: message too big");
+                    client.request_close(CloseReason::MessageTooBig);
+                    break false;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(client = %client.id, error = %e, "read failed");
+                    break false;
+                }
+                None => break false,
+            },
+            _ = &mut writer => break true,
+        }
+    };
+    if writer_finished {
+        // The server closed; give the peer a moment to answer the close handshake.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Close(frame) = message {
+                    peer_close = frame;
+                    break;
+                }
+            }
+        })
+        .await;
+    } else {
+        client.request_close(CloseReason::PeerGone);
+        if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    }
+    peer_close
+}
+
+fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
+    match protocol::parse_client_message(text) {
+        Ok(ClientMessage::Ping) => {
+            client.enqueue(protocol::pong());
+        }
+        Ok(ClientMessage::Subscribe { target, since }) => {
+            subscribe(shared, client, &target, since.as_ref(), true)
+        }
+        Ok(ClientMessage::Unsubscribe { target }) => {
+            for channel in shared.hub.unsubscribe(client, target.as_ref()) {
+                shared
+                    .events
+                    .push(Event::unsubscribed(&client.id, &channel));
+            }
+            client.enqueue(protocol::unsubscribed(target.as_ref()));
+        }
+        Ok(ClientMessage::Custom(message)) => shared.events.push(Event::ClientMessage {
+            client_id: client.id.to_string(),
+            user_id: client.user_id.as_deref().map(str::to_string),
+            session_id: client.session_id.as_deref().map(str::to_string),
+            message,
+            timestamp: now_iso(),
+        }),
+        Err(invalid) => reject(shared, client, &invalid.0),
+    }
+}
+
+fn subscribe(
+    shared: &Shared,
+    client: &Arc<Client>,
+    target: &Target,
+    since: Option<&Since>,
+    reply: bool,
+) {
+    match shared.hub.subscribe(client, target, since, reply) {
+        Ok(sub) if sub.newly_subscribed => shared
+            .events
+            .push(Event::subscribed(&client.id, &sub.channel)),
+        Ok(_) => {}
+        Err(e) => {
+            client.enqueue(protocol::error("subscribe_failed", e.message()));
+        }
+    }
+}
+
+fn reject(shared: &Shared, client: &Client, why: &str) {
+    Counters::add(&shared.counters.invalid_messages, 1);
+    client.enqueue(protocol::error("invalid_message", why));
+}
+
+type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
+
+async fn write_loop<S>(
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    mut sink: Sink<S>,
+    mut queue: mpsc::Receiver<Utf8Bytes>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let reason = loop {
+        if let Some(reason) = client.close_requested() {
+            break reason;
+        }
+        if client.take_ping_request() && sink.send(Message::Ping(Bytes::new())).await.is_err() {
+            break CloseReason::PeerGone;
+        }
+        let mut batch = Vec::new();
+        tokio::select! {
+            biased;
+            _ = client.control.notified() => continue,
+            n = queue.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break CloseReason::PeerGone;
+                }
+            }
+        }
+        // A close request other than shutdown cuts a write short: the client is being
+        // evicted or is gone, and what it had not read is lost either way.
+        let write = write_batch(&shared, &client, &mut sink, &mut batch);
+        tokio::pin!(write);
+        let written = loop {
+            tokio::select! {
+                biased;
+                _ = client.control.notified() => match client.close_requested() {
+                    Some(reason) if reason != CloseReason::Shutdown => break Err(reason),
+                    _ => continue,
+                },
+                result = &mut write => break result.map_err(|_| CloseReason::PeerGone),
+            }
+        };
+        if let Err(reason) = written {
+            break reason;
+        }
+    };
+    finish(&shared, &client, sink, queue, reason).await;
+}
+
+async fn write_batch<S>(
+    shared: &Shared,
+    client: &Client,
+    sink: &mut Sink<S>,
+    batch: &mut Vec<Utf8Bytes>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let n = batch.len() as u64;
+    for text in batch.drain(..) {
+        sink.feed(Message::Text(text)).await?;
+    }
+    sink.flush().await?;
+    Counters::add(&shared.counters.messages_sent, n);
+    Counters::add(&client.messages_sent, n);
+    Ok(())
+}
+
+async fn finish<S>(
+    shared: &Shared,
+    client: &Client,
+    mut sink: Sink<S>,
+    mut queue: mpsc::Receiver<Utf8Bytes>,
+    reason: CloseReason,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if reason == CloseReason::Shutdown {
+        // Everything queued before the stop goes out before the close frame; the stop's
+        // own deadline bounds this.
+        queue.close();
+        let mut batch = Vec::new();
+        while let Ok(text) = queue.try_recv() {
+            batch.push(text);
+        }
+        if write_batch(shared, client, &mut sink, &mut batch)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(reason.code()),
+        reason: Utf8Bytes::from_static(reason.text()),
+    };
+    let close = async {
+        if reason != CloseReason::PeerGone {
+            sink.send(Message::Close(Some(frame))).await?;
+        }
+        sink.close().await
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+}

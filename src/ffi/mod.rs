@@ -1,0 +1,343 @@
+//! The C ABI: a thin boundary over [`crate::Server`].
+//!
+//! Conventions (after rustls-ffi): one `herald_` prefix; opaque handles; every call
+//! returns a [`herald_status`] and writes its outputs only on success; the message of
+//! the last failure on a thread is read with `herald_last_error`; no panic crosses
+//! into C. Server handles are tokens checked against a registry on every call, so a
+//! stopped or freed handle yields `HERALD_ERR_INVALID_HANDLE`, never undefined behaviour.
+
+#![allow(non_camel_case_types)]
+
+mod boundary;
+mod handles;
+
+use crate::error::{Error, ErrorKind};
+use crate::{Config, Server};
+use boundary::{c_str, guard, guard_ptr, optional_c_str, write_string};
+use handles::{lookup, register, unregister};
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An opaque server handle, from `herald_start` until `herald_stop`.
+pub struct herald_server {
+    _private: [u8; 0],
+}
+
+/// The result of every call that can fail. `herald_last_error` gives the message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum herald_status {
+    HERALD_OK = 0,
+    /// A required pointer argument was NULL.
+    HERALD_ERR_NULL_ARGUMENT = 1,
+    /// A string argument was not valid UTF-8.
+    HERALD_ERR_INVALID_UTF8 = 2,
+    /// A JSON argument was not valid JSON, or not a JSON object.
+    HERALD_ERR_INVALID_JSON = 3,
+    /// An argument was empty, too long or otherwise unacceptable.
+    HERALD_ERR_INVALID_ARGUMENT = 4,
+    /// The configuration was rejected.
+    HERALD_ERR_INVALID_CONFIG = 5,
+    /// The server handle is unknown, stopped or freed.
+    HERALD_ERR_INVALID_HANDLE = 6,
+    /// `herald_send` named a client that is not connected.
+    HERALD_ERR_UNKNOWN_CLIENT = 7,
+    /// The publish queue is full: the server cannot keep up. Nothing was queued.
+    HERALD_ERR_QUEUE_FULL = 8,
+    /// A socket or runtime could not be set up.
+    HERALD_ERR_IO = 9,
+    /// Nothing happened within the timeout (`herald_next_event`), or a stop had to force.
+    HERALD_ERR_TIMEOUT = 10,
+    /// The server is stopping or stopped.
+    HERALD_ERR_STOPPED = 11,
+    /// A panic was caught inside Herald; the call had no effect.
+    HERALD_ERR_PANIC = 12,
+}
+
+impl From<ErrorKind> for herald_status {
+    fn from(kind: ErrorKind) -> Self {
+        use herald_status::*;
+        match kind {
+            ErrorKind::NullArgument => HERALD_ERR_NULL_ARGUMENT,
+            ErrorKind::InvalidUtf8 => HERALD_ERR_INVALID_UTF8,
+            ErrorKind::InvalidJson => HERALD_ERR_INVALID_JSON,
+            ErrorKind::InvalidArgument => HERALD_ERR_INVALID_ARGUMENT,
+            ErrorKind::InvalidConfig => HERALD_ERR_INVALID_CONFIG,
+            ErrorKind::InvalidHandle => HERALD_ERR_INVALID_HANDLE,
+            ErrorKind::UnknownClient => HERALD_ERR_UNKNOWN_CLIENT,
+            ErrorKind::QueueFull => HERALD_ERR_QUEUE_FULL,
+            ErrorKind::Io => HERALD_ERR_IO,
+            ErrorKind::Timeout => HERALD_ERR_TIMEOUT,
+            ErrorKind::Stopped => HERALD_ERR_STOPPED,
+            ErrorKind::Panic => HERALD_ERR_PANIC,
+        }
+    }
+}
+
+/// Receives events as JSON objects (`type`: connected, disconnected, subscribed,
+/// unsubscribed, client_message). `event_json` is valid only during the call.
+pub type herald_event_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
+
+/// Starts a server and returns once its socket is bound. `config_json` is a JSON
+/// object (every key optional; NULL means all defaults). Returns NULL on failure; see
+/// `herald_last_error`.
+#[no_mangle]
+pub extern "C" fn herald_start(config_json: *const c_char) -> *mut herald_server {
+    guard_ptr(|| {
+        let config = match optional_c_str(config_json, "config_json")? {
+            Some(json) => Config::from_json(json)?,
+            None => Config::default(),
+        };
+        let server = Server::start(config)?;
+        Ok(register(server))
+    })
+}
+
+/// The bound port of a server, or 0 for an invalid handle.
+#[no_mangle]
+pub extern "C" fn herald_port(server: *const herald_server) -> u16 {
+    std::panic::catch_unwind(|| lookup(server).map(|s| s.port()).unwrap_or(0)).unwrap_or(0)
+}
+
+/// Sends `ai_start` with `task_json` (a JSON object) to the subscribers of a session.
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_start(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    task_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_start(
+            c_str(session_id, "session_id")?,
+            c_str(task_json, "task_json")?,
+        )
+    })
+}
+
+/// Sends `ai_progress` with `progress_json` (a JSON object) to a session.
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_progress(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    progress_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_progress(
+            c_str(session_id, "session_id")?,
+            c_str(progress_json, "progress_json")?,
+        )
+    })
+}
+
+/// Sends `ai_complete` with `result_json` (a JSON object) to a session.
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_complete(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    result_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_complete(
+            c_str(session_id, "session_id")?,
+            c_str(result_json, "result_json")?,
+        )
+    })
+}
+
+/// Sends `ai_error` with `error_json` (a JSON object) to a session.
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_error(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    error_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_error(
+            c_str(session_id, "session_id")?,
+            c_str(error_json, "error_json")?,
+        )
+    })
+}
+
+/// Sends a JSON object to every connected client.
+#[no_mangle]
+pub extern "C" fn herald_broadcast(
+    server: *mut herald_server,
+    message_json: *const c_char,
+) -> herald_status {
+    guard(|| lookup(server)?.broadcast(c_str(message_json, "message_json")?))
+}
+
+/// Sends a JSON object to every client bound to a user (`?userId=`).
+#[no_mangle]
+pub extern "C" fn herald_broadcast_to_user(
+    server: *mut herald_server,
+    user_id: *const c_char,
+    message_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.broadcast_to_user(
+            c_str(user_id, "user_id")?,
+            c_str(message_json, "message_json")?,
+        )
+    })
+}
+
+/// Publishes a JSON object to the subscribers of a channel.
+#[no_mangle]
+pub extern "C" fn herald_publish(
+    server: *mut herald_server,
+    channel: *const c_char,
+    message_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.publish(
+            c_str(channel, "channel")?,
+            c_str(message_json, "message_json")?,
+        )
+    })
+}
+
+/// Sends a JSON object to one client; `HERALD_ERR_UNKNOWN_CLIENT` if it is not connected.
+#[no_mangle]
+pub extern "C" fn herald_send(
+    server: *mut herald_server,
+    client_id: *const c_char,
+    message_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.send(
+            c_str(client_id, "client_id")?,
+            c_str(message_json, "message_json")?,
+        )
+    })
+}
+
+/// Writes the server's statistics as a JSON object to `*stats_json_out`, to be freed
+/// with `herald_string_free`.
+#[no_mangle]
+pub extern "C" fn herald_stats(
+    server: *mut herald_server,
+    stats_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        let stats = lookup(server)?.stats_json()?;
+        write_string(stats_json_out, "stats_json_out", stats)
+    })
+}
+
+/// Writes a channel's retained publications, oldest first, as a JSON array to
+/// `*history_json_out`, to be freed with `herald_string_free`.
+#[no_mangle]
+pub extern "C" fn herald_history(
+    server: *mut herald_server,
+    channel: *const c_char,
+    history_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        let history = lookup(server)?.history_json(c_str(channel, "channel")?)?;
+        write_string(history_json_out, "history_json_out", history)
+    })
+}
+
+/// Frees a string returned by Herald. NULL is ignored.
+///
+/// # Safety
+/// `string` must be NULL or a string returned by Herald and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn herald_string_free(string: *mut c_char) {
+    if !string.is_null() {
+        // SAFETY: the caller passes a pointer that came from CString::into_raw.
+        drop(unsafe { std::ffi::CString::from_raw(string) });
+    }
+}
+
+/// Installs (or, with a NULL callback, removes) the event callback. It is called on a
+/// dedicated Herald thread, one event at a time, never after `herald_stop` returns.
+/// `user_data` is passed through untouched and must stay valid until then.
+#[no_mangle]
+pub extern "C" fn herald_set_event_handler(
+    server: *mut herald_server,
+    callback: herald_event_callback,
+    user_data: *mut c_void,
+) -> herald_status {
+    /// The host's pointer, handed back to the host's callback only.
+    struct UserData(*mut c_void);
+    // SAFETY: Herald never dereferences it; the host vouches for its thread safety.
+    unsafe impl Send for UserData {}
+    unsafe impl Sync for UserData {}
+    impl UserData {
+        // A method, so closures capture the whole wrapper rather than its raw field.
+        fn get(&self) -> *mut c_void {
+            self.0
+        }
+    }
+
+    guard(|| {
+        let server = lookup(server)?;
+        let handler = callback.map(|callback| {
+            let user_data = UserData(user_data);
+            Arc::new(move |event: &crate::Event| {
+                let json =
+                    std::ffi::CString::new(event.to_json()).expect("JSON text has no NUL bytes");
+                // SAFETY: the host registered this callback for exactly this use.
+                unsafe { callback(user_data.get(), json.as_ptr()) };
+            }) as crate::EventHandler
+        });
+        server.set_event_handler(handler)
+    })
+}
+
+/// Pull alternative to the callback: waits up to `timeout_ms` for the next event and
+/// writes it as JSON to `*event_json_out` (free with `herald_string_free`).
+/// `HERALD_ERR_TIMEOUT` if none came; `HERALD_ERR_STOPPED` if the server stops meanwhile.
+#[no_mangle]
+pub extern "C" fn herald_next_event(
+    server: *mut herald_server,
+    timeout_ms: u32,
+    event_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        if event_json_out.is_null() {
+            return Err(Error::new(
+                ErrorKind::NullArgument,
+                "event_json_out is NULL",
+            ));
+        }
+        let server = lookup(server)?;
+        match server.next_event(Duration::from_millis(timeout_ms.into()))? {
+            Some(event) => write_string(event_json_out, "event_json_out", event.to_json()),
+            None => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no event within {timeout_ms} ms"),
+            )),
+        }
+    })
+}
+
+/// Stops the server gracefully and frees the handle, whatever the result: queued
+/// messages are delivered, then every client gets close code 1001. Returns
+/// `HERALD_ERR_TIMEOUT` if connections had to be dropped at `timeout_ms`.
+#[no_mangle]
+pub extern "C" fn herald_stop(server: *mut herald_server, timeout_ms: u32) -> herald_status {
+    guard(|| {
+        let server = unregister(server)?;
+        server.stop(Duration::from_millis(timeout_ms.into()))
+    })
+}
+
+/// The message of the last failed call on this thread ("" if none). The pointer stays
+/// valid until the next failed Herald call on this thread.
+#[no_mangle]
+pub extern "C" fn herald_last_error() -> *const c_char {
+    boundary::last_error()
+}
+
+/// The library version, e.g. "0.1.0". Static; never free it.
+#[no_mangle]
+pub extern "C" fn herald_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}

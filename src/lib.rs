@@ -1,0 +1,32 @@
+//! Herald: an embeddable real-time notification core.
+//!
+//! A host process starts a [`Server`], which owns its own tokio runtime and serves
+//! WebSocket clients (and a few HTTP endpoints) on one port. The host pushes AI-task
+//! notifications, broadcasts and channel publications; clients subscribe to sessions
+//! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
+
+mod client;
+mod config;
+mod connection;
+mod error;
+mod events;
+mod history;
+mod http;
+mod hub;
+mod logging;
+mod protocol;
+mod server;
+mod stats;
+mod time;
+
+pub mod ffi;
+
+pub use config::{Config, HistoryConfig};
+pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, EventHandler};
+pub use server::Server;
+
+/// The library version.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

@@ -1,0 +1,573 @@
+//! Wire protocol v1: the one place that knows message names and shapes.
+//!
+//! Server messages are built as JSON text once per publication. A channel publication
+//! is built "open" (without its closing brace) so the dispatcher can append the
+//! channel's `seq` and `epoch` without serializing again.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::time::now_iso;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Longest channel, session, user or client id accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// The four AI-task notifications and the payload key each carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AiEvent {
+    Start,
+    Progress,
+    Complete,
+    Error,
+}
+
+impl AiEvent {
+    pub fn message_type(self) -> &'static str {
+        match self {
+            AiEvent::Start => "ai_start",
+            AiEvent::Progress => "ai_progress",
+            AiEvent::Complete => "ai_complete",
+            AiEvent::Error => "ai_error",
+        }
+    }
+
+    pub fn payload_key(self) -> &'static str {
+        match self {
+            AiEvent::Start => "task",
+            AiEvent::Progress => "progress",
+            AiEvent::Complete => "result",
+            AiEvent::Error => "error",
+        }
+    }
+}
+
+/// Channel names for sessions and users.
+pub fn session_channel(session_id: &str) -> String {
+    format!("session:{session_id}")
+}
+
+pub fn user_channel(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// Checks an id or channel name given by a host or a client.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} must not be empty"),
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{what} is {} bytes long; the limit is {MAX_NAME_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Building JSON text
+// ---------------------------------------------------------------------------
+
+/// A JSON object under construction. Keys are trusted literals; values are escaped.
+pub(crate) struct ObjectWriter {
+    buf: Vec<u8>,
+}
+
+impl ObjectWriter {
+    pub fn with_type(message_type: &str) -> Self {
+        let mut w = ObjectWriter {
+            buf: Vec::with_capacity(128),
+        };
+        w.buf.push(b'{');
+        w.key("type");
+        w.string(message_type);
+        w
+    }
+
+    fn empty() -> Self {
+        let mut w = ObjectWriter {
+            buf: Vec::with_capacity(128),
+        };
+        w.buf.push(b'{');
+        w
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.buf.len() > 1 {
+            self.buf.push(b',');
+        }
+        self.string(key);
+        self.buf.push(b':');
+    }
+
+    fn string(&mut self, value: &str) {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, value);
+    }
+
+    pub fn str(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        self.string(value);
+        self
+    }
+
+    pub fn u64(mut self, key: &str, value: u64) -> Self {
+        self.key(key);
+        self.buf.extend_from_slice(value.to_string().as_bytes());
+        self
+    }
+
+    pub fn bool(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.buf
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
+    /// Inserts already-validated JSON text.
+    pub fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.buf.extend_from_slice(json.as_bytes());
+        self
+    }
+
+    pub fn timestamp(self) -> Self {
+        self.str("timestamp", &now_iso())
+    }
+
+    /// Leaves the object open for `seq`/`epoch`.
+    pub fn open(self) -> OpenObject {
+        OpenObject(self.buf)
+    }
+
+    pub fn finish(self) -> Utf8Bytes {
+        self.open().close()
+    }
+}
+
+/// A JSON object with at least one field and no closing brace yet.
+#[derive(Debug)]
+pub struct OpenObject(Vec<u8>);
+
+impl OpenObject {
+    pub fn close(mut self) -> Utf8Bytes {
+        self.0.push(b'}');
+        into_text(self.0)
+    }
+
+    /// Closes the object after appending the channel position of this publication.
+    pub fn close_with_position(mut self, seq: u64, epoch: &str) -> Utf8Bytes {
+        self.0.extend_from_slice(b",\"seq\":");
+        self.0.extend_from_slice(seq.to_string().as_bytes());
+        self.0.extend_from_slice(b",\"epoch\":");
+        let _ = serde_json::to_writer(&mut self.0, epoch);
+        self.0.push(b'}');
+        into_text(self.0)
+    }
+}
+
+fn into_text(bytes: Vec<u8>) -> Utf8Bytes {
+    // Everything written is valid UTF-8 (escaped strings and validated JSON text).
+    Utf8Bytes::try_from(bytes).expect("protocol writer produced invalid UTF-8")
+}
+
+// ---------------------------------------------------------------------------
+// Server -> client messages
+// ---------------------------------------------------------------------------
+
+pub(crate) fn connection(client_id: &str) -> Utf8Bytes {
+    ObjectWriter::with_type("connection")
+        .str("status", "connected")
+        .str("clientId", client_id)
+        .timestamp()
+        .finish()
+}
+
+pub(crate) fn pong() -> Utf8Bytes {
+    ObjectWriter::with_type("pong").timestamp().finish()
+}
+
+pub(crate) fn error(code: &str, message: &str) -> Utf8Bytes {
+    let mut body = Vec::with_capacity(64 + message.len());
+    body.push(b'{');
+    let _ = serde_json::to_writer(&mut body, "code");
+    body.push(b':');
+    let _ = serde_json::to_writer(&mut body, code);
+    body.push(b',');
+    let _ = serde_json::to_writer(&mut body, "message");
+    body.push(b':');
+    let _ = serde_json::to_writer(&mut body, message);
+    body.push(b'}');
+    let body = String::from_utf8(body).expect("escaped JSON is UTF-8");
+    ObjectWriter::with_type("error")
+        .raw("error", &body)
+        .timestamp()
+        .finish()
+}
+
+/// Where a subscription points, as the client named it (echoed in replies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Session(String),
+    Channel(String),
+}
+
+impl Target {
+    /// The hub channel name.
+    pub fn channel(&self) -> String {
+        match self {
+            Target::Session(s) => session_channel(s),
+            Target::Channel(c) => c.clone(),
+        }
+    }
+
+    fn write(&self, w: ObjectWriter) -> ObjectWriter {
+        match self {
+            Target::Session(s) => w.str("sessionId", s),
+            Target::Channel(c) => w.str("channel", c),
+        }
+    }
+}
+
+/// Where a channel stands: the last seq published and the epoch it counts in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub epoch: String,
+}
+
+pub(crate) fn subscribed(
+    target: &Target,
+    position: &Position,
+    recovered: Option<bool>,
+) -> Utf8Bytes {
+    let w = target.write(ObjectWriter::with_type("subscribed"));
+    let w = match recovered {
+        Some(r) => w.bool("recovered", r),
+        None => w,
+    };
+    w.u64("seq", position.seq)
+        .str("epoch", &position.epoch)
+        .timestamp()
+        .finish()
+}
+
+pub(crate) fn unsubscribed(target: Option<&Target>) -> Utf8Bytes {
+    let w = ObjectWriter::with_type("unsubscribed");
+    let w = match target {
+        Some(t) => t.write(w),
+        None => w.bool("all", true),
+    };
+    w.timestamp().finish()
+}
+
+/// `ai_start` & co. for a session, left open for the channel position.
+pub(crate) fn ai_notification(
+    event: AiEvent,
+    session_id: &str,
+    payload_json: &str,
+) -> Result<OpenObject> {
+    let payload = validate_object(event.payload_key(), payload_json)?;
+    Ok(ObjectWriter::with_type(event.message_type())
+        .str("sessionId", session_id)
+        .raw(event.payload_key(), payload.get())
+        .timestamp()
+        .open())
+}
+
+/// A host's own message, as given, plus `timestamp` when it has none and `channel`
+/// when it goes to a channel. Keys the channel position owns are replaced.
+pub(crate) fn host_message(message_json: &str, channel: Option<&str>) -> Result<OpenObject> {
+    let fields = parse_top_level("message", message_json)?;
+    let mut w = ObjectWriter::empty();
+    let mut has_timestamp = false;
+    for (key, value) in &fields.0 {
+        let owned_by_channel = matches!(key.as_str(), "seq" | "epoch" | "channel");
+        if channel.is_some() && owned_by_channel {
+            continue;
+        }
+        has_timestamp |= key == "timestamp";
+        w.key(key);
+        w.buf.extend_from_slice(value.get().as_bytes());
+    }
+    if !has_timestamp {
+        w = w.timestamp();
+    }
+    if let Some(channel) = channel {
+        w = w.str("channel", channel);
+    }
+    Ok(w.open())
+}
+
+fn validate_object<'a>(what: &str, json: &'a str) -> Result<&'a RawValue> {
+    let raw: &RawValue = serde_json::from_str(json).map_err(|e| Error::invalid_json(what, e))?;
+    if !raw.get().starts_with('{') {
+        return Err(Error::new(
+            ErrorKind::InvalidJson,
+            format!("{what} must be a JSON object"),
+        ));
+    }
+    Ok(raw)
+}
+
+/// The top-level fields of a JSON object, in order, values left as text.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+fn parse_top_level<'a>(what: &str, json: &'a str) -> Result<TopLevel<'a>> {
+    validate_object(what, json)?;
+    serde_json::from_str(json).map_err(|e| Error::invalid_json(what, e))
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client -> server messages
+// ---------------------------------------------------------------------------
+
+/// The last position a client has seen on a channel, for recovery.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Since {
+    pub seq: u64,
+    pub epoch: String,
+}
+
+#[derive(Debug)]
+pub(crate) enum ClientMessage {
+    Ping,
+    Subscribe {
+        target: Target,
+        since: Option<Since>,
+    },
+    /// `None` unsubscribes from everything.
+    Unsubscribe {
+        target: Option<Target>,
+    },
+    /// Any other typed object: for the host.
+    Custom(Box<RawValue>),
+}
+
+impl PartialEq for ClientMessage {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ClientMessage::Ping, ClientMessage::Ping) => true,
+            (
+                ClientMessage::Subscribe {
+                    target: a,
+                    since: x,
+                },
+                ClientMessage::Subscribe {
+                    target: b,
+                    since: y,
+                },
+            ) => a == b && x == y,
+            (
+                ClientMessage::Unsubscribe { target: a },
+                ClientMessage::Unsubscribe { target: b },
+            ) => a == b,
+            (ClientMessage::Custom(a), ClientMessage::Custom(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a client frame was refused; sent back as an `error` with code `invalid_message`.
+#[derive(Debug, PartialEq)]
+pub(crate) struct InvalidMessage(pub String);
+
+pub(crate) fn parse_client_message(
+    text: &str,
+) -> std::result::Result<ClientMessage, InvalidMessage> {
+    let bad = |m: &str| InvalidMessage(m.to_string());
+    let raw: Box<RawValue> =
+        serde_json::from_str(text).map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(bad("a message must be a JSON object"));
+    }
+
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+        #[serde(rename = "sessionId")]
+        session_id: Option<serde_json::Value>,
+        channel: Option<serde_json::Value>,
+        since: Option<serde_json::Value>,
+    }
+    let env: Envelope = serde_json::from_str(raw.get())
+        .map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
+    let kind = match env.kind {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(bad("\"type\" must be a string")),
+        None => return Err(bad("a message needs a string \"type\"")),
+    };
+    match kind.as_str() {
+        "ping" => Ok(ClientMessage::Ping),
+        "subscribe" => {
+            let target = parse_target(env.session_id, env.channel)?
+                .ok_or_else(|| bad("subscribe needs a string \"sessionId\" or \"channel\""))?;
+            let since = match env.since {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(serde_json::from_value::<Since>(v).map_err(|_| {
+                    bad("\"since\" must be {\"seq\": <non-negative integer>, \"epoch\": <string>}")
+                })?),
+            };
+            Ok(ClientMessage::Subscribe { target, since })
+        }
+        "unsubscribe" => Ok(ClientMessage::Unsubscribe {
+            target: parse_target(env.session_id, env.channel)?,
+        }),
+        _ => Ok(ClientMessage::Custom(raw)),
+    }
+}
+
+fn parse_target(
+    session_id: Option<serde_json::Value>,
+    channel: Option<serde_json::Value>,
+) -> std::result::Result<Option<Target>, InvalidMessage> {
+    let name = |what: &str, v: serde_json::Value| match v {
+        serde_json::Value::String(s) => {
+            check_name(what, &s).map_err(|e| InvalidMessage(e.message().to_string()))?;
+            Ok(s)
+        }
+        _ => Err(InvalidMessage(format!("\"{what}\" must be a string"))),
+    };
+    match (session_id, channel) {
+        (Some(_), Some(_)) => Err(InvalidMessage(
+            "give \"sessionId\" or \"channel\", not both".into(),
+        )),
+        (Some(s), None) => Ok(Some(Target::Session(name("sessionId", s)?))),
+        (None, Some(c)) => Ok(Some(Target::Channel(name("channel", c)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn ai_notification_embeds_payload_and_position() {
+        let open = ai_notification(AiEvent::Progress, "s\"1", r#" {"pct": 5} "#).unwrap();
+        let v = json(&open.close_with_position(7, "e1"));
+        assert_eq!(v["type"], "ai_progress");
+        assert_eq!(v["sessionId"], "s\"1");
+        assert_eq!(v["progress"]["pct"], 5);
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["epoch"], "e1");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(ai_notification(AiEvent::Start, "s", "[1]").is_err());
+        assert_eq!(
+            ai_notification(AiEvent::Start, "s", "{")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidJson
+        );
+    }
+
+    #[test]
+    fn host_message_keeps_fields_and_owns_channel_keys() {
+        let v = json(
+            &host_message(
+                r#"{"type":"x","timestamp":"t","seq":99,"n":[1]}"#,
+                Some("c"),
+            )
+            .unwrap()
+            .close_with_position(1, "e"),
+        );
+        assert_eq!(v["timestamp"], "t");
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["channel"], "c");
+        assert_eq!(v["n"], json("[1]"));
+        let v = json(&host_message(r#"{"seq":99}"#, None).unwrap().close());
+        assert_eq!(v["seq"], 99);
+        assert!(v["timestamp"].is_string());
+        assert!(host_message("\"str\"", None).is_err());
+    }
+
+    #[test]
+    fn parses_client_messages() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
+        assert_eq!(
+            parse_client_message(
+                r#"{"type":"subscribe","sessionId":"a","since":{"seq":3,"epoch":"e"}}"#
+            ),
+            Ok(ClientMessage::Subscribe {
+                target: Target::Session("a".into()),
+                since: Some(Since {
+                    seq: 3,
+                    epoch: "e".into()
+                })
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"unsubscribe"}"#),
+            Ok(ClientMessage::Unsubscribe { target: None })
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"type":"chat","x":1}"#),
+            Ok(ClientMessage::Custom(_))
+        ));
+        for bad in [
+            "nope",
+            "[]",
+            "{}",
+            r#"{"type":1}"#,
+            r#"{"type":"subscribe"}"#,
+            r#"{"type":"subscribe","channel":""}"#,
+            r#"{"type":"subscribe","channel":"c","since":{"seq":-1,"epoch":"e"}}"#,
+        ] {
+            assert!(parse_client_message(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_message_shape() {
+        let v = json(&error("invalid_message", "bad \"thing\""));
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["code"], "invalid_message");
+        assert_eq!(v["error"]["message"], "bad \"thing\"");
+    }
+}

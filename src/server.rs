@@ -1,0 +1,571 @@
+//! The server a host embeds: it owns a tokio runtime, the listener, a dispatcher
+//! that performs host calls in order, and the heartbeat and history housekeeping.
+
+use crate::client::{Client, CloseReason};
+use crate::config::Config;
+use crate::connection::ConnectParams;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, EventHandler, EventQueue};
+use crate::hub::{Hub, HubLimits};
+use crate::protocol::{self, AiEvent, OpenObject};
+use crate::stats::Counters;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Subscriptions per client at most.
+const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1024;
+/// How often expired history is dropped and idle channels reclaimed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Host calls handled per dispatcher wake-up.
+const DISPATCH_BATCH: usize = 256;
+
+/// A host call, performed by the dispatcher in the order the host made it.
+enum Command {
+    Publish {
+        channel: String,
+        message: OpenObject,
+    },
+    Broadcast(Utf8Bytes),
+    Send {
+        client_id: String,
+        message: Utf8Bytes,
+    },
+    /// Answered once everything queued before it has been dispatched.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// State shared by every task of one server.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub hub: Hub,
+    pub counters: Arc<Counters>,
+    pub events: Arc<EventQueue>,
+    pub connection_closed: Notify,
+    started: Instant,
+    stopping: AtomicBool,
+    next_client: AtomicU64,
+    id_seed: u64,
+    port: u16,
+}
+
+impl Shared {
+    /// Milliseconds since the server started: a cheap monotonic clock for liveness.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn new_client(
+        &self,
+        params: &ConnectParams,
+        remote: SocketAddr,
+    ) -> (Arc<Client>, mpsc::Receiver<Utf8Bytes>) {
+        let key = self.next_client.fetch_add(1, Ordering::Relaxed);
+        // A bijective mix of a random seed and a counter: unique and hard to guess.
+        let id = format!("{:016x}", splitmix64(self.id_seed ^ key));
+        Client::new(
+            key,
+            id.into(),
+            params.user_id.as_deref().map(Arc::from),
+            params.session_id.as_deref().map(Arc::from),
+            remote,
+            self.config.client_queue_size,
+            self.now_ms(),
+        )
+    }
+
+    pub fn stats_json(&self) -> String {
+        let c = &self.counters;
+        let now = self.now_ms();
+        let mut clients = self.hub.clients();
+        clients.sort_by_key(|c| c.key);
+        let listed: Vec<_> = clients
+            .iter()
+            .take(self.config.stats_client_limit)
+            .map(|client| {
+                serde_json::json!({
+                    "id": &*client.id,
+                    "userId": client.user_id.as_deref(),
+                    "sessionId": client.session_id.as_deref(),
+                    "isAlive": client.is_alive(),
+                    "state": client.state(),
+                    "remoteAddress": client.remote_addr.to_string(),
+                    "subscriptions": client.subscription_count(),
+                    "queued": client.queued(),
+                    "messagesSent": Counters::get(&client.messages_sent),
+                    "idleMs": now.saturating_sub(client.last_seen_ms()),
+                })
+            })
+            .collect();
+        let size = self.hub.size();
+        serde_json::json!({
+            "totalConnections": Counters::get(&c.total_connections),
+            "activeConnections": Counters::get(&c.active_connections),
+            "clients": listed,
+            "clientsListed": listed.len(),
+            "messagesSent": Counters::get(&c.messages_sent),
+            "messagesReceived": Counters::get(&c.messages_received),
+            "messagesDropped": Counters::get(&c.messages_dropped),
+            "publications": Counters::get(&c.publications),
+            "evictions": Counters::get(&c.evictions),
+            "heartbeatTimeouts": Counters::get(&c.heartbeat_timeouts),
+            "invalidMessages": Counters::get(&c.invalid_messages),
+            "oversizedMessages": Counters::get(&c.oversized_messages),
+            "rejectedConnections": Counters::get(&c.rejected_connections),
+            "publishQueueFull": Counters::get(&c.publish_queue_full),
+            "channelsRejected": Counters::get(&c.channels_rejected),
+            "recoveries": Counters::get(&c.recoveries),
+            "recoveriesFailed": Counters::get(&c.recoveries_failed),
+            "channels": size.channels,
+            "subscriptions": size.subscriptions,
+            "historyBytes": size.history_bytes,
+            "eventsQueued": self.events.len(),
+            "eventsDropped": self.events.dropped(),
+            "uptimeMs": now,
+            "port": self.port,
+            "path": &self.config.path,
+            "version": crate::version(),
+        })
+        .to_string()
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn random_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
+}
+
+/// A running Herald server. Cheap to clone; every clone refers to the same server.
+/// Dropping the last clone without [`Server::stop`] stops it with a short timeout.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    runtime: Mutex<Option<Runtime>>,
+    shutdown: watch::Sender<bool>,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts a server; returns once its socket is bound and accepting.
+    pub fn start(config: Config) -> Result<Server> {
+        crate::logging::init();
+        config.validate()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_thread_count())
+            .thread_name("herald-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
+        let listener = {
+            let _guard = runtime.enter();
+            bind(&config)?
+        };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        let seed = random_seed();
+        let counters = Arc::new(Counters::default());
+        let limits = HubLimits {
+            history: config.history.clone(),
+            max_channels: config.max_channels,
+            max_subscriptions_per_client: MAX_SUBSCRIPTIONS_PER_CLIENT,
+        };
+        let epoch_seed = format!("{:x}-", seed >> 32);
+        let shared = Arc::new(Shared {
+            hub: Hub::new(limits, epoch_seed, Arc::clone(&counters)),
+            counters,
+            events: EventQueue::new(config.event_queue_size),
+            connection_closed: Notify::new(),
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            next_client: AtomicU64::new(1),
+            id_seed: seed,
+            port: local_addr.port(),
+            config,
+        });
+        let (commands, command_rx) = mpsc::channel(shared.config.publish_queue_size);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        runtime.spawn(accept_loop(
+            Arc::clone(&shared),
+            listener,
+            shutdown_rx.clone(),
+        ));
+        runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
+        runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
+        if shared.config.history.size > 0 {
+            runtime.spawn(housekeeping(Arc::clone(&shared), shutdown_rx));
+        }
+        tracing::info!(%local_addr, path = %shared.config.path, "herald listening");
+        Ok(Server {
+            inner: Arc::new(Inner {
+                shared,
+                commands,
+                runtime: Mutex::new(Some(runtime)),
+                shutdown,
+                local_addr,
+            }),
+        })
+    }
+
+    /// The bound port (useful with `port: 0`).
+    pub fn port(&self) -> u16 {
+        self.inner.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.inner.shared.is_stopping()
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.is_stopped() {
+            Err(Error::stopped())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn submit(&self, command: Command) -> Result<()> {
+        self.inner.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                Counters::add(&self.inner.shared.counters.publish_queue_full, 1);
+                Error::new(
+                    ErrorKind::QueueFull,
+                    format!(
+                        "publish queue is full ({} calls pending); the server cannot keep up",
+                        self.inner.shared.config.publish_queue_size
+                    ),
+                )
+            }
+            mpsc::error::TrySendError::Closed(_) => Error::stopped(),
+        })
+    }
+
+    fn notify(&self, event: AiEvent, session_id: &str, payload_json: &str) -> Result<()> {
+        self.check_running()?;
+        protocol::check_name("session id", session_id)?;
+        let message = protocol::ai_notification(event, session_id, payload_json)?;
+        self.submit(Command::Publish {
+            channel: protocol::session_channel(session_id),
+            message,
+        })
+    }
+
+    /// `ai_start` to the subscribers of a session; `task_json` is a JSON object.
+    pub fn notify_ai_start(&self, session_id: &str, task_json: &str) -> Result<()> {
+        self.notify(AiEvent::Start, session_id, task_json)
+    }
+
+    /// `ai_progress`; `progress_json` is a JSON object.
+    pub fn notify_ai_progress(&self, session_id: &str, progress_json: &str) -> Result<()> {
+        self.notify(AiEvent::Progress, session_id, progress_json)
+    }
+
+    /// `ai_complete`; `result_json` is a JSON object.
+    pub fn notify_ai_complete(&self, session_id: &str, result_json: &str) -> Result<()> {
+        self.notify(AiEvent::Complete, session_id, result_json)
+    }
+
+    /// `ai_error`; `error_json` is a JSON object.
+    pub fn notify_ai_error(&self, session_id: &str, error_json: &str) -> Result<()> {
+        self.notify(AiEvent::Error, session_id, error_json)
+    }
+
+    /// A JSON object to every connected client.
+    pub fn broadcast(&self, message_json: &str) -> Result<()> {
+        self.check_running()?;
+        let message = protocol::host_message(message_json, None)?.close();
+        self.submit(Command::Broadcast(message))
+    }
+
+    /// A JSON object to every client bound to `user_id` (channel `user:<id>`).
+    pub fn broadcast_to_user(&self, user_id: &str, message_json: &str) -> Result<()> {
+        self.check_running()?;
+        protocol::check_name("user id", user_id)?;
+        self.publish_checked(protocol::user_channel(user_id), message_json)
+    }
+
+    /// A JSON object to the subscribers of `channel`.
+    pub fn publish(&self, channel: &str, message_json: &str) -> Result<()> {
+        self.check_running()?;
+        protocol::check_name("channel", channel)?;
+        self.publish_checked(channel.to_string(), message_json)
+    }
+
+    fn publish_checked(&self, channel: String, message_json: &str) -> Result<()> {
+        let message = protocol::host_message(message_json, Some(&channel))?;
+        self.submit(Command::Publish { channel, message })
+    }
+
+    /// A JSON object to one client; fails with `UnknownClient` if it is not connected.
+    pub fn send(&self, client_id: &str, message_json: &str) -> Result<()> {
+        self.check_running()?;
+        let message = protocol::host_message(message_json, None)?.close();
+        if self.inner.shared.hub.client(client_id).is_none() {
+            return Err(Error::new(
+                ErrorKind::UnknownClient,
+                format!("no connected client has id {client_id:?}"),
+            ));
+        }
+        self.submit(Command::Send {
+            client_id: client_id.to_string(),
+            message,
+        })
+    }
+
+    /// Counters, clients and channels as a JSON object (the same as `/api/ws/stats`).
+    pub fn stats_json(&self) -> Result<String> {
+        self.check_running()?;
+        Ok(self.inner.shared.stats_json())
+    }
+
+    /// The publications a channel still holds in history, oldest first, as a JSON array.
+    pub fn history_json(&self, channel: &str) -> Result<String> {
+        self.check_running()?;
+        protocol::check_name("channel", channel)?;
+        Ok(self.inner.shared.hub.history_json(channel))
+    }
+
+    /// Installs (or with `None` removes) the event handler. It runs on a dedicated
+    /// Herald thread, one event at a time, never on a network thread.
+    pub fn set_event_handler(&self, handler: Option<EventHandler>) -> Result<()> {
+        self.check_running()?;
+        self.inner.shared.events.set_handler(handler);
+        Ok(())
+    }
+
+    /// Takes the next event, waiting up to `timeout`; `Ok(None)` if none came.
+    pub fn next_event(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.inner
+            .shared
+            .events
+            .next(timeout)
+            .map_err(|()| Error::stopped())
+    }
+
+    /// Stops gracefully: host calls already made are dispatched, every client receives
+    /// what was queued for it and then close code 1001. Connections still open at the
+    /// timeout are dropped and `Timeout` is returned. A second call returns `Stopped`.
+    pub fn stop(&self, timeout: Duration) -> Result<()> {
+        let runtime = self
+            .inner
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(runtime) = runtime else {
+            return Err(Error::stopped());
+        };
+        // Blocking on the runtime is not allowed from inside any tokio runtime, so the
+        // shutdown runs on a thread of its own.
+        let inner = &self.inner;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| inner.shutdown(runtime, timeout))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Panic,
+                        "panic while stopping the server",
+                    ))
+                })
+        })
+    }
+}
+
+impl Inner {
+    fn shutdown(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let graceful = runtime.block_on(async {
+            tokio::time::timeout(timeout, async {
+                let (done, dispatched) = oneshot::channel();
+                if self.commands.send(Command::Barrier(done)).await.is_ok() {
+                    let _ = dispatched.await;
+                }
+                for client in shared.hub.clients() {
+                    client.request_close(CloseReason::Shutdown);
+                }
+                loop {
+                    let closed = shared.connection_closed.notified();
+                    if Counters::get(&shared.counters.active_connections) == 0 {
+                        break;
+                    }
+                    closed.await;
+                }
+            })
+            .await
+            .is_ok()
+        });
+        runtime.shutdown_timeout(Duration::from_millis(200));
+        shared.events.close();
+        tracing::info!(graceful, "herald stopped");
+        if graceful {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "stop timed out; remaining connections were dropped",
+            ))
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let runtime = self
+            .runtime
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            let _ = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| self.shutdown(runtime, Duration::from_secs(1)))
+                    .join()
+            });
+        }
+    }
+}
+
+fn bind(config: &Config) -> Result<TcpListener> {
+    let host = if config.host == "localhost" {
+        "127.0.0.1"
+    } else {
+        &config.host
+    };
+    let addr: SocketAddr = format!("{host}:{}", config.port)
+        .parse()
+        .or_else(|_| format!("[{host}]:{}", config.port).parse())
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("invalid host {host:?}: {e}"),
+            )
+        })?;
+    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(io)?;
+    socket.set_reuseaddr(true).map_err(io)?;
+    socket.bind(addr).map_err(io)?;
+    socket.listen(4096).map_err(io)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, remote)) => {
+                let c = &shared.counters;
+                let open = Counters::get(&c.open_sockets) + Counters::get(&c.active_connections);
+                if open >= shared.config.max_connections as u64 {
+                    Counters::add(&c.rejected_connections, 1);
+                    tracing::warn!(%remote, "refusing connection: max_connections reached");
+                    continue;
+                }
+                Counters::add(&c.open_sockets, 1);
+                tokio::spawn(crate::http::serve_socket(Arc::clone(&shared), tcp, remote));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(DISPATCH_BATCH);
+    while commands.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
+        for command in batch.drain(..) {
+            match command {
+                Command::Publish { channel, message } => shared.hub.publish(&channel, message),
+                Command::Broadcast(message) => shared.hub.broadcast(&message),
+                Command::Send { client_id, message } => {
+                    shared.hub.send(&client_id, message);
+                }
+                Command::Barrier(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(shared.config.heartbeat_interval_ms);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = shared.now_ms();
+        for client in shared.hub.clients() {
+            if now.saturating_sub(client.last_seen_ms()) > shared.config.heartbeat_timeout_ms {
+                if client.request_close(CloseReason::HeartbeatTimeout) {
+                    Counters::add(&shared.counters.heartbeat_timeouts, 1);
+                    tracing::debug!(client = %client.id, "heartbeat timeout");
+                }
+            } else {
+                client.request_ping();
+            }
+        }
+    }
+}
+
+async fn housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticks.tick() => shared.hub.expire_history(Instant::now()),
+        }
+    }
+}
