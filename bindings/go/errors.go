@@ -3,6 +3,7 @@ package herald
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error returned by this package wraps exactly one of
@@ -134,16 +135,22 @@ type Error struct {
 	cause error
 }
 
-// Error formats the error as "herald: OP: KIND: MESSAGE".
+// Error formats the error as "herald: OP: KIND: MESSAGE[: CAUSE]".
 func (e *Error) Error() string {
-	kind := e.kind.Error()
-	if len(kind) > len("herald: ") && kind[:len("herald: ")] == "herald: " {
-		kind = kind[len("herald: "):]
+	kind := strings.TrimPrefix(e.kind.Error(), "herald: ")
+	s := fmt.Sprintf("herald: %s: %s", e.Op, kind)
+	switch {
+	case e.Message == "":
+	case strings.HasPrefix(e.Message, kind+":"):
+		// The core's message already names the kind ("invalid config: ...").
+		s = fmt.Sprintf("herald: %s: %s", e.Op, e.Message)
+	default:
+		s += ": " + e.Message
 	}
-	if e.Message == "" {
-		return fmt.Sprintf("herald: %s: %s", e.Op, kind)
+	if e.cause != nil {
+		s += ": " + e.cause.Error()
 	}
-	return fmt.Sprintf("herald: %s: %s: %s", e.Op, kind, e.Message)
+	return s
 }
 
 // Unwrap returns the sentinel error (ErrInvalidJSON, ErrClosed, ...), which

@@ -34,6 +34,9 @@ func TestStatusMapping(t *testing.T) {
 	if got := statusError("publish", StatusQueueFull, "full").Error(); got != "herald: publish: queue full: full" {
 		t.Errorf("Error() = %q", got)
 	}
+	if got := statusError("start", StatusInvalidConfig, "invalid config: bad port").Error(); got != "herald: start: invalid config: bad port" {
+		t.Errorf("Error() = %q", got)
+	}
 	if got := closedError("stats").Error(); got != "herald: stats: server closed" {
 		t.Errorf("Error() = %q", got)
 	}

@@ -371,8 +371,8 @@ func TestStats(t *testing.T) {
 	for _, cl := range st.Clients {
 		if cl.ID == a.clientID {
 			found = true
-			if cl.UserID != "u1" || cl.SessionID != "s1" || !cl.IsAlive || cl.State == "" {
-				t.Errorf("client stats = %+v, want user u1 session s1 alive with a state", cl)
+			if cl.UserID != "u1" || cl.SessionID != "s1" || !cl.IsAlive || cl.State != ClientOpen || cl.RemoteAddress == "" {
+				t.Errorf("client stats = %+v, want user u1 session s1 alive, open, with an address", cl)
 			}
 		}
 	}
@@ -609,6 +609,8 @@ func TestBadInput(t *testing.T) {
 		{"empty channel", func() error { return srv.Publish("", map[string]any{}) }, []error{ErrInvalidArgument}},
 		{"empty user", func() error { return srv.BroadcastToUser("", map[string]any{}) }, []error{ErrInvalidArgument}},
 		{"empty client", func() error { return srv.Send("", map[string]any{}) }, []error{ErrInvalidArgument, ErrUnknownClient}},
+		{"overlong session", func() error { return srv.NotifyAIStart(strings.Repeat("s", 5000), map[string]any{}) }, []error{ErrInvalidArgument}},
+		{"history empty channel", func() error { _, err := srv.History(""); return err }, []error{ErrInvalidArgument}},
 		{"unknown client", func() error { return srv.Send("nobody", map[string]any{"type": "x"}) }, []error{ErrUnknownClient}},
 		{"history NUL", func() error { _, err := srv.History("a\x00"); return err }, []error{ErrInvalidArgument}},
 		{"history invalid UTF-8", func() error { _, err := srv.History("\xff"); return err }, []error{ErrInvalidUTF8}},

@@ -140,24 +140,24 @@ func (s *Server) Events() <-chan Event {
 // started. task must encode to a JSON object; clients receive
 // {"type":"ai_start","sessionId":...,"task":task,...}.
 func (s *Server) NotifyAIStart(sessionID string, task any) error {
-	return s.sessionCall("notify_ai_start", sessionID, task, func(h *C.herald_server, sid, js *C.char) C.herald_status {
-		return C.herald_notify_ai_start(h, sid, js)
+	return s.sessionCall("notify_ai_start", sessionID, task, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_start(h, sid, js))
 	})
 }
 
 // NotifyAIProgress sends an "ai_progress" message (field "progress") to the
 // subscribers of session sessionID. progress must encode to a JSON object.
 func (s *Server) NotifyAIProgress(sessionID string, progress any) error {
-	return s.sessionCall("notify_ai_progress", sessionID, progress, func(h *C.herald_server, sid, js *C.char) C.herald_status {
-		return C.herald_notify_ai_progress(h, sid, js)
+	return s.sessionCall("notify_ai_progress", sessionID, progress, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_progress(h, sid, js))
 	})
 }
 
 // NotifyAIComplete sends an "ai_complete" message (field "result") to the
 // subscribers of session sessionID. result must encode to a JSON object.
 func (s *Server) NotifyAIComplete(sessionID string, result any) error {
-	return s.sessionCall("notify_ai_complete", sessionID, result, func(h *C.herald_server, sid, js *C.char) C.herald_status {
-		return C.herald_notify_ai_complete(h, sid, js)
+	return s.sessionCall("notify_ai_complete", sessionID, result, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_complete(h, sid, js))
 	})
 }
 
@@ -171,8 +171,8 @@ func (s *Server) NotifyAIError(sessionID string, errPayload any) error {
 			errPayload = map[string]string{"message": e.Error()}
 		}
 	}
-	return s.sessionCall("notify_ai_error", sessionID, errPayload, func(h *C.herald_server, sid, js *C.char) C.herald_status {
-		return C.herald_notify_ai_error(h, sid, js)
+	return s.sessionCall("notify_ai_error", sessionID, errPayload, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_error(h, sid, js))
 	})
 }
 
@@ -183,16 +183,16 @@ func (s *Server) Broadcast(msg any) error {
 	if err != nil {
 		return err
 	}
-	return s.call("broadcast", func(h *C.herald_server) C.herald_status {
-		return C.herald_broadcast(h, cptr(js))
+	return s.call("broadcast", func(h *C.herald_server) Status {
+		return Status(C.herald_broadcast(h, cptr(js)))
 	}, js)
 }
 
 // BroadcastToUser sends msg (a JSON object) to every client that connected
 // with ?userId=userID (channel "user:"+userID).
 func (s *Server) BroadcastToUser(userID string, msg any) error {
-	return s.keyedCall("broadcast_to_user", userID, msg, func(h *C.herald_server, id, js *C.char) C.herald_status {
-		return C.herald_broadcast_to_user(h, id, js)
+	return s.keyedCall("broadcast_to_user", userID, msg, func(h *C.herald_server, id, js *C.char) Status {
+		return Status(C.herald_broadcast_to_user(h, id, js))
 	})
 }
 
@@ -200,23 +200,23 @@ func (s *Server) BroadcastToUser(userID string, msg any) error {
 // "channel", "seq" and "epoch" fields. Published messages are kept in the
 // channel's history (see History).
 func (s *Server) Publish(channel string, msg any) error {
-	return s.keyedCall("publish", channel, msg, func(h *C.herald_server, id, js *C.char) C.herald_status {
-		return C.herald_publish(h, id, js)
+	return s.keyedCall("publish", channel, msg, func(h *C.herald_server, id, js *C.char) Status {
+		return Status(C.herald_publish(h, id, js))
 	})
 }
 
 // Send sends msg (a JSON object) to the one client clientID. It fails with
 // ErrUnknownClient if no such client is connected.
 func (s *Server) Send(clientID string, msg any) error {
-	return s.keyedCall("send", clientID, msg, func(h *C.herald_server, id, js *C.char) C.herald_status {
-		return C.herald_send(h, id, js)
+	return s.keyedCall("send", clientID, msg, func(h *C.herald_server, id, js *C.char) Status {
+		return Status(C.herald_send(h, id, js))
 	})
 }
 
 // Stats returns a snapshot of the server's counters and connected clients.
 func (s *Server) Stats() (Stats, error) {
-	raw, err := s.stringCall("stats", func(h *C.herald_server, out **C.char) C.herald_status {
-		return C.herald_stats(h, out)
+	raw, err := s.stringCall("stats", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_stats(h, out))
 	})
 	if err != nil {
 		return Stats{}, err
@@ -237,8 +237,8 @@ func (s *Server) History(channel string) ([]json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := s.stringCall("history", func(h *C.herald_server, out **C.char) C.herald_status {
-		return C.herald_history(h, cptr(cch), out)
+	raw, err := s.stringCall("history", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_history(h, cptr(cch), out))
 	})
 	runtime.KeepAlive(cch)
 	if err != nil {
@@ -358,7 +358,7 @@ func (s *Server) nextEvent() ([]byte, bool) {
 // call runs fn with the live handle, on a locked OS thread so that
 // herald_last_error is read on the thread that failed. keep is kept alive
 // until fn has returned (the Go buffers fn passes to C).
-func (s *Server) call(op string, fn func(h *C.herald_server) C.herald_status, keep ...[]byte) error {
+func (s *Server) call(op string, fn func(h *C.herald_server) Status, keep ...[]byte) error {
 	if s == nil {
 		return closedError(op)
 	}
@@ -369,7 +369,7 @@ func (s *Server) call(op string, fn func(h *C.herald_server) C.herald_status, ke
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	st := Status(fn(s.h))
+	st := fn(s.h)
 	runtime.KeepAlive(keep)
 	if st == StatusOK {
 		return nil
@@ -378,7 +378,7 @@ func (s *Server) call(op string, fn func(h *C.herald_server) C.herald_status, ke
 }
 
 // keyedCall is call for the functions taking (string key, JSON payload).
-func (s *Server) keyedCall(op, key string, msg any, fn func(h *C.herald_server, key, js *C.char) C.herald_status) error {
+func (s *Server) keyedCall(op, key string, msg any, fn func(h *C.herald_server, key, js *C.char) Status) error {
 	ckey, err := cStringArg(op, key)
 	if err != nil {
 		return err
@@ -387,25 +387,25 @@ func (s *Server) keyedCall(op, key string, msg any, fn func(h *C.herald_server, 
 	if err != nil {
 		return err
 	}
-	return s.call(op, func(h *C.herald_server) C.herald_status {
+	return s.call(op, func(h *C.herald_server) Status {
 		return fn(h, cptr(ckey), cptr(js))
 	}, ckey, js)
 }
 
 // sessionCall is keyedCall for the notify functions.
-func (s *Server) sessionCall(op, sessionID string, msg any, fn func(h *C.herald_server, sid, js *C.char) C.herald_status) error {
+func (s *Server) sessionCall(op, sessionID string, msg any, fn func(h *C.herald_server, sid, js *C.char) Status) error {
 	return s.keyedCall(op, sessionID, msg, fn)
 }
 
 // stringCall runs a function that returns a core-allocated string and copies
 // it into Go memory.
-func (s *Server) stringCall(op string, fn func(h *C.herald_server, out **C.char) C.herald_status) ([]byte, error) {
+func (s *Server) stringCall(op string, fn func(h *C.herald_server, out **C.char) Status) ([]byte, error) {
 	var raw []byte
-	err := s.call(op, func(h *C.herald_server) C.herald_status {
+	err := s.call(op, func(h *C.herald_server) Status {
 		var out *C.char
 		st := fn(h, &out)
 		if out != nil {
-			if Status(st) == StatusOK {
+			if st == StatusOK {
 				raw = []byte(C.GoString(out))
 			}
 			C.herald_string_free(out)

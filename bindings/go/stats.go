@@ -1,6 +1,9 @@
 package herald
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // Stats is a snapshot of the server's counters, as returned by Server.Stats
 // (the same document as GET /api/ws/stats on the server's port). Counters
@@ -78,8 +81,8 @@ type ClientStats struct {
 	SessionID string `json:"sessionId"`
 	// IsAlive reports whether the client answered the last heartbeat.
 	IsAlive bool `json:"isAlive"`
-	// State is the core's connection state name.
-	State string `json:"state"`
+	// State is the connection state (the WebSocket readyState numbering).
+	State ClientState `json:"state"`
 	// RemoteAddress is the client's address (host:port).
 	RemoteAddress string `json:"remoteAddress"`
 	// Subscriptions is the number of channels the client is subscribed to.
@@ -91,6 +94,30 @@ type ClientStats struct {
 	// IdleMS is the time since the client was last heard from, in
 	// milliseconds.
 	IdleMS uint64 `json:"idleMs"`
+}
+
+// ClientState is a client's connection state in ClientStats, numbered like
+// the browser WebSocket readyState.
+type ClientState int
+
+// Client connection states.
+const (
+	ClientOpen    ClientState = 1
+	ClientClosing ClientState = 2
+	ClientClosed  ClientState = 3
+)
+
+// String returns "open", "closing", "closed" or "state(N)".
+func (s ClientState) String() string {
+	switch s {
+	case ClientOpen:
+		return "open"
+	case ClientClosing:
+		return "closing"
+	case ClientClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
 }
 
 // parseStats decodes the core's stats document.

@@ -144,11 +144,24 @@ export type HeraldEvent = ConnectionEvent | DisconnectEvent | SubscribeEvent | U
 
 /** One client as listed in `getStats().clients`. */
 export interface ClientStats {
+  /** The client id (as in events and for `send`). */
   id: string;
   userId: string | null;
   sessionId: string | null;
+  /** False once a heartbeat went unanswered. */
   isAlive: boolean;
-  state: string;
+  /** Connection state: 1 open, 2 closing, 3 closed. */
+  state: number;
+  /** The peer's address ("ip:port"). */
+  remoteAddress: string;
+  /** Channels the client is subscribed to. */
+  subscriptions: number;
+  /** Messages waiting in the client's queue. */
+  queued: number;
+  /** Messages sent to this client. */
+  messagesSent: number;
+  /** Time since anything arrived from the client, in ms. */
+  idleMs: number;
   [key: string]: unknown;
 }
 
@@ -156,15 +169,49 @@ export interface ClientStats {
 export interface Stats {
   totalConnections: number;
   activeConnections: number;
+  /** Connected clients, at most `stats_client_limit` of them. */
   clients: ClientStats[];
+  /** How many clients `clients` lists. */
+  clientsListed: number;
   messagesSent: number;
   messagesReceived: number;
+  /** Messages dropped (e.g. for evicted clients). */
+  messagesDropped: number;
+  publications: number;
+  /** Clients closed because their queue overflowed. */
   evictions: number;
+  heartbeatTimeouts: number;
+  invalidMessages: number;
+  oversizedMessages: number;
+  rejectedConnections: number;
+  publishQueueFull: number;
+  channelsRejected: number;
+  recoveries: number;
+  recoveriesFailed: number;
+  channels: number;
+  subscriptions: number;
+  historyBytes: number;
+  /** Events waiting to be emitted. */
+  eventsQueued: number;
+  /** Events dropped because the event queue was full. */
+  eventsDropped: number;
+  uptimeMs: number;
+  port: number;
+  path: string;
+  /** Core version. */
+  version: string;
   [key: string]: unknown;
 }
 
-/** One publication kept in a channel's history: the message as delivered (with `seq`/`epoch`). */
+/**
+ * One publication kept in a channel's history: the message exactly as it was
+ * delivered (for `publish`/`broadcastToUser`: the host's object plus `timestamp`,
+ * `channel`, `seq`, `epoch`; for sessions: the `ai_*` message).
+ */
 export interface HistoryEntry {
+  seq: number;
+  epoch: string;
+  timestamp: string;
   [key: string]: unknown;
 }
 

@@ -22,6 +22,7 @@
 
 #![deny(clippy::all)]
 
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,8 +178,8 @@ impl Task for StartTask {
                     port: u32::from(server.port()),
                     server,
                     sink,
-                    cleanup,
-                    closing: false,
+                    cleanup: RefCell::new(cleanup),
+                    closing: Cell::new(false),
                 })
             }
             Err(e) => Err(js_error(&env, &code_of(e.kind()), e.message())),
@@ -193,8 +194,11 @@ pub struct NativeServer {
     server: herald::Server,
     port: u32,
     sink: Arc<EventSink>,
-    cleanup: Option<napi::CleanupEnvHook<()>>,
-    closing: bool,
+    // Interior mutability: `close` must take `&self`, since napi-rs keeps the
+    // borrow of a `&mut self` method returning an `AsyncTask` active afterwards
+    // (observed: the `closed` getter then threw "cannot be borrowed mutably").
+    cleanup: RefCell<Option<napi::CleanupEnvHook<()>>>,
+    closing: Cell<bool>,
 }
 
 #[napi]
@@ -208,7 +212,7 @@ impl NativeServer {
     /// True once `close()` has been called (or the core reports it stopped).
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.closing || self.server.is_stopped()
+        self.closing.get() || self.server.is_stopped()
     }
 
     #[napi]
@@ -315,16 +319,15 @@ impl NativeServer {
     /// stream) after every earlier event. Rejects with `HERALD_STOPPED` if the
     /// server was already closed.
     #[napi(ts_return_type = "Promise<boolean>")]
-    pub fn close(&mut self, env: Env, timeout_ms: u32) -> Result<AsyncTask<CloseTask>> {
-        if self.closing {
+    pub fn close(&self, env: Env, timeout_ms: u32) -> Result<AsyncTask<CloseTask>> {
+        if self.closing.replace(true) {
             return Err(js_error(
                 &env,
                 "HERALD_STOPPED",
                 "the server has been stopped",
             ));
         }
-        self.closing = true;
-        if let Some(hook) = self.cleanup.take() {
+        if let Some(hook) = self.cleanup.borrow_mut().take() {
             let _ = env.remove_env_cleanup_hook(hook);
         }
         Ok(AsyncTask::new(CloseTask {

@@ -55,6 +55,9 @@ describe('a running server', () => {
     assert.equal(e.sessionId, 'conn-session');
     assert.equal(typeof e.remoteAddr, 'string');
     assert.equal(typeof e.timestamp, 'string');
+    // Query parameters subscribe the client at once: to user:<id> and session:<id>.
+    await rec.wait('subscribe', { clientId: c.id, channel: 'user:conn-user' });
+    await rec.wait('subscribe', { clientId: c.id, channel: 'session:conn-session' });
     const anon = await connect();
     const e2 = await rec.wait('connection', { clientId: anon.id });
     assert.equal(e2.userId, null);
@@ -342,6 +345,25 @@ describe('start()', () => {
   it('rejects non-object options with a TypeError', async () => {
     for (const bad of ['port=0', 42, [1], true]) {
       await assert.rejects(herald.start(bad), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    }
+  });
+
+  it('throws HERALD_QUEUE_FULL when calls outrun the dispatcher (publish_queue_size)', async () => {
+    const s = await herald.start({ port: 0, publish_queue_size: 1 });
+    try {
+      let error;
+      for (let i = 0; i < 1_000_000 && !error; i += 1) {
+        try {
+          s.publish('flood', { i });
+        } catch (err) {
+          error = err;
+        }
+      }
+      assert.ok(error, 'a million calls never found the queue full');
+      assert.equal(error.code, 'HERALD_QUEUE_FULL');
+      assert.match(error.message, /queue/);
+    } finally {
+      await s.close();
     }
   });
 

@@ -6,7 +6,23 @@
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
 const { Client, runNode, withTimeout } = require('./helpers');
+
+/** A port that was free a moment ago. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 const HERALD = JSON.stringify(require.resolve('..'));
 
@@ -176,6 +192,69 @@ describe('process lifetime', () => {
     assert.notEqual(res.code, 0);
     assert.match(res.stderr, /listener exploded/);
     if (c) c.terminate();
+  });
+
+  it('emits events of clients that connected before start() resolved', async () => {
+    // The child blocks its main thread right after calling start(), until we
+    // have connected (the core serves the client on its own threads). The
+    // 'connection' event is then emitted after the child attached its listener.
+    const port = await freePort();
+    const flag = path.join(os.tmpdir(), `herald-early-${process.pid}-${Date.now()}`);
+    let started;
+    const startedP = new Promise((resolve) => {
+      started = resolve;
+    });
+    const running = child(
+      `
+      const fs = require('node:fs');
+      const pending = herald.start({ port: ${port} });
+      console.log('blocking');
+      const deadline = Date.now() + 30000;
+      while (!fs.existsSync(${JSON.stringify(flag)}) && Date.now() < deadline) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+      const s = await pending;
+      s.on('connection', async (e) => {
+        console.log('connection ' + e.clientId);
+        await s.close();
+      });
+    `,
+      { onLine: (line) => line === 'blocking' && started() },
+    );
+    await withTimeout(startedP, 'the child to start');
+    let c;
+    for (let attempt = 0; !c; attempt += 1) {
+      c = await Client.connect(port).catch((err) => {
+        if (attempt > 200) throw err;
+        return new Promise((resolve) => setTimeout(() => resolve(null), 50));
+      });
+    }
+    fs.writeFileSync(flag, '');
+    try {
+      const res = await running;
+      assertExitedCleanly(res, new RegExp(`connection ${c.id}`));
+    } finally {
+      fs.rmSync(flag, { force: true });
+      c.terminate();
+    }
+  });
+
+  it('a worker thread that ends with its server open stops the server', async () => {
+    const res = await child(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const herald = require(${HERALD.replace(/\\/g, '\\\\')});
+        const { parentPort } = require('node:worker_threads');
+        herald.start({ port: 0 }).then((s) => parentPort.postMessage(s.port));
+      \`, { eval: true });
+      const port = await new Promise((r) => w.once('message', r));
+      await w.terminate();
+      // The port is free again: the server went away with its environment.
+      const again = await herald.start({ port });
+      console.log('rebound ' + (again.port === port));
+      await again.close();
+    `);
+    assertExitedCleanly(res, /rebound true/);
   });
 
   it('works inside a worker thread, and the worker can exit', async () => {

@@ -6,21 +6,18 @@ turns a core regression into a precise failure instead of a mysterious one in th
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import json
+import subprocess
+import sys
 import threading
-import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 
 from herald import _ffi
 from herald._ffi import Status
-from _helpers import TIMEOUT, Client, poll_until, run
-
-
-_KEEP_ALIVE: List[Any] = []
+from _helpers import Client, run
 
 
 @pytest.fixture
@@ -102,43 +99,61 @@ def test_version(lib: ctypes.CDLL) -> None:
     assert lib.herald_version()
 
 
-def test_no_callback_after_stop_returned_inside_the_callback(lib: ctypes.CDLL) -> None:
-    """herald_set_event_handler: "never [called] after herald_stop returns" — also when the
-    callback itself calls herald_stop while more events are queued behind it."""
-    h = lib.herald_start(b'{"port": 0}')
-    assert h, _ffi.last_error()
-    port = lib.herald_port(h)
-    calls: List[Tuple[bool, str]] = []  # (herald_stop had returned, event type)
-    state = {"first": True, "stop_returned": False, "status": None}
-    release = threading.Event()
-    first_seen = threading.Event()
+STOP_FROM_CALLBACK = r"""
+import asyncio, json, os, threading, time
+from herald import _ffi
+from websockets.asyncio.client import connect
 
-    def callback(user_data: Any, event_json: bytes) -> None:
-        calls.append((state["stop_returned"], json.loads(event_json)["type"]))
-        if state["first"]:
-            state["first"] = False
-            first_seen.set()
-            release.wait(TIMEOUT)  # hold the event thread while more events queue up
-            state["status"] = lib.herald_stop(h, 5000)
-            state["stop_returned"] = True
+lib = _ffi.lib()
+h = lib.herald_start(b'{"port": 0}')
+port = lib.herald_port(h)
+state = {"first": True, "returned": False, "status": None}
+calls = []  # (herald_stop had returned, event type)
+release, first_seen = threading.Event(), threading.Event()
 
-    thunk = _ffi.EVENT_CALLBACK(callback)
-    _KEEP_ALIVE.append(thunk)  # never freed: a late call into a freed thunk would crash
-    assert lib.herald_set_event_handler(h, thunk, None) == Status.OK
+def callback(user_data, event_json):
+    calls.append((state["returned"], json.loads(event_json)["type"]))
+    if state["first"]:
+        state["first"] = False
+        first_seen.set()
+        release.wait(30)  # hold the event thread while more events queue up behind this one
+        state["status"] = lib.herald_stop(h, 5000)
+        state["returned"] = True
 
-    async def body() -> None:
-        c1 = await Client.connect(port)
-        assert await asyncio.to_thread(first_seen.wait, TIMEOUT)
-        # Their "connected" events are queued before their hello is sent.
-        c2 = await Client.connect(port)
-        c3 = await Client.connect(port)
-        release.set()
-        for c in (c1, c2, c3):
-            await asyncio.wait_for(c.ws.wait_closed(), TIMEOUT)
+thunk = _ffi.EVENT_CALLBACK(callback)
+assert lib.herald_set_event_handler(h, thunk, None) == 0
 
-    run(body())
-    poll_until(lambda: state["stop_returned"])
-    assert state["status"] in (Status.OK, Status.ERR_TIMEOUT)
-    time.sleep(1.0)  # observation window for late calls (can only hide a failure, never fake one)
-    late = [kind for after_stop, kind in calls if after_stop]
-    assert late == [], f"callback called {len(late)} time(s) after herald_stop returned: {late}"
+async def main():
+    c1 = await connect(f"ws://127.0.0.1:{port}/ws"); await c1.recv()
+    assert await asyncio.to_thread(first_seen.wait, 30)
+    c2 = await connect(f"ws://127.0.0.1:{port}/ws"); await c2.recv()  # its event is queued now
+    release.set()
+
+asyncio.run(main())
+deadline = time.monotonic() + 30
+while not state["returned"] and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(1.0)  # observation window for late callbacks (can hide a failure, never fake one)
+print(json.dumps({"returned": state["returned"], "status": state["status"],
+                  "late": [kind for after, kind in list(calls) if after]}), flush=True)
+os._exit(0)  # a deadlocked core thread must not keep the process alive
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug (reported): herald_stop called from inside the event callback deadlocks: "
+    "Server::stop runs shutdown on a scoped thread, whose EventQueue::close joins the "
+    "event thread (the thread-id check sees the scoped thread, not the caller)",
+)
+def test_stop_from_inside_the_callback(tmp_path: Any) -> None:
+    """herald_set_event_handler: "never [called] after herald_stop returns", and the core is
+    documented to handle herald_stop from inside the callback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STOP_FROM_CALLBACK], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["returned"], "herald_stop called from the callback did not return within 30 s"
+    assert result["status"] in (Status.OK, Status.ERR_TIMEOUT)
+    assert result["late"] == [], f"callback called after herald_stop returned: {result['late']}"

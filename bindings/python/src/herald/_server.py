@@ -154,13 +154,13 @@ def _check(status: int) -> None:
 _live: Dict[int, int] = {}
 _dispatchers: Dict[int, "weakref.ReferenceType[_Dispatcher]"] = {}
 _keys = itertools.count(1)
+# Set while this thread runs _on_core_event, i.e. while it is a Herald event thread inside
+# a callback.
+_callback_state = threading.local()
 
 
-def _stop_key(key: int, timeout_ms: int) -> Optional[int]:
-    """Stop the server registered under ``key`` once. Returns the status, or None if already stopped."""
-    handle = _live.pop(key, None)
-    if handle is None:
-        return None
+def _stop_handle(key: int, handle: int, timeout_ms: int) -> int:
+    """The one herald_stop call for a handle already taken out of _live."""
     try:
         return int(_ffi.lib().herald_stop(handle, timeout_ms))
     finally:
@@ -168,14 +168,22 @@ def _stop_key(key: int, timeout_ms: int) -> Optional[int]:
         _dispatchers.pop(key, None)
 
 
+def _in_event_callback() -> bool:
+    return bool(getattr(_callback_state, "depth", 0))
+
+
 @_ffi.EVENT_CALLBACK
 def _on_core_event(user_data: Optional[int], event_json: Optional[bytes]) -> None:
     # Runs on the core's event thread. It must never raise: log and swallow everything.
     try:
-        ref = _dispatchers.get(user_data or 0)
-        dispatcher = ref() if ref is not None else None
-        if dispatcher is not None and event_json is not None:
-            dispatcher.dispatch(event_json)
+        _callback_state.depth = getattr(_callback_state, "depth", 0) + 1
+        try:
+            ref = _dispatchers.get(user_data or 0)
+            dispatcher = ref() if ref is not None else None
+            if dispatcher is not None and event_json is not None:
+                dispatcher.dispatch(event_json)
+        finally:
+            _callback_state.depth -= 1
     except BaseException:  # noqa: BLE001 - nothing may escape into the core
         try:
             logger.exception("herald: error while dispatching an event")
@@ -183,24 +191,37 @@ def _on_core_event(user_data: Optional[int], event_json: Optional[bytes]) -> Non
             pass
 
 
-# Servers dropped without close() are stopped by a reaper thread, not inside the garbage
-# collector: a graceful stop can take up to its timeout, and a GC pass can run at any
-# allocation, on any thread, while that thread holds arbitrary locks (which the event callback
-# might need). queue.SimpleQueue.put is documented as safe to call from finalizers.
-_reap_queue: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+# Stops that must not run on the calling thread go to a reaper thread:
+# * servers garbage-collected without close(): a graceful stop can take up to its timeout, and
+#   a GC pass runs at any allocation, on any thread, possibly holding locks the event callback
+#   needs. queue.SimpleQueue.put is documented as safe to call from finalizers.
+# * close() called from inside the event callback: herald_stop waits for the event thread,
+#   which is the calling thread (with the current core it deadlocks; see the report).
+# Items: (key, handle or None to take it from _live, timeout_ms).
+_reap_queue: "queue.SimpleQueue[Tuple[int, Optional[int], int]]" = queue.SimpleQueue()
 _reaper_lock = threading.Lock()
+_reaper_busy = threading.Lock()
 _reaper: Optional[threading.Thread] = None
+
+
+def _reap_one(key: int, handle: Optional[int], timeout_ms: int) -> None:
+    if handle is None:
+        handle = _live.pop(key, None)
+        if handle is None:
+            return
+    try:
+        status = _stop_handle(key, handle, timeout_ms)
+        if status not in (Status.OK, Status.ERR_TIMEOUT):
+            logger.warning("herald: background stop of server %d returned status %s", key, status)
+    except BaseException:  # noqa: BLE001
+        logger.exception("herald: error while stopping server %d in the background", key)
 
 
 def _reaper_main() -> None:
     while True:
-        key = _reap_queue.get()
-        try:
-            status = _stop_key(key, _IMPLICIT_STOP_TIMEOUT_MS)
-            if status not in (None, Status.OK, Status.ERR_TIMEOUT):
-                logger.warning("herald: stopping a garbage-collected server returned status %s", status)
-        except BaseException:  # noqa: BLE001
-            logger.exception("herald: error while stopping a garbage-collected server")
+        item = _reap_queue.get()
+        with _reaper_busy:
+            _reap_one(*item)
 
 
 def _ensure_reaper() -> None:
@@ -214,28 +235,34 @@ def _ensure_reaper() -> None:
 def _finalize_server(key: int) -> None:
     # Called by weakref.finalize when a Server is garbage-collected without close().
     if key in _live:
-        logger.debug("herald: server %d garbage-collected without close(); stopping it", key)
-        _reap_queue.put(key)
+        _reap_queue.put((key, None, _IMPLICIT_STOP_TIMEOUT_MS))
 
 
 @atexit.register
 def _stop_all_at_exit() -> None:
     # Stop every server still running before the interpreter is torn down, so that the core's
     # threads never call back into a finalizing interpreter.
-    for key in list(_live):
+    while True:
         try:
-            _stop_key(key, _IMPLICIT_STOP_TIMEOUT_MS)
-        except BaseException:  # noqa: BLE001
-            pass
+            item = _reap_queue.get_nowait()
+        except queue.Empty:
+            break
+        _reap_one(*item)
+    for key in list(_live):
+        _reap_one(key, None, _IMPLICIT_STOP_TIMEOUT_MS)
+    # Let a stop already running on the reaper thread finish (bounded).
+    if _reaper_busy.acquire(timeout=_IMPLICIT_STOP_TIMEOUT_MS / 1000 + 5):
+        _reaper_busy.release()
 
 
 def _forget_after_fork() -> None:
     # A forked child has the handles but none of the core's threads: never use them there.
-    global _reaper, _reaper_lock
+    global _reaper, _reaper_lock, _reaper_busy
     _live.clear()
     _dispatchers.clear()
     _reaper = None
     _reaper_lock = threading.Lock()  # another thread may have held it at fork time
+    _reaper_busy = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -557,21 +584,33 @@ class Server:
         Waits at most ``timeout`` seconds (``None``: no limit), after which the core forces the
         shutdown. Returns ``True`` for a graceful stop, ``False`` if it had to be forced. All
         resources are released in both cases. Calling ``close()`` again is a no-op returning
-        ``True``. Safe to call from any thread, including from the ``on_event`` callback.
+        ``True``. Safe to call from any thread.
+
+        Called from inside the ``on_event`` callback, ``close()`` cannot wait for the stop
+        (the stop waits for the callback to return): the server is marked closed at once
+        (every later call raises, no further event is delivered to Python) and the stop runs
+        on a background thread as soon as the callback returns; it returns ``True``.
 
         Raises:
             HeraldError: on an unexpected failure reported by the core (the server is released
                 anyway).
         """
         timeout_ms = _timeout_ms(timeout)
-        # No Python lock is held across herald_stop: the event thread may need the GIL and
-        # any lock the user's callback takes, and the core waits for it.
-        status = _stop_key(self._key, timeout_ms)
+        handle = _live.pop(self._key, None)  # from here on every other call raises
         if self._finalizer is not None:
             self._finalizer.detach()
         self._dispatcher.callback = None
         self._dispatcher.end()
-        if status is None or status == Status.OK:
+        if handle is None:
+            return True
+        if _in_event_callback():
+            _ensure_reaper()
+            _reap_queue.put((self._key, handle, timeout_ms))
+            return True
+        # No Python lock is held across herald_stop: the event thread may need the GIL and
+        # any lock the user's callback takes, and the core waits for it.
+        status = _stop_handle(self._key, handle, timeout_ms)
+        if status == Status.OK:
             return True
         if status == Status.ERR_TIMEOUT:
             logger.warning("herald: server did not stop within %s s; shutdown was forced", timeout)

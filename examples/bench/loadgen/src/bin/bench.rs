@@ -1,0 +1,1045 @@
+//! The benchmark orchestrator and load client.
+//!
+//! For every round it runs each case against each server in turn (A, B, C, A, B, C, ...),
+//! each server a fresh child process driven through the host command protocol
+//! (see `herald_bench::host`), and measures from the client side and from /proc.
+//! It prints a table of medians with min–max and, with `--markdown`, writes the
+//! results (machine, commands, tables, ratios, targets) as Markdown; with `--json`
+//! every per-round figure.
+//!
+//! Run it through `examples/bench/run.sh`; `herald-bench --help` lists the options.
+
+use herald_bench::client::{wait_for, ClientConfig, Pool};
+use herald_bench::host::Host;
+use herald_bench::procstat::{self, PeakRss};
+use herald_bench::stats::{percentile_sorted, summarize, Summary};
+use herald_bench::unix_micros;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SESSION: &str = "bench";
+
+#[derive(Clone, Debug)]
+struct Opts {
+    kit: PathBuf,
+    repo: PathBuf,
+    servers: Vec<String>,
+    cost_hosts: Vec<String>,
+    rounds: usize,
+    cases: Vec<String>,
+    flat1k: (usize, u64),
+    flat10k: (usize, u64),
+    paced: (usize, u64, f64),
+    idle: usize,
+    cost: (usize, u64, usize),
+    size: usize,
+    client_threads: usize,
+    setup_threads: usize,
+    queue: usize,
+    json: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    logs: PathBuf,
+    command_line: String,
+}
+
+const HELP: &str = "herald-bench: Herald benchmark kit (load client + orchestrator)
+
+Options (defaults in brackets):
+  --kit DIR             examples/bench directory [examples/bench]
+  --repo DIR            repository root [.]
+  --servers LIST        servers for throughput/latency/memory
+                        [herald-c,herald-node,herald-python,ws-peer,ceiling]
+  --cost-hosts LIST     hosts for the notify-cost case [herald-c,herald-node,herald-python,herald-go]
+  --rounds N            rounds, servers alternating within each round [5]
+  --cases LIST          flat1k,flat10k,paced,idle,cost [all]
+  --flat1k NxM          [1000x1000]
+  --flat10k NxM         [10000x100]
+  --paced NxM@RATE      [1000x250@50]
+  --idle N              [10000]   (measured on the flat10k connections when N matches)
+  --cost NxKxCHUNKS     subscribers x calls per chunk x chunks [100x2000x10]
+  --size BYTES          progress payload size [200]
+  --client-threads N    load-client reader threads [1]
+  --setup-threads N     parallel connection setup [8]
+  --queue N             Herald client_queue_size and the ws peer's bound, in messages [4096]
+  --json FILE           every per-round figure
+  --markdown FILE       results as Markdown (for BENCHMARKS.md)
+  --logs DIR            server stderr logs [target/bench-logs]
+  --quick               small sizes for a smoke run (N=200, M=200, 2 rounds)
+";
+
+fn parse_nxm(s: &str) -> (usize, u64) {
+    let (n, m) = s.split_once('x').expect("NxM");
+    (n.parse().expect("N"), m.parse().expect("M"))
+}
+
+fn parse_opts() -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut o = Opts {
+        kit: PathBuf::from("examples/bench"),
+        repo: PathBuf::from("."),
+        servers: list("herald-c,herald-node,herald-python,ws-peer,ceiling"),
+        cost_hosts: list("herald-c,herald-node,herald-python,herald-go"),
+        rounds: 5,
+        cases: list("flat1k,flat10k,paced,idle,cost"),
+        flat1k: (1000, 1000),
+        flat10k: (10000, 100),
+        paced: (1000, 250, 50.0),
+        idle: 10000,
+        cost: (100, 2000, 10),
+        size: 200,
+        client_threads: 1,
+        setup_threads: 8,
+        queue: 4096,
+        json: None,
+        markdown: None,
+        logs: PathBuf::from("target/bench-logs"),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let mut val = || {
+            i += 1;
+            args.get(i).cloned().unwrap_or_else(|| {
+                eprintln!("{a} needs a value");
+                std::process::exit(2)
+            })
+        };
+        match a {
+            "--kit" => o.kit = val().into(),
+            "--repo" => o.repo = val().into(),
+            "--servers" => o.servers = list(&val()),
+            "--cost-hosts" => o.cost_hosts = list(&val()),
+            "--rounds" => o.rounds = val().parse().expect("rounds"),
+            "--cases" => o.cases = list(&val()),
+            "--flat1k" => o.flat1k = parse_nxm(&val()),
+            "--flat10k" => o.flat10k = parse_nxm(&val()),
+            "--paced" => {
+                let v = val();
+                let (nm, rate) = v.split_once('@').expect("NxM@RATE");
+                let (n, m) = parse_nxm(nm);
+                o.paced = (n, m, rate.parse().expect("rate"));
+            }
+            "--idle" => o.idle = val().parse().expect("idle"),
+            "--cost" => {
+                let v = val();
+                let p: Vec<&str> = v.split('x').collect();
+                o.cost = (
+                    p[0].parse().expect("N"),
+                    p[1].parse().expect("K"),
+                    p.get(2).map_or(10, |c| c.parse().expect("chunks")),
+                );
+            }
+            "--size" => o.size = val().parse().expect("size"),
+            "--client-threads" => o.client_threads = val().parse().expect("threads"),
+            "--setup-threads" => o.setup_threads = val().parse().expect("threads"),
+            "--queue" => o.queue = val().parse().expect("queue"),
+            "--json" => o.json = Some(val().into()),
+            "--markdown" => o.markdown = Some(val().into()),
+            "--logs" => o.logs = val().into(),
+            "--quick" => {
+                o.rounds = 2;
+                o.flat1k = (200, 200);
+                o.flat10k = (1000, 50);
+                o.paced = (200, 50, 50.0);
+                o.idle = 1000;
+                o.cost = (20, 500, 3);
+            }
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown option {other}\n\n{HELP}");
+                std::process::exit(2);
+            }
+        }
+        i += 1;
+    }
+    o
+}
+
+/// How to start each server/host. Every one prints `READY <port>` and obeys the host
+/// command protocol.
+fn server_argv(o: &Opts, name: &str) -> Vec<String> {
+    let kit = |p: &str| o.kit.join(p).to_string_lossy().to_string();
+    let repo = |p: &str| o.repo.join(p).to_string_lossy().to_string();
+    match name {
+        "herald-c" => vec![kit("hosts/c/build/herald-c-host")],
+        "herald-go" => vec![kit("hosts/go/build/herald-go-host")],
+        "herald-node" => vec!["node".into(), kit("hosts/node-host.js")],
+        "herald-python" => vec!["python3".into(), kit("hosts/python-host.py")],
+        "ws-peer" => vec!["node".into(), kit("ws-peer/server.js")],
+        "ceiling" => vec![repo("target/release/ceiling")],
+        other => {
+            eprintln!("unknown server {other}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn host_env(o: &Opts) -> Vec<(String, String)> {
+    vec![
+        ("BENCH_CLIENT_QUEUE".into(), o.queue.to_string()),
+        ("BENCH_SESSION".into(), SESSION.into()),
+        // The ws peer's backpressure bound: the same number of messages as Herald's
+        // client queue, in bytes (payload + envelope ~ size + 160).
+        (
+            "BENCH_MAX_BUFFERED".into(),
+            (o.queue * (o.size + 160)).to_string(),
+        ),
+    ]
+}
+
+type Metrics = BTreeMap<String, f64>;
+
+#[derive(Debug, Clone)]
+struct Record {
+    case: String,
+    server: String,
+    round: usize,
+    metrics: Metrics,
+}
+
+struct Bench {
+    o: Opts,
+    records: Vec<Record>,
+    notes: Vec<String>,
+}
+
+fn start_host(b: &Bench, server: &str, case: &str, round: usize) -> Result<Host, String> {
+    std::fs::create_dir_all(&b.o.logs).ok();
+    let log = b.o.logs.join(format!("{server}.log"));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "---- {case} round {round} ----");
+    }
+    Host::spawn(server, &server_argv(&b.o, server), &host_env(&b.o), &log)
+}
+
+fn connect(b: &Bench, port: u16, n: usize) -> Result<Pool, String> {
+    Pool::connect(&ClientConfig {
+        port,
+        path: "/ws".into(),
+        connections: n,
+        session: SESSION.into(),
+        threads: b.o.client_threads,
+        setup_threads: b.o.setup_threads,
+        setup_timeout: Duration::from_secs(20),
+    })
+}
+
+/// Pushes M messages (rate 0 = flat out) and measures deliveries, latency and cost.
+fn push_phase(
+    b: &Bench,
+    host: &mut Host,
+    pool: &Pool,
+    m: u64,
+    rate: f64,
+) -> Result<Metrics, String> {
+    let n = pool.connections as u64;
+    let pid = host.pid();
+    pool.reset(m);
+    let s0 = procstat::sample(pid).ok_or("server process gone")?;
+    let peak = PeakRss::start(pid, Duration::from_millis(50));
+    let c0 = procstat::self_cpu_ns();
+    let t_go = unix_micros();
+    host.send(&format!("push {m} {rate} {}", b.o.size))?;
+    let expected_secs = if rate > 0.0 { m as f64 / rate } else { 0.0 };
+    let deadline = Duration::from_secs_f64(120.0 + expected_secs * 2.0);
+    let complete = wait_for(
+        pool,
+        n * m,
+        Duration::from_secs(5).max(Duration::from_secs_f64(3.0 / rate.max(1.0))),
+        deadline,
+    );
+    let t_done = unix_micros();
+    let s1 = procstat::sample(pid).ok_or("server process gone")?;
+    let c1 = procstat::self_cpu_ns();
+    let pushed = host.expect("PUSHED", Duration::from_secs(60));
+    let peak_rss = peak.finish();
+    let mut col = pool.collect();
+    let mut m_out = Metrics::new();
+    let received = col.received as f64;
+    let span_s = (col.last_recv_us.saturating_sub(t_go)) as f64 / 1e6;
+    m_out.insert("deliveries".into(), received);
+    m_out.insert("complete".into(), if complete { 1.0 } else { 0.0 });
+    m_out.insert(
+        "deliveries_per_s".into(),
+        if span_s > 0.0 { received / span_s } else { 0.0 },
+    );
+    m_out.insert("elapsed_s".into(), span_s);
+    m_out.insert("missing".into(), col.missing as f64);
+    m_out.insert("out_of_order".into(), col.out_of_order as f64);
+    m_out.insert("closed_conns".into(), col.closed as f64);
+    let server_cpu = s1.cpu_ns.saturating_sub(s0.cpu_ns) as f64;
+    let wall_ns = (t_done.saturating_sub(t_go)) as f64 * 1000.0;
+    if received > 0.0 {
+        m_out.insert("server_cpu_ns_per_delivery".into(), server_cpu / received);
+        m_out.insert(
+            "client_cpu_ns_per_delivery".into(),
+            (c1 - c0) as f64 / received,
+        );
+    }
+    m_out.insert(
+        "server_cpu_cores".into(),
+        if wall_ns > 0.0 {
+            server_cpu / wall_ns
+        } else {
+            0.0
+        },
+    );
+    m_out.insert("server_peak_rss_mb".into(), peak_rss as f64 / 1024.0);
+    if let Some(line) = pushed {
+        let p: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(ns), Some(retries)) = (p.get(2), p.get(3)) {
+            m_out.insert(
+                "host_push_ms".into(),
+                ns.parse::<f64>().unwrap_or(0.0) / 1e6,
+            );
+            m_out.insert("host_retries".into(), retries.parse().unwrap_or(0.0));
+        }
+    } else {
+        m_out.insert("host_push_ms".into(), f64::NAN);
+    }
+    col.latencies_us.sort_unstable();
+    let l = &col.latencies_us;
+    for (name, p) in [
+        ("lat_p50_us", 50.0),
+        ("lat_p90_us", 90.0),
+        ("lat_p99_us", 99.0),
+        ("lat_p999_us", 99.9),
+        ("lat_max_us", 100.0),
+    ] {
+        m_out.insert(name.into(), percentile_sorted(l, p) as f64);
+    }
+    Ok(m_out)
+}
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn log_line(case: &str, server: &str, round: usize, m: &Metrics) {
+    let g = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    match case {
+        "idle" => eprintln!(
+            "  [r{round}] {case:<8} {server:<14} {:>8.0} B/conn  rss {:>7.1} MB",
+            g("bytes_per_conn"),
+            g("rss_mb")
+        ),
+        "cost" => eprintln!(
+            "  [r{round}] {case:<8} {server:<14} {:>8.0} ns/call (min {:.0})  errors {}",
+            g("ns_per_call"),
+            g("ns_per_call_min"),
+            g("errors")
+        ),
+        _ => eprintln!(
+            "  [r{round}] {case:<8} {server:<14} {:>10.0} deliv/s  cpu {:>6.0} ns/deliv  p50 {:>7.0} us  p99 {:>7.0} us  missing {} ooo {}",
+            g("deliveries_per_s"),
+            g("server_cpu_ns_per_delivery"),
+            g("lat_p50_us"),
+            g("lat_p99_us"),
+            g("missing"),
+            g("out_of_order")
+        ),
+    }
+}
+
+impl Bench {
+    fn record(&mut self, case: &str, server: &str, round: usize, metrics: Metrics) {
+        log_line(case, server, round, &metrics);
+        self.records.push(Record {
+            case: case.into(),
+            server: server.into(),
+            round,
+            metrics,
+        });
+    }
+
+    fn fail(&mut self, case: &str, server: &str, round: usize, e: String) {
+        eprintln!("  [r{round}] {case} {server}: FAILED: {e}");
+        self.notes
+            .push(format!("round {round}, {case}, {server}: failed: {e}"));
+    }
+
+    /// flat1k and paced share a server process and its connections when N matches.
+    fn group_1k(&mut self, server: &str, round: usize, flat: bool, paced: bool) {
+        let (n, m) = self.o.flat1k;
+        let (pn, pm, rate) = self.o.paced;
+        let mut plan: Vec<(&str, usize, u64, f64)> = Vec::new();
+        if flat {
+            plan.push(("flat1k", n, m, 0.0));
+        }
+        if paced {
+            plan.push(("paced", pn, pm, rate));
+        }
+        // Group consecutive phases with the same N onto one process.
+        let mut i = 0;
+        while i < plan.len() {
+            let n = plan[i].1;
+            let mut j = i;
+            while j < plan.len() && plan[j].1 == n {
+                j += 1;
+            }
+            let phases: Vec<_> = plan[i..j].to_vec();
+            let label = phases.iter().map(|p| p.0).collect::<Vec<_>>().join("+");
+            let mut host = match start_host(self, server, &label, round) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.fail(&label, server, round, e);
+                    i = j;
+                    continue;
+                }
+            };
+            match connect(self, host.port, n) {
+                Ok(pool) => {
+                    settle();
+                    for (case, _, m, rate) in phases {
+                        match push_phase(self, &mut host, &pool, m, rate) {
+                            Ok(metrics) => self.record(case, server, round, metrics),
+                            Err(e) => self.fail(case, server, round, e),
+                        }
+                        settle();
+                    }
+                    pool.close();
+                }
+                Err(e) => self.fail(&label, server, round, e),
+            }
+            host.quit(Duration::from_secs(5));
+            i = j;
+        }
+    }
+
+    /// Idle memory at N connections, then the flat-out push on the same connections.
+    fn group_10k(&mut self, server: &str, round: usize, idle: bool, flat: bool) {
+        let (n, m) = self.o.flat10k;
+        let idle_n = self.o.idle;
+        if idle && idle_n != n {
+            self.group_10k_one(server, round, idle_n, true, None);
+            if flat {
+                self.group_10k_one(server, round, n, false, Some(m));
+            }
+        } else {
+            self.group_10k_one(server, round, n, idle, flat.then_some(m));
+        }
+    }
+
+    fn group_10k_one(
+        &mut self,
+        server: &str,
+        round: usize,
+        n: usize,
+        idle: bool,
+        push: Option<u64>,
+    ) {
+        let label = match (idle, push.is_some()) {
+            (true, true) => "idle+flat10k",
+            (true, false) => "idle",
+            _ => "flat10k",
+        };
+        let mut host = match start_host(self, server, label, round) {
+            Ok(h) => h,
+            Err(e) => return self.fail(label, server, round, e),
+        };
+        let pid = host.pid();
+        std::thread::sleep(Duration::from_secs(1));
+        let before = procstat::sample(pid);
+        let t0 = Instant::now();
+        let pool = match connect(self, host.port, n) {
+            Ok(p) => p,
+            Err(e) => {
+                host.quit(Duration::from_secs(5));
+                return self.fail(label, server, round, e);
+            }
+        };
+        let setup_s = t0.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(2));
+        if idle {
+            let after = procstat::sample(pid);
+            match (before, after) {
+                (Some(a), Some(b2)) => {
+                    let mut m = Metrics::new();
+                    m.insert("connections".into(), n as f64);
+                    m.insert("rss_before_mb".into(), a.rss_kb as f64 / 1024.0);
+                    m.insert("rss_mb".into(), b2.rss_kb as f64 / 1024.0);
+                    m.insert(
+                        "bytes_per_conn".into(),
+                        (b2.rss_kb as f64 - a.rss_kb as f64) * 1024.0 / n as f64,
+                    );
+                    m.insert("setup_s".into(), setup_s);
+                    m.insert("threads".into(), b2.threads as f64);
+                    self.record("idle", server, round, m);
+                }
+                _ => self.fail("idle", server, round, "server process gone".into()),
+            }
+        }
+        if let Some(m) = push {
+            match push_phase(self, &mut host, &pool, m, 0.0) {
+                Ok(metrics) => self.record("flat10k", server, round, metrics),
+                Err(e) => self.fail("flat10k", server, round, e),
+            }
+        }
+        pool.close();
+        host.quit(Duration::from_secs(5));
+    }
+
+    /// ns per notify call, with the server running and `n` subscribers draining.
+    fn group_cost(&mut self, server: &str, round: usize) {
+        let (n, k, chunks) = self.o.cost;
+        let mut host = match start_host(self, server, "cost", round) {
+            Ok(h) => h,
+            Err(e) => return self.fail("cost", server, round, e),
+        };
+        let pool = match connect(self, host.port, n) {
+            Ok(p) => p,
+            Err(e) => {
+                host.quit(Duration::from_secs(5));
+                return self.fail("cost", server, round, e);
+            }
+        };
+        settle();
+        let mut per_call = Vec::new();
+        let mut errors = 0.0;
+        let mut missing = 0.0;
+        // One warm-up chunk, not counted.
+        for c in 0..=chunks {
+            pool.reset(k);
+            if let Err(e) = host.send(&format!("cost {k} {}", self.o.size)) {
+                self.notes.push(format!("cost {server}: {e}"));
+                break;
+            }
+            let Some(line) = host.expect("COST", Duration::from_secs(60)) else {
+                self.notes
+                    .push(format!("round {round}, cost, {server}: no COST reply"));
+                break;
+            };
+            let p: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect();
+            wait_for(
+                &pool,
+                n as u64 * k,
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+            );
+            let col = pool.collect();
+            if c == 0 {
+                continue;
+            }
+            if p.len() >= 3 && p[0] > 0.0 {
+                per_call.push(p[1] / p[0]);
+                errors += p[2];
+            }
+            missing += col.missing as f64;
+        }
+        pool.close();
+        host.quit(Duration::from_secs(5));
+        if let Some(s) = summarize(&per_call) {
+            let mut m = Metrics::new();
+            m.insert("ns_per_call".into(), s.median);
+            m.insert("ns_per_call_min".into(), s.min);
+            m.insert("ns_per_call_max".into(), s.max);
+            m.insert("errors".into(), errors);
+            m.insert("missing".into(), missing);
+            m.insert("subscribers".into(), n as f64);
+            self.record("cost", server, round, m);
+        }
+    }
+
+    fn values(&self, case: &str, server: &str, metric: &str) -> Vec<f64> {
+        self.records
+            .iter()
+            .filter(|r| r.case == case && r.server == server)
+            .filter_map(|r| r.metrics.get(metric).copied())
+            .collect()
+    }
+
+    fn summary(&self, case: &str, server: &str, metric: &str) -> Option<Summary> {
+        summarize(&self.values(case, server, metric))
+    }
+
+    /// Per-round ratios a/b for the rounds in which both ran.
+    fn round_ratios(&self, case: &str, metric: &str, a: &str, b: &str) -> Vec<f64> {
+        let mut out = Vec::new();
+        for r in 1..=self.o.rounds {
+            let get = |s: &str| {
+                self.records
+                    .iter()
+                    .find(|x| x.case == case && x.server == s && x.round == r)
+                    .and_then(|x| x.metrics.get(metric).copied())
+            };
+            if let (Some(x), Some(y)) = (get(a), get(b)) {
+                if y != 0.0 {
+                    out.push(x / y);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        "–".into()
+    } else if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn fmt_summary(s: Option<Summary>) -> String {
+    match s {
+        None => "n/a".into(),
+        Some(s) if s.min == s.max => fmt_num(s.median),
+        Some(s) => format!(
+            "{} ({}–{})",
+            fmt_num(s.median),
+            fmt_num(s.min),
+            fmt_num(s.max)
+        ),
+    }
+}
+
+fn fmt_ratio(median_ratio: Option<f64>, per_round: &[f64]) -> String {
+    match (median_ratio, summarize(per_round)) {
+        (Some(r), Some(s)) => format!("{r:.2}× (rounds {:.2}–{:.2})", s.min, s.max),
+        (Some(r), None) => format!("{r:.2}×"),
+        _ => "n/a".into(),
+    }
+}
+
+const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "flat1k",
+        &[
+            ("deliveries_per_s", "deliveries/s"),
+            ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
+            ("server_cpu_cores", "server CPU (cores busy)"),
+            ("lat_p50_us", "latency p50 µs"),
+            ("lat_p99_us", "latency p99 µs"),
+            ("server_peak_rss_mb", "server peak RSS MB"),
+            ("missing", "missing"),
+            ("out_of_order", "out of order"),
+            ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
+        ],
+    ),
+    (
+        "flat10k",
+        &[
+            ("deliveries_per_s", "deliveries/s"),
+            ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
+            ("server_cpu_cores", "server CPU (cores busy)"),
+            ("lat_p50_us", "latency p50 µs"),
+            ("lat_p99_us", "latency p99 µs"),
+            ("server_peak_rss_mb", "server peak RSS MB"),
+            ("missing", "missing"),
+            ("out_of_order", "out of order"),
+            ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
+        ],
+    ),
+    (
+        "paced",
+        &[
+            ("lat_p50_us", "latency p50 µs"),
+            ("lat_p90_us", "latency p90 µs"),
+            ("lat_p99_us", "latency p99 µs"),
+            ("lat_p999_us", "latency p99.9 µs"),
+            ("lat_max_us", "latency max µs"),
+            ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
+            ("missing", "missing"),
+            ("out_of_order", "out of order"),
+        ],
+    ),
+    (
+        "idle",
+        &[
+            ("bytes_per_conn", "RSS bytes per connection"),
+            ("rss_mb", "RSS MB with N connected"),
+            ("rss_before_mb", "RSS MB before connecting"),
+            ("setup_s", "connect+subscribe N, s"),
+        ],
+    ),
+    (
+        "cost",
+        &[
+            ("ns_per_call", "ns per notify call (median of chunks)"),
+            ("ns_per_call_min", "fastest chunk, ns per call"),
+            ("errors", "errors"),
+            ("missing", "missing deliveries"),
+        ],
+    ),
+];
+
+fn case_title(o: &Opts, case: &str) -> String {
+    match case {
+        "flat1k" => format!(
+            "Flat out: N={} × M={} ({}-byte payload)",
+            o.flat1k.0, o.flat1k.1, o.size
+        ),
+        "flat10k" => format!(
+            "Flat out: N={} × M={} ({}-byte payload)",
+            o.flat10k.0, o.flat10k.1, o.size
+        ),
+        "paced" => format!(
+            "Paced: N={} at {} messages/s, M={}",
+            o.paced.0, o.paced.2, o.paced.1
+        ),
+        "idle" => format!("Idle memory: N={} connections, each subscribed", o.idle),
+        "cost" => format!(
+            "Notify cost: {} chunks of {} calls, {} subscribers attached",
+            o.cost.2, o.cost.1, o.cost.0
+        ),
+        _ => case.into(),
+    }
+}
+
+fn report(b: &Bench, machine: &str) -> String {
+    let o = &b.o;
+    let mut s = String::new();
+    let _ = writeln!(s, "{machine}");
+    for (case, metrics) in CASE_METRICS {
+        if !o.cases.iter().any(|c| c == case) {
+            continue;
+        }
+        let servers: Vec<&String> = if *case == "cost" {
+            o.cost_hosts.iter().collect()
+        } else {
+            o.servers.iter().collect()
+        };
+        let servers: Vec<&String> = servers
+            .into_iter()
+            .filter(|sv| {
+                b.records
+                    .iter()
+                    .any(|r| r.case == *case && &r.server == *sv)
+            })
+            .collect();
+        if servers.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n#### {}\n", case_title(o, case));
+        let _ = write!(s, "| metric |");
+        for sv in &servers {
+            let _ = write!(s, " {sv} |");
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in &servers {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s);
+        for (metric, label) in metrics.iter() {
+            let _ = write!(s, "| {label} |");
+            for sv in &servers {
+                let _ = write!(s, " {} |", fmt_summary(b.summary(case, sv, metric)));
+            }
+            let _ = writeln!(s);
+        }
+        let _ = write!(s, "| rounds |");
+        for sv in &servers {
+            let _ = write!(s, " {} |", b.values(case, sv, metrics[0].0).len());
+        }
+        let _ = writeln!(s);
+    }
+    s.push_str(&ratios_and_targets(b));
+    if !b.notes.is_empty() {
+        let _ = writeln!(s, "\nNotes from the run:\n");
+        for n in &b.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+fn ratio_of_medians(b: &Bench, case: &str, metric: &str, x: &str, y: &str) -> Option<f64> {
+    let a = b.summary(case, x, metric)?.median;
+    let c = b.summary(case, y, metric)?.median;
+    (c != 0.0).then_some(a / c)
+}
+
+fn ratios_and_targets(b: &Bench) -> String {
+    let o = &b.o;
+    let mut s = String::new();
+    let heralds: Vec<&String> = o
+        .servers
+        .iter()
+        .filter(|x| x.starts_with("herald-"))
+        .collect();
+    let has = |name: &str| o.servers.iter().any(|x| x == name);
+    let mut rows: Vec<(String, String, String, Option<bool>)> = Vec::new(); // target, who, value, met
+    let _ = writeln!(
+        s,
+        "\n#### Ratios (same run; ratio of medians, per-round ratios in brackets)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| case | metric | server | vs ws-peer | vs ceiling |\n|---|---|---|---|---|"
+    );
+    for case in ["flat1k", "flat10k"] {
+        if !o.cases.iter().any(|c| c == case) {
+            continue;
+        }
+        for h in &heralds {
+            for (metric, label) in [
+                ("deliveries_per_s", "deliveries/s"),
+                ("server_cpu_ns_per_delivery", "CPU/delivery"),
+            ] {
+                let ws = if has("ws-peer") {
+                    fmt_ratio(
+                        ratio_of_medians(b, case, metric, h, "ws-peer"),
+                        &b.round_ratios(case, metric, h, "ws-peer"),
+                    )
+                } else {
+                    "n/a".into()
+                };
+                let ce = if has("ceiling") {
+                    fmt_ratio(
+                        ratio_of_medians(b, case, metric, h, "ceiling"),
+                        &b.round_ratios(case, metric, h, "ceiling"),
+                    )
+                } else {
+                    "n/a".into()
+                };
+                let _ = writeln!(s, "| {case} | {label} | {h} | {ws} | {ce} |");
+            }
+            if has("ws-peer") {
+                let r = ratio_of_medians(b, case, "deliveries_per_s", h, "ws-peer");
+                rows.push((
+                    format!("{case}: deliveries/s ≥ 15× ws-peer"),
+                    h.to_string(),
+                    r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+                    r.map(|r| r >= 15.0),
+                ));
+            }
+            if has("ceiling") {
+                let r = ratio_of_medians(b, case, "server_cpu_ns_per_delivery", h, "ceiling");
+                rows.push((
+                    format!("{case}: server CPU/delivery ≤ 3× ceiling"),
+                    h.to_string(),
+                    r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+                    r.map(|r| r <= 3.0),
+                ));
+            }
+        }
+    }
+    if o.cases.iter().any(|c| c == "paced") {
+        for h in &heralds {
+            let r = ratio_of_medians(b, "paced", "lat_p99_us", h, "ceiling");
+            let per = b.round_ratios("paced", "lat_p99_us", h, "ceiling");
+            let _ = writeln!(
+                s,
+                "| paced | p99 latency | {h} | {} | {} |",
+                fmt_ratio(
+                    ratio_of_medians(b, "paced", "lat_p99_us", h, "ws-peer"),
+                    &b.round_ratios("paced", "lat_p99_us", h, "ws-peer")
+                ),
+                fmt_ratio(r, &per)
+            );
+            rows.push((
+                "paced: p99 latency ≤ ceiling × 1.2".into(),
+                h.to_string(),
+                r.map_or("n/a".into(), |r| format!("{r:.2}× ceiling")),
+                r.map(|r| r <= 1.2),
+            ));
+        }
+    }
+    if o.cases.iter().any(|c| c == "idle") {
+        for h in &heralds {
+            let v = b.summary("idle", h, "bytes_per_conn").map(|x| x.median);
+            let _ = writeln!(
+                s,
+                "| idle | bytes/conn | {h} | {} | {} |",
+                fmt_ratio(
+                    ratio_of_medians(b, "idle", "bytes_per_conn", h, "ws-peer"),
+                    &b.round_ratios("idle", "bytes_per_conn", h, "ws-peer")
+                ),
+                fmt_ratio(
+                    ratio_of_medians(b, "idle", "bytes_per_conn", h, "ceiling"),
+                    &b.round_ratios("idle", "bytes_per_conn", h, "ceiling")
+                )
+            );
+            rows.push((
+                format!("idle RSS ≤ 2.5 KB (2560 B) per connection at N={}", o.idle),
+                h.to_string(),
+                v.map_or("n/a".into(), |v| format!("{v:.0} B")),
+                v.map(|v| v <= 2560.0),
+            ));
+        }
+    }
+    if o.cases.iter().any(|c| c == "cost") {
+        for (h, limit) in [
+            ("herald-c", 1000.0),
+            ("herald-node", 3000.0),
+            ("herald-python", 10000.0),
+            ("herald-go", f64::NAN),
+        ] {
+            if !o.cost_hosts.iter().any(|x| x == h) {
+                continue;
+            }
+            let v = b.summary("cost", h, "ns_per_call").map(|x| x.median);
+            let target = if limit.is_nan() {
+                "notify call from Go (no target)".to_string()
+            } else {
+                format!("notify call < {} µs", limit / 1000.0)
+            };
+            rows.push((
+                target,
+                h.to_string(),
+                v.map_or("n/a".into(), |v| format!("{v:.0} ns")),
+                if limit.is_nan() {
+                    None
+                } else {
+                    v.map(|v| v < limit)
+                },
+            ));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n#### Targets\n\n| target | server | measured | verdict |\n|---|---|---|---|"
+    );
+    for (t, who, v, met) in rows {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "–",
+        };
+        let _ = writeln!(s, "| {t} | {who} | {v} | {verdict} |");
+    }
+    s
+}
+
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine_description(
+    o: &Opts,
+    started: &str,
+    finished: &str,
+    load_before: &str,
+    load_after: &str,
+) -> String {
+    let cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1");
+    format!(
+        "Machine: {} CPUs ({}), {} , kernel {}; Rust {}; Node {}; Python {}.\n\
+         Run: {} → {} (UTC); load average before {}, after {}.\n\
+         Command: `{}`\n\
+         Herald config in every host: `{{\"port\":0,\"client_queue_size\":{}}}` (all other keys default; \
+         history on, 256 per channel), so a subscriber can hold {} undelivered messages before eviction and nothing is \
+         evicted at M ≤ {}. The ws peer evicts a client whose bufferedAmount exceeds {} bytes.",
+        sh("nproc"),
+        cpu,
+        sh("free -g | awk '/^Mem:/{print $2\" GiB RAM\"}'"),
+        sh("uname -r"),
+        sh("rustc --version | cut -d' ' -f2"),
+        sh("node --version"),
+        sh("python3 --version | cut -d' ' -f2"),
+        started,
+        finished,
+        load_before,
+        load_after,
+        o.command_line,
+        o.queue,
+        o.queue,
+        o.queue,
+        o.queue * (o.size + 160),
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn write_json(path: &Path, b: &Bench) {
+    let recs: Vec<serde_json::Value> = b
+        .records
+        .iter()
+        .map(|r| serde_json::json!({"case": r.case, "server": r.server, "round": r.round, "metrics": r.metrics}))
+        .collect();
+    let doc = serde_json::json!({"command": b.o.command_line, "records": recs, "notes": b.notes});
+    if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}
+
+fn main() {
+    let o = parse_opts();
+    let started = sh("date -u '+%Y-%m-%d %H:%M:%S'");
+    let load_before = loadavg();
+    let t0 = Instant::now();
+    let mut b = Bench {
+        o: o.clone(),
+        records: Vec::new(),
+        notes: Vec::new(),
+    };
+    let want = |c: &str| o.cases.iter().any(|x| x == c);
+    for round in 1..=o.rounds {
+        eprintln!(
+            "== round {round}/{} ({:.0} s elapsed)",
+            o.rounds,
+            t0.elapsed().as_secs_f64()
+        );
+        if want("flat1k") || want("paced") {
+            for server in &o.servers {
+                b.group_1k(server, round, want("flat1k"), want("paced"));
+            }
+        }
+        if want("flat10k") || want("idle") {
+            for server in &o.servers {
+                b.group_10k(server, round, want("idle"), want("flat10k"));
+            }
+        }
+        if want("cost") {
+            for server in &o.cost_hosts {
+                b.group_cost(server, round);
+            }
+        }
+        if let Some(p) = &o.json {
+            write_json(p, &b);
+        }
+    }
+    let finished = sh("date -u '+%Y-%m-%d %H:%M:%S'");
+    let machine = machine_description(&o, &started, &finished, &load_before, &loadavg());
+    let text = report(&b, &machine);
+    println!("{text}");
+    eprintln!("total {:.0} s", t0.elapsed().as_secs_f64());
+    if let Some(p) = &o.json {
+        write_json(p, &b);
+    }
+    if let Some(p) = &o.markdown {
+        if let Err(e) = std::fs::write(p, &text) {
+            eprintln!("cannot write {}: {e}", p.display());
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Fan-out, slow-client eviction, heartbeat reaping and graceful stop.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_reaches_every_subscriber_in_order() {
+    const CLIENTS: usize = 200;
+    const MESSAGES: u64 = 50;
+    let server = start("");
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect(&server, "?sessionId=fan").await);
+    }
+    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
+    for n in 1..=MESSAGES {
+        server
+            .notify_ai_progress("fan", &format!(r#"{{"n":{n}}}"#))
+            .unwrap();
+    }
+    let readers = clients.into_iter().map(|mut c| {
+        tokio::spawn(async move {
+            for n in 1..=MESSAGES {
+                let m = next_json(&mut c.ws).await;
+                assert_eq!(m["progress"]["n"], n, "in order, nothing missing");
+                assert_eq!(m["seq"], n);
+            }
+        })
+    });
+    for r in readers {
+        r.await.unwrap();
+    }
+    wait_stats(&server, |s| {
+        s["messagesSent"].as_u64().unwrap() >= CLIENTS as u64 * (MESSAGES + 1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_evicted_while_others_keep_receiving() {
+    let server = start(r#"{"client_queue_size":8,"history":{"size":0}}"#);
+    let mut slow = connect(&server, "?sessionId=s").await;
+    let mut fast = connect(&server, "?sessionId=s").await;
+    wait_stats(&server, |s| s["subscriptions"] == 2).await;
+    // 16 KiB messages: the slow client's socket buffers fill, then its queue, then it is evicted.
+    let pad = "x".repeat(16 * 1024);
+    const MESSAGES: u64 = 2000;
+    // The fast client reports its progress; the publisher stays within a window of it,
+    // well inside its queue, so only the client that stops reading falls behind.
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let fast_reader = tokio::spawn(async move {
+        for n in 1..=MESSAGES {
+            let m = next_json(&mut fast.ws).await;
+            assert_eq!(m["progress"]["n"], n);
+            progress_tx.send_replace(n);
+        }
+    });
+    for n in 1..=MESSAGES {
+        while n > *progress.borrow() + 4 {
+            tokio::time::timeout(WAIT, progress.changed())
+                .await
+                .expect("fast client stalled")
+                .unwrap();
+        }
+        server
+            .notify_ai_progress("s", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+    }
+    fast_reader.await.unwrap();
+    let stats = wait_stats(&server, |s| {
+        s["evictions"] == 1 && s["activeConnections"] == 1
+    })
+    .await;
+    assert!(stats["messagesDropped"].as_u64().unwrap() >= 1);
+    // The evicted client sees its messages stop and the connection close with 1013.
+    let mut received = 0;
+    let code = loop {
+        match tokio::time::timeout(WAIT, slow.ws.next())
+            .await
+            .expect("slow client never closed")
+        {
+            Some(Ok(Message::Text(_))) => received += 1,
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert!(
+        received < MESSAGES + 1,
+        "the slow client did not get everything"
+    );
+    assert!(code.is_none() || code == Some(1013), "close code {code:?}");
+}
+
+#[tokio::test]
+async fn heartbeat_pings_and_reaps_silent_clients() {
+    let server = start(r#"{"heartbeat_interval_ms":100,"heartbeat_timeout_ms":400}"#);
+    let mut responsive = connect(&server, "").await;
+    let responsive_id = responsive.id.clone();
+    let silent = connect(&server, "").await; // never reads, so never answers pings
+                                             // The responsive client keeps reading (which answers pings) and counts them.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut pings = 0;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => return pings,
+                m = responsive.ws.next() => match m {
+                    Some(Ok(Message::Ping(_))) => pings += 1,
+                    Some(Ok(_)) => {}
+                    _ => return pings,
+                },
+            }
+        }
+    });
+    let stats = wait_stats(&server, |s| {
+        s["heartbeatTimeouts"] == 1 && s["activeConnections"] == 1
+    })
+    .await;
+    assert_eq!(
+        stats["clients"][0]["id"],
+        responsive_id.as_str(),
+        "the responsive client stays"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_tx.send(()).unwrap();
+    let pings = reader.await.unwrap();
+    assert!(pings >= 3, "pings seen: {pings}");
+    assert_eq!(
+        server
+            .stats_json()
+            .map(|s| s.contains("\"heartbeatTimeouts\":1")),
+        Ok(true),
+        "still only one reaped"
+    );
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_flushes_queued_messages_then_closes_with_1001() {
+    const MESSAGES: u64 = 2000;
+    let server = start(r#"{"client_queue_size":4096}"#);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&server, "?sessionId=s").await);
+    }
+    wait_stats(&server, |s| s["subscriptions"] == 3).await;
+    for n in 1..=MESSAGES {
+        server
+            .notify_ai_progress("s", &format!(r#"{{"n":{n}}}"#))
+            .unwrap();
+    }
+    // Stop at once: nothing queued may be lost.
+    let stopper = server.clone();
+    let stopped = tokio::task::spawn_blocking(move || stopper.stop(Duration::from_secs(20)));
+    for mut c in clients {
+        let mut n = 0;
+        let code = loop {
+            match tokio::time::timeout(WAIT, c.ws.next())
+                .await
+                .expect("timed out")
+            {
+                Some(Ok(Message::Text(t))) => {
+                    let m: Value = serde_json::from_str(&t).unwrap();
+                    n += 1;
+                    assert_eq!(m["progress"]["n"], n);
+                }
+                Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("connection ended without a close frame after {n}: {other:?}"),
+            }
+        };
+        assert_eq!(n, MESSAGES, "every queued message arrived before the close");
+        assert_eq!(code, Some(1001));
+    }
+    stopped.await.unwrap().unwrap();
+    assert_eq!(
+        server.notify_ai_start("s", "{}").unwrap_err().kind(),
+        herald::ErrorKind::Stopped
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(1)).unwrap_err().kind(),
+        herald::ErrorKind::Stopped
+    );
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
+            .await
+            .is_err(),
+        "the port is closed"
+    );
+}
