@@ -50,6 +50,30 @@ impl CloseReason {
     }
 }
 
+/// One entry of a client's queue.
+pub(crate) enum Outbound {
+    Message(Utf8Bytes),
+    /// What a recovering client missed, as one entry: a replay is bounded by history,
+    /// and counting it message by message against the queue would evict the very
+    /// client it is meant to catch up.
+    Replay(Vec<Utf8Bytes>),
+}
+
+impl Outbound {
+    pub fn message_count(&self) -> usize {
+        match self {
+            Outbound::Message(_) => 1,
+            Outbound::Replay(messages) => messages.len(),
+        }
+    }
+}
+
+impl From<Utf8Bytes> for Outbound {
+    fn from(message: Utf8Bytes) -> Self {
+        Outbound::Message(message)
+    }
+}
+
 /// What happened to a message handed to a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
@@ -67,7 +91,7 @@ pub(crate) struct Client {
     pub user_id: Option<Arc<str>>,
     pub session_id: Option<Arc<str>>,
     pub remote_addr: SocketAddr,
-    queue: mpsc::Sender<Utf8Bytes>,
+    queue: mpsc::Sender<Outbound>,
     queue_capacity: usize,
     /// Wakes the writer for a ping or a close request.
     pub control: Notify,
@@ -91,7 +115,7 @@ impl Client {
         remote_addr: SocketAddr,
         queue_capacity: usize,
         now_ms: u64,
-    ) -> (Arc<Client>, mpsc::Receiver<Utf8Bytes>) {
+    ) -> (Arc<Client>, mpsc::Receiver<Outbound>) {
         let (queue, receiver) = mpsc::channel(queue_capacity);
         let client = Arc::new(Client {
             key,
@@ -115,8 +139,8 @@ impl Client {
 
     /// Queues a message without waiting. A full queue evicts the client: one slow
     /// reader must never hold up the others.
-    pub fn enqueue(&self, message: Utf8Bytes) -> Delivery {
-        match self.queue.try_send(message) {
+    pub fn enqueue(&self, message: impl Into<Outbound>) -> Delivery {
+        match self.queue.try_send(message.into()) {
             Ok(()) => Delivery::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.request_close(CloseReason::SlowConsumer) {

@@ -1,7 +1,7 @@
 //! One WebSocket connection: a reader that handles the client's frames in place, and
 //! a writer task that drains the client's queue, feeding many frames per flush.
 
-use crate::client::{Client, CloseReason};
+use crate::client::{Client, CloseReason, Outbound};
 use crate::events::Event;
 use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
@@ -233,7 +233,7 @@ async fn write_loop<S>(
     shared: Arc<Shared>,
     client: Arc<Client>,
     mut sink: Sink<S>,
-    mut queue: mpsc::Receiver<Utf8Bytes>,
+    mut queue: mpsc::Receiver<Outbound>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -279,14 +279,21 @@ async fn write_batch<S>(
     shared: &Shared,
     client: &Client,
     sink: &mut Sink<S>,
-    batch: &mut Vec<Utf8Bytes>,
+    batch: &mut Vec<Outbound>,
 ) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let n = batch.len() as u64;
-    for text in batch.drain(..) {
-        sink.feed(Message::Text(text)).await?;
+    let n = batch.iter().map(Outbound::message_count).sum::<usize>() as u64;
+    for entry in batch.drain(..) {
+        match entry {
+            Outbound::Message(text) => sink.feed(Message::Text(text)).await?,
+            Outbound::Replay(texts) => {
+                for text in texts {
+                    sink.feed(Message::Text(text)).await?;
+                }
+            }
+        }
     }
     sink.flush().await?;
     Counters::add(&shared.counters.messages_sent, n);
@@ -298,7 +305,7 @@ async fn finish<S>(
     shared: &Shared,
     client: &Client,
     mut sink: Sink<S>,
-    mut queue: mpsc::Receiver<Utf8Bytes>,
+    mut queue: mpsc::Receiver<Outbound>,
     reason: CloseReason,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -2,7 +2,7 @@
 //! each channel published recently. Publishing and subscribing take the same lock,
 //! so a subscriber's replay and its live messages never overlap or leave a gap.
 
-use crate::client::{Client, Delivery};
+use crate::client::{Client, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::history::{Entry, History};
@@ -84,8 +84,8 @@ impl Hub {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn deliver(&self, client: &Client, text: &Utf8Bytes) {
-        match client.enqueue(text.clone()) {
+    fn deliver(&self, client: &Client, message: impl Into<Outbound>) {
+        match client.enqueue(message) {
             Delivery::Queued => {}
             Delivery::Evicted => {
                 Counters::add(&self.counters.evictions, 1);
@@ -157,8 +157,7 @@ impl Hub {
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|c| *c == name);
+            .contains(&name);
         if !already && client.subscription_count() >= self.limits.max_subscriptions_per_client {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -182,8 +181,9 @@ impl Hub {
                     if reply {
                         client.enqueue(protocol::subscribed(target, &position, Some(true)));
                     }
-                    for entry in entries {
-                        self.deliver(client, &entry.text);
+                    let missed: Vec<Utf8Bytes> = entries.map(|entry| entry.text.clone()).collect();
+                    if !missed.is_empty() {
+                        self.deliver(client, Outbound::Replay(missed));
                     }
                     Counters::add(&self.counters.recoveries, 1);
                     true
@@ -266,7 +266,7 @@ impl Hub {
         ch.seq += 1;
         let text = message.close_with_position(ch.seq, &ch.epoch);
         for client in ch.subscribers.values() {
-            self.deliver(client, &text);
+            self.deliver(client, text.clone());
         }
         if keep_history {
             let entry = Entry {
@@ -290,7 +290,7 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            self.deliver(client, text);
+            self.deliver(client, text.clone());
         }
     }
 
@@ -298,7 +298,7 @@ impl Hub {
     pub fn send(&self, client_id: &str, text: Utf8Bytes) -> bool {
         match self.client(client_id) {
             Some(client) => {
-                self.deliver(&client, &text);
+                self.deliver(&client, text);
                 true
             }
             None => false,

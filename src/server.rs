@@ -1,7 +1,7 @@
 //! The server a host embeds: it owns a tokio runtime, the listener, a dispatcher
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
-use crate::client::{Client, CloseReason};
+use crate::client::{Client, CloseReason, Outbound};
 use crate::config::Config;
 use crate::connection::ConnectParams;
 use crate::error::{Error, ErrorKind, Result};
@@ -70,7 +70,7 @@ impl Shared {
         &self,
         params: &ConnectParams,
         remote: SocketAddr,
-    ) -> (Arc<Client>, mpsc::Receiver<Utf8Bytes>) {
+    ) -> (Arc<Client>, mpsc::Receiver<Outbound>) {
         let key = self.next_client.fetch_add(1, Ordering::Relaxed);
         // A bijective mix of a random seed and a counter: unique and hard to guess.
         let id = format!("{:016x}", splitmix64(self.id_seed ^ key));

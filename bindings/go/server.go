@@ -309,50 +309,47 @@ func (s *Server) eventLoop() {
 	defer close(s.done)
 	defer close(s.events)
 	for {
-		raw, ok := s.nextEvent()
-		if !ok {
+		raw, st := s.nextEvent()
+		switch st {
+		case StatusOK:
+			select {
+			case s.events <- parseEvent(raw):
+			case <-s.stopping: // nobody is receiving and Close is waiting
+			}
+		case StatusTimeout:
+		case StatusInvalidHandle, StatusStopped:
 			return
-		}
-		if raw == nil {
-			continue
-		}
-		select {
-		case s.events <- parseEvent(raw):
-		case <-s.stopping:
+		default:
+			// Unexpected failure (e.g. a caught panic): back off instead
+			// of spinning; the loop ends when the server is closed.
+			select {
+			case <-s.stopping:
+			case <-time.After(eventPollMS * time.Millisecond):
+			}
 		}
 	}
 }
 
-// nextEvent waits up to eventPollMS for one event. It returns (nil, true) when
-// there was none and (nil, false) once the server is closed.
-func (s *Server) nextEvent() ([]byte, bool) {
+// nextEvent waits up to eventPollMS for one event. It returns the event and
+// StatusOK, StatusTimeout when there was none, StatusInvalidHandle once the
+// server is closed, or another failure status.
+func (s *Server) nextEvent() ([]byte, Status) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.h == nil {
-		return nil, false
+		return nil, StatusInvalidHandle
 	}
 	var out *C.char
 	st := Status(C.herald_next_event(s.h, eventPollMS, &out))
-	switch st {
-	case StatusOK:
-		raw := []byte(C.GoString(out))
-		C.herald_string_free(out)
-		return raw, true
-	case StatusTimeout:
-		return nil, true
-	case StatusInvalidHandle, StatusStopped:
-		return nil, false
-	default:
-		// Unexpected failure (e.g. a caught panic): back off instead of
-		// spinning; the loop ends when the server is closed.
-		s.mu.RUnlock()
-		select {
-		case <-s.stopping:
-		case <-time.After(eventPollMS * time.Millisecond):
-		}
-		s.mu.RLock()
-		return nil, true
+	if st != StatusOK {
+		return nil, st
 	}
+	if out == nil {
+		return nil, StatusNullArgument
+	}
+	raw := []byte(C.GoString(out))
+	C.herald_string_free(out)
+	return raw, StatusOK
 }
 
 // call runs fn with the live handle, on a locked OS thread so that

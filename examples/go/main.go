@@ -95,15 +95,15 @@ func (a *App) Handler() http.Handler {
 
 // jobRequest is the body of POST /jobs.
 type jobRequest struct {
-	SessionID string `json:"sessionId"`
-	Prompt    string `json:"prompt"`
+	SessionID string `json:"sessionId"` // session to stream to (required)
+	Prompt    string `json:"prompt"`    // input of the simulated model
 }
 
 // jobResponse is the body of a 202 reply to POST /jobs.
 type jobResponse struct {
-	JobID     string `json:"jobId"`
-	SessionID string `json:"sessionId"`
-	WebSocket string `json:"websocket"`
+	JobID     string `json:"jobId"`     // ID used by cancel_job
+	SessionID string `json:"sessionId"` // the session the job streams to
+	WebSocket string `json:"websocket"` // URL subscribing to that session
 }
 
 func (a *App) handleStartJob(w http.ResponseWriter, r *http.Request) {

@@ -13,7 +13,7 @@ import urllib.request
 from typing import Any, Dict
 
 import herald
-from _helpers import TIMEOUT, Client, run
+from _helpers import TIMEOUT, Client, poll_until, run
 
 
 def http_get_json(port: int, path: str) -> Any:
@@ -189,7 +189,8 @@ def test_history_returns_published_messages(make_server: Any) -> None:
     assert server.history("news") == []
     for i in range(3):
         server.publish("news", {"type": "headline", "n": i})
-    history = server.history("news")
+    # publish only enqueues; history is read directly, so it catches up (bounded wait).
+    history = poll_until(lambda: (lambda h: h if len(h) >= 3 else None)(server.history("news")))
     assert isinstance(history, list)
     assert [m["n"] for m in history] == [0, 1, 2], history
     assert all(m["channel"] == "news" for m in history)
@@ -201,7 +202,7 @@ def test_history_of_a_session_via_notify(make_server: Any) -> None:
     server = make_server(history={"size": 10})
     server.notify_ai_start("s", {"prompt": "p"})
     server.notify_ai_progress("s", {"percent": 50})
-    history = server.history("session:s")
+    history = poll_until(lambda: (lambda h: h if len(h) >= 2 else None)(server.history("session:s")))
     assert [m["type"] for m in history] == ["ai_start", "ai_progress"], history
 
 

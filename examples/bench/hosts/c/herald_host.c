@@ -1,0 +1,135 @@
+/*
+ * Benchmark host: Herald embedded by a C program through the C ABI (include/herald.h),
+ * linked statically against target/release/libherald.a.
+ *
+ * Prints "READY <port>" once listening, then obeys line commands on stdin
+ * (the host protocol of examples/bench/loadgen/src/host.rs):
+ *   push <M> <rate> <size>  -> PUSHED <M> <elapsed_ns> <retries>
+ *   cost <K> <size>         -> COST <K> <elapsed_ns> <errors>
+ *   quit
+ * Environment: BENCH_CLIENT_QUEUE (client_queue_size, default 4096), BENCH_SESSION ("bench").
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "herald.h"
+
+static uint64_t realtime_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* {"t":<t>,"i":<i>,"pad":"xx..."} padded to exactly `size` bytes (if it fits). */
+static void build_payload(char *buf, size_t cap, uint64_t t, uint64_t i, size_t size) {
+    int n = snprintf(buf, cap, "{\"t\":%llu,\"i\":%llu,\"pad\":\"", (unsigned long long)t,
+                     (unsigned long long)i);
+    size_t len = (size_t)n;
+    while (len + 2 < size && len + 3 < cap) buf[len++] = 'x';
+    buf[len++] = '"';
+    buf[len++] = '}';
+    buf[len] = '\0';
+}
+
+static volatile int stopping = 0;
+
+/* Hosts consume their events; this one just drops them. */
+static void *event_drain(void *arg) {
+    herald_server *server = arg;
+    while (!stopping) {
+        char *event = NULL;
+        herald_status st = herald_next_event(server, 200, &event);
+        if (st == HERALD_OK) {
+            herald_string_free(event);
+        } else if (st != HERALD_ERR_TIMEOUT) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+int main(void) {
+    const char *queue = getenv("BENCH_CLIENT_QUEUE");
+    const char *session = getenv("BENCH_SESSION");
+    if (!queue) queue = "4096";
+    if (!session) session = "bench";
+    char config[256];
+    snprintf(config, sizeof config, "{\"port\":0,\"client_queue_size\":%s}", queue);
+    herald_server *server = herald_start(config);
+    if (!server) {
+        fprintf(stderr, "herald_start failed: %s\n", herald_last_error());
+        return 1;
+    }
+    pthread_t drain;
+    pthread_create(&drain, NULL, event_drain, server);
+    printf("READY %u\n", (unsigned)herald_port(server));
+    fflush(stdout);
+
+    char line[256];
+    static char payload[1 << 16];
+    while (fgets(line, sizeof line, stdin)) {
+        unsigned long long m = 0, k = 0;
+        double rate = 0;
+        size_t size = 200;
+        if (sscanf(line, "push %llu %lf %zu", &m, &rate, &size) == 3) {
+            uint64_t retries = 0, errors = 0;
+            struct timespec start;
+            clock_gettime(CLOCK_MONOTONIC, &start);
+            uint64_t t0 = mono_ns();
+            for (unsigned long long i = 0; i < m; i++) {
+                if (rate > 0) {
+                    uint64_t off = (uint64_t)((double)i * 1e9 / rate);
+                    struct timespec target = start;
+                    target.tv_sec += (time_t)(off / 1000000000u);
+                    target.tv_nsec += (long)(off % 1000000000u);
+                    if (target.tv_nsec >= 1000000000L) {
+                        target.tv_sec++;
+                        target.tv_nsec -= 1000000000L;
+                    }
+                    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, NULL) == EINTR) {
+                    }
+                }
+                build_payload(payload, sizeof payload, realtime_us(), i, size);
+                herald_status st;
+                while ((st = herald_notify_ai_progress(server, session, payload)) == HERALD_ERR_QUEUE_FULL) {
+                    retries++;
+                    struct timespec pause = {0, 50000};
+                    nanosleep(&pause, NULL);
+                }
+                if (st != HERALD_OK) errors++;
+            }
+            if (errors) fprintf(stderr, "push: %llu errors: %s\n", (unsigned long long)errors, herald_last_error());
+            printf("PUSHED %llu %llu %llu\n", m, (unsigned long long)(mono_ns() - t0),
+                   (unsigned long long)retries);
+            fflush(stdout);
+        } else if (sscanf(line, "cost %llu %zu", &k, &size) == 2) {
+            build_payload(payload, sizeof payload, realtime_us(), 0, size);
+            uint64_t errors = 0;
+            uint64_t t0 = mono_ns();
+            for (unsigned long long i = 0; i < k; i++) {
+                if (herald_notify_ai_progress(server, session, payload) != HERALD_OK) errors++;
+            }
+            uint64_t elapsed = mono_ns() - t0;
+            printf("COST %llu %llu %llu\n", k, (unsigned long long)elapsed, (unsigned long long)errors);
+            fflush(stdout);
+        } else if (strncmp(line, "quit", 4) == 0) {
+            break;
+        }
+    }
+    stopping = 1;
+    herald_stop(server, 2000);
+    pthread_join(drain, NULL);
+    return 0;
+}
