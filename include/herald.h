@@ -91,6 +91,16 @@ typedef struct herald_server herald_server;
  */
 typedef void (*herald_event_callback)(void *user_data, const char *event_json);
 
+/**
+ * Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
+ * "tokenUserId","query","headers","origin","remoteAddr"}` or `{"type":"subscribe","id",
+ * "clientId","userId","channel"}`. Answer with `herald_authorize_reply`, from inside the
+ * callback or later from any thread. `request_json` is valid only during the call.
+ */
+typedef void (*herald_authorize_callback)(void *user_data,
+                                          uint64_t request_id,
+                                          const char *request_json);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -191,6 +201,26 @@ void herald_string_free(char *string);
 enum herald_status herald_set_event_handler(struct herald_server *server,
                                             herald_event_callback callback,
                                             void *user_data);
+
+/**
+ * Installs (or, with a NULL callback, removes) the host authorizer. It is asked on
+ * every connect, and on subscribes that neither the client's token nor the config's
+ * `auth.public_channels` allow. It runs on a Herald worker thread that is never an I/O
+ * thread; requests not answered within `auth.authorizer_timeout_ms` are denied.
+ */
+enum herald_status herald_set_authorizer(struct herald_server *server,
+                                         herald_authorize_callback callback,
+                                         void *user_data);
+
+/**
+ * Answers an authorization request. `decision_json` is `{"allow":true,"userId":"u",
+ * "channels":["session:*"]}` (userId and channels optional) or `{"allow":false,
+ * "reason":"…"}`. `HERALD_ERR_INVALID_ARGUMENT` if the request was already answered
+ * or timed out.
+ */
+enum herald_status herald_authorize_reply(struct herald_server *server,
+                                          uint64_t request_id,
+                                          const char *decision_json);
 
 /**
  * Pull alternative to the callback: waits up to `timeout_ms` for the next event and

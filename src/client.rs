@@ -22,6 +22,8 @@ pub(crate) enum CloseReason {
     HeartbeatTimeout,
     /// A frame over the size limit arrived.
     MessageTooBig,
+    /// The client kept exceeding its message rate.
+    RateLimited,
     /// The server is stopping: queued messages go out first.
     Shutdown,
     /// The peer closed or the socket failed: only flush what is pending.
@@ -34,9 +36,17 @@ impl CloseReason {
             CloseReason::SlowConsumer => 1013,
             CloseReason::HeartbeatTimeout => 1001,
             CloseReason::MessageTooBig => 1009,
+            CloseReason::RateLimited => 1008,
             CloseReason::Shutdown => 1001,
             CloseReason::PeerGone => 1000,
         }
+    }
+
+    /// Whether queued messages are written before the close frame: on a stop nothing
+    /// queued may be lost, and a rate-limited client should read why it is cut off.
+    /// An evicted or dead client gets nothing more.
+    pub fn delivers_queue(self) -> bool {
+        matches!(self, CloseReason::Shutdown | CloseReason::RateLimited)
     }
 
     pub fn text(self) -> &'static str {
@@ -44,6 +54,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer: outbound queue full",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::MessageTooBig => "message too big",
+            CloseReason::RateLimited => "rate limit exceeded",
             CloseReason::Shutdown => "server shutting down",
             CloseReason::PeerGone => "closed by client",
         }
@@ -90,6 +101,8 @@ pub(crate) struct Client {
     pub id: Arc<str>,
     pub user_id: Option<Arc<str>>,
     pub session_id: Option<Arc<str>>,
+    /// Channel patterns its token or the authorizer granted.
+    pub grants: Vec<String>,
     pub remote_addr: SocketAddr,
     queue: mpsc::Sender<Outbound>,
     queue_capacity: usize,
@@ -112,6 +125,7 @@ impl Client {
         id: Arc<str>,
         user_id: Option<Arc<str>>,
         session_id: Option<Arc<str>>,
+        grants: Vec<String>,
         remote_addr: SocketAddr,
         queue_capacity: usize,
         now_ms: u64,
@@ -122,6 +136,7 @@ impl Client {
             id,
             user_id,
             session_id,
+            grants,
             remote_addr,
             queue,
             queue_capacity,

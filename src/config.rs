@@ -38,6 +38,88 @@ pub struct Config {
     pub stats_client_limit: usize,
     /// Per-channel history for recovery after reconnects.
     pub history: HistoryConfig,
+    /// Who may connect and what they may subscribe to.
+    pub auth: AuthConfig,
+    /// Browser origins allowed to connect (exact match, e.g. "https://app.example.com");
+    /// empty allows any. Clients that send no Origin header (non-browsers) are allowed.
+    pub allowed_origins: Vec<String>,
+    /// Open sockets per remote IP at most; 0 = no per-IP limit.
+    pub max_connections_per_ip: usize,
+    /// Channels one client may be subscribed to at once.
+    pub max_subscriptions_per_client: usize,
+    /// Per-client message rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Serve `wss://` with these PEM files.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Authentication and channel permissions. When any of `required`, a JWT key or a
+/// host authorizer is in place, channel rules apply: `user:U` only for U itself, other
+/// channels only as the token's `channels` claim, the authorizer, or `public_channels` allow.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Close clients that do not authenticate with 1008 right after the handshake.
+    pub required: bool,
+    /// HS256 secret.
+    pub jwt_secret: Option<String>,
+    /// RS256 or ES256 public key, PEM.
+    pub jwt_public_key: Option<String>,
+    /// Expected `iss`, when set.
+    pub jwt_issuer: Option<String>,
+    /// Expected `aud`, when set.
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_s: u64,
+    /// Channel patterns any authenticated client may subscribe to ("news", "public:*").
+    pub public_channels: Vec<String>,
+    /// How long the host authorizer may take before the request is denied.
+    pub authorizer_timeout_ms: u64,
+}
+
+/// A token bucket per client.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained client messages per second; 0 turns the limit off.
+    pub messages_per_second: u32,
+    /// Messages allowed in a burst.
+    pub burst: u32,
+    /// Refused messages within 10 seconds before the client is closed with 1008.
+    pub max_violations: u32,
+}
+
+/// PEM files for `wss://`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: false,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_s: 30,
+            public_channels: Vec::new(),
+            authorizer_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            messages_per_second: 50,
+            burst: 100,
+            max_violations: 50,
+        }
+    }
 }
 
 /// Bounded per-channel history.
@@ -70,6 +152,12 @@ impl Default for Config {
             max_channels: 100_000,
             stats_client_limit: 1000,
             history: HistoryConfig::default(),
+            auth: AuthConfig::default(),
+            allowed_origins: Vec::new(),
+            max_connections_per_ip: 0,
+            max_subscriptions_per_client: 1024,
+            rate_limit: RateLimitConfig::default(),
+            tls: None,
         }
     }
 }
@@ -132,6 +220,10 @@ impl Config {
             ("publish_queue_size", self.publish_queue_size),
             ("event_queue_size", self.event_queue_size),
             ("max_channels", self.max_channels),
+            (
+                "max_subscriptions_per_client",
+                self.max_subscriptions_per_client,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -146,6 +238,14 @@ impl Config {
         }
         if self.handshake_timeout_ms == 0 {
             return fail("invalid config: handshake_timeout_ms must be > 0".into());
+        }
+        if self.auth.authorizer_timeout_ms == 0 {
+            return fail("invalid config: auth.authorizer_timeout_ms must be > 0".into());
+        }
+        if self.rate_limit.messages_per_second > 0 && self.rate_limit.burst == 0 {
+            return fail(
+                "invalid config: rate_limit.burst must be > 0 when the limit is on".into(),
+            );
         }
         if self.history.size > 0 && self.history.ttl_ms == 0 {
             return fail("invalid config: history.ttl_ms must be > 0 when history is on".into());

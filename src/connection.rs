@@ -1,8 +1,10 @@
 //! One WebSocket connection: a reader that handles the client's frames in place, and
 //! a writer task that drains the client's queue, feeding many frames per flush.
 
+use crate::auth::Credentials;
 use crate::client::{Client, CloseReason, Outbound};
 use crate::events::Event;
+use crate::limits::{RateLimiter, SocketSlot, Verdict};
 use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
 use crate::stats::Counters;
@@ -25,54 +27,70 @@ const MAX_BATCH: usize = 256;
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// What the client asked for in the URL.
+/// What the client's handshake carried.
 #[derive(Debug, Default)]
-pub(crate) struct ConnectParams {
-    pub user_id: Option<String>,
+pub(crate) struct Handshake {
+    pub credentials: Credentials,
     pub session_id: Option<String>,
-    pub token: Option<String>,
     pub since: Option<Since>,
 }
 
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
-    ws: WebSocketStream<S>,
-    params: ConnectParams,
+    mut ws: WebSocketStream<S>,
+    handshake: Handshake,
     remote: SocketAddr,
+    slot: SocketSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (client, queue) = shared.new_client(&params, remote);
+    let identity = match shared
+        .auth
+        .connect(&handshake.credentials, &remote.to_string())
+        .await
+    {
+        Ok(identity) => identity,
+        Err(why) => {
+            // Closing right after the handshake is what a browser can observe (1008).
+            Counters::add(&shared.counters.auth_failures, 1);
+            tracing::debug!(%remote, why, "unauthorized");
+            let reason = Utf8Bytes::from_static("Unauthorized");
+            let frame = CloseFrame {
+                code: CloseCode::Policy,
+                reason,
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(Some(frame))).await;
+            return;
+        }
+    };
+    let user_id = identity.user_id;
+    let session_id = handshake.session_id;
+    let (client, queue) = shared.new_client(
+        user_id.as_deref(),
+        session_id.as_deref(),
+        identity.grants,
+        remote,
+    );
     client.enqueue(protocol::connection(&client.id));
     shared.hub.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
     shared.events.push(Event::Connected {
         client_id: client.id.to_string(),
-        user_id: params.user_id.clone(),
-        session_id: params.session_id.clone(),
+        user_id: user_id.clone(),
+        session_id: session_id.clone(),
         remote_addr: remote.to_string(),
         timestamp: now_iso(),
     });
-    if let Some(user) = &params.user_id {
-        subscribe(
-            &shared,
-            &client,
-            &Target::Channel(protocol::user_channel(user)),
-            None,
-            false,
-        );
+    if let Some(user) = &user_id {
+        let own = Target::Channel(protocol::user_channel(user));
+        subscribe(&shared, &client, &own, None, false).await;
     }
-    if let Some(session) = &params.session_id {
+    if let Some(session) = &session_id {
         // A `since` in the URL is answered like a subscribe message with `since`.
-        let reply = params.since.is_some();
-        subscribe(
-            &shared,
-            &client,
-            &Target::Session(session.clone()),
-            params.since.as_ref(),
-            reply,
-        );
+        let reply = handshake.since.is_some();
+        let target = Target::Session(session.clone());
+        subscribe(&shared, &client, &target, handshake.since.as_ref(), reply).await;
     }
     if shared.is_stopping() {
         client.request_close(CloseReason::Shutdown);
@@ -86,6 +104,7 @@ pub(crate) async fn serve<S>(
         queue,
     ));
     let peer_close = read_loop(&shared, &client, stream, writer).await;
+    drop(slot);
 
     shared.hub.unregister(&client);
     client.mark_closed();
@@ -97,8 +116,8 @@ pub(crate) async fn serve<S>(
     };
     shared.events.push(Event::Disconnected {
         client_id: client.id.to_string(),
-        user_id: params.user_id,
-        session_id: params.session_id,
+        user_id,
+        session_id,
         code,
         reason,
         timestamp: now_iso(),
@@ -118,20 +137,36 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut peer_close = None;
+    let limits = &shared.config.rate_limit;
+    let mut rate = RateLimiter::new(
+        limits.messages_per_second,
+        limits.burst,
+        limits.max_violations,
+    );
     let writer_finished = loop {
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(message)) => {
                     client.touch(shared.now_ms());
+                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                        Counters::add(&shared.counters.messages_received, 1);
+                        match rate.as_mut().map_or(Verdict::Accept, |r| r.check(std::time::Instant::now())) {
+                            Verdict::Accept => {}
+                            Verdict::Refuse => {
+                                Counters::add(&shared.counters.rate_limited, 1);
+                                client.enqueue(protocol::error("rate_limited", "too many messages; slow down"));
+                                continue;
+                            }
+                            Verdict::Close => {
+                                Counters::add(&shared.counters.rate_limit_closes, 1);
+                                client.request_close(CloseReason::RateLimited);
+                                break false;
+                            }
+                        }
+                    }
                     match message {
-                        Message::Text(text) => {
-                            Counters::add(&shared.counters.messages_received, 1);
-                            handle_text(shared, client, &text);
-                        }
-                        Message::Binary(_) => {
-                            Counters::add(&shared.counters.messages_received, 1);
-                            reject(shared, client, "binary frames are not supported; send JSON text");
-                        }
+                        Message::Text(text) => handle_text(shared, client, &text).await,
+                        Message::Binary(_) => reject(shared, client, "binary frames are not supported; send JSON text"),
                         Message::Close(frame) => {
                             peer_close = frame;
                             break false;
@@ -177,13 +212,13 @@ where
     peer_close
 }
 
-fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
+async fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
     match protocol::parse_client_message(text) {
         Ok(ClientMessage::Ping) => {
             client.enqueue(protocol::pong());
         }
         Ok(ClientMessage::Subscribe { target, since }) => {
-            subscribe(shared, client, &target, since.as_ref(), true)
+            subscribe(shared, client, &target, since.as_ref(), true).await
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.hub.unsubscribe(client, target.as_ref()) {
@@ -204,13 +239,25 @@ fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
     }
 }
 
-fn subscribe(
+async fn subscribe(
     shared: &Shared,
     client: &Arc<Client>,
     target: &Target,
     since: Option<&Since>,
     reply: bool,
 ) {
+    let channel = target.channel();
+    let (user, grants) = (client.user_id.as_deref(), &client.grants);
+    if !shared
+        .auth
+        .may_subscribe(&client.id, user, grants, &channel)
+        .await
+    {
+        Counters::add(&shared.counters.forbidden, 1);
+        let why = format!("not allowed to subscribe to {channel:?}");
+        client.enqueue(protocol::error("forbidden", &why));
+        return;
+    }
     match shared.hub.subscribe(client, target, since, reply) {
         Ok(sub) if sub.newly_subscribed => shared
             .events
@@ -262,7 +309,7 @@ async fn write_loop<S>(
             tokio::select! {
                 biased;
                 _ = client.control.notified() => match client.close_requested() {
-                    Some(reason) if reason != CloseReason::Shutdown => break Err(reason),
+                    Some(reason) if !reason.delivers_queue() => break Err(reason),
                     _ => continue,
                 },
                 result = &mut write => break result.map_err(|_| CloseReason::PeerGone),
@@ -310,18 +357,21 @@ async fn finish<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if reason == CloseReason::Shutdown {
-        // Everything queued before the stop goes out before the close frame; the stop's
-        // own deadline bounds this.
+    if reason.delivers_queue() {
+        // What was queued goes out before the close frame. A stop's own deadline bounds
+        // its drain; any other drain gets the close grace period.
         queue.close();
         let mut batch = Vec::new();
         while let Ok(text) = queue.try_recv() {
             batch.push(text);
         }
-        if write_batch(shared, client, &mut sink, &mut batch)
-            .await
-            .is_err()
-        {
+        let drain = write_batch(shared, client, &mut sink, &mut batch);
+        let drained = if reason == CloseReason::Shutdown {
+            drain.await.is_ok()
+        } else {
+            matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
+        };
+        if !drained {
             return;
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP on the WebSocket port: the upgrade itself, `/healthz` and `/api/ws/stats`.
 
-use crate::connection::{self, ConnectParams};
+use crate::connection::{self, Handshake};
+use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
 use crate::server::Shared;
 use crate::stats::Counters;
@@ -9,11 +10,12 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -24,31 +26,55 @@ const READ_BUFFER_SIZE: usize = 512;
 
 type Body = Full<Bytes>;
 
-/// Serves one accepted socket until it closes or is upgraded to a WebSocket.
-pub(crate) async fn serve_socket(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
+/// Serves one accepted socket until it closes or is upgraded to a WebSocket. A socket
+/// still speaking plain HTTP after the handshake timeout is dropped, so a client that
+/// opens TCP and never upgrades holds nothing for long.
+pub(crate) async fn serve_socket<I>(
+    shared: Arc<Shared>,
+    io: I,
+    remote: SocketAddr,
+    slot: SocketSlot,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
+    // The slot moves into the WebSocket task on upgrade; until then this socket holds it.
+    let slot = Arc::new(std::sync::Mutex::new(Some(slot)));
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(route(shared, req, remote)) }
+        let slot = Arc::clone(&slot);
+        async move { Ok::<_, Infallible>(route(shared, req, remote, &slot)) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
         .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    if let Err(e) = connection.await {
-        tracing::debug!(%remote, error = %e, "http connection ended with an error");
+    match tokio::time::timeout(timeout, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if !e.is_timeout() => {
+            tracing::debug!(%remote, error = %e, "http connection ended with an error")
+        }
+        Ok(Err(_)) | Err(_) => {
+            Counters::add(&shared.counters.handshake_timeouts, 1);
+            tracing::debug!(%remote, "dropping a socket that did not upgrade in time");
+        }
     }
-    Counters::add(&shared.counters.open_sockets, u64::MAX); // wrapping -1
 }
 
-fn route(shared: Arc<Shared>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
+
+fn route(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    slot: &SlotCell,
+) -> Response<Body> {
     let path = req.uri().path();
     if path == shared.config.path {
-        return upgrade(shared, req, remote);
+        return upgrade(shared, req, remote, slot);
     }
     match (req.method(), path) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -83,7 +109,12 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+fn upgrade(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    remote: SocketAddr,
+    slot: &SlotCell,
+) -> Response<Body> {
     let headers = req.headers();
     if req.method() != Method::GET
         || !header_has_token(headers, header::UPGRADE, "websocket")
@@ -116,9 +147,36 @@ fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>, remote: SocketAddr) 
     if shared.is_stopping() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server is stopping\n");
     }
-    let params = match parse_query(req.uri().query().unwrap_or("")) {
-        Ok(params) => params,
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(origin) = &origin {
+        let allowed = &shared.config.allowed_origins;
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) {
+            Counters::add(&shared.counters.origin_rejected, 1);
+            return text(StatusCode::FORBIDDEN, "origin not allowed\n");
+        }
+    }
+    let mut handshake = match parse_query(req.uri().query().unwrap_or("")) {
+        Ok(handshake) => handshake,
         Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
+    let creds = &mut handshake.credentials;
+    creds.origin = origin;
+    if creds.token.is_none() {
+        creds.token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_string());
+    }
+    creds.headers = collect_headers(headers);
+    let Some(slot) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return text(StatusCode::BAD_REQUEST, "already upgraded\n");
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -135,7 +193,7 @@ fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>, remote: SocketAddr) 
                     Some(config),
                 )
                 .await;
-                connection::serve(shared, ws, params, remote).await;
+                connection::serve(shared, ws, handshake, remote, slot).await;
             }
             Err(e) => tracing::debug!(%remote, error = %e, "upgrade failed"),
         }
@@ -153,9 +211,24 @@ fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>, remote: SocketAddr) 
     response
 }
 
+/// Request headers for the host authorizer: names in lower case, repeats joined.
+fn collect_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        map.entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
+    map
+}
+
 /// `userId`, `sessionId`, `token`, and `since`/`epoch` for recovery on connect.
-fn parse_query(query: &str) -> Result<ConnectParams, &'static str> {
-    let mut params = ConnectParams::default();
+fn parse_query(query: &str) -> Result<Handshake, &'static str> {
+    let mut params = Handshake::default();
     let mut since_seq = None;
     let mut epoch = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -165,16 +238,21 @@ fn parse_query(query: &str) -> Result<ConnectParams, &'static str> {
         if value.is_empty() {
             continue;
         }
-        match key {
+        let key =
+            percent_decode(key).ok_or("query parameter is not valid percent-encoded UTF-8\n")?;
+        if params.credentials.query.len() < 64 {
+            params.credentials.query.insert(key.clone(), value.clone());
+        }
+        match key.as_str() {
             "userId" => {
                 protocol::check_name("userId", &value).map_err(|_| "invalid userId\n")?;
-                params.user_id = Some(value);
+                params.credentials.query_user_id = Some(value);
             }
             "sessionId" => {
                 protocol::check_name("sessionId", &value).map_err(|_| "invalid sessionId\n")?;
                 params.session_id = Some(value);
             }
-            "token" => params.token = Some(value),
+            "token" => params.credentials.token = Some(value),
             "since" => {
                 since_seq = Some(
                     value
@@ -230,9 +308,13 @@ mod tests {
     #[test]
     fn parses_query_parameters() {
         let p = parse_query("userId=u%201&sessionId=s+1&token=t&since=41&epoch=e&other=x").unwrap();
-        assert_eq!(p.user_id.as_deref(), Some("u 1"));
+        assert_eq!(p.credentials.query_user_id.as_deref(), Some("u 1"));
         assert_eq!(p.session_id.as_deref(), Some("s 1"));
-        assert_eq!(p.token.as_deref(), Some("t"));
+        assert_eq!(p.credentials.token.as_deref(), Some("t"));
+        assert_eq!(
+            p.credentials.query.get("other").map(String::as_str),
+            Some("x")
+        );
         assert_eq!(
             p.since,
             Some(Since {

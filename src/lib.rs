@@ -5,6 +5,7 @@
 //! notifications, broadcasts and channel publications; clients subscribe to sessions
 //! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
 
+mod auth;
 mod client;
 mod config;
 mod connection;
@@ -13,15 +14,18 @@ mod events;
 mod history;
 mod http;
 mod hub;
+mod limits;
 mod logging;
 mod protocol;
 mod server;
 mod stats;
 mod time;
+mod tls;
 
 pub mod ffi;
 
-pub use config::{Config, HistoryConfig};
+pub use auth::{AuthDecision, AuthRequest, Authorizer};
+pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
 pub use server::Server;

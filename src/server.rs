@@ -1,12 +1,13 @@
 //! The server a host embeds: it owns a tokio runtime, the listener, a dispatcher
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
+use crate::auth::{AuthDecision, AuthGate, Authorizer};
 use crate::client::{Client, CloseReason, Outbound};
 use crate::config::Config;
-use crate::connection::ConnectParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
 use crate::hub::{Hub, HubLimits};
+use crate::limits::{Refusal, SocketLimits};
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::Counters;
 use std::collections::hash_map::RandomState;
@@ -20,8 +21,6 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// Subscriptions per client at most.
-const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1024;
 /// How often expired history is dropped and idle channels reclaimed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Host calls handled per dispatcher wake-up.
@@ -48,6 +47,8 @@ pub(crate) struct Shared {
     pub hub: Hub,
     pub counters: Arc<Counters>,
     pub events: Arc<EventQueue>,
+    pub auth: AuthGate,
+    pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
     started: Instant,
     stopping: AtomicBool,
@@ -68,7 +69,9 @@ impl Shared {
 
     pub fn new_client(
         &self,
-        params: &ConnectParams,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        grants: Vec<String>,
         remote: SocketAddr,
     ) -> (Arc<Client>, mpsc::Receiver<Outbound>) {
         let key = self.next_client.fetch_add(1, Ordering::Relaxed);
@@ -77,8 +80,9 @@ impl Shared {
         Client::new(
             key,
             id.into(),
-            params.user_id.as_deref().map(Arc::from),
-            params.session_id.as_deref().map(Arc::from),
+            user_id.map(Arc::from),
+            session_id.map(Arc::from),
+            grants,
             remote,
             self.config.client_queue_size,
             self.now_ms(),
@@ -123,6 +127,15 @@ impl Shared {
             "invalidMessages": Counters::get(&c.invalid_messages),
             "oversizedMessages": Counters::get(&c.oversized_messages),
             "rejectedConnections": Counters::get(&c.rejected_connections),
+            "rejectedPerIp": Counters::get(&c.rejected_per_ip),
+            "openSockets": self.sockets.open(),
+            "handshakeTimeouts": Counters::get(&c.handshake_timeouts),
+            "tlsFailures": Counters::get(&c.tls_failures),
+            "originRejected": Counters::get(&c.origin_rejected),
+            "authFailures": Counters::get(&c.auth_failures),
+            "forbidden": Counters::get(&c.forbidden),
+            "rateLimited": Counters::get(&c.rate_limited),
+            "rateLimitCloses": Counters::get(&c.rate_limit_closes),
             "publishQueueFull": Counters::get(&c.publish_queue_full),
             "channelsRejected": Counters::get(&c.channels_rejected),
             "recoveries": Counters::get(&c.recoveries),
@@ -185,6 +198,8 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
+        let auth = AuthGate::new(&config.auth)?;
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener = {
             let _guard = runtime.enter();
             bind(&config)?
@@ -197,13 +212,15 @@ impl Server {
         let limits = HubLimits {
             history: config.history.clone(),
             max_channels: config.max_channels,
-            max_subscriptions_per_client: MAX_SUBSCRIPTIONS_PER_CLIENT,
+            max_subscriptions_per_client: config.max_subscriptions_per_client,
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let shared = Arc::new(Shared {
             hub: Hub::new(limits, epoch_seed, Arc::clone(&counters)),
             counters,
             events: EventQueue::new(config.event_queue_size),
+            auth,
+            sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
@@ -217,6 +234,7 @@ impl Server {
         runtime.spawn(accept_loop(
             Arc::clone(&shared),
             listener,
+            tls,
             shutdown_rx.clone(),
         ));
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
@@ -366,6 +384,22 @@ impl Server {
         Ok(())
     }
 
+    /// Installs (or with `None` removes) the host authorizer. It is asked on every
+    /// connect and on subscribes the token and config do not already allow, on a Herald
+    /// worker thread that is never an I/O thread; answer with [`Server::authorize_reply`]
+    /// within `auth.authorizer_timeout_ms`, from the callback or later from any thread.
+    pub fn set_authorizer(&self, authorizer: Option<Authorizer>) -> Result<()> {
+        self.check_running()?;
+        self.inner.shared.auth.set_authorizer(authorizer);
+        Ok(())
+    }
+
+    /// Answers a pending authorization request.
+    pub fn authorize_reply(&self, request_id: u64, decision: AuthDecision) -> Result<()> {
+        self.check_running()?;
+        self.inner.shared.auth.reply(request_id, decision)
+    }
+
     /// Takes the next event, waiting up to `timeout`; `Ok(None)` if none came.
     pub fn next_event(&self, timeout: Duration) -> Result<Option<Event>> {
         self.inner
@@ -491,6 +525,7 @@ fn bind(config: &Config) -> Result<TcpListener> {
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -498,24 +533,46 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((tcp, remote)) => {
-                let c = &shared.counters;
-                let open = Counters::get(&c.open_sockets) + Counters::get(&c.active_connections);
-                if open >= shared.config.max_connections as u64 {
-                    Counters::add(&c.rejected_connections, 1);
-                    tracing::warn!(%remote, "refusing connection: max_connections reached");
-                    continue;
-                }
-                Counters::add(&c.open_sockets, 1);
-                tokio::spawn(crate::http::serve_socket(Arc::clone(&shared), tcp, remote));
-            }
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let slot = match shared.sockets.acquire(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let c = &shared.counters;
+                let counter = match refusal {
+                    Refusal::PerIp => &c.rejected_per_ip,
+                    Refusal::Total => &c.rejected_connections,
+                };
+                Counters::add(counter, 1);
+                tracing::debug!(%remote, ?refusal, "refusing connection: limit reached");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let Some(tls) = &tls else {
+            tokio::spawn(crate::http::serve_socket(shared, tcp, remote, slot));
+            continue;
+        };
+        let handshake = tls.accept(tcp);
+        tokio::spawn(async move {
+            let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(stream)) => crate::http::serve_socket(shared, stream, remote, slot).await,
+                Ok(Err(e)) => {
+                    Counters::add(&shared.counters.tls_failures, 1);
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                }
+                Err(_) => Counters::add(&shared.counters.handshake_timeouts, 1),
+            }
+        });
     }
 }
 

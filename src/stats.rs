@@ -6,8 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     pub total_connections: AtomicU64,
     pub active_connections: AtomicU64,
-    pub open_sockets: AtomicU64,
     pub rejected_connections: AtomicU64,
+    pub rejected_per_ip: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub tls_failures: AtomicU64,
+    pub origin_rejected: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub rate_limit_closes: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
     /// Messages that could not be queued for a client (it was evicted or closing).

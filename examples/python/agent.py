@@ -25,7 +25,7 @@ WORDS = "Herald streams every token of the answer to the browser while the model
 
 
 def wait_for_subscriber(server: herald.Server, session: str, timeout: float) -> bool:
-    """Block until a client watches `session` (connected with ?sessionId= or subscribed)."""
+    """Block until a client subscribes to `session` (with ?sessionId= or a subscribe message)."""
     deadline = time.monotonic() + timeout
     with server.events() as events:
         while True:
@@ -36,8 +36,7 @@ def wait_for_subscriber(server: herald.Server, session: str, timeout: float) -> 
                 event = events.get(timeout=remaining)
             except TimeoutError:
                 return False
-            if event["type"] == "connected" and event.get("sessionId") == session:
-                return True
+            # Not "connected": it is emitted before the ?sessionId= subscription is in place.
             if event["type"] == "subscribed" and event.get("channel") == f"session:{session}":
                 return True
 

@@ -3,7 +3,7 @@
 use super::{herald_server, herald_status};
 use crate::error::{Error, ErrorKind, Result};
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
@@ -94,4 +94,23 @@ pub(super) fn write_string(out: *mut *mut c_char, name: &str, value: String) -> 
     // SAFETY: checked non-NULL; the caller passes a writable pointer.
     unsafe { *out = value.into_raw() };
     Ok(())
+}
+
+/// A host's `user_data` pointer, handed back untouched to the host's own callback.
+pub(super) struct UserData(*mut c_void);
+
+// SAFETY: Herald never dereferences it; by registering a callback the host vouches that
+// its callback may receive the pointer on Herald's threads.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    pub fn new(pointer: *mut c_void) -> Self {
+        UserData(pointer)
+    }
+
+    // A method, so closures capture the whole wrapper rather than its raw field.
+    pub fn get(&self) -> *mut c_void {
+        self.0
+    }
 }

@@ -13,9 +13,9 @@ mod handles;
 
 use crate::error::{Error, ErrorKind};
 use crate::{Config, Server};
-use boundary::{c_str, guard, guard_ptr, optional_c_str, write_string};
+use boundary::{c_str, guard, guard_ptr, optional_c_str, write_string, UserData};
 use handles::{lookup, register, unregister};
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,30 +263,65 @@ pub extern "C" fn herald_set_event_handler(
     callback: herald_event_callback,
     user_data: *mut c_void,
 ) -> herald_status {
-    /// The host's pointer, handed back to the host's callback only.
-    struct UserData(*mut c_void);
-    // SAFETY: Herald never dereferences it; the host vouches for its thread safety.
-    unsafe impl Send for UserData {}
-    unsafe impl Sync for UserData {}
-    impl UserData {
-        // A method, so closures capture the whole wrapper rather than its raw field.
-        fn get(&self) -> *mut c_void {
-            self.0
-        }
-    }
-
     guard(|| {
         let server = lookup(server)?;
         let handler = callback.map(|callback| {
-            let user_data = UserData(user_data);
+            let user_data = UserData::new(user_data);
             Arc::new(move |event: &crate::Event| {
-                let json =
-                    std::ffi::CString::new(event.to_json()).expect("JSON text has no NUL bytes");
+                let json = CString::new(event.to_json()).expect("JSON text has no NUL bytes");
                 // SAFETY: the host registered this callback for exactly this use.
                 unsafe { callback(user_data.get(), json.as_ptr()) };
             }) as crate::EventHandler
         });
         server.set_event_handler(handler)
+    })
+}
+
+/// Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
+/// "tokenUserId","query","headers","origin","remoteAddr"}` or `{"type":"subscribe","id",
+/// "clientId","userId","channel"}`. Answer with `herald_authorize_reply`, from inside the
+/// callback or later from any thread. `request_json` is valid only during the call.
+pub type herald_authorize_callback = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, request_id: u64, request_json: *const c_char),
+>;
+
+/// Installs (or, with a NULL callback, removes) the host authorizer. It is asked on
+/// every connect, and on subscribes that neither the client's token nor the config's
+/// `auth.public_channels` allow. It runs on a Herald worker thread that is never an I/O
+/// thread; requests not answered within `auth.authorizer_timeout_ms` are denied.
+#[no_mangle]
+pub extern "C" fn herald_set_authorizer(
+    server: *mut herald_server,
+    callback: herald_authorize_callback,
+    user_data: *mut c_void,
+) -> herald_status {
+    guard(|| {
+        let server = lookup(server)?;
+        let authorizer = callback.map(|callback| {
+            let user_data = UserData::new(user_data);
+            Arc::new(move |request: &crate::AuthRequest| {
+                let json = CString::new(request.to_json()).expect("JSON text has no NUL bytes");
+                // SAFETY: the host registered this callback for exactly this use.
+                unsafe { callback(user_data.get(), request.id(), json.as_ptr()) };
+            }) as crate::Authorizer
+        });
+        server.set_authorizer(authorizer)
+    })
+}
+
+/// Answers an authorization request. `decision_json` is `{"allow":true,"userId":"u",
+/// "channels":["session:*"]}` (userId and channels optional) or `{"allow":false,
+/// "reason":"…"}`. `HERALD_ERR_INVALID_ARGUMENT` if the request was already answered
+/// or timed out.
+#[no_mangle]
+pub extern "C" fn herald_authorize_reply(
+    server: *mut herald_server,
+    request_id: u64,
+    decision_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        let decision = crate::AuthDecision::from_json(c_str(decision_json, "decision_json")?)?;
+        lookup(server)?.authorize_reply(request_id, decision)
     })
 }
 
@@ -323,8 +358,12 @@ pub extern "C" fn herald_next_event(
 #[no_mangle]
 pub extern "C" fn herald_stop(server: *mut herald_server, timeout_ms: u32) -> herald_status {
     guard(|| {
-        let server = unregister(server)?;
-        server.stop(Duration::from_millis(timeout_ms.into()))
+        // The handle stays valid while stopping, so a thread pulling events with
+        // herald_next_event still sees the disconnections the stop causes.
+        let running = lookup(server)?;
+        let result = running.stop(Duration::from_millis(timeout_ms.into()));
+        unregister(server)?;
+        result
     })
 }
 

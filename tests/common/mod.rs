@@ -47,7 +47,10 @@ pub async fn send(ws: &mut Ws, json: &str) {
 }
 
 /// The next text frame as JSON; fails on close or timeout.
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub async fn next_json<S>(ws: &mut WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await

@@ -11,19 +11,31 @@
 //!   type checks, `JSON.parse` of events/stats, and the `EventEmitter`.
 //!
 //! Event delivery and process lifetime: the core calls our handler on its own
-//! event thread; the handler queues the event's JSON on a (non-weak, so by
-//! default ref'd) threadsafe function, which runs the JS callback on the main
-//! thread. While that threadsafe function is alive and ref'd it keeps the event
-//! loop alive, exactly like a listening `http.Server`. On close, after the core's
-//! `stop` has returned (so no more handler calls), a final empty string is
-//! queued as an end-of-stream marker and the threadsafe function is released:
-//! every event queued before the marker is still delivered, then the function
-//! is finalized and no longer holds the loop open.
+//! event thread, one event at a time; the handler queues the event's JSON on a
+//! (non-weak, so by default ref'd) threadsafe function, which runs the JS
+//! callback on the main thread. While that threadsafe function is alive and
+//! ref'd it keeps the event loop alive, exactly like a listening `http.Server`.
+//! Its queue is bounded and the handler blocks when it is full, so a JS side
+//! that falls behind pushes back on the core's own bounded event queue (which
+//! drops and counts, see `event_queue_size` and `eventsDropped`) instead of
+//! growing memory here.
+//!
+//! On close, after the core's `stop` has returned (so no more handler calls), an
+//! empty string is queued as an end-of-stream marker and the threadsafe function
+//! is released: every event queued before the marker is still delivered, then
+//! the function is finalized and no longer holds the loop open.
+//!
+//! If the JS environment is torn down with the server open (process exit after
+//! `unref()`, a worker thread ending), an environment cleanup hook stops the
+//! server. That hook is registered *before* the threadsafe function is created:
+//! cleanup hooks run last-in first-out, so Node closes the threadsafe function
+//! first, which wakes an event thread blocked on its full queue; only then does
+//! the hook wait for the core to stop (and for its event thread to finish).
 
 #![deny(clippy::all)]
 
-use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Mutex};
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -31,11 +43,20 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
 
+/// Events queued for the main thread at most; beyond it the core's event
+/// thread waits (and the core's own queue absorbs, then drops and counts).
+const EVENT_BACKLOG: usize = 1024;
+
+/// How long the environment cleanup hook lets a server drain when the JS
+/// environment goes away with the server still open.
+const TEARDOWN_STOP_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// The threadsafe function events travel through: the JS callback receives one
 /// string argument (the event's JSON, or "" as the end-of-stream marker), its
 /// return value is ignored, and an exception it throws is reported like any
 /// uncaught exception (`callee_handled = false`).
-type EventTsfn = ThreadsafeFunction<String, Unknown<'static>, String, Status, false>;
+type EventTsfn =
+    ThreadsafeFunction<String, Unknown<'static>, String, Status, false, false, EVENT_BACKLOG>;
 
 /// JS error code for a core error kind: `invalid_json` -> `HERALD_INVALID_JSON`.
 fn code_of(kind: herald::ErrorKind) -> String {
@@ -59,33 +80,97 @@ fn js_error(env: &Env, code: &str, message: &str) -> napi::Error {
     made.unwrap_or_else(|e| e)
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The sink the core's event handler writes into. `None` once the server has
 /// been closed (the threadsafe function is released then).
 struct EventSink {
-    tsfn: Mutex<Option<EventTsfn>>,
+    tsfn: Mutex<Option<Arc<EventTsfn>>>,
 }
 
 impl EventSink {
+    fn current(&self) -> Option<Arc<EventTsfn>> {
+        lock(&self.tsfn).clone()
+    }
+
+    /// Called on the core's event thread. Blocks while the queue is full; never
+    /// holds the lock while doing so (the main thread takes it for ref/unref).
     fn deliver(&self, json: String) {
-        if let Ok(guard) = self.tsfn.lock() {
-            if let Some(tsfn) = guard.as_ref() {
-                // NonBlocking with an unbounded queue never waits; the only
-                // failure is "closing" (environment teardown), where dropping
-                // the event is the right thing to do.
-                let _ = tsfn.call(json, ThreadsafeFunctionCallMode::NonBlocking);
-            }
+        if let Some(tsfn) = self.current() {
+            // Fails only with "closing" (environment teardown): dropping the
+            // event is then the right thing to do.
+            let _ = tsfn.call(json, ThreadsafeFunctionCallMode::Blocking);
         }
     }
 
-    /// Queues the end-of-stream marker and releases the threadsafe function.
+    /// Queues the end-of-stream marker and releases the threadsafe function
+    /// (napi_tsfn_release: what is queued is still delivered, then it is finalized).
     fn finish(&self) {
-        let taken = match self.tsfn.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        let taken = lock(&self.tsfn).take();
         if let Some(tsfn) = taken {
-            let _ = tsfn.call(String::new(), ThreadsafeFunctionCallMode::NonBlocking);
-            drop(tsfn); // napi_release_threadsafe_function(release): drains, then finalizes
+            let _ = tsfn.call(String::new(), ThreadsafeFunctionCallMode::Blocking);
+        }
+    }
+
+    /// Releases the threadsafe function without a marker (failed start).
+    fn discard(&self) {
+        let taken = lock(&self.tsfn).take();
+        drop(taken);
+    }
+
+    /// `napi_ref_threadsafe_function` / `napi_unref_threadsafe_function`; main thread only.
+    fn set_ref(&self, env: &Env, referenced: bool) -> Result<()> {
+        if let Some(tsfn) = self.current() {
+            // `aborted` turns true when Node finalized the function (teardown);
+            // finalization happens on this thread, so it cannot race with us.
+            if !tsfn.aborted() {
+                let status = unsafe {
+                    if referenced {
+                        napi::sys::napi_ref_threadsafe_function(env.raw(), tsfn.raw())
+                    } else {
+                        napi::sys::napi_unref_threadsafe_function(env.raw(), tsfn.raw())
+                    }
+                };
+                if status != napi::sys::Status::napi_ok {
+                    return Err(napi::Error::new(
+                        Status::from(status),
+                        "could not change the server's hold on the event loop",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the environment cleanup hook stops: the server once started. Shared
+/// by the hook, the start task and the native server.
+#[derive(Default)]
+struct Teardown {
+    server: Option<herald::Server>,
+    /// Set by the hook: a start still in flight must stop what it starts.
+    torn_down: bool,
+}
+
+type TeardownSlot = Arc<Mutex<Teardown>>;
+
+/// The cleanup hook's handle. Only ever touched on the JS thread (created in
+/// `start`, removed in `resolve`/`close`); it merely passes through the start
+/// task, which must be `Send`.
+struct HookHandle(napi::CleanupEnvHook<TeardownSlot>);
+unsafe impl Send for HookHandle {}
+
+fn run_teardown(slot: TeardownSlot) {
+    let server = {
+        let mut t = lock(&slot);
+        t.torn_down = true;
+        t.server.take()
+    };
+    if let Some(server) = server {
+        if !server.is_stopped() {
+            let _ = server.stop(TEARDOWN_STOP_TIMEOUT);
         }
     }
 }
@@ -102,102 +187,123 @@ pub fn version() -> String {
 /// `NativeServer` once the socket is bound.
 #[napi(ts_return_type = "Promise<NativeServer>")]
 pub fn start(
+    env: Env,
     config_json: Option<String>,
     on_event: Function<'_, String, Unknown<'static>>,
 ) -> Result<AsyncTask<StartTask>> {
-    let tsfn: EventTsfn = on_event
+    // First the hook, then the threadsafe function: see the module docs.
+    let slot: TeardownSlot = Arc::default();
+    let hook = env.add_env_cleanup_hook(Arc::clone(&slot), run_teardown)?;
+    let tsfn = on_event
         .build_threadsafe_function::<String>()
         .callee_handled::<false>()
-        .build()?;
+        .max_queue_size::<EVENT_BACKLOG>()
+        .build();
+    let tsfn: EventTsfn = match tsfn {
+        Ok(tsfn) => tsfn,
+        Err(e) => {
+            let _ = env.remove_env_cleanup_hook(hook);
+            return Err(e);
+        }
+    };
     Ok(AsyncTask::new(StartTask {
         config_json,
-        sink: Some(Arc::new(EventSink {
-            tsfn: Mutex::new(Some(tsfn)),
-        })),
+        sink: Arc::new(EventSink {
+            tsfn: Mutex::new(Some(Arc::new(tsfn))),
+        }),
+        slot,
+        hook: Some(HookHandle(hook)),
     }))
 }
 
 pub struct StartTask {
     config_json: Option<String>,
-    sink: Option<Arc<EventSink>>,
+    sink: Arc<EventSink>,
+    slot: TeardownSlot,
+    hook: Option<HookHandle>,
 }
 
-pub struct Started {
-    server: herald::Server,
-    sink: Arc<EventSink>,
+impl StartTask {
+    fn start_server(&self) -> std::result::Result<herald::Server, herald::Error> {
+        let config = match self.config_json.as_deref() {
+            Some(json) => herald::Config::from_json(json)?,
+            None => herald::Config::default(),
+        };
+        let server = herald::Server::start(config)?;
+        let sink = Arc::clone(&self.sink);
+        let handler: herald::EventHandler =
+            Arc::new(move |event: &herald::Event| sink.deliver(event.to_json()));
+        let installed = server.set_event_handler(Some(handler));
+        let torn_down = {
+            let mut t = lock(&self.slot);
+            if !t.torn_down {
+                t.server = Some(server.clone());
+            }
+            t.torn_down
+        };
+        if let Err(e) = installed {
+            let _ = server.stop(TEARDOWN_STOP_TIMEOUT);
+            return Err(e);
+        }
+        if torn_down {
+            // The JS environment went away while we were binding.
+            let _ = server.stop(TEARDOWN_STOP_TIMEOUT);
+            return Err(herald::Error::new(
+                herald::ErrorKind::Stopped,
+                "the JavaScript environment ended while the server was starting",
+            ));
+        }
+        Ok(server)
+    }
 }
 
 impl Task for StartTask {
-    type Output = std::result::Result<Started, herald::Error>;
+    type Output = std::result::Result<herald::Server, herald::Error>;
     type JsValue = NativeServer;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let sink = self.sink.take().expect("StartTask computed twice");
-        let outcome = (|| {
-            let config = match self.config_json.as_deref() {
-                Some(json) => herald::Config::from_json(json)?,
-                None => herald::Config::default(),
-            };
-            let server = herald::Server::start(config)?;
-            let handler_sink = Arc::clone(&sink);
-            let handler: herald::EventHandler =
-                Arc::new(move |event: &herald::Event| handler_sink.deliver(event.to_json()));
-            if let Err(e) = server.set_event_handler(Some(handler)) {
-                let _ = server.stop(Duration::from_millis(1000));
-                return Err(e);
-            }
-            Ok(server)
-        })();
-        match outcome {
-            Ok(server) => Ok(Ok(Started { server, sink })),
-            Err(e) => {
-                // Release the threadsafe function so a failed start never keeps
-                // the process alive. No marker: the JS side gets the rejection.
-                let taken = sink.tsfn.lock().ok().and_then(|mut g| g.take());
-                drop(taken);
-                Ok(Err(e))
-            }
+        let outcome = self.start_server();
+        if outcome.is_err() {
+            // A failed start must never keep the process alive. No marker: the
+            // JS side gets the rejection.
+            self.sink.discard();
         }
+        Ok(outcome)
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
         match output {
-            Ok(Started { server, sink }) => {
-                // If the JS environment goes away with the server still open
-                // (worker thread exit, process exit after `unref()`), stop it so
-                // it does not outlive its host.
-                let hook_server = server.clone();
-                let cleanup = env
-                    .add_env_cleanup_hook((), move |_| {
-                        if !hook_server.is_stopped() {
-                            let _ = hook_server.stop(Duration::from_millis(1000));
-                        }
-                    })
-                    .ok();
-                Ok(NativeServer {
-                    port: u32::from(server.port()),
-                    server,
-                    sink,
-                    cleanup: RefCell::new(cleanup),
-                    closing: Cell::new(false),
-                })
+            Ok(server) => Ok(NativeServer {
+                port: u32::from(server.port()),
+                server,
+                sink: Arc::clone(&self.sink),
+                slot: Arc::clone(&self.slot),
+                hook: Cell::new(self.hook.take()),
+                closing: Cell::new(false),
+            }),
+            Err(e) => {
+                if let Some(HookHandle(hook)) = self.hook.take() {
+                    let _ = env.remove_env_cleanup_hook(hook);
+                }
+                Err(js_error(&env, &code_of(e.kind()), e.message()))
             }
-            Err(e) => Err(js_error(&env, &code_of(e.kind()), e.message())),
         }
     }
 }
 
 /// Handle on a running core server. Not constructible from JS; obtained from
 /// `start()`. All methods throw a JS `Error` with `code` `HERALD_<KIND>` on failure.
+///
+/// Methods take `&self` (interior mutability): napi-rs keeps the borrow of a
+/// `&mut self` method that returns an `AsyncTask` active afterwards (observed:
+/// a getter called after `close()` threw "cannot be borrowed mutably").
 #[napi]
 pub struct NativeServer {
     server: herald::Server,
     port: u32,
     sink: Arc<EventSink>,
-    // Interior mutability: `close` must take `&self`, since napi-rs keeps the
-    // borrow of a `&mut self` method returning an `AsyncTask` active afterwards
-    // (observed: the `closed` getter then threw "cannot be borrowed mutably").
-    cleanup: RefCell<Option<napi::CleanupEnvHook<()>>>,
+    slot: TeardownSlot,
+    hook: Cell<Option<HookHandle>>,
     closing: Cell<bool>,
 }
 
@@ -291,32 +397,20 @@ impl NativeServer {
 
     /// Keep the event loop alive while the server is open (the default).
     #[napi(js_name = "ref")]
-    #[allow(deprecated)]
     pub fn ref_(&self, env: Env) -> Result<()> {
-        if let Ok(mut guard) = self.sink.tsfn.lock() {
-            if let Some(tsfn) = guard.as_mut() {
-                tsfn.refer(&env)?;
-            }
-        }
-        Ok(())
+        self.sink.set_ref(&env, true)
     }
 
     /// Let the process exit even though the server is open.
     #[napi]
-    #[allow(deprecated)]
     pub fn unref(&self, env: Env) -> Result<()> {
-        if let Ok(mut guard) = self.sink.tsfn.lock() {
-            if let Some(tsfn) = guard.as_mut() {
-                tsfn.unref(&env)?;
-            }
-        }
-        Ok(())
+        self.sink.set_ref(&env, false)
     }
 
     /// Gracefully stops the server (waits at most `timeout_ms` before forcing).
     /// Resolves to `true` if the stop had to be forced, `false` if graceful.
     /// After the core has stopped, the event callback receives "" (end of
-    /// stream) after every earlier event. Rejects with `HERALD_STOPPED` if the
+    /// stream) after every earlier event. Throws `HERALD_STOPPED` if the
     /// server was already closed.
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn close(&self, env: Env, timeout_ms: u32) -> Result<AsyncTask<CloseTask>> {
@@ -327,9 +421,11 @@ impl NativeServer {
                 "the server has been stopped",
             ));
         }
-        if let Some(hook) = self.cleanup.borrow_mut().take() {
+        // From here on close() owns the stop; the teardown hook is not needed.
+        if let Some(HookHandle(hook)) = self.hook.take() {
             let _ = env.remove_env_cleanup_hook(hook);
         }
+        lock(&self.slot).server = None;
         Ok(AsyncTask::new(CloseTask {
             server: self.server.clone(),
             sink: Arc::clone(&self.sink),

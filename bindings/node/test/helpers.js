@@ -159,12 +159,12 @@ function expectThrow(assert, fn, code, ctor = Error) {
  * {code, signal, stdout, stderr} once it exits; kills it after `ms`.
  * `onLine(line, child)` sees each stdout line as it arrives.
  */
-function runNode(script, { ms = 20_000, onLine, env = {}, cwd = PKG_DIR, args = [] } = {}) {
+function runNode(script, { ms = 20_000, onLine, env = {}, cwd = PKG_DIR, args = [], stdin = false } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args.length ? args : ['-e', script], {
       cwd,
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';

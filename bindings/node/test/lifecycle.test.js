@@ -257,6 +257,61 @@ describe('process lifetime', () => {
     assertExitedCleanly(res, /rebound true/);
   });
 
+  it('a busy JS thread pushes back on the core, and ending it then does not hang', async () => {
+    // The worker's JS thread stops draining events; thousands arrive, so the
+    // binding's bounded event queue fills and the core's event thread waits on
+    // it. Terminating the worker must still stop the server and finish.
+    const res = await child(
+      `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const herald = require(${HERALD.replace(/\\/g, '\\\\')});
+        const { parentPort } = require('node:worker_threads');
+        herald.start({ port: 0 }).then((s) => {
+          s.on('subscribe', () => {});
+          parentPort.postMessage(s.port);
+          // Busy forever: events are never drained from now on.
+          const cell = new Int32Array(new SharedArrayBuffer(4));
+          for (;;) Atomics.wait(cell, 0, 0, 100);
+        });
+      \`, { eval: true });
+      const port = await new Promise((r) => w.once('message', r));
+      console.log('port ' + port);
+      await new Promise((r) => process.stdin.once('data', r)); // the parent flooded the server
+      process.stdin.destroy();
+      await w.terminate();
+      console.log('terminated');
+      const again = await herald.start({ port });
+      console.log('rebound ' + (again.port === port));
+      await again.close();
+    `,
+      {
+        stdin: true,
+        onLine: async (line, proc) => {
+          const m = /^port (\d+)$/.exec(line);
+          if (!m) return;
+          const port = Number(m[1]);
+          const clients = await Promise.all([1, 2, 3, 4].map(() => Client.connect(port)));
+          const PER_CLIENT = 750; // 3000 subscribe events, well over the binding's 1024
+          for (const c of clients) {
+            for (let i = 0; i < PER_CLIENT; i += 1) c.send({ type: 'subscribe', channel: `flood-${i}` });
+          }
+          for (const c of clients) await c.next({ type: 'subscribed', channel: `flood-${PER_CLIENT - 1}` });
+          // The core holds events it cannot hand over: the binding's queue is full.
+          for (let tries = 0; ; tries += 1) {
+            const stats = await (await fetch(`http://127.0.0.1:${port}/api/ws/stats`)).json();
+            if (stats.eventsQueued > 0) break;
+            if (tries > 200) throw new Error('events never backed up in the core');
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          proc.stdin.end('go\n');
+          for (const c of clients) c.terminate();
+        },
+      },
+    );
+    assertExitedCleanly(res, /terminated\nrebound true/);
+  });
+
   it('works inside a worker thread, and the worker can exit', async () => {
     const res = await child(`
       const { Worker } = require('node:worker_threads');

@@ -130,7 +130,7 @@ async def main():
     release.set()
 
 asyncio.run(main())
-deadline = time.monotonic() + 30
+deadline = time.monotonic() + 15
 while not state["returned"] and time.monotonic() < deadline:
     time.sleep(0.05)
 time.sleep(1.0)  # observation window for late callbacks (can hide a failure, never fake one)
@@ -154,6 +154,6 @@ def test_stop_from_inside_the_callback(tmp_path: Any) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["returned"], "herald_stop called from the callback did not return within 30 s"
+    assert result["returned"], "herald_stop called from the callback did not return within 15 s"
     assert result["status"] in (Status.OK, Status.ERR_TIMEOUT)
     assert result["late"] == [], f"callback called after herald_stop returned: {result['late']}"

@@ -95,7 +95,7 @@ def test_import_does_not_need_the_library(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "True"
 
 
-def test_wheel_metadata_is_platform_specific() -> Any:
+def test_wheel_metadata_is_platform_specific() -> None:
     from importlib import metadata
 
     dist = metadata.distribution("herald")

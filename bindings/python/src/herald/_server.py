@@ -582,7 +582,8 @@ class Server:
         """Stop the server gracefully: flush queued messages, close clients with code 1001.
 
         Waits at most ``timeout`` seconds (``None``: no limit), after which the core forces the
-        shutdown. Returns ``True`` for a graceful stop, ``False`` if it had to be forced. All
+        shutdown. Events the core had queued are still delivered (to the callback and the
+        streams) while it stops; then event streams end. Returns ``True`` for a graceful stop, ``False`` if it had to be forced. All
         resources are released in both cases. Calling ``close()`` again is a no-op returning
         ``True``. Safe to call from any thread.
 
@@ -599,23 +600,31 @@ class Server:
         handle = _live.pop(self._key, None)  # from here on every other call raises
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._dispatcher.callback = None
-        self._dispatcher.end()
         if handle is None:
+            self._end_events()
             return True
         if _in_event_callback():
+            self._end_events()
             _ensure_reaper()
             _reap_queue.put((self._key, handle, timeout_ms))
             return True
         # No Python lock is held across herald_stop: the event thread may need the GIL and
-        # any lock the user's callback takes, and the core waits for it.
-        status = _stop_handle(self._key, handle, timeout_ms)
+        # any lock the user's callback takes, and the core waits for it. During the stop the
+        # core hands the events still queued to the callback and the streams; then no more.
+        try:
+            status = _stop_handle(self._key, handle, timeout_ms)
+        finally:
+            self._end_events()
         if status == Status.OK:
             return True
         if status == Status.ERR_TIMEOUT:
             logger.warning("herald: server did not stop within %s s; shutdown was forced", timeout)
             return False
         raise error_from_status(status, _ffi.last_error())
+
+    def _end_events(self) -> None:
+        self._dispatcher.callback = None
+        self._dispatcher.end()
 
     async def aclose(self, timeout: Optional[float] = 5.0) -> bool:
         """:meth:`close` without blocking the running event loop (runs it in a worker thread)."""

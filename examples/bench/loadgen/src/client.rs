@@ -392,8 +392,11 @@ fn worker(mut poll: Poll, shared: Arc<WorkerShared>, ready: Vec<Ready>) {
                         let now = unix_micros();
                         process(c, &scratch[..n], now, &mut local);
                         if n < scratch.len() {
-                            // Usually drained; the next read would just say WouldBlock.
-                            // With edge-triggered readiness we still must confirm.
+                            // A short read drained the socket's receive queue; data that
+                            // arrives later raises a new edge (Linux wakes epoll on every
+                            // enqueue), so skip the read that would only say WouldBlock.
+                            // Tokio makes the same assumption.
+                            break;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -227,7 +227,15 @@ fn start_host(b: &Bench, server: &str, case: &str, round: usize) -> Result<Host,
         use std::io::Write;
         let _ = writeln!(f, "---- {case} round {round} ----");
     }
-    Host::spawn(server, &server_argv(&b.o, server), &host_env(&b.o), &log)
+    // HERALD_BENCH_WRAP="valgrind --tool=dhat" (or "strace -c -f -o FILE", ...) runs
+    // every host under a profiler; the resource figures are then the wrapper's.
+    let mut argv = server_argv(&b.o, server);
+    if let Ok(wrap) = std::env::var("HERALD_BENCH_WRAP") {
+        let mut w: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+        w.append(&mut argv);
+        argv = w;
+    }
+    Host::spawn(server, &argv, &host_env(&b.o), &log)
 }
 
 fn connect(b: &Bench, port: u16, n: usize) -> Result<Pool, String> {
@@ -950,7 +958,8 @@ fn machine_description(
 ) -> String {
     let cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1");
     format!(
-        "Machine: {} CPUs ({}), {} , kernel {}; Rust {}; Node {}; Python {}.\n\
+        "Machine: {} CPUs ({}), {}, kernel {}; Rust {}; Node {}; Python {}.\n\
+         Core: git {} ({} uncommitted changes under src/).\n\
          Run: {} → {} (UTC); load average before {}, after {}.\n\
          Command: `{}`\n\
          Herald config in every host: `{{\"port\":0,\"client_queue_size\":{}}}` (all other keys default; \
@@ -963,6 +972,8 @@ fn machine_description(
         sh("rustc --version | cut -d' ' -f2"),
         sh("node --version"),
         sh("python3 --version | cut -d' ' -f2"),
+        sh(&format!("git -C '{}' rev-parse --short HEAD", o.repo.display())),
+        sh(&format!("git -C '{}' status --porcelain src | wc -l", o.repo.display())),
         started,
         finished,
         load_before,

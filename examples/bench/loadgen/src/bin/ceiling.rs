@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKE: Token = Token(usize::MAX);
@@ -245,8 +245,6 @@ fn shard(
     let mut last_ping = Instant::now();
     let mut msgs: Vec<Arc<Msg>> = Vec::new();
     let mut dirty: Vec<usize> = Vec::new();
-    let closed = Mutex::new(());
-    let _ = &closed;
     loop {
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
             if e.kind() == ErrorKind::Interrupted {

@@ -1,0 +1,95 @@
+//! JWT verification: HS256 with a secret, RS256 or ES256 with a PEM public key.
+//! The token's algorithm must match a configured key: no algorithm confusion.
+
+use crate::config::AuthConfig;
+use crate::error::{Error, ErrorKind, Result};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Grant {
+    pub user_id: String,
+    pub channels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+pub(crate) struct JwtVerifier {
+    keys: Vec<(Algorithm, DecodingKey)>,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    /// Builds a verifier from the config; `None` when no key is configured.
+    pub fn from_config(auth: &AuthConfig) -> Result<Option<JwtVerifier>> {
+        let invalid =
+            |m: String| Error::new(ErrorKind::InvalidConfig, format!("invalid config: {m}"));
+        let mut keys = Vec::new();
+        if let Some(secret) = &auth.jwt_secret {
+            if secret.len() < 16 {
+                return Err(invalid("auth.jwt_secret must be at least 16 bytes".into()));
+            }
+            keys.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.as_bytes()),
+            ));
+        }
+        if let Some(pem) = &auth.jwt_public_key {
+            let key = match DecodingKey::from_rsa_pem(pem.as_bytes()) {
+                Ok(key) => (Algorithm::RS256, key),
+                Err(_) => match DecodingKey::from_ec_pem(pem.as_bytes()) {
+                    Ok(key) => (Algorithm::ES256, key),
+                    Err(e) => {
+                        return Err(invalid(format!(
+                        "auth.jwt_public_key is neither an RSA nor an EC public key in PEM: {e}"
+                    )))
+                    }
+                },
+            };
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let mut validation = Validation::new(keys[0].0);
+        validation.algorithms = keys.iter().map(|(alg, _)| *alg).collect();
+        validation.set_required_spec_claims(&["sub", "exp"]);
+        validation.leeway = auth.jwt_leeway_s;
+        validation.validate_nbf = true;
+        if let Some(iss) = &auth.jwt_issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &auth.jwt_audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Some(JwtVerifier { keys, validation }))
+    }
+
+    /// Verifies signature, algorithm, `exp`, `nbf` (and `iss`/`aud` when configured).
+    pub fn verify(&self, token: &str) -> std::result::Result<Grant, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let (alg, key) = self
+            .keys
+            .iter()
+            .find(|(alg, _)| *alg == header.alg)
+            .ok_or_else(|| format!("token algorithm {:?} is not accepted", header.alg))?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![*alg];
+        let data =
+            decode::<Claims>(token, key, &validation).map_err(|e| format!("invalid token: {e}"))?;
+        if data.claims.sub.is_empty() {
+            return Err("token has an empty sub".into());
+        }
+        Ok(Grant {
+            user_id: data.claims.sub,
+            channels: data.claims.channels,
+        })
+    }
+}

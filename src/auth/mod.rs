@@ -1,0 +1,300 @@
+//! Who a client is and what it may subscribe to: JWTs verified in the core, or a host
+//! authorizer that is asked on connect and on subscribe, off the I/O threads, with a
+//! timeout. Replies are matched by request id, so a host may answer at once from the
+//! callback or later from any thread (a JS main thread, a Go goroutine).
+
+pub(crate) mod jwt;
+pub(crate) mod patterns;
+
+use crate::config::AuthConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol;
+use jwt::JwtVerifier;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A question for the host authorizer. Answer it with `Server::authorize_reply(id, …)`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum AuthRequest {
+    /// A client completed the WebSocket handshake.
+    Connect {
+        id: u64,
+        /// From `?token=` or `Authorization: Bearer`.
+        token: Option<String>,
+        /// The `sub` of the token, when Herald verified it as a JWT.
+        token_user_id: Option<String>,
+        query: BTreeMap<String, String>,
+        /// Request headers, names in lower case.
+        headers: BTreeMap<String, String>,
+        origin: Option<String>,
+        remote_addr: String,
+    },
+    /// A client asked for a channel that neither its token nor the config allows.
+    Subscribe {
+        id: u64,
+        client_id: String,
+        user_id: Option<String>,
+        channel: String,
+    },
+}
+
+impl AuthRequest {
+    pub fn id(&self) -> u64 {
+        match self {
+            AuthRequest::Connect { id, .. } | AuthRequest::Subscribe { id, .. } => *id,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("requests always serialize")
+    }
+}
+
+/// The host's answer. On connect, `userId` names the user (channel `user:<id>`) and
+/// `channels` lists patterns the client may subscribe to without asking again.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthDecision {
+    pub allow: bool,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl AuthDecision {
+    pub fn allow() -> Self {
+        AuthDecision {
+            allow: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn deny(reason: impl Into<String>) -> Self {
+        AuthDecision {
+            allow: false,
+            reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Parses `{"allow":bool,"userId"?:string,"channels"?:[string],"reason"?:string}`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let decision: AuthDecision =
+            serde_json::from_str(json).map_err(|e| Error::invalid_json("decision", e))?;
+        if let Some(user) = &decision.user_id {
+            protocol::check_name("userId", user)?;
+        }
+        Ok(decision)
+    }
+}
+
+/// Called with each request on a Herald worker thread that is never an I/O thread.
+pub type Authorizer = Arc<dyn Fn(&AuthRequest) + Send + Sync>;
+
+/// What the handshake carried, for authentication.
+#[derive(Debug, Default)]
+pub(crate) struct Credentials {
+    pub token: Option<String>,
+    pub query_user_id: Option<String>,
+    pub query: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub origin: Option<String>,
+}
+
+/// Who a connected client is.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Identity {
+    pub user_id: Option<String>,
+    /// Channel patterns granted by the token or the authorizer.
+    pub grants: Vec<String>,
+}
+
+pub(crate) struct AuthGate {
+    config: AuthConfig,
+    jwt: Option<JwtVerifier>,
+    authorizer: RwLock<Option<Authorizer>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<AuthDecision>>>,
+    next_id: AtomicU64,
+}
+
+impl AuthGate {
+    pub fn new(config: &AuthConfig) -> Result<AuthGate> {
+        Ok(AuthGate {
+            jwt: JwtVerifier::from_config(config)?,
+            config: config.clone(),
+            authorizer: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn authorizer(&self) -> Option<Authorizer> {
+        self.authorizer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_authorizer(&self, authorizer: Option<Authorizer>) {
+        *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = authorizer;
+    }
+
+    /// Channel rules apply as soon as any way to authenticate is configured.
+    pub fn enforces_rules(&self) -> bool {
+        self.config.required || self.jwt.is_some() || self.authorizer().is_some()
+    }
+
+    /// Establishes who the client is, or why it may not connect.
+    pub async fn connect(
+        &self,
+        creds: &Credentials,
+        remote: &str,
+    ) -> std::result::Result<Identity, String> {
+        if !self.enforces_rules() {
+            // Open mode (development): the client says who it is.
+            return Ok(Identity {
+                user_id: creds.query_user_id.clone(),
+                grants: Vec::new(),
+            });
+        }
+        let mut identity = None;
+        if let (Some(token), Some(jwt)) = (&creds.token, &self.jwt) {
+            let grant = jwt.verify(token)?;
+            identity = Some(Identity {
+                user_id: Some(grant.user_id),
+                grants: grant.channels,
+            });
+        }
+        if let Some(authorizer) = self.authorizer() {
+            let token_user_id = identity.as_ref().and_then(|i| i.user_id.clone());
+            let decision = self
+                .ask(authorizer, |id| AuthRequest::Connect {
+                    id,
+                    token: creds.token.clone(),
+                    token_user_id,
+                    query: creds.query.clone(),
+                    headers: creds.headers.clone(),
+                    origin: creds.origin.clone(),
+                    remote_addr: remote.to_string(),
+                })
+                .await;
+            if !decision.allow {
+                return Err(decision
+                    .reason
+                    .unwrap_or_else(|| "denied by the authorizer".into()));
+            }
+            let mut granted = identity.take().unwrap_or_default();
+            if decision.user_id.is_some() {
+                granted.user_id = decision.user_id;
+            }
+            granted.grants.extend(decision.channels);
+            identity = Some(granted);
+        }
+        match identity {
+            Some(identity) => Ok(identity),
+            None if self.config.required => Err(if creds.token.is_some() {
+                "token given but no JWT key is configured".into()
+            } else {
+                "no token".into()
+            }),
+            None => Ok(Identity::default()),
+        }
+    }
+
+    /// Whether a client may subscribe to `channel`; asks the authorizer as a last resort.
+    pub async fn may_subscribe(
+        &self,
+        client_id: &str,
+        user_id: Option<&str>,
+        grants: &[String],
+        channel: &str,
+    ) -> bool {
+        if !self.enforces_rules() {
+            return true;
+        }
+        if let Some(user) = user_id {
+            if channel == protocol::user_channel(user) {
+                return true;
+            }
+        }
+        if channel.starts_with("user:") {
+            return false; // another user's channel: never
+        }
+        if patterns::any_match(grants, channel)
+            || patterns::any_match(&self.config.public_channels, channel)
+        {
+            return true;
+        }
+        match self.authorizer() {
+            Some(authorizer) => {
+                self.ask(authorizer, |id| AuthRequest::Subscribe {
+                    id,
+                    client_id: client_id.to_string(),
+                    user_id: user_id.map(str::to_string),
+                    channel: channel.to_string(),
+                })
+                .await
+                .allow
+            }
+            None => false,
+        }
+    }
+
+    async fn ask(
+        &self,
+        authorizer: Authorizer,
+        request: impl FnOnce(u64) -> AuthRequest,
+    ) -> AuthDecision {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, decision) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reply);
+        let request = request(id);
+        // A host callback may block or panic; neither may touch an I/O thread.
+        tokio::task::spawn_blocking(move || authorizer(&request));
+        let timeout = Duration::from_millis(self.config.authorizer_timeout_ms);
+        let decision = match tokio::time::timeout(timeout, decision).await {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(_)) => AuthDecision::deny("the authorizer dropped the request"),
+            Err(_) => AuthDecision::deny("the authorizer did not answer in time"),
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        decision
+    }
+
+    /// Delivers the host's answer to a pending request.
+    pub fn reply(&self, id: u64, decision: AuthDecision) -> Result<()> {
+        let waiting = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        match waiting {
+            Some(reply) => {
+                let _ = reply.send(decision);
+                Ok(())
+            }
+            None => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("no pending authorization request {id} (answered or timed out)"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Connection limits (global and per IP) and the per-client message rate limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Counts open sockets, globally and per remote IP.
+pub(crate) struct SocketLimits {
+    max_total: usize,
+    max_per_ip: usize,
+    open: AtomicU64,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a socket was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Total,
+    PerIp,
+}
+
+/// Held for as long as a socket is open (HTTP, then WebSocket); releases on drop.
+pub(crate) struct SocketSlot {
+    limits: Arc<SocketLimits>,
+    ip: IpAddr,
+}
+
+impl SocketLimits {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(SocketLimits {
+            max_total,
+            max_per_ip,
+            open: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<SocketSlot, Refusal> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if self.open.load(Ordering::Relaxed) >= self.max_total as u64 {
+            return Err(Refusal::Total);
+        }
+        let count = per_ip.entry(ip).or_insert(0);
+        if self.max_per_ip > 0 && *count >= self.max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *count += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(SocketSlot {
+            limits: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.limits.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Violations are counted over this window before a client is closed.
+const VIOLATION_WINDOW: Duration = Duration::from_secs(10);
+
+/// A token bucket for one client's messages.
+pub(crate) struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    max_violations: u32,
+    violations: u32,
+    window_start: Instant,
+}
+
+/// What to do with one client message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Accept,
+    /// Refuse this message with a `rate_limited` error.
+    Refuse,
+    /// Abuse goes on: close the client.
+    Close,
+}
+
+impl RateLimiter {
+    /// `None` when the limit is off.
+    pub fn new(per_second: u32, burst: u32, max_violations: u32) -> Option<RateLimiter> {
+        (per_second > 0).then(|| {
+            let now = Instant::now();
+            RateLimiter {
+                per_second: per_second.into(),
+                burst: burst.into(),
+                tokens: burst.into(),
+                last: now,
+                max_violations,
+                violations: 0,
+                window_start: now,
+            }
+        })
+    }
+
+    pub fn check(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Accept;
+        }
+        if now.duration_since(self.window_start) > VIOLATION_WINDOW {
+            self.window_start = now;
+            self.violations = 0;
+        }
+        self.violations += 1;
+        if self.violations > self.max_violations {
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_and_total_limits_release_on_drop() {
+        let limits = SocketLimits::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let s1 = limits.acquire(a).unwrap();
+        let _s2 = limits.acquire(a).unwrap();
+        assert_eq!(limits.acquire(a).err(), Some(Refusal::PerIp));
+        let _s3 = limits.acquire(b).unwrap();
+        assert_eq!(limits.acquire(b).err(), Some(Refusal::Total));
+        drop(s1);
+        assert!(limits.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn bucket_refuses_then_closes() {
+        let mut limiter = RateLimiter::new(10, 5, 3).unwrap();
+        let now = Instant::now();
+        let verdicts: Vec<Verdict> = (0..10).map(|_| limiter.check(now)).collect();
+        assert_eq!(
+            &verdicts[..5],
+            &[
+                Verdict::Accept,
+                Verdict::Accept,
+                Verdict::Accept,
+                Verdict::Accept,
+                Verdict::Accept
+            ]
+        );
+        assert_eq!(
+            &verdicts[5..8],
+            &[Verdict::Refuse, Verdict::Refuse, Verdict::Refuse]
+        );
+        assert_eq!(verdicts[8], Verdict::Close);
+        // Tokens come back with time.
+        assert_eq!(
+            limiter.check(now + Duration::from_millis(200)),
+            Verdict::Accept
+        );
+    }
+}
