@@ -179,7 +179,8 @@ enum herald_status herald_stats(struct herald_server *server, char **stats_json_
 
 /**
  * Writes a channel's retained publications, oldest first, as a JSON array to
- * `*history_json_out`, to be freed with `herald_string_free`.
+ * `*history_json_out`, to be freed with `herald_string_free`. Publishing only
+ * enqueues, so a publication made just before may not be in it yet.
  */
 enum herald_status herald_history(struct herald_server *server,
                                   const char *channel,
@@ -243,6 +244,12 @@ enum herald_status herald_stop(struct herald_server *server, uint32_t timeout_ms
  * valid until the next failed Herald call on this thread.
  */
 const char *herald_last_error(void);
+
+/**
+ * The status of the last failed call on this thread (`HERALD_OK` if none), for calls
+ * that report failure by returning NULL, such as `herald_start`.
+ */
+enum herald_status herald_last_status(void);
 
 /**
  * The library version, e.g. "0.1.0". Static; never free it.

@@ -75,6 +75,20 @@ pub(crate) async fn serve<S>(
     shared.hub.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
+    // The URL's subscriptions exist before the host hears of the client, so a host that
+    // notifies a session as soon as it sees `connected` cannot race them.
+    let mut subscribed = Vec::new();
+    if let Some(user) = &user_id {
+        let own = Target::Channel(protocol::user_channel(user));
+        subscribed.extend(subscribe(&shared, &client, &own, None, false).await);
+    }
+    if let Some(session) = &session_id {
+        // A `since` in the URL is answered like a subscribe message with `since`.
+        let reply = handshake.since.is_some();
+        let target = Target::Session(session.clone());
+        subscribed
+            .extend(subscribe(&shared, &client, &target, handshake.since.as_ref(), reply).await);
+    }
     shared.events.push(Event::Connected {
         client_id: client.id.to_string(),
         user_id: user_id.clone(),
@@ -82,15 +96,8 @@ pub(crate) async fn serve<S>(
         remote_addr: remote.to_string(),
         timestamp: now_iso(),
     });
-    if let Some(user) = &user_id {
-        let own = Target::Channel(protocol::user_channel(user));
-        subscribe(&shared, &client, &own, None, false).await;
-    }
-    if let Some(session) = &session_id {
-        // A `since` in the URL is answered like a subscribe message with `since`.
-        let reply = handshake.since.is_some();
-        let target = Target::Session(session.clone());
-        subscribe(&shared, &client, &target, handshake.since.as_ref(), reply).await;
+    for event in subscribed {
+        shared.events.push(event);
     }
     if shared.is_stopping() {
         client.request_close(CloseReason::Shutdown);
@@ -218,7 +225,9 @@ async fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
             client.enqueue(protocol::pong());
         }
         Ok(ClientMessage::Subscribe { target, since }) => {
-            subscribe(shared, client, &target, since.as_ref(), true).await
+            if let Some(event) = subscribe(shared, client, &target, since.as_ref(), true).await {
+                shared.events.push(event);
+            }
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.hub.unsubscribe(client, target.as_ref()) {
@@ -239,13 +248,14 @@ async fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
     }
 }
 
+/// Subscribes if the client may; returns the event for a new subscription.
 async fn subscribe(
     shared: &Shared,
     client: &Arc<Client>,
     target: &Target,
     since: Option<&Since>,
     reply: bool,
-) {
+) -> Option<Event> {
     let channel = target.channel();
     let (user, grants) = (client.user_id.as_deref(), &client.grants);
     if !shared
@@ -256,15 +266,14 @@ async fn subscribe(
         Counters::add(&shared.counters.forbidden, 1);
         let why = format!("not allowed to subscribe to {channel:?}");
         client.enqueue(protocol::error("forbidden", &why));
-        return;
+        return None;
     }
     match shared.hub.subscribe(client, target, since, reply) {
-        Ok(sub) if sub.newly_subscribed => shared
-            .events
-            .push(Event::subscribed(&client.id, &sub.channel)),
-        Ok(_) => {}
+        Ok(sub) if sub.newly_subscribed => Some(Event::subscribed(&client.id, &sub.channel)),
+        Ok(_) => None,
         Err(e) => {
             client.enqueue(protocol::error("subscribe_failed", e.message()));
+            None
         }
     }
 }

@@ -223,20 +223,28 @@ impl EventQueue {
         }
     }
 
-    /// Stops accepting events, lets the handler see what is queued, and waits for it,
-    /// unless called from the handler itself.
+    /// Stops accepting events, lets the handler see what is queued, and waits for it.
+    /// Called from the handler itself (a handler that stops its server), it cannot wait
+    /// for itself: what is still queued is dropped instead, so no handler call follows.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_all();
         let delivery = self
             .delivery
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some((handle, id)) = delivery {
-            if id != thread::current().id() {
-                let _ = handle.join();
+        let from_handler = delivery
+            .as_ref()
+            .is_some_and(|(_, id)| *id == thread::current().id());
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            if from_handler {
+                state.queue.clear();
             }
+        }
+        self.changed.notify_all();
+        if let (Some((handle, _)), false) = (delivery, from_handler) {
+            let _ = handle.join();
         }
     }
 }
@@ -274,6 +282,28 @@ mod tests {
         q.close();
         assert_eq!(seen.lock().unwrap().len(), 10);
         assert!(q.next(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn closing_from_the_handler_neither_waits_for_itself_nor_calls_again() {
+        let q = EventQueue::new(100);
+        let calls = Arc::new(AtomicU64::new(0));
+        let (queue, counter) = (Arc::clone(&q), Arc::clone(&calls));
+        q.set_handler(Some(Arc::new(move |_: &Event| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                queue.close();
+            }
+        })));
+        for n in 0..10 {
+            q.push(event(n));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(q.next(Duration::ZERO).is_err(), "closed and empty");
     }
 
     #[test]

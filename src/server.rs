@@ -422,12 +422,19 @@ impl Server {
         let Some(runtime) = runtime else {
             return Err(Error::stopped());
         };
-        // Blocking on the runtime is not allowed from inside any tokio runtime, so the
-        // shutdown runs on a thread of its own.
-        let inner = &self.inner;
-        std::thread::scope(|scope| {
+        self.inner.stop_runtime(runtime, timeout)
+    }
+}
+
+impl Inner {
+    /// Stops the tasks and the runtime, then the event thread. Blocking on the runtime
+    /// is not allowed from inside any tokio runtime, so that part runs on a thread of its
+    /// own; the events are closed on the caller's thread, which may be the event thread
+    /// itself (a handler that stops its server).
+    fn stop_runtime(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
+        let result = std::thread::scope(|scope| {
             scope
-                .spawn(|| inner.shutdown(runtime, timeout))
+                .spawn(|| self.shutdown(runtime, timeout))
                 .join()
                 .unwrap_or_else(|_| {
                     Err(Error::new(
@@ -435,11 +442,11 @@ impl Server {
                         "panic while stopping the server",
                     ))
                 })
-        })
+        });
+        self.shared.events.close();
+        result
     }
-}
 
-impl Inner {
     fn shutdown(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
         let shared = &self.shared;
         shared.stopping.store(true, Ordering::SeqCst);
@@ -465,7 +472,6 @@ impl Inner {
             .is_ok()
         });
         runtime.shutdown_timeout(Duration::from_millis(200));
-        shared.events.close();
         tracing::info!(graceful, "herald stopped");
         if graceful {
             Ok(())
@@ -486,11 +492,7 @@ impl Drop for Inner {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(runtime) = runtime {
-            let _ = std::thread::scope(|scope| {
-                scope
-                    .spawn(|| self.shutdown(runtime, Duration::from_secs(1)))
-                    .join()
-            });
+            let _ = self.stop_runtime(runtime, Duration::from_secs(1));
         }
     }
 }

@@ -50,6 +50,7 @@ fn start_failures_return_null_with_a_message() {
     let taken = format!(r#"{{"port":{}}}"#, herald_port(a));
     assert!(herald_start(cs(&taken).as_ptr()).is_null());
     assert!(last_error().contains("cannot listen"), "{}", last_error());
+    assert_eq!(herald_last_status(), HERALD_ERR_IO);
     assert_eq!(herald_stop(a, 1000), HERALD_OK);
 }
 

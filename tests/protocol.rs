@@ -356,3 +356,41 @@ async fn events_reach_a_handler_on_its_own_thread() {
     );
     assert!(kinds.iter().all(|(_, t)| t == "herald-events"), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_handler_may_stop_its_own_server() {
+    let server = start("");
+    let stopper = server.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<herald::Result<()>>();
+    let done_tx = std::sync::Mutex::new(done_tx);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&calls);
+    server
+        .set_event_handler(Some(std::sync::Arc::new(move |e: &herald::Event| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if e.kind() == "client_message" {
+                let _ = done_tx
+                    .lock()
+                    .unwrap()
+                    .send(stopper.stop(Duration::from_secs(5)));
+            }
+        })))
+        .unwrap();
+    let mut c = connect(&server, "").await;
+    send(&mut c.ws, r#"{"type":"stop-please"}"#).await;
+    let result = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT))
+        .await
+        .unwrap();
+    result
+        .expect("stop from inside the handler returned")
+        .unwrap();
+    assert_eq!(close_code(&mut c.ws).await, Some(1001));
+    let seen = calls.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        seen,
+        "no handler call after stop returned"
+    );
+    assert!(server.is_stopped());
+}

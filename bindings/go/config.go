@@ -1,6 +1,9 @@
 package herald
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"log/slog"
+)
 
 // Config configures a Server. It is encoded to the core's JSON configuration
 // object; every field is optional and a zero value (nil for pointers) leaves
@@ -13,9 +16,12 @@ import "encoding/json"
 //	herald.Config{Port: herald.Int(0)}  // any free port; read it with srv.Port()
 //	herald.Config{Port: herald.Int(8080)}
 //
-// HistoryConfig.Size is a pointer for the same reason (0 turns history off).
-// The other numeric fields use zero for "core default"; the core rejects zero
-// for all of them except WorkerThreads, whose zero is the default anyway.
+// HistoryConfig.Size, MaxConnectionsPerIP, AuthConfig.JWTLeewaySeconds,
+// RateLimitConfig.MessagesPerSecond and RateLimitConfig.MaxViolations are
+// pointers for the same reason (their zero means "off", "unlimited", "no
+// leeway" or "no tolerance"). The other numeric fields use zero for "core
+// default"; the core rejects zero for all of them except WorkerThreads, whose
+// zero is the default anyway.
 type Config struct {
 	// Host is the interface to bind (core default "127.0.0.1").
 	Host string `json:"host,omitempty"`
@@ -60,9 +66,103 @@ type Config struct {
 	// nil keeps the core defaults.
 	History *HistoryConfig `json:"history,omitempty"`
 
+	// Auth configures authentication (JWTs verified by the core) and
+	// channel permissions; nil keeps the core defaults (open mode: no
+	// authentication unless an authorizer is set with Server.SetAuthorizer).
+	Auth *AuthConfig `json:"auth,omitempty"`
+	// AllowedOrigins lists the browser origins allowed to connect, matched
+	// exactly (e.g. "https://app.example.com"). A handshake with another
+	// Origin header is refused with HTTP 403. Empty allows any origin;
+	// clients that send no Origin header (non-browsers) are always allowed.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// MaxConnectionsPerIP caps the open sockets per remote IP address; more
+	// are dropped right after accept. nil keeps the core default (0) and a
+	// pointer to 0 means no per-IP limit.
+	MaxConnectionsPerIP *int `json:"max_connections_per_ip,omitempty"`
+	// MaxSubscriptionsPerClient caps the channels one client may be
+	// subscribed to at once (core default 1024).
+	MaxSubscriptionsPerClient int `json:"max_subscriptions_per_client,omitempty"`
+	// RateLimit configures the per-client message rate limit; nil keeps the
+	// core defaults (which are on: 50 messages/s, burst 100).
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+	// TLS makes the server serve wss:// (and https:// for its HTTP
+	// endpoints) with the given PEM files; nil serves plain ws://.
+	TLS *TLSConfig `json:"tls,omitempty"`
+
 	// EventBuffer is the capacity of the Go channel returned by
 	// Server.Events (default 256). It is not sent to the core.
 	EventBuffer int `json:"-"`
+	// Logger receives the binding's own diagnostics (an authorizer that
+	// panicked, answered too late or returned an invalid decision). nil
+	// means slog.Default(). It is not sent to the core.
+	Logger *slog.Logger `json:"-"`
+}
+
+// AuthConfig configures authentication and channel permissions (the core's
+// "auth" object). Zero (nil) fields keep the core defaults.
+//
+// The server is in secure mode as soon as Required is set, a JWT key
+// (JWTSecret or JWTPublicKey) is configured, or an authorizer is installed
+// with Server.SetAuthorizer. In secure mode a client's identity comes only
+// from its token (the "sub" claim) or the authorizer, the userId query
+// parameter is ignored, and channel rules apply: "user:U" only for user U
+// itself; other channels only if the token's "channels" claim, the
+// authorizer's granted channels or PublicChannels match them, or else the
+// authorizer allows them. Refused subscriptions are answered with an error
+// message of code "forbidden" (the client stays connected).
+type AuthConfig struct {
+	// Required closes clients that do not authenticate (missing, malformed,
+	// forged or expired token, or an authorizer denial) with close code 1008
+	// "Unauthorized" right after the WebSocket handshake.
+	Required bool `json:"required,omitempty"`
+	// JWTSecret is the HS256 secret (at least 16 bytes). Clients pass the
+	// token as ?token= or in an "Authorization: Bearer" header; it must
+	// carry "sub" (the user ID) and "exp".
+	JWTSecret string `json:"jwt_secret,omitempty"`
+	// JWTPublicKey is an RSA (RS256) or EC P-256 (ES256) public key in PEM
+	// form (the key text, not a file name).
+	JWTPublicKey string `json:"jwt_public_key,omitempty"`
+	// JWTIssuer, when set, must equal the token's "iss".
+	JWTIssuer string `json:"jwt_issuer,omitempty"`
+	// JWTAudience, when set, must be in the token's "aud".
+	JWTAudience string `json:"jwt_audience,omitempty"`
+	// JWTLeewaySeconds is the clock skew tolerated on "exp" and "nbf"; nil
+	// keeps the core default (30) and a pointer to 0 means none (see Int).
+	JWTLeewaySeconds *int `json:"jwt_leeway_s,omitempty"`
+	// PublicChannels lists channel patterns any authenticated client may
+	// subscribe to ("news", "public:*"; "*" matches any run of characters).
+	PublicChannels []string `json:"public_channels,omitempty"`
+	// AuthorizerTimeoutMS is how long the authorizer installed with
+	// Server.SetAuthorizer may take before the request is denied, in
+	// milliseconds (core default 5000). It is also the deadline of the
+	// context passed to the authorizer.
+	AuthorizerTimeoutMS int `json:"authorizer_timeout_ms,omitempty"`
+}
+
+// RateLimitConfig configures the per-client token bucket for client
+// messages (the core's "rate_limit" object). A refused message is answered
+// with an error message of code "rate_limited"; a client refused more than
+// MaxViolations times within 10 seconds is closed with code 1008.
+type RateLimitConfig struct {
+	// MessagesPerSecond is the sustained rate; nil keeps the core default
+	// (50) and a pointer to 0 turns the limit off (see Int).
+	MessagesPerSecond *int `json:"messages_per_second,omitempty"`
+	// Burst is the bucket size (core default 100); it must be positive when
+	// the limit is on.
+	Burst int `json:"burst,omitempty"`
+	// MaxViolations is the number of refused messages tolerated within 10
+	// seconds before the client is closed; nil keeps the core default (50)
+	// and a pointer to 0 closes a client at its first refused message.
+	MaxViolations *int `json:"max_violations,omitempty"`
+}
+
+// TLSConfig names the PEM files the server uses to serve wss:// (the core's
+// "tls" object). Both are required.
+type TLSConfig struct {
+	// CertFile is the path of the PEM certificate chain, leaf first.
+	CertFile string `json:"cert"`
+	// KeyFile is the path of the PEM private key.
+	KeyFile string `json:"key"`
 }
 
 // HistoryConfig configures the core's per-channel message history. Zero
@@ -78,7 +178,8 @@ type HistoryConfig struct {
 }
 
 // Int returns a pointer to v, for the Config fields where zero differs from
-// "unset": Config{Port: herald.Int(0)}, HistoryConfig{Size: herald.Int(0)}.
+// "unset": Config{Port: herald.Int(0)}, HistoryConfig{Size: herald.Int(0)},
+// RateLimitConfig{MessagesPerSecond: herald.Int(0)}.
 func Int(v int) *int { return &v }
 
 // configJSON returns the JSON text passed to herald_start.

@@ -18,8 +18,9 @@
 //
 //	_ = srv.NotifyAIStart("session-1", map[string]any{"name": "summarize"})
 //
-// Clients connect to ws://HOST:PORT/ws (query parameters userId, sessionId,
-// token) and speak Herald's JSON wire protocol v1.
+// Clients connect to ws://HOST:PORT/ws (wss:// with Config.TLS; query
+// parameters userId, sessionId, token) and speak Herald's JSON wire protocol
+// v1.
 //
 // # Messages
 //
@@ -38,6 +39,16 @@
 // (ErrInvalidJSON, ErrInvalidArgument, ErrUnknownClient, ErrQueueFull,
 // ErrClosed, ...), so callers test them with errors.Is and can get the core's
 // status code and message with errors.As.
+//
+// # Security
+//
+// Config.Auth (JWT verification, public channels), Config.AllowedOrigins,
+// Config.MaxConnectionsPerIP, Config.MaxSubscriptionsPerClient,
+// Config.RateLimit and Config.TLS (wss://) configure the checks the core
+// enforces; Stats reports their counters (AuthFailures, Forbidden,
+// OriginRejected, RateLimited, ...). Server.SetAuthorizer installs a Go
+// function that decides on connects and subscribes; it runs in a goroutine
+// per request with a context bounded by AuthConfig.AuthorizerTimeoutMS.
 //
 // # Concurrency
 //

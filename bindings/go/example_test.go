@@ -37,3 +37,41 @@ func Example() {
 		log.Print(err)
 	}
 }
+
+// Require a JWT (HS256) from every client, and let a Go function decide
+// which sessions a user may follow.
+func ExampleServer_SetAuthorizer() {
+	srv, err := herald.Start(herald.Config{
+		Port: herald.Int(0),
+		Auth: &herald.AuthConfig{
+			Required:            true,
+			JWTSecret:           "change-me-to-a-long-random-secret",
+			PublicChannels:      []string{"news"},
+			AuthorizerTimeoutMS: 2000,
+		},
+		AllowedOrigins:      []string{"https://app.example"},
+		MaxConnectionsPerIP: herald.Int(20),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+
+	owns := func(ctx context.Context, user, channel string) bool {
+		return channel == "session:"+user+"-job" // e.g. a database query bounded by ctx
+	}
+	err = srv.SetAuthorizer(func(ctx context.Context, req herald.AuthRequest) herald.AuthDecision {
+		switch req.Type {
+		case herald.AuthConnect:
+			// Only clients whose token the core verified; keep its user.
+			return herald.AuthDecision{Allow: req.TokenUserID != ""}
+		case herald.AuthSubscribe:
+			return herald.AuthDecision{Allow: req.UserID != "" && owns(ctx, req.UserID, req.Channel)}
+		}
+		return herald.AuthDecision{} // deny
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("clients connect to ws://127.0.0.1:%d/ws?token=<JWT>", srv.Port())
+}

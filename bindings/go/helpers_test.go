@@ -68,13 +68,26 @@ type client struct {
 // {"type":"connection"} greeting.
 func dial(t testing.TB, srv *Server, query url.Values) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	u := fmt.Sprintf("ws://127.0.0.1:%d/ws", srv.Port())
+	return dialURL(t, wsURL("ws", srv, query), nil)
+}
+
+// wsURL returns the server's WebSocket URL with the given scheme (ws or
+// wss) and query parameters.
+func wsURL(scheme string, srv *Server, query url.Values) string {
+	u := fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, srv.Port())
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	conn, _, err := websocket.Dial(ctx, u, nil)
+	return u
+}
+
+// dialURL connects to u with opts (may be nil) and consumes the
+// {"type":"connection"} greeting.
+func dialURL(t testing.TB, u string, opts *websocket.DialOptions) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, u, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", u, err)
 	}

@@ -9,8 +9,10 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"runtime"
+	"runtime/cgo"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +45,19 @@ type Server struct {
 	events   chan Event
 	stopping chan struct{} // closed by Close, unblocks the event goroutine
 	done     chan struct{} // closed when the event goroutine has exited
+
+	logger *slog.Logger
+	// closeCtx is cancelled by Close; the contexts given to the authorizer
+	// derive from it.
+	closeCtx    context.Context
+	closeCancel context.CancelFunc
+	// authTimeout is the configured authorizer timeout (the deadline of the
+	// authorizer's context).
+	authTimeout time.Duration
+	// authMu serializes SetAuthorizer and the release of its handles.
+	authMu      sync.Mutex
+	authHandle  cgo.Handle              // installed authorizer; 0 if none
+	authRetired map[cgo.Handle]struct{} // replaced, freed after a grace period
 }
 
 // Version returns the core library's version string.
@@ -82,12 +97,21 @@ func Start(cfg Config) (*Server, error) {
 	if buf <= 0 {
 		buf = defaultEventBuffer
 	}
+	authTimeout := DefaultAuthorizerTimeout
+	if cfg.Auth != nil && cfg.Auth.AuthorizerTimeoutMS > 0 {
+		authTimeout = time.Duration(cfg.Auth.AuthorizerTimeoutMS) * time.Millisecond
+	}
+	closeCtx, closeCancel := context.WithCancel(context.Background())
 	s := &Server{
-		h:        h,
-		port:     int(C.herald_port(h)),
-		events:   make(chan Event, buf),
-		stopping: make(chan struct{}),
-		done:     make(chan struct{}),
+		h:           h,
+		port:        int(C.herald_port(h)),
+		events:      make(chan Event, buf),
+		stopping:    make(chan struct{}),
+		done:        make(chan struct{}),
+		logger:      loggerOrDefault(cfg.Logger),
+		closeCtx:    closeCtx,
+		closeCancel: closeCancel,
+		authTimeout: authTimeout,
 	}
 	go s.eventLoop()
 	return s, nil
@@ -252,7 +276,9 @@ func (s *Server) History(channel string) ([]json.RawMessage, error) {
 }
 
 // Close stops the server: the core flushes its queues, closes every client
-// with status 1001 (going away) and frees its resources. The graceful phase
+// with status 1001 (going away) and frees its resources, including the
+// authorizer installed with SetAuthorizer (whose running calls see their
+// context cancelled). The graceful phase
 // is bounded by ctx's deadline, or DefaultCloseTimeout when ctx has none (0
 // when ctx is already done); past it the core forces the shutdown and Close
 // returns an error wrapping ErrTimeout. Either way the server is closed when
@@ -298,6 +324,10 @@ func (s *Server) Close(ctx context.Context) error {
 	}()
 	s.mu.Unlock()
 
+	// The core calls no authorizer any more (late callbacks find their
+	// handle released); running authorizers see their context cancelled.
+	s.closeCancel()
+	s.releaseAuthorizers()
 	close(s.stopping)
 	<-s.done
 	return err

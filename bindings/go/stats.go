@@ -36,8 +36,34 @@ type Stats struct {
 	InvalidMessages uint64 `json:"invalidMessages"`
 	// OversizedMessages counts client messages over Config.MaxMessageSize.
 	OversizedMessages uint64 `json:"oversizedMessages"`
-	// RejectedConnections counts sockets refused (e.g. over MaxConnections).
+	// RejectedConnections counts sockets refused over Config.MaxConnections
+	// (refusals over MaxConnectionsPerIP are in RejectedPerIP).
 	RejectedConnections uint64 `json:"rejectedConnections"`
+	// RejectedPerIP counts sockets dropped because their IP address already
+	// had Config.MaxConnectionsPerIP open sockets.
+	RejectedPerIP uint64 `json:"rejectedPerIp"`
+	// OpenSockets is the number of currently open sockets (HTTP and
+	// WebSocket), as counted against MaxConnections and MaxConnectionsPerIP.
+	OpenSockets uint64 `json:"openSockets"`
+	// HandshakeTimeouts counts sockets dropped because they did not complete
+	// the TLS or HTTP upgrade handshake within Config.HandshakeTimeoutMS.
+	HandshakeTimeouts uint64 `json:"handshakeTimeouts"`
+	// TLSFailures counts failed TLS handshakes (Config.TLS).
+	TLSFailures uint64 `json:"tlsFailures"`
+	// OriginRejected counts handshakes refused with HTTP 403 because their
+	// Origin is not in Config.AllowedOrigins.
+	OriginRejected uint64 `json:"originRejected"`
+	// AuthFailures counts clients closed with 1008 "Unauthorized" (bad or
+	// missing token, or denied by the authorizer).
+	AuthFailures uint64 `json:"authFailures"`
+	// Forbidden counts subscriptions refused with a "forbidden" error.
+	Forbidden uint64 `json:"forbidden"`
+	// RateLimited counts client messages refused with a "rate_limited"
+	// error (Config.RateLimit).
+	RateLimited uint64 `json:"rateLimited"`
+	// RateLimitCloses counts clients closed with 1008 for exceeding
+	// RateLimitConfig.MaxViolations.
+	RateLimitCloses uint64 `json:"rateLimitCloses"`
 	// PublishQueueFull counts host calls that failed with ErrQueueFull.
 	PublishQueueFull uint64 `json:"publishQueueFull"`
 	// ChannelsRejected counts subscriptions refused over Config.MaxChannels.

@@ -28,8 +28,8 @@ export interface HistoryOptions {
  *
  * Keys are the core's snake_case names; each may also be written in camelCase
  * (`heartbeatIntervalMs` for `heartbeat_interval_ms`), converted mechanically
- * (every capital letter `X` becomes `_x`). Keys whose value is `undefined` are
- * left out (the core's default applies).
+ * (every capital letter `X` becomes `_x`, in nested option objects too). Keys
+ * whose value is `undefined` are left out (the core's default applies).
  */
 export interface ServerOptions {
   /** Address to bind. Default "127.0.0.1". */
@@ -73,6 +73,77 @@ export interface ServerOptions {
   statsClientLimit?: number;
   /** Per-channel history for recovery after reconnects. */
   history?: HistoryOptions;
+  /** Who may connect and what they may subscribe to. */
+  auth?: AuthOptions;
+  /**
+   * Browser origins allowed to connect (exact match, e.g. "https://app.example.com");
+   * empty allows any. Clients that send no Origin header (non-browsers) are allowed.
+   */
+  allowed_origins?: string[];
+  allowedOrigins?: string[];
+  /** Open sockets per remote IP at most; 0 = no per-IP limit. */
+  max_connections_per_ip?: number;
+  maxConnectionsPerIp?: number;
+  /** Channels one client may be subscribed to at once. Default 1024. */
+  max_subscriptions_per_client?: number;
+  maxSubscriptionsPerClient?: number;
+  /** Per-client message rate limit (a token bucket). */
+  rate_limit?: RateLimitOptions;
+  rateLimit?: RateLimitOptions;
+  /** Serve `wss://` with these PEM files. */
+  tls?: TlsOptions;
+}
+
+/**
+ * Authentication and channel permissions. When any of `required`, a JWT key or
+ * a host authorizer is in place, channel rules apply: `user:U` only for U
+ * itself, other channels only as the token's `channels` claim, the authorizer,
+ * or `public_channels` allow.
+ */
+export interface AuthOptions {
+  /** Close clients that do not authenticate with 1008 right after the handshake. */
+  required?: boolean;
+  /** HS256 secret. */
+  jwt_secret?: string;
+  jwtSecret?: string;
+  /** RS256 or ES256 public key, PEM. */
+  jwt_public_key?: string;
+  jwtPublicKey?: string;
+  /** Expected `iss`, when set. */
+  jwt_issuer?: string;
+  jwtIssuer?: string;
+  /** Expected `aud`, when set. */
+  jwt_audience?: string;
+  jwtAudience?: string;
+  /** Clock skew tolerated on `exp` and `nbf`, in seconds. Default 30. */
+  jwt_leeway_s?: number;
+  jwtLeewayS?: number;
+  /** Channel patterns any authenticated client may subscribe to ("news", "public:*"). */
+  public_channels?: string[];
+  publicChannels?: string[];
+  /** How long the host authorizer may take before the request is denied (ms). Default 5000. */
+  authorizer_timeout_ms?: number;
+  authorizerTimeoutMs?: number;
+}
+
+/** A token bucket per client. */
+export interface RateLimitOptions {
+  /** Sustained client messages per second; 0 turns the limit off. Default 50. */
+  messages_per_second?: number;
+  messagesPerSecond?: number;
+  /** Messages allowed in a burst. Default 100. */
+  burst?: number;
+  /** Refused messages within 10 seconds before the client is closed with 1008. Default 50. */
+  max_violations?: number;
+  maxViolations?: number;
+}
+
+/** PEM files for `wss://`. */
+export interface TlsOptions {
+  /** Path of the certificate chain, PEM. */
+  cert: string;
+  /** Path of the private key, PEM. */
+  key: string;
 }
 
 /** Options of `server.close()`. */

@@ -24,21 +24,20 @@ import herald
 WORDS = "Herald streams every token of the answer to the browser while the model is still thinking".split()
 
 
-def wait_for_subscriber(server: herald.Server, session: str, timeout: float) -> bool:
+def wait_for_subscriber(events: herald.EventStream, session: str, timeout: float) -> bool:
     """Block until a client subscribes to `session` (with ?sessionId= or a subscribe message)."""
     deadline = time.monotonic() + timeout
-    with server.events() as events:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                event = events.get(timeout=remaining)
-            except TimeoutError:
-                return False
-            # Not "connected": it is emitted before the ?sessionId= subscription is in place.
-            if event["type"] == "subscribed" and event.get("channel") == f"session:{session}":
-                return True
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            event = events.get(timeout=remaining)
+        except TimeoutError:
+            return False
+        # Not "connected": it is emitted before the ?sessionId= subscription is in place.
+        if event["type"] == "subscribed" and event.get("channel") == f"session:{session}":
+            return True
 
 
 def run_agent(server: herald.Server, session: str, steps: int, delay: float) -> None:
@@ -67,15 +66,17 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for a subscriber (0: don't wait)")
     args = parser.parse_args(argv)
 
-    with herald.Server(host=args.host, port=args.port) as server:
+    with herald.Server(host=args.host, port=args.port) as server, server.events() as events:
+        # The event stream exists before the URL is printed, so no subscription is missed.
         url = f"ws://{args.host}:{server.port}/ws?sessionId={args.session}"
         print(f"Herald {herald.core_version()} listening on port {server.port}", flush=True)
         print(f"Watch the agent with:  python -m websockets \"{url}\"", flush=True)
         print(f"SESSION_URL {url}", flush=True)
         if args.wait > 0:
             print(f"waiting up to {args.wait:g} s for a subscriber of session {args.session!r}...", flush=True)
-            if not wait_for_subscriber(server, args.session, args.wait):
+            if not wait_for_subscriber(events, args.session, args.wait):
                 print("nobody subscribed; streaming anyway", flush=True)
+        events.close()
         run_agent(server, args.session, args.steps, args.delay)
         # close() (by the with block) flushes the queued notifications before disconnecting.
     return 0

@@ -121,9 +121,9 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=PAGE.replace("HERALD_URL", repr(url)), content_type="text/html")
 
 
-async def handle_events(app: web.Application) -> None:
+async def handle_events(app: web.Application, events: herald.EventStream) -> None:
     """Herald events, consumed on the asyncio loop: log connections, honour cancel requests."""
-    async with app[HERALD].events() as events:
+    async with events:
         async for event in events:
             if event["type"] in ("connected", "disconnected"):
                 log.info("%s %s session=%s", event["type"], event["clientId"], event.get("sessionId"))
@@ -138,7 +138,8 @@ async def herald_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     settings = app[SETTINGS]
     async with herald.Server(host=settings.host, port=settings.herald_port, history={"size": 200}) as server:
         app[HERALD] = server
-        events = asyncio.create_task(handle_events(app))
+        # The stream is opened now (not inside the task) so no event is missed before it runs.
+        events = asyncio.create_task(handle_events(app, server.events()))
         yield
         for job in app[JOBS].values():
             job["task"].cancel()

@@ -2,12 +2,13 @@
 
 use super::{herald_server, herald_status};
 use crate::error::{Error, ErrorKind, Result};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_STATUS: Cell<herald_status> = const { Cell::new(herald_status::HERALD_OK) };
 }
 
 fn set_last_error(message: &str) {
@@ -17,6 +18,10 @@ fn set_last_error(message: &str) {
 
 pub(super) fn last_error() -> *const c_char {
     LAST_ERROR.with(|last| last.borrow().as_ptr())
+}
+
+pub(super) fn last_status() -> herald_status {
+    LAST_STATUS.with(Cell::get)
 }
 
 fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
@@ -33,7 +38,9 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
 
 fn fail(error: Error) -> herald_status {
     set_last_error(error.message());
-    error.kind().into()
+    let status = error.kind().into();
+    LAST_STATUS.with(|last| last.set(status));
+    status
 }
 
 /// Runs a call behind the panic boundary and turns its result into a status.

@@ -229,7 +229,8 @@ pub extern "C" fn herald_stats(
 }
 
 /// Writes a channel's retained publications, oldest first, as a JSON array to
-/// `*history_json_out`, to be freed with `herald_string_free`.
+/// `*history_json_out`, to be freed with `herald_string_free`. Publishing only
+/// enqueues, so a publication made just before may not be in it yet.
 #[no_mangle]
 pub extern "C" fn herald_history(
     server: *mut herald_server,
@@ -372,6 +373,13 @@ pub extern "C" fn herald_stop(server: *mut herald_server, timeout_ms: u32) -> he
 #[no_mangle]
 pub extern "C" fn herald_last_error() -> *const c_char {
     boundary::last_error()
+}
+
+/// The status of the last failed call on this thread (`HERALD_OK` if none), for calls
+/// that report failure by returning NULL, such as `herald_start`.
+#[no_mangle]
+pub extern "C" fn herald_last_status() -> herald_status {
+    boundary::last_status()
 }
 
 /// The library version, e.g. "0.1.0". Static; never free it.

@@ -291,12 +291,17 @@ describe('process lifetime', () => {
           const m = /^port (\d+)$/.exec(line);
           if (!m) return;
           const port = Number(m[1]);
-          const clients = await Promise.all([1, 2, 3, 4].map(() => Client.connect(port)));
-          const PER_CLIENT = 750; // 3000 subscribe events, well over the binding's 1024
-          for (const c of clients) {
-            for (let i = 0; i < PER_CLIENT; i += 1) c.send({ type: 'subscribe', channel: `flood-${i}` });
+          // Each connection makes connected + 2 subscribed + disconnected
+          // (+ unsubscribed) events: well over the binding's queue of 1024.
+          const N = 1000;
+          for (let i = 0; i < N; i += 50) {
+            const batch = await Promise.all(
+              Array.from({ length: 50 }, (_, j) =>
+                Client.connect(port, { userId: `flood-u${i + j}`, sessionId: `flood-s${i + j}` }),
+              ),
+            );
+            for (const c of batch) c.terminate();
           }
-          for (const c of clients) await c.next({ type: 'subscribed', channel: `flood-${PER_CLIENT - 1}` });
           // The core holds events it cannot hand over: the binding's queue is full.
           for (let tries = 0; ; tries += 1) {
             const stats = await (await fetch(`http://127.0.0.1:${port}/api/ws/stats`)).json();
@@ -305,7 +310,6 @@ describe('process lifetime', () => {
             await new Promise((r) => setTimeout(r, 50));
           }
           proc.stdin.end('go\n');
-          for (const c of clients) c.terminate();
         },
       },
     );

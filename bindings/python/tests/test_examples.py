@@ -105,7 +105,12 @@ def test_agent_example_streams_a_session(procs: List[Proc]) -> None:
         await asyncio.wait_for(c.ws.wait_closed(), TIMEOUT)  # the agent closes when done
         return got
 
-    got = run(body())
+    try:
+        got = run(body())
+    except BaseException:
+        agent.kill()
+        print("agent stdout:", agent.lines, "\nagent stderr:", agent.stderr)
+        raise
     assert [m["type"] for m in got] == ["ai_start"] + ["ai_progress"] * 4 + ["ai_complete"]
     assert [m["progress"]["step"] for m in got[1:5]] == [1, 2, 3, 4]
     assert got[5]["result"]["tokens"] == 4

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ._ffi import Status, library_path
 from ._server import Event, EventStream, Message, Server, core_version
-from ._types import HistoryConfig, ServerConfig
+from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
     HeraldError,
     HeraldIOError,
@@ -47,6 +47,9 @@ __all__ = [
     "Message",
     "ServerConfig",
     "HistoryConfig",
+    "AuthConfig",
+    "RateLimitConfig",
+    "TlsConfig",
     "Status",
     "core_version",
     "library_path",

@@ -172,8 +172,7 @@ def _in_event_callback() -> bool:
     return bool(getattr(_callback_state, "depth", 0))
 
 
-@_ffi.EVENT_CALLBACK
-def _on_core_event(user_data: Optional[int], event_json: Optional[bytes]) -> None:
+def _on_core_event_impl(user_data: Optional[int], event_json: Optional[bytes]) -> None:
     # Runs on the core's event thread. It must never raise: log and swallow everything.
     try:
         _callback_state.depth = getattr(_callback_state, "depth", 0) + 1
@@ -189,6 +188,10 @@ def _on_core_event(user_data: Optional[int], event_json: Optional[bytes]) -> Non
             logger.exception("herald: error while dispatching an event")
         except BaseException:  # noqa: BLE001
             pass
+
+
+# The single C callback for every server; module-level, so never freed.
+_on_core_event = _ffi.EVENT_CALLBACK(_on_core_event_impl)
 
 
 # Stops that must not run on the calling thread go to a reaper thread:
@@ -325,10 +328,6 @@ def _wake(fut: "asyncio.Future[None]") -> None:
         fut.set_result(None)
 
 
-class _Ended(Exception):
-    pass
-
-
 class EventStream:
     """Events of one :class:`Server`, as an iterator *and* an async iterator.
 
@@ -401,11 +400,6 @@ class EventStream:
                 pass
 
     # -- consumer side --------------------------------------------------------------------
-
-    def _pop_locked(self) -> Event:
-        if self._items:
-            return self._items.popleft()
-        raise _Ended
 
     def get(self, timeout: Optional[float] = None) -> Event:
         """Return the next event, blocking the calling thread.
@@ -533,7 +527,7 @@ class Server:
         self._key = 0
         self._port = 0
         self._dispatcher = _Dispatcher()
-        self._finalizer: Optional[weakref.finalize] = None
+        self._finalizer: "Optional[weakref.finalize[Any, Any]]" = None
         try:
             config_json = json.dumps(config, allow_nan=False).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as exc:
@@ -700,7 +694,8 @@ class Server:
         """Server statistics (the same JSON as ``GET /api/ws/stats``) as a dict."""
         out = ctypes.c_void_p()
         _check(_ffi.lib().herald_stats(self._handle(), ctypes.byref(out)))
-        return json.loads(_ffi.take_string(out))
+        stats: Dict[str, Any] = json.loads(_ffi.take_string(out))
+        return stats
 
     def history(self, channel: str) -> List[Dict[str, Any]]:
         """Messages retained for ``channel`` (oldest first), as the core's history returns them.
@@ -709,7 +704,8 @@ class Server:
         """
         out = ctypes.c_void_p()
         _check(_ffi.lib().herald_history(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
-        return json.loads(_ffi.take_string(out))
+        history: List[Dict[str, Any]] = json.loads(_ffi.take_string(out))
+        return history
 
     # -- events ---------------------------------------------------------------------------
 

@@ -1,30 +1,54 @@
-"""Typing helpers: the core's configuration keys and event shapes."""
+"""Typing helpers: the core's configuration keys (as keyword arguments of ``Server``)."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Dict, Optional
+from typing import List, Optional, TypedDict
 
-if sys.version_info >= (3, 8):
-    from typing import TypedDict
-else:  # pragma: no cover
-    from typing_extensions import TypedDict
-
-__all__ = ["ServerConfig", "HistoryConfig"]
+__all__ = ["ServerConfig", "HistoryConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
 
 
 class HistoryConfig(TypedDict, total=False):
-    """``history`` sub-object of the configuration."""
+    """``history``: bounded per-channel history (``size`` 0 turns it off)."""
 
     size: int
     ttl_ms: int
     max_bytes: int
 
 
+class AuthConfig(TypedDict, total=False):
+    """``auth``: authentication and channel permissions."""
+
+    required: bool
+    jwt_secret: Optional[str]
+    jwt_public_key: Optional[str]
+    jwt_issuer: Optional[str]
+    jwt_audience: Optional[str]
+    jwt_leeway_s: int
+    public_channels: List[str]
+    authorizer_timeout_ms: int
+
+
+class RateLimitConfig(TypedDict, total=False):
+    """``rate_limit``: a token bucket per client (``messages_per_second`` 0 turns it off)."""
+
+    messages_per_second: int
+    burst: int
+    max_violations: int
+
+
+class TlsConfig(TypedDict):
+    """``tls``: PEM files for ``wss://``."""
+
+    cert: str
+    key: str
+
+
 class ServerConfig(TypedDict, total=False):
     """Keyword arguments of :class:`herald.Server`: the core's JSON configuration keys.
 
-    Every key is optional; the core applies its defaults and rejects unknown keys.
+    Every key is optional; the core applies its defaults and rejects unknown keys and bad
+    values (:class:`herald.InvalidConfigError`). This mirrors the core's ``Config``; the core
+    remains the authority.
     """
 
     host: str
@@ -42,3 +66,9 @@ class ServerConfig(TypedDict, total=False):
     max_channels: int
     stats_client_limit: int
     history: HistoryConfig
+    auth: AuthConfig
+    allowed_origins: List[str]
+    max_connections_per_ip: int
+    max_subscriptions_per_client: int
+    rate_limit: RateLimitConfig
+    tls: Optional[TlsConfig]

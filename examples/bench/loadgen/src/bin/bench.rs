@@ -42,6 +42,8 @@ struct Opts {
     markdown: Option<PathBuf>,
     logs: PathBuf,
     command_line: String,
+    /// Extra or replacement servers: name -> argv.
+    custom: Vec<(String, Vec<String>)>,
 }
 
 const HELP: &str = "herald-bench: Herald benchmark kit (load client + orchestrator)
@@ -66,6 +68,9 @@ Options (defaults in brackets):
   --json FILE           every per-round figure
   --markdown FILE       results as Markdown (for BENCHMARKS.md)
   --logs DIR            server stderr logs [target/bench-logs]
+  --server-cmd NAME=CMD define or replace a server/host (e.g. an A/B build of the core:
+                        --server-cmd herald-c-new=/tmp/x/herald-c-host); list NAME in
+                        --servers/--cost-hosts. Names starting with herald- count as Herald.
   --quick               small sizes for a smoke run (N=200, M=200, 2 rounds)
 ";
 
@@ -103,6 +108,7 @@ fn parse_opts() -> Opts {
         markdown: None,
         logs: PathBuf::from("target/bench-logs"),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        custom: Vec::new(),
     };
     let mut i = 0;
     while i < args.len() {
@@ -146,6 +152,14 @@ fn parse_opts() -> Opts {
             "--json" => o.json = Some(val().into()),
             "--markdown" => o.markdown = Some(val().into()),
             "--logs" => o.logs = val().into(),
+            "--server-cmd" => {
+                let v = val();
+                let (name, cmd) = v.split_once('=').expect("NAME=COMMAND");
+                o.custom.push((
+                    name.to_string(),
+                    cmd.split_whitespace().map(String::from).collect(),
+                ));
+            }
             "--quick" => {
                 o.rounds = 2;
                 o.flat1k = (200, 200);
@@ -171,6 +185,9 @@ fn parse_opts() -> Opts {
 /// How to start each server/host. Every one prints `READY <port>` and obeys the host
 /// command protocol.
 fn server_argv(o: &Opts, name: &str) -> Vec<String> {
+    if let Some((_, argv)) = o.custom.iter().find(|(n, _)| n == name) {
+        return argv.clone();
+    }
     let kit = |p: &str| o.kit.join(p).to_string_lossy().to_string();
     let repo = |p: &str| o.repo.join(p).to_string_lossy().to_string();
     match name {
@@ -898,18 +915,20 @@ fn ratios_and_targets(b: &Bench) -> String {
         }
     }
     if o.cases.iter().any(|c| c == "cost") {
-        for (h, limit) in [
-            ("herald-c", 1000.0),
-            ("herald-node", 3000.0),
-            ("herald-python", 10000.0),
-            ("herald-go", f64::NAN),
-        ] {
-            if !o.cost_hosts.iter().any(|x| x == h) {
-                continue;
-            }
+        for h in &o.cost_hosts {
+            let limit = if h.starts_with("herald-c") {
+                1000.0
+            } else if h.starts_with("herald-node") {
+                3000.0
+            } else if h.starts_with("herald-python") {
+                10000.0
+            } else {
+                f64::NAN
+            };
+            let h = h.as_str();
             let v = b.summary("cost", h, "ns_per_call").map(|x| x.median);
             let target = if limit.is_nan() {
-                "notify call from Go (no target)".to_string()
+                format!("notify call from {h} (no target)")
             } else {
                 format!("notify call < {} µs", limit / 1000.0)
             };

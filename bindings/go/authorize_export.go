@@ -1,0 +1,25 @@
+package herald
+
+// This file holds the only //export of the package. A file with //export may
+// have only declarations in its cgo preamble, so the C side of the
+// authorizer (the callback that calls heraldGoAuthorize) is in authorize.go.
+
+/*
+#include <stdint.h>
+*/
+import "C"
+
+import "runtime/cgo"
+
+// heraldGoAuthorize is the Go side of the core's herald_authorize_callback.
+// It runs on a Herald worker thread; it copies the request (valid only
+// during the call), hands it to a new goroutine and returns at once.
+//
+//export heraldGoAuthorize
+func heraldGoAuthorize(handle C.uintptr_t, requestID C.uint64_t, requestJSON *C.char) {
+	if requestJSON == nil {
+		return
+	}
+	raw := []byte(C.GoString(requestJSON))
+	authorize(cgo.Handle(handle), uint64(requestID), raw)
+}
