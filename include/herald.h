@@ -207,7 +207,9 @@ enum herald_status herald_set_event_handler(struct herald_server *server,
  * Installs (or, with a NULL callback, removes) the host authorizer. It is asked on
  * every connect, and on subscribes that neither the client's token nor the config's
  * `auth.public_channels` allow. It runs on a Herald worker thread that is never an I/O
- * thread; requests not answered within `auth.authorizer_timeout_ms` are denied.
+ * thread; requests not answered within `auth.authorizer_timeout_ms` are denied. A call
+ * already under way may finish after this function returns with a NULL callback, so keep
+ * `user_data` valid until then; `herald_stop` waits for running calls (within its timeout).
  */
 enum herald_status herald_set_authorizer(struct herald_server *server,
                                          herald_authorize_callback callback,

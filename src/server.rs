@@ -448,6 +448,7 @@ impl Inner {
     }
 
     fn shutdown(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         let shared = &self.shared;
         shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
@@ -471,7 +472,10 @@ impl Inner {
             .await
             .is_ok()
         });
-        runtime.shutdown_timeout(Duration::from_millis(200));
+        // Host callbacks still running on the blocking pool (an authorizer, say) get
+        // what is left of the timeout to return, so none outlives a stop that succeeded.
+        let left = deadline.saturating_duration_since(Instant::now());
+        runtime.shutdown_timeout(left.max(Duration::from_millis(100)));
         tracing::info!(graceful, "herald stopped");
         if graceful {
             Ok(())

@@ -44,12 +44,3 @@ func TestStatusMapping(t *testing.T) {
 		t.Error("Status.String")
 	}
 }
-
-func TestStartErrorClassification(t *testing.T) {
-	if !errors.Is(startError("invalid config: unknown field `x`"), ErrInvalidConfig) {
-		t.Error("config message not classified as ErrInvalidConfig")
-	}
-	if !errors.Is(startError("Address already in use (os error 98)"), ErrIO) {
-		t.Error("bind failure not classified as ErrIO")
-	}
-}

@@ -79,18 +79,19 @@ func Start(cfg Config) (*Server, error) {
 	}
 	cjs := cString(js)
 
-	h, msg := func() (*C.herald_server, string) {
+	h, st, msg := func() (*C.herald_server, Status, string) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		h := C.herald_start(cptr(cjs))
 		if h == nil {
-			return nil, C.GoString(C.herald_last_error())
+			// herald_start reports failure as NULL; its status is read on the same thread.
+			return nil, Status(C.herald_last_status()), C.GoString(C.herald_last_error())
 		}
-		return h, ""
+		return h, StatusOK, ""
 	}()
 	runtime.KeepAlive(cjs)
 	if h == nil {
-		return nil, startError(msg)
+		return nil, statusError("start", st, msg)
 	}
 
 	buf := cfg.EventBuffer
@@ -115,19 +116,6 @@ func Start(cfg Config) (*Server, error) {
 	}
 	go s.eventLoop()
 	return s, nil
-}
-
-// startError classifies a herald_start failure from the core's message.
-func startError(msg string) error {
-	st := StatusIO
-	lower := strings.ToLower(msg)
-	switch {
-	case strings.HasPrefix(lower, "invalid config"):
-		st = StatusInvalidConfig
-	case strings.Contains(lower, "panic"):
-		st = StatusPanic
-	}
-	return statusError("start", st, msg)
 }
 
 // Port returns the TCP port the server is bound to (the actual port when

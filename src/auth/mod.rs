@@ -91,10 +91,15 @@ impl AuthDecision {
 
     /// Parses `{"allow":bool,"userId"?:string,"channels"?:[string],"reason"?:string}`.
     pub fn from_json(json: &str) -> Result<Self> {
+        let invalid =
+            |why: String| Error::new(ErrorKind::InvalidJson, format!("invalid decision: {why}"));
+        if !json.trim_start().starts_with('{') {
+            return Err(invalid("must be a JSON object".into()));
+        }
         let decision: AuthDecision =
-            serde_json::from_str(json).map_err(|e| Error::invalid_json("decision", e))?;
+            serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
         if let Some(user) = &decision.user_id {
-            protocol::check_name("userId", user)?;
+            protocol::check_name("userId", user).map_err(|e| invalid(e.message().to_string()))?;
         }
         Ok(decision)
     }
@@ -295,6 +300,34 @@ impl AuthGate {
                 ErrorKind::InvalidArgument,
                 format!("no pending authorization request {id} (answered or timed out)"),
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_must_be_well_formed_objects() {
+        let d = AuthDecision::from_json(r#"{"allow":true,"userId":"u","channels":["session:*"]}"#)
+            .unwrap();
+        assert_eq!(
+            (d.allow, d.user_id.as_deref(), d.channels.len()),
+            (true, Some("u"), 1)
+        );
+        for bad in [
+            r#"[true,null,[],null]"#,
+            r#"{"allow":true,"userId":""}"#,
+            "{\"allow\":true,\"userId\":\"a\\nb\"}",
+            r#"{"allow":1}"#,
+            r#"{"allow":true,"extra":1}"#,
+        ] {
+            assert_eq!(
+                AuthDecision::from_json(bad).unwrap_err().kind(),
+                ErrorKind::InvalidJson,
+                "{bad}"
+            );
         }
     }
 }

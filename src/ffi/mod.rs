@@ -289,7 +289,9 @@ pub type herald_authorize_callback = Option<
 /// Installs (or, with a NULL callback, removes) the host authorizer. It is asked on
 /// every connect, and on subscribes that neither the client's token nor the config's
 /// `auth.public_channels` allow. It runs on a Herald worker thread that is never an I/O
-/// thread; requests not answered within `auth.authorizer_timeout_ms` are denied.
+/// thread; requests not answered within `auth.authorizer_timeout_ms` are denied. A call
+/// already under way may finish after this function returns with a NULL callback, so keep
+/// `user_data` valid until then; `herald_stop` waits for running calls (within its timeout).
 #[no_mangle]
 pub extern "C" fn herald_set_authorizer(
     server: *mut herald_server,

@@ -14,8 +14,9 @@ threads; see :class:`Server` for the API and the threading rules.
 
 from __future__ import annotations
 
+from ._auth import AuthDecision, AuthRequest, Decision
 from ._ffi import Status, library_path
-from ._server import Event, EventStream, Message, Server, core_version
+from ._server import Authorizer, Event, EventStream, Message, Server, core_version
 from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
     HeraldError,
@@ -45,6 +46,10 @@ __all__ = [
     "EventStream",
     "Event",
     "Message",
+    "AuthRequest",
+    "AuthDecision",
+    "Authorizer",
+    "Decision",
     "ServerConfig",
     "HistoryConfig",
     "AuthConfig",

@@ -24,18 +24,20 @@ import enum
 import os
 import sys
 import threading
-from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_uint16, c_uint32, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_uint16, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 from typing import List, Optional
 
 __all__ = [
     "Status",
     "EVENT_CALLBACK",
+    "AUTHORIZE_CALLBACK",
     "lib",
     "library_path",
     "library_file_name",
     "take_string",
     "last_error",
+    "last_status",
 ]
 
 
@@ -61,6 +63,10 @@ class Status(enum.IntEnum):
 #: ``c_char_p`` makes ctypes copy the event into a ``bytes`` object before Python sees it.
 EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_char_p)
 
+#: ``typedef void (*herald_authorize_callback)(void *user_data, uint64_t request_id,
+#: const char *request_json);``
+AUTHORIZE_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint64, c_char_p)
+
 _STATUS = c_int  # C enum herald_status
 _HANDLE = c_void_p  # herald_server *, opaque
 _OUT_STRING = POINTER(c_void_p)  # char ** (owned by the core, freed with herald_string_free)
@@ -81,9 +87,12 @@ _SIGNATURES = {
     "herald_history": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
     "herald_string_free": (None, [c_void_p]),
     "herald_set_event_handler": (_STATUS, [_HANDLE, EVENT_CALLBACK, c_void_p]),
+    "herald_set_authorizer": (_STATUS, [_HANDLE, AUTHORIZE_CALLBACK, c_void_p]),
+    "herald_authorize_reply": (_STATUS, [_HANDLE, c_uint64, c_char_p]),
     "herald_next_event": (_STATUS, [_HANDLE, c_uint32, _OUT_STRING]),
     "herald_stop": (_STATUS, [_HANDLE, c_uint32]),
     "herald_last_error": (c_char_p, []),
+    "herald_last_status": (_STATUS, []),
     "herald_version": (c_char_p, []),
 }
 
@@ -191,6 +200,15 @@ def last_error() -> str:
     """
     raw = lib().herald_last_error()
     return raw.decode("utf-8", "replace") if raw else ""
+
+
+def last_status() -> int:
+    """``herald_last_status()`` of the calling OS thread: the status of its last failed call
+    (``Status.OK`` if none). Used for ``herald_start``, which reports failure with NULL.
+
+    Must be called on the same thread, right after the failing call.
+    """
+    return int(lib().herald_last_status())
 
 
 def take_string(ptr: c_void_p) -> str:

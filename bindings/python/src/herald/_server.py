@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import concurrent.futures
 import ctypes
 import inspect
 import itertools
@@ -27,11 +28,13 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
+    Type,
     TypeVar,
     Union,
 )
 
 from . import _ffi
+from ._auth import AuthDecision, AuthRequest, Decision, decision_json, deny_json
 from ._ffi import Status
 from .errors import (
     HeraldError,
@@ -53,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._types import ServerConfig
 
-__all__ = ["Server", "EventStream", "Event", "Message", "core_version"]
+__all__ = ["Server", "EventStream", "Event", "Message", "Authorizer", "core_version"]
 
 logger = logging.getLogger("herald")
 
@@ -63,6 +66,11 @@ Event = Dict[str, Any]
 Message = Union[Mapping[str, Any], str, bytes]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: A host authorizer: a function (or ``async def``) taking an :class:`AuthRequest` and returning
+#: a decision (:class:`AuthDecision`, ``True``/``False``, a mapping in the core's JSON form), or
+#: ``None`` to answer later with :meth:`Server.authorize_reply`.
+Authorizer = Callable[[AuthRequest], Any]
 
 _U32_MAX = 0xFFFFFFFF
 #: Timeout used when a server is stopped because it was garbage-collected or at exit.
@@ -153,10 +161,8 @@ def _check(status: int) -> None:
 
 _live: Dict[int, int] = {}
 _dispatchers: Dict[int, "weakref.ReferenceType[_Dispatcher]"] = {}
+_authorizers: Dict[int, "weakref.ReferenceType[_AuthGate]"] = {}
 _keys = itertools.count(1)
-# Set while this thread runs _on_core_event, i.e. while it is a Herald event thread inside
-# a callback.
-_callback_state = threading.local()
 
 
 def _stop_handle(key: int, handle: int, timeout_ms: int) -> int:
@@ -164,25 +170,20 @@ def _stop_handle(key: int, handle: int, timeout_ms: int) -> int:
     try:
         return int(_ffi.lib().herald_stop(handle, timeout_ms))
     finally:
-        # herald_stop returned: the core makes no further callback for this server.
+        # herald_stop returned: the core makes no further event callback for this server.
+        # (An authorizer call already running on a worker thread may still finish; the
+        # authorizer trampoline copes with a missing entry.)
         _dispatchers.pop(key, None)
-
-
-def _in_event_callback() -> bool:
-    return bool(getattr(_callback_state, "depth", 0))
+        _authorizers.pop(key, None)
 
 
 def _on_core_event_impl(user_data: Optional[int], event_json: Optional[bytes]) -> None:
     # Runs on the core's event thread. It must never raise: log and swallow everything.
     try:
-        _callback_state.depth = getattr(_callback_state, "depth", 0) + 1
-        try:
-            ref = _dispatchers.get(user_data or 0)
-            dispatcher = ref() if ref is not None else None
-            if dispatcher is not None and event_json is not None:
-                dispatcher.dispatch(event_json)
-        finally:
-            _callback_state.depth -= 1
+        ref = _dispatchers.get(user_data or 0)
+        dispatcher = ref() if ref is not None else None
+        if dispatcher is not None and event_json is not None:
+            dispatcher.dispatch(event_json)
     except BaseException:  # noqa: BLE001 - nothing may escape into the core
         try:
             logger.exception("herald: error while dispatching an event")
@@ -194,12 +195,35 @@ def _on_core_event_impl(user_data: Optional[int], event_json: Optional[bytes]) -
 _on_core_event = _ffi.EVENT_CALLBACK(_on_core_event_impl)
 
 
-# Stops that must not run on the calling thread go to a reaper thread:
-# * servers garbage-collected without close(): a graceful stop can take up to its timeout, and
-#   a GC pass runs at any allocation, on any thread, possibly holding locks the event callback
-#   needs. queue.SimpleQueue.put is documented as safe to call from finalizers.
-# * close() called from inside the event callback: herald_stop waits for the event thread,
-#   which is the calling thread (with the current core it deadlocks; see the report).
+def _on_core_authorize_impl(user_data: Optional[int], request_id: int, request_json: Optional[bytes]) -> None:
+    # Runs on a Herald worker thread (tokio's blocking pool), possibly on several at once.
+    # It must never raise into the core.
+    key = user_data or 0
+    try:
+        ref = _authorizers.get(key)
+        gate = ref() if ref is not None else None
+        if gate is None:
+            # The Server was garbage-collected (its stop is under way) or closed.
+            _reply_raw(key, request_id, deny_json("the server is closing"))
+            return
+        gate.handle(int(request_id), request_json or b"{}")
+    except BaseException:  # noqa: BLE001 - nothing may escape into the core
+        try:
+            logger.exception("herald: error while handling authorization request %s", request_id)
+            _reply_raw(key, request_id, deny_json("internal error in the Python authorizer"))
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+# Same rule as the event callback: one module-level C callback, never freed, because the core
+# may call it until herald_stop returns (and a call already running may outlive that).
+_on_core_authorize = _ffi.AUTHORIZE_CALLBACK(_on_core_authorize_impl)
+
+
+# Stops that must not run on the calling thread go to a reaper thread: servers
+# garbage-collected without close(). A graceful stop can take up to its timeout, and a GC pass
+# runs at any allocation, on any thread, possibly holding locks the event callback needs.
+# queue.SimpleQueue.put is documented as safe to call from finalizers.
 # Items: (key, handle or None to take it from _live, timeout_ms).
 _reap_queue: "queue.SimpleQueue[Tuple[int, Optional[int], int]]" = queue.SimpleQueue()
 _reaper_lock = threading.Lock()
@@ -263,6 +287,7 @@ def _forget_after_fork() -> None:
     global _reaper, _reaper_lock, _reaper_busy
     _live.clear()
     _dispatchers.clear()
+    _authorizers.clear()
     _reaper = None
     _reaper_lock = threading.Lock()  # another thread may have held it at fork time
     _reaper_busy = threading.Lock()
@@ -499,6 +524,166 @@ class EventStream:
 
 
 # --------------------------------------------------------------------------------------------
+# Authorization
+# --------------------------------------------------------------------------------------------
+
+
+def _reply_raw(key: int, request_id: int, decision: bytes) -> Optional[int]:
+    """herald_authorize_reply for server ``key``; ``None`` if that server is closed.
+
+    Returns the status and, on failure, logs nothing: callers decide. Safe against a
+    concurrent close: the core checks handles against its registry (a stopped handle gives
+    HERALD_ERR_INVALID_HANDLE, never a crash).
+    """
+    handle = _live.get(key)
+    if handle is None:
+        return None
+    return int(_ffi.lib().herald_authorize_reply(handle, request_id, decision))
+
+
+class _AuthGate:
+    """The Python side of one server's authorizer: calls the host's function and replies."""
+
+    def __init__(self, key: int, timeout_s: float) -> None:
+        self.key = key
+        self.timeout_s = timeout_s
+        # (callback, loop) replaced as a whole, so a worker thread never sees a torn pair.
+        self.state: Optional[Tuple[Authorizer, Optional[asyncio.AbstractEventLoop]]] = None
+        self.lock = threading.Lock()  # serialises set_authorizer (Python state + C install)
+        self._pending: "set[concurrent.futures.Future[Any]]" = set()
+        self._pending_lock = threading.Lock()
+
+    # -- on a Herald worker thread --------------------------------------------------------
+
+    def handle(self, request_id: int, raw: bytes) -> None:
+        state = self.state
+        if state is None:
+            # Cleared while the core was already asking: nobody to ask.
+            self.finish(request_id, AuthDecision(False, reason="no authorizer installed"))
+            return
+        callback, loop = state
+        try:
+            request = AuthRequest.from_json(request_id, raw.decode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - a malformed request must not crash the thread
+            logger.exception("herald: cannot decode authorization request %d; denied", request_id)
+            self.finish(request_id, AuthDecision(False, reason="undecodable request"))
+            return
+        try:
+            result = callback(request)
+        except BaseException:  # noqa: BLE001 - any failure of the host's code denies
+            # The request itself is not logged: it may carry tokens and cookies.
+            logger.exception(
+                "herald: authorizer %r raised on %s request %d; denied", callback, request.type, request_id
+            )
+            self.finish(request_id, AuthDecision(False, reason="the authorizer raised an exception"))
+            return
+        if inspect.isawaitable(result):
+            self.schedule(request_id, result, loop)
+        else:
+            self.finish(request_id, result)
+
+    def schedule(self, request_id: int, awaitable: Any, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        """Run an async authorizer's coroutine on ``loop``; reply when it completes."""
+        if loop is None:
+            logger.error(
+                "herald: the authorizer returned an awaitable but no event loop was given "
+                "(Server.set_authorizer(..., loop=...)); request %d denied",
+                request_id,
+            )
+            _close_awaitable(awaitable)
+            self.finish(request_id, AuthDecision(False, reason="no event loop for the async authorizer"))
+            return
+
+        async def bounded() -> Any:
+            # The core denies an unanswered request after auth.authorizer_timeout_ms; cancel
+            # the coroutine then, rather than let it run on for nothing.
+            return await asyncio.wait_for(awaitable, self.timeout_s)
+
+        coro = bounded()
+        try:
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            _close_awaitable(awaitable)
+            logger.error("herald: the authorizer's event loop is closed; request %d denied", request_id)
+            self.finish(request_id, AuthDecision(False, reason="the authorizer's event loop is closed"))
+            return
+        with self._pending_lock:
+            self._pending.add(fut)
+        fut.add_done_callback(lambda f: self._async_done(request_id, f))
+
+    def _async_done(self, request_id: int, fut: "concurrent.futures.Future[Any]") -> None:
+        # Runs on the loop's thread (or on the thread that cancelled the future).
+        with self._pending_lock:
+            self._pending.discard(fut)
+        if fut.cancelled():
+            self.finish(request_id, AuthDecision(False, reason="the authorizer was cancelled"), quiet=True)
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.finish(request_id, fut.result())
+        elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            logger.warning(
+                "herald: async authorizer did not answer request %d within %g s; denied", request_id, self.timeout_s
+            )
+            self.finish(request_id, AuthDecision(False, reason="timeout"), quiet=True)
+        else:
+            logger.error("herald: async authorizer raised on request %d; denied", request_id, exc_info=exc)
+            self.finish(request_id, AuthDecision(False, reason="the authorizer raised an exception"))
+
+    def finish(self, request_id: int, result: Any, quiet: bool = False) -> None:
+        """Send the host's answer. ``None`` means the host replies later itself."""
+        if result is None:
+            return
+        try:
+            data = decision_json(result)
+        except HeraldError as exc:
+            logger.error("herald: the authorizer returned an invalid decision for request %d (%s); denied", request_id, exc)
+            data = deny_json("invalid decision")
+        status = _reply_raw(self.key, request_id, data)
+        if status == Status.ERR_INVALID_JSON:
+            # The core rejected the decision (e.g. a userId it does not accept).
+            logger.error(
+                "herald: the core rejected the authorizer's decision for request %d (%s); denied",
+                request_id,
+                _ffi.last_error(),
+            )
+            _reply_raw(self.key, request_id, deny_json("invalid decision"))
+        elif status == Status.ERR_INVALID_ARGUMENT and not quiet:
+            logger.warning(
+                "herald: authorization request %d was already answered or timed out; the decision is ignored",
+                request_id,
+            )
+        elif status not in (None, Status.OK, Status.ERR_INVALID_ARGUMENT, Status.ERR_INVALID_HANDLE, Status.ERR_STOPPED):
+            logger.error("herald: replying to authorization request %d failed: %s", request_id, _ffi.last_error())
+
+    # -- on close ---------------------------------------------------------------------------
+
+    def cancel_pending(self) -> None:
+        with self._pending_lock:
+            pending = list(self._pending)
+        for fut in pending:
+            fut.cancel()
+
+
+def _close_awaitable(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)  # a coroutine never awaited: no RuntimeWarning
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _authorizer_timeout_s(config: Mapping[str, Any]) -> float:
+    auth = config.get("auth")
+    ms = auth.get("authorizer_timeout_ms") if isinstance(auth, Mapping) else None
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms > 0:
+        return float(ms) / 1000.0
+    return 5.0  # the core's default
+
+
+# --------------------------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------------------------
 
@@ -519,7 +704,8 @@ class Server:
     closing, every method except :meth:`close` raises :class:`ServerClosedError`.
 
     Messages are dicts (any JSON-serializable mapping) or already-encoded JSON text; the core
-    requires a JSON object.
+    requires a JSON object. File paths in the configuration (``tls={"cert": ..., "key": ...}``)
+    may be ``str`` or :class:`os.PathLike`.
     """
 
     def __init__(self, **config: "Unpack[ServerConfig]") -> None:
@@ -527,20 +713,25 @@ class Server:
         self._key = 0
         self._port = 0
         self._dispatcher = _Dispatcher()
+        self._auth = _AuthGate(0, _authorizer_timeout_s(config))
         self._finalizer: "Optional[weakref.finalize[Any, Any]]" = None
         try:
-            config_json = json.dumps(config, allow_nan=False).encode("utf-8", "surrogatepass")
+            config_json = json.dumps(config, allow_nan=False, default=_config_default).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as exc:
             raise NotSerializableError(f"server configuration is not JSON-serializable: {exc}") from exc
         lib = _ffi.lib()
         handle = lib.herald_start(config_json)
         if not handle:
-            raise _start_error(_ffi.last_error())
+            # Both read on this thread, right after the failure.
+            message = _ffi.last_error()
+            raise _start_error(_ffi.last_status(), message)
         key = next(_keys)
         _live[key] = handle
         self._key = key
+        self._auth.key = key
         self._port = int(lib.herald_port(handle))
         _dispatchers[key] = weakref.ref(self._dispatcher)
+        _authorizers[key] = weakref.ref(self._auth)
         _ensure_reaper()
         finalizer = weakref.finalize(self, _finalize_server, key)
         finalizer.atexit = False  # the module's exit hook stops what is still running
@@ -577,14 +768,12 @@ class Server:
 
         Waits at most ``timeout`` seconds (``None``: no limit), after which the core forces the
         shutdown. Events the core had queued are still delivered (to the callback and the
-        streams) while it stops; then event streams end. Returns ``True`` for a graceful stop, ``False`` if it had to be forced. All
-        resources are released in both cases. Calling ``close()`` again is a no-op returning
-        ``True``. Safe to call from any thread.
-
-        Called from inside the ``on_event`` callback, ``close()`` cannot wait for the stop
-        (the stop waits for the callback to return): the server is marked closed at once
-        (every later call raises, no further event is delivered to Python) and the stop runs
-        on a background thread as soon as the callback returns; it returns ``True``.
+        streams) while it stops; then event streams end. Returns ``True`` for a graceful stop,
+        ``False`` if it had to be forced. All resources are released in both cases. Calling
+        ``close()`` again is a no-op returning ``True``. Safe to call from any thread,
+        including from inside the ``on_event`` callback (then the events still queued are
+        dropped: no callback follows the stop) and from inside the authorizer. Pending
+        ``async`` authorizer calls are cancelled; their requests are denied.
 
         Raises:
             HeraldError: on an unexpected failure reported by the core (the server is released
@@ -597,11 +786,6 @@ class Server:
         if handle is None:
             self._end_events()
             return True
-        if _in_event_callback():
-            self._end_events()
-            _ensure_reaper()
-            _reap_queue.put((self._key, handle, timeout_ms))
-            return True
         # No Python lock is held across herald_stop: the event thread may need the GIL and
         # any lock the user's callback takes, and the core waits for it. During the stop the
         # core hands the events still queued to the callback and the streams; then no more.
@@ -609,6 +793,7 @@ class Server:
             status = _stop_handle(self._key, handle, timeout_ms)
         finally:
             self._end_events()
+            self._auth.cancel_pending()
         if status == Status.OK:
             return True
         if status == Status.ERR_TIMEOUT:
@@ -747,25 +932,120 @@ class Server:
         self._handle()
         return EventStream(self, max_pending)
 
+    # -- authorization ----------------------------------------------------------------------
 
-# herald_start returns NULL on failure and the C ABI offers no status code for it (only the
-# message, via herald_last_error). To still raise the right subclass, the core's message
-# prefixes are recognised here; anything else is a plain StartError. (Reported upstream: a
-# status-returning start, e.g. `herald_status herald_start2(const char*, herald_server**)`,
-# would remove this.)
-_START_PREFIXES = (
-    ("invalid config", InvalidConfigError, Status.ERR_INVALID_CONFIG),
-    ("config_json is not valid utf-8", InvalidConfigError, Status.ERR_INVALID_UTF8),
-    ("cannot listen on", StartIOError, Status.ERR_IO),
-    ("cannot start the runtime", StartIOError, Status.ERR_IO),
-    ("internal error (panic)", PanicError, Status.ERR_PANIC),
-)
+    def set_authorizer(
+        self, callback: Optional[Authorizer], *, loop: Optional[asyncio.AbstractEventLoop] = None
+    ) -> None:
+        """Install (or, with ``None``, remove) the host authorizer.
+
+        ``callback(request: AuthRequest)`` is asked on every connect, and on subscribes to
+        channels that neither the client's token, the channels granted on connect nor
+        ``auth.public_channels`` allow (another user's ``user:`` channel is refused without
+        asking). It returns:
+
+        * an :class:`AuthDecision`, ``True``/``False`` or a mapping in the core's JSON form
+          (``{"allow": True, "userId": "u", "channels": ["session:u-*"]}``): the answer is
+          sent at once;
+        * ``None``: no answer yet; the host answers later, from any thread, with
+          :meth:`authorize_reply` (``request.id``).
+
+        Installing an authorizer turns on secure mode (``?userId=`` is ignored, channel rules
+        apply); removing it returns to open mode unless ``auth.required`` or a JWT key is
+        configured.
+
+        **Thread**: the callback runs on a Herald worker thread (the core's blocking pool;
+        never an I/O thread, never the event thread, never your event loop). Several requests
+        may be asked at once on different threads, so the callback must be thread-safe. It
+        may block (a database lookup) but holds a worker thread meanwhile; the request is
+        denied by the core if not answered within ``auth.authorizer_timeout_ms`` (5 s by
+        default), after which :meth:`authorize_reply` raises :class:`InvalidArgumentError`.
+
+        **asyncio**: ``callback`` may be an ``async def`` function (or return an awaitable). It
+        is then run on ``loop`` (default: the loop running when ``set_authorizer`` is called)
+        with :func:`asyncio.run_coroutine_threadsafe`, so the worker thread is released at
+        once; it is cancelled after ``auth.authorizer_timeout_ms`` and by :meth:`close`.
+
+        **Failures**: an exception raised by the callback (or the coroutine) is logged on the
+        ``"herald"`` logger and the request is denied; so is a return value that is not a
+        decision, or a decision the core rejects. Requests are never logged (they may carry
+        tokens and cookies).
+
+        Replacing or removing the authorizer affects requests that reach Python afterwards:
+        one already being asked when it is removed is denied.
+
+        Raises:
+            ServerClosedError: the server is closed.
+            InvalidArgumentError: ``callback`` is not callable, or is an ``async def``
+                function and no event loop is running nor given.
+        """
+        if callback is not None:
+            if not callable(callback):
+                raise InvalidArgumentError(f"authorizer must be callable, not {type(callback).__name__}")
+            if loop is None and inspect.iscoroutinefunction(callback):
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    raise InvalidArgumentError(
+                        "an async authorizer needs an event loop: call set_authorizer from a "
+                        "coroutine or pass loop=..."
+                    ) from None
+        gate = self._auth
+        with gate.lock:
+            handle = self._handle()
+            lib = _ffi.lib()
+            if callback is None:
+                _check(lib.herald_set_authorizer(handle, None, None))
+                gate.state = None
+            else:
+                gate.state = (callback, loop)
+                _check(lib.herald_set_authorizer(handle, _on_core_authorize, self._key))
+
+    def authorize_reply(self, request: "Union[int, AuthRequest]", decision: Decision) -> None:
+        """Answer an authorization request the authorizer left open (it returned ``None``).
+
+        ``request`` is an :class:`AuthRequest` or its ``id``; ``decision`` an
+        :class:`AuthDecision`, ``True``/``False`` or a mapping in the core's JSON form. May be
+        called from any thread, any time before ``auth.authorizer_timeout_ms`` runs out; it
+        never blocks (fine inside coroutines).
+
+        Raises:
+            InvalidArgumentError: the request was already answered, timed out, or is unknown.
+            InvalidJsonError: the core rejected the decision (e.g. a bad ``user_id``).
+            ServerClosedError: the server is closed.
+        """
+        request_id = request.id if isinstance(request, AuthRequest) else request
+        if isinstance(request_id, bool) or not isinstance(request_id, int) or not 0 <= request_id < 2**64:
+            raise InvalidArgumentError(f"request must be an AuthRequest or its id, not {request!r}")
+        data = decision_json(decision)
+        _check(_ffi.lib().herald_authorize_reply(self._handle(), request_id, data))
 
 
-def _start_error(message: str) -> HeraldError:
-    """Map a herald_start failure (NULL result, message only) to an exception."""
-    lowered = message.lower()
-    for prefix, cls, status in _START_PREFIXES:
-        if lowered.startswith(prefix):
-            return cls(message, status)
-    return StartError(message or "herald_start failed")
+# herald_start returns NULL on failure; herald_last_status gives the status. Start failures are
+# StartError subclasses where one fits (bad configuration, cannot bind), so that
+# `except herald.StartError` catches every failure to start.
+_START_ERRORS: Dict[int, Type[HeraldError]] = {
+    Status.ERR_INVALID_CONFIG: InvalidConfigError,
+    Status.ERR_INVALID_JSON: InvalidConfigError,
+    Status.ERR_INVALID_UTF8: InvalidConfigError,
+    Status.ERR_INVALID_ARGUMENT: InvalidConfigError,
+    Status.ERR_IO: StartIOError,
+    Status.ERR_PANIC: PanicError,
+}
+
+
+def _start_error(status: int, message: str) -> HeraldError:
+    """Map a herald_start failure (NULL result + herald_last_status/herald_last_error)."""
+    try:
+        code: Optional[Status] = Status(status)
+    except ValueError:
+        code = None
+    cls = _START_ERRORS.get(status, StartError)
+    return cls(message or f"herald_start failed (status {code.name if code is not None else status})", code)
+
+
+def _config_default(value: Any) -> Any:
+    """json.dumps hook for the configuration: paths (tls cert/key) become strings."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, TypedDict
+import os
+from typing import List, Optional, TypedDict, Union
 
 __all__ = ["ServerConfig", "HistoryConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
 
@@ -16,7 +17,14 @@ class HistoryConfig(TypedDict, total=False):
 
 
 class AuthConfig(TypedDict, total=False):
-    """``auth``: authentication and channel permissions."""
+    """``auth``: authentication and channel permissions.
+
+    ``required`` (False): clients without a valid token are closed with 1008;
+    ``jwt_secret`` (HS256, >= 16 bytes) or ``jwt_public_key`` (PEM, RS256/ES256);
+    ``jwt_issuer`` / ``jwt_audience``: checked when set; ``jwt_leeway_s`` (30);
+    ``public_channels``: patterns any client may subscribe to (``"news"``, ``"public:*"``);
+    ``authorizer_timeout_ms`` (5000): an unanswered authorizer request is denied after it.
+    """
 
     required: bool
     jwt_secret: Optional[str]
@@ -29,7 +37,12 @@ class AuthConfig(TypedDict, total=False):
 
 
 class RateLimitConfig(TypedDict, total=False):
-    """``rate_limit``: a token bucket per client (``messages_per_second`` 0 turns it off)."""
+    """``rate_limit``: a token bucket per client, on by default (50/s, burst 100).
+
+    ``messages_per_second`` 0 turns it off. A refused message gets an error of code
+    ``rate_limited``; after ``max_violations`` (50) refusals within 10 s the client is closed
+    with 1008.
+    """
 
     messages_per_second: int
     burst: int
@@ -37,10 +50,10 @@ class RateLimitConfig(TypedDict, total=False):
 
 
 class TlsConfig(TypedDict):
-    """``tls``: PEM files for ``wss://``."""
+    """``tls``: PEM files (certificate chain, private key) to serve ``wss://`` (and https://)."""
 
-    cert: str
-    key: str
+    cert: Union[str, "os.PathLike[str]"]
+    key: Union[str, "os.PathLike[str]"]
 
 
 class ServerConfig(TypedDict, total=False):
