@@ -196,8 +196,19 @@ where
             _ = &mut writer => break true,
         }
     };
-    if writer_finished {
-        // The server closed; give the peer a moment to answer the close handshake.
+    if !writer_finished {
+        client.request_close(CloseReason::PeerGone);
+        if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    }
+    // Keep reading until the peer answers the close or goes: closing a socket with unread
+    // input sends a TCP reset, which can destroy what the peer has not read yet (a
+    // rate-limited client's errors and its close frame, say).
+    if peer_close.is_none() {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while let Some(Ok(message)) = stream.next().await {
                 if let Message::Close(frame) = message {
@@ -207,14 +218,6 @@ where
             }
         })
         .await;
-    } else {
-        client.request_close(CloseReason::PeerGone);
-        if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
     }
     peer_close
 }

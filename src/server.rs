@@ -194,7 +194,7 @@ impl Server {
         config.validate()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_thread_count())
-            .thread_name("herald-io")
+            .thread_name("herald-rt")
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
@@ -432,9 +432,10 @@ impl Inner {
     /// own; the events are closed on the caller's thread, which may be the event thread
     /// itself (a handler that stops its server).
     fn stop_runtime(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
+        let from_authorizer = crate::auth::on_authorizer_thread();
         let result = std::thread::scope(|scope| {
             scope
-                .spawn(|| self.shutdown(runtime, timeout))
+                .spawn(|| self.shutdown(runtime, timeout, from_authorizer))
                 .join()
                 .unwrap_or_else(|_| {
                     Err(Error::new(
@@ -447,8 +448,7 @@ impl Inner {
         result
     }
 
-    fn shutdown(&self, runtime: Runtime, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+    fn shutdown(&self, runtime: Runtime, timeout: Duration, from_authorizer: bool) -> Result<()> {
         let shared = &self.shared;
         shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
@@ -468,14 +468,23 @@ impl Inner {
                     }
                     closed.await;
                 }
+                // Host authorizer calls still running get to return, except the one
+                // that is making this very stop.
+                shared
+                    .auth
+                    .in_flight
+                    .settle(usize::from(from_authorizer))
+                    .await;
             })
             .await
             .is_ok()
         });
-        // Host callbacks still running on the blocking pool (an authorizer, say) get
-        // what is left of the timeout to return, so none outlives a stop that succeeded.
-        let left = deadline.saturating_duration_since(Instant::now());
-        runtime.shutdown_timeout(left.max(Duration::from_millis(100)));
+        if from_authorizer {
+            // This thread belongs to the runtime's blocking pool: it cannot wait for it.
+            runtime.shutdown_background();
+        } else {
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        }
         tracing::info!(graceful, "herald stopped");
         if graceful {
             Ok(())

@@ -557,3 +557,91 @@ async fn wss_verifies_against_the_test_ca() {
         .is_err());
     wait_stats(&server, |s| s["tlsFailures"] == 1).await;
 }
+
+#[tokio::test]
+async fn a_configured_issuer_and_audience_must_be_in_the_token() {
+    let server = secured(
+        r#"{"auth":{"required":true,"jwt_secret":"test-secret-of-at-least-16-bytes","jwt_issuer":"https://login.example","jwt_audience":"herald"}}"#,
+    );
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let exp = now() + 600;
+    for claims in [
+        json!({"sub": "a", "exp": exp}),
+        json!({"sub": "a", "exp": exp, "iss": "https://login.example"}),
+        json!({"sub": "a", "exp": exp, "aud": "herald"}),
+        json!({"sub": "a", "exp": exp, "iss": "https://evil.example", "aud": "herald"}),
+    ] {
+        expect_unauthorized(
+            &server,
+            &format!("?token={}", token(Algorithm::HS256, &key, claims)),
+        )
+        .await;
+    }
+    let good = token(
+        Algorithm::HS256,
+        &key,
+        json!({"sub": "a", "exp": exp, "iss": "https://login.example", "aud": "herald"}),
+    );
+    connect(&server, &format!("?token={good}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_may_stop_its_own_server() {
+    let server = start(r#"{"auth":{"authorizer_timeout_ms":30000}}"#);
+    let stopper = server.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<herald::Result<()>>();
+    let done_tx = std::sync::Mutex::new(done_tx);
+    server
+        .set_authorizer(Some(Arc::new(move |_: &AuthRequest| {
+            // A long timeout: the stop must not wait for the thread it runs on.
+            let _ = done_tx
+                .lock()
+                .unwrap()
+                .send(stopper.stop(Duration::from_secs(60)));
+        })))
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ws", server.port());
+    let client = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+    let result = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT))
+        .await
+        .unwrap();
+    result
+        .expect("the stop returned well before its own timeout")
+        .unwrap();
+    assert!(server.is_stopped());
+    let _ = client.await;
+}
+
+#[tokio::test]
+async fn a_flooder_that_never_reads_still_gets_its_errors_and_the_close() {
+    let server = start(r#"{"rate_limit":{"messages_per_second":1,"burst":5,"max_violations":5}}"#);
+    let mut flooder = connect(&server, "").await;
+    for _ in 0..300 {
+        if futures_util::SinkExt::send(&mut flooder.ws, Message::text(r#"{"type":"ping"}"#))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    wait_stats(&server, |s| s["rateLimitCloses"] == 1).await;
+    let (mut pongs, mut limited) = (0, 0);
+    let code = loop {
+        match tokio::time::timeout(WAIT, flooder.ws.next())
+            .await
+            .expect("timed out")
+        {
+            Some(Ok(Message::Text(t))) => {
+                match serde_json::from_str::<Value>(&t).unwrap()["type"].as_str() {
+                    Some("pong") => pongs += 1,
+                    Some("error") => limited += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the connection was reset instead of closed: {other:?}"),
+        }
+    };
+    assert_eq!((pongs, limited, code), (5, 5, Some(1008)));
+}

@@ -3,7 +3,8 @@
 # cargo), then runs the node --test suites. Exits non-zero on any failure.
 #
 # Needs node >= 18 (20 tested), npm and cargo. Called by the top-level test runner;
-# can be run from any directory.
+# can be run from any directory. HERALD_NODE_DEBUG_BUILD=1 tests a debug build of
+# the addon (much faster to compile than the release build with LTO).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,8 +23,13 @@ echo "node $(node --version), npm $(npm --version 2>/dev/null), $(cargo --versio
 step "npm ci (bindings/node)"
 (cd "$here" && npm ci --ignore-scripts --no-audit --no-fund)
 
-step "build the addon (cargo build --release -p herald-node)"
-(cd "$here" && npm run build)
+if [ "${HERALD_NODE_DEBUG_BUILD:-0}" = 1 ]; then
+  step "build the addon (cargo build -p herald-node)"
+  (cd "$here" && npm run build:debug)
+else
+  step "build the addon (cargo build --release -p herald-node)"
+  (cd "$here" && npm run build)
+fi
 
 step "npm ci (examples/node)"
 (cd "$example" && npm ci --ignore-scripts --no-audit --no-fund)

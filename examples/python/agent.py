@@ -35,7 +35,8 @@ def wait_for_subscriber(events: herald.EventStream, session: str, timeout: float
             event = events.get(timeout=remaining)
         except TimeoutError:
             return False
-        # Not "connected": it is emitted before the ?sessionId= subscription is in place.
+        # `subscribed` is emitted once the subscription exists, whether it came from the URL's
+        # ?sessionId= or from a subscribe message (and not if a secured server refused it).
         if event["type"] == "subscribed" and event.get("channel") == f"session:{session}":
             return True
 

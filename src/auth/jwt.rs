@@ -59,7 +59,16 @@ impl JwtVerifier {
         }
         let mut validation = Validation::new(keys[0].0);
         validation.algorithms = keys.iter().map(|(alg, _)| *alg).collect();
-        validation.set_required_spec_claims(&["sub", "exp"]);
+        // A configured issuer or audience must be present in the token, not merely
+        // right when present.
+        let mut required = vec!["sub", "exp"];
+        if auth.jwt_issuer.is_some() {
+            required.push("iss");
+        }
+        if auth.jwt_audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.leeway = auth.jwt_leeway_s;
         validation.validate_nbf = true;
         if let Some(iss) = &auth.jwt_issuer {

@@ -126,7 +126,50 @@ pub(crate) struct Identity {
     pub grants: Vec<String>,
 }
 
+thread_local! {
+    /// Set while this thread runs the host authorizer, so a stop called from inside it
+    /// does not wait for itself.
+    static IN_AUTHORIZER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a thread that is running the host authorizer right now.
+pub(crate) fn on_authorizer_thread() -> bool {
+    IN_AUTHORIZER.with(std::cell::Cell::get)
+}
+
+/// Authorizer calls under way, so a stop can wait for them.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    finished: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Waits until at most `allowed` calls are running.
+    pub async fn settle(&self, allowed: usize) {
+        loop {
+            let finished = self.finished.notified();
+            if self.count.load(Ordering::SeqCst) <= allowed {
+                return;
+            }
+            finished.await;
+        }
+    }
+}
+
+/// Marks one authorizer call, even if the host's callback panics.
+struct Running(Arc<InFlight>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        IN_AUTHORIZER.with(|flag| flag.set(false));
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.finished.notify_waiters();
+    }
+}
+
 pub(crate) struct AuthGate {
+    pub in_flight: Arc<InFlight>,
     config: AuthConfig,
     jwt: Option<JwtVerifier>,
     authorizer: RwLock<Option<Authorizer>>,
@@ -142,6 +185,7 @@ impl AuthGate {
             authorizer: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            in_flight: Arc::default(),
         })
     }
 
@@ -270,7 +314,13 @@ impl AuthGate {
             .insert(id, reply);
         let request = request(id);
         // A host callback may block or panic; neither may touch an I/O thread.
-        tokio::task::spawn_blocking(move || authorizer(&request));
+        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        let running = Running(Arc::clone(&self.in_flight));
+        tokio::task::spawn_blocking(move || {
+            let _running = running;
+            IN_AUTHORIZER.with(|flag| flag.set(true));
+            authorizer(&request);
+        });
         let timeout = Duration::from_millis(self.config.authorizer_timeout_ms);
         let decision = match tokio::time::timeout(timeout, decision).await {
             Ok(Ok(decision)) => decision,

@@ -78,7 +78,7 @@ def wait_for_event(
 ) -> Any:
     """Take items from a thread-safe queue until one matches; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    seen = []
+    seen: List[Any] = []
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

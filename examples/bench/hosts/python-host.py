@@ -5,7 +5,7 @@ Uses the installed ``herald`` package if there is one, else the source checkout
 
 Prints "READY <port>", then obeys line commands on stdin (see loadgen/src/host.rs):
   push <M> <rate> <size>  -> PUSHED <M> <elapsed_ns> <retries>
-  cost <K> <size>         -> COST <K> <elapsed_ns> <errors>
+  cost <K> <size>         -> COST <K> <elapsed_ns> <errors> <calling thread's CPU ns>
   quit
 """
 
@@ -54,13 +54,14 @@ def cost(server, k, size):
     text = payload(time.time_ns() // 1000, 0, size)
     notify = server.notify_ai_progress
     errors = 0
+    c0 = time.thread_time_ns()
     t0 = time.perf_counter_ns()
     for _ in range(k):
         try:
             notify(SESSION, text)
         except herald.HeraldError:
             errors += 1
-    return time.perf_counter_ns() - t0, errors
+    return time.perf_counter_ns() - t0, errors, time.thread_time_ns() - c0
 
 
 def main():
@@ -72,8 +73,8 @@ def main():
             ns, retries = push(server, int(p[1]), float(p[2]), int(p[3]))
             print("PUSHED %s %d %d" % (p[1], ns, retries), flush=True)
         elif len(p) == 3 and p[0] == "cost":
-            ns, errors = cost(server, int(p[1]), int(p[2]))
-            print("COST %s %d %d" % (p[1], ns, errors), flush=True)
+            ns, errors, cpu = cost(server, int(p[1]), int(p[2]))
+            print("COST %s %d %d %d" % (p[1], ns, errors, cpu), flush=True)
         elif p and p[0] == "quit":
             break
     server.close(timeout=2.0)

@@ -163,6 +163,18 @@ _live: Dict[int, int] = {}
 _dispatchers: Dict[int, "weakref.ReferenceType[_Dispatcher]"] = {}
 _authorizers: Dict[int, "weakref.ReferenceType[_AuthGate]"] = {}
 _keys = itertools.count(1)
+# Keys of the servers whose authorizer this thread is running (a Herald worker thread inside
+# the authorizer callback). close() from there must not wait for the stop: herald_stop waits
+# for running authorizer calls, this one included.
+_authorizing = threading.local()
+
+
+def _authorizing_keys() -> List[int]:
+    keys: Optional[List[int]] = getattr(_authorizing, "keys", None)
+    if keys is None:
+        keys = []
+        _authorizing.keys = keys
+    return keys
 
 
 def _stop_handle(key: int, handle: int, timeout_ms: int) -> int:
@@ -206,7 +218,12 @@ def _on_core_authorize_impl(user_data: Optional[int], request_id: int, request_j
             # The Server was garbage-collected (its stop is under way) or closed.
             _reply_raw(key, request_id, deny_json("the server is closing"))
             return
-        gate.handle(int(request_id), request_json or b"{}")
+        keys = _authorizing_keys()
+        keys.append(key)
+        try:
+            gate.handle(int(request_id), request_json or b"{}")
+        finally:
+            keys.remove(key)
     except BaseException:  # noqa: BLE001 - nothing may escape into the core
         try:
             logger.exception("herald: error while handling authorization request %s", request_id)
@@ -218,12 +235,16 @@ def _on_core_authorize_impl(user_data: Optional[int], request_id: int, request_j
 # Same rule as the event callback: one module-level C callback, never freed, because the core
 # may call it until herald_stop returns (and a call already running may outlive that).
 _on_core_authorize = _ffi.AUTHORIZE_CALLBACK(_on_core_authorize_impl)
+# A NULL herald_authorize_callback (ctypes refuses None for a declared function-pointer type).
+_NO_AUTHORIZER = _ffi.AUTHORIZE_CALLBACK()
 
 
-# Stops that must not run on the calling thread go to a reaper thread: servers
-# garbage-collected without close(). A graceful stop can take up to its timeout, and a GC pass
-# runs at any allocation, on any thread, possibly holding locks the event callback needs.
-# queue.SimpleQueue.put is documented as safe to call from finalizers.
+# Stops that must not run on the calling thread go to a reaper thread:
+# * servers garbage-collected without close(): a graceful stop can take up to its timeout, and
+#   a GC pass runs at any allocation, on any thread, possibly holding locks the event callback
+#   needs. queue.SimpleQueue.put is documented as safe to call from finalizers.
+# * close() called from inside the server's own authorizer: herald_stop waits (up to its
+#   timeout) for the authorizer calls under way, the calling one included.
 # Items: (key, handle or None to take it from _live, timeout_ms).
 _reap_queue: "queue.SimpleQueue[Tuple[int, Optional[int], int]]" = queue.SimpleQueue()
 _reaper_lock = threading.Lock()
@@ -772,8 +793,11 @@ class Server:
         ``False`` if it had to be forced. All resources are released in both cases. Calling
         ``close()`` again is a no-op returning ``True``. Safe to call from any thread,
         including from inside the ``on_event`` callback (then the events still queued are
-        dropped: no callback follows the stop) and from inside the authorizer. Pending
-        ``async`` authorizer calls are cancelled; their requests are denied.
+        dropped: no callback follows the stop). Called from inside this server's authorizer,
+        it cannot wait (the stop waits for the authorizer calls under way, this one
+        included): the server is closed for Python at once, stopped on a background thread
+        once the authorizer returns, and ``True`` is returned. Pending ``async`` authorizer
+        calls are cancelled; their requests are denied.
 
         Raises:
             HeraldError: on an unexpected failure reported by the core (the server is released
@@ -785,6 +809,12 @@ class Server:
             self._finalizer.detach()
         if handle is None:
             self._end_events()
+            return True
+        if self._key in _authorizing_keys():
+            self._end_events()
+            self._auth.cancel_pending()
+            _ensure_reaper()
+            _reap_queue.put((self._key, handle, timeout_ms))
             return True
         # No Python lock is held across herald_stop: the event thread may need the GIL and
         # any lock the user's callback takes, and the core waits for it. During the stop the
@@ -995,7 +1025,7 @@ class Server:
             handle = self._handle()
             lib = _ffi.lib()
             if callback is None:
-                _check(lib.herald_set_authorizer(handle, None, None))
+                _check(lib.herald_set_authorizer(handle, _NO_AUTHORIZER, None))
                 gate.state = None
             else:
                 gate.state = (callback, loop)

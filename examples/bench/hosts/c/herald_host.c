@@ -5,7 +5,7 @@
  * Prints "READY <port>" once listening, then obeys line commands on stdin
  * (the host protocol of examples/bench/loadgen/src/host.rs):
  *   push <M> <rate> <size>  -> PUSHED <M> <elapsed_ns> <retries>
- *   cost <K> <size>         -> COST <K> <elapsed_ns> <errors>
+ *   cost <K> <size>         -> COST <K> <elapsed_ns> <errors> <calling thread's CPU ns>
  *   quit
  * Environment: BENCH_CLIENT_QUEUE (client_queue_size, default 4096), BENCH_SESSION ("bench").
  */
@@ -24,6 +24,12 @@ static uint64_t realtime_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t mono_ns(void) {
@@ -117,12 +123,15 @@ int main(void) {
         } else if (sscanf(line, "cost %llu %zu", &k, &size) == 2) {
             build_payload(payload, sizeof payload, realtime_us(), 0, size);
             uint64_t errors = 0;
+            uint64_t c0 = thread_cpu_ns();
             uint64_t t0 = mono_ns();
             for (unsigned long long i = 0; i < k; i++) {
                 if (herald_notify_ai_progress(server, session, payload) != HERALD_OK) errors++;
             }
             uint64_t elapsed = mono_ns() - t0;
-            printf("COST %llu %llu %llu\n", k, (unsigned long long)elapsed, (unsigned long long)errors);
+            uint64_t cpu = thread_cpu_ns() - c0;
+            printf("COST %llu %llu %llu %llu\n", k, (unsigned long long)elapsed, (unsigned long long)errors,
+                   (unsigned long long)cpu);
             fflush(stdout);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;

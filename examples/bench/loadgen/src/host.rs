@@ -6,7 +6,7 @@
 //!                            {"t":<unix µs>,"i":<index>,"pad":"xx…"}
 //!                            -> `PUSHED <M> <elapsed_ns> <retries>`
 //!   cost <K> <size>          K notify calls with one prebuilt payload, timed around the loop
-//!                            -> `COST <K> <elapsed_ns> <errors>`
+//!                            -> `COST <K> <elapsed_ns> <errors> [<calling thread CPU ns>]`
 //!   quit                     stop the server and exit
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

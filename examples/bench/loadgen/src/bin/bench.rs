@@ -538,6 +538,7 @@ impl Bench {
         };
         settle();
         let mut per_call = Vec::new();
+        let mut cpu_per_call = Vec::new();
         let mut errors = 0.0;
         let mut missing = 0.0;
         // One warm-up chunk, not counted.
@@ -570,6 +571,10 @@ impl Bench {
             if p.len() >= 3 && p[0] > 0.0 {
                 per_call.push(p[1] / p[0]);
                 errors += p[2];
+                // Hosts that can read their thread's CPU clock report it too.
+                if let Some(cpu) = p.get(3) {
+                    cpu_per_call.push(cpu / p[0]);
+                }
             }
             missing += col.missing as f64;
         }
@@ -580,6 +585,9 @@ impl Bench {
             m.insert("ns_per_call".into(), s.median);
             m.insert("ns_per_call_min".into(), s.min);
             m.insert("ns_per_call_max".into(), s.max);
+            if let Some(c) = summarize(&cpu_per_call) {
+                m.insert("cpu_ns_per_call".into(), c.median);
+            }
             m.insert("errors".into(), errors);
             m.insert("missing".into(), missing);
             m.insert("subscribers".into(), n as f64);
@@ -713,6 +721,10 @@ const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
         &[
             ("ns_per_call", "ns per notify call (median of chunks)"),
             ("ns_per_call_min", "fastest chunk, ns per call"),
+            (
+                "cpu_ns_per_call",
+                "calling thread CPU ns per call (C, Python)",
+            ),
             ("errors", "errors"),
             ("missing", "missing deliveries"),
         ],
