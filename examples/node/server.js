@@ -102,16 +102,18 @@ async function main() {
 
   app.get('/api/stats', (req, res) => res.json(notifier.getStats()));
 
-  const httpServer = app.listen(HTTP_PORT, HOST, () => {
+  // Express 5 calls this with the error if listening fails (e.g. EADDRINUSE).
+  const httpServer = app.listen(HTTP_PORT, HOST, (err) => {
+    if (err) {
+      console.error(`http server: ${err.message}`);
+      process.exitCode = 1;
+      shutdown();
+      return;
+    }
     const { port } = httpServer.address();
     // One JSON line on stdout, so scripts (and the tests) can find the ports.
     console.log(JSON.stringify({ event: 'listening', http: port, ws: notifier.port }));
     console.error(`open http://${HOST}:${port}/ (WebSocket ws://${HOST}:${notifier.port}/ws)`);
-  });
-  httpServer.on('error', (err) => {
-    console.error(`http server: ${err.message}`);
-    process.exitCode = 1;
-    shutdown();
   });
 
   let stopping = false;

@@ -292,7 +292,9 @@ describe('process lifetime', () => {
           if (!m) return;
           const port = Number(m[1]);
           // Each connection makes connected + 2 subscribed + disconnected
-          // (+ unsubscribed) events: well over the binding's queue of 1024.
+          // (+ unsubscribed) events: several times the binding's queue of 1024
+          // (a teardown may discard up to a queue's worth before its cleanup
+          // hooks run, so only a much larger backlog shows a hang).
           const N = 1000;
           for (let i = 0; i < N; i += 50) {
             const batch = await Promise.all(

@@ -990,7 +990,7 @@ fn machine_description(
     let cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1");
     format!(
         "Machine: {} CPUs ({}), {}, kernel {}; Rust {}; Node {}; Python {}.\n\
-         Core: git {} ({} uncommitted changes under src/).\n\
+         Core: {}.\n\
          Run: {} → {} (UTC); load average before {}, after {}.\n\
          Command: `{}`\n\
          Herald config in every host: `{{\"port\":0,\"client_queue_size\":{}}}` (all other keys default; \
@@ -1003,8 +1003,7 @@ fn machine_description(
         sh("rustc --version | cut -d' ' -f2"),
         sh("node --version"),
         sh("python3 --version | cut -d' ' -f2"),
-        sh(&format!("git -C '{}' rev-parse --short HEAD", o.repo.display())),
-        sh(&format!("git -C '{}' status --porcelain src | wc -l", o.repo.display())),
+        core_revision(o),
         started,
         finished,
         load_before,
@@ -1015,6 +1014,25 @@ fn machine_description(
         o.queue,
         o.queue * (o.size + 160),
     )
+}
+
+/// The core's revision: $HERALD_BENCH_CORE if set (e.g. for a snapshot without .git),
+/// else git's HEAD and whether src/ has uncommitted changes.
+fn core_revision(o: &Opts) -> String {
+    if let Ok(c) = std::env::var("HERALD_BENCH_CORE") {
+        return c;
+    }
+    let repo = o.repo.display();
+    let rev = sh(&format!(
+        "git -C '{repo}' rev-parse --short HEAD 2>/dev/null"
+    ));
+    if rev.is_empty() {
+        return "unknown revision (not a git checkout)".into();
+    }
+    let dirty = sh(&format!(
+        "git -C '{repo}' status --porcelain src include build.rs | wc -l"
+    ));
+    format!("git {rev}, {dirty} uncommitted changes under src/, include/, build.rs")
 }
 
 fn loadavg() -> String {
