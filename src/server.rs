@@ -104,7 +104,7 @@ impl Shared {
                     "sessionId": client.session_id.as_deref(),
                     "isAlive": client.is_alive(),
                     "state": client.state(),
-                    "remoteAddress": client.remote_addr.to_string(),
+                    "remoteAddr": client.remote_addr.to_string(),
                     "subscriptions": client.subscription_count(),
                     "queued": client.queued(),
                     "messagesSent": Counters::get(&client.messages_sent),

@@ -371,7 +371,7 @@ func TestStats(t *testing.T) {
 	for _, cl := range st.Clients {
 		if cl.ID == a.clientID {
 			found = true
-			if cl.UserID != "u1" || cl.SessionID != "s1" || !cl.IsAlive || cl.State != ClientOpen || cl.RemoteAddress == "" {
+			if cl.UserID != "u1" || cl.SessionID != "s1" || !cl.IsAlive || cl.State != ClientOpen || cl.RemoteAddr == "" {
 				t.Errorf("client stats = %+v, want user u1 session s1 alive, open, with an address", cl)
 			}
 		}

@@ -109,8 +109,8 @@ type ClientStats struct {
 	IsAlive bool `json:"isAlive"`
 	// State is the connection state (the WebSocket readyState numbering).
 	State ClientState `json:"state"`
-	// RemoteAddress is the client's address (host:port).
-	RemoteAddress string `json:"remoteAddress"`
+	// RemoteAddr is the client's address (host:port).
+	RemoteAddr string `json:"remoteAddr"`
 	// Subscriptions is the number of channels the client is subscribed to.
 	Subscriptions uint64 `json:"subscriptions"`
 	// Queued is the number of messages waiting in the client's queue.
