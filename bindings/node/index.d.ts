@@ -50,7 +50,7 @@ export interface ServerOptions {
   /** Messages queued per client before it is evicted as too slow. Default 1024. */
   client_queue_size?: number;
   clientQueueSize?: number;
-  /** Open sockets (WebSocket and HTTP) at most; more are refused. */
+  /** Open sockets (WebSocket and HTTP) at most; more are refused. Default 100000. */
   max_connections?: number;
   maxConnections?: number;
   /** Core worker threads; 0 = one per CPU core, at most 4. */
@@ -95,15 +95,29 @@ export interface ServerOptions {
 }
 
 /**
- * Authentication and channel permissions. When any of `required`, a JWT key or
- * a host authorizer is in place, channel rules apply: `user:U` only for U
- * itself, other channels only as the token's `channels` claim, the authorizer,
- * or `public_channels` allow.
+ * Authentication and channel permissions. As soon as `required`, a JWT key or
+ * a host authorizer ({@link HeraldServer.setAuthorizer}) is in place, the server
+ * is in *secure mode*: `?userId=` is ignored (the user is the token's `sub` or
+ * the authorizer's `userId`), and channel rules apply: `user:U` only for U
+ * itself, other channels (sessions included) only as the token's `channels`
+ * claim, the authorizer's granted patterns or `public_channels` allow, else the
+ * authorizer is asked, else the client gets an error with code `forbidden`.
+ *
+ * Tokens come from `?token=` or an `Authorization: Bearer` header; `exp` is
+ * required, `nbf`, `iss` and `aud` are checked. A forged, expired or
+ * wrong-algorithm token (or, with `required`, a missing one, or an authorizer's
+ * denial) closes the connection with 1008 "Unauthorized" right after the handshake.
  */
 export interface AuthOptions {
-  /** Close clients that do not authenticate with 1008 right after the handshake. */
+  /**
+   * Refuse clients that do not authenticate (no valid token and no authorizer
+   * approval): close 1008 "Unauthorized" right after the handshake. Default false
+   * (without it, a client with no token connects anonymously in secure mode).
+   * Recommended with an authorizer: it also refuses clients that connect before
+   * `setAuthorizer()` has been called.
+   */
   required?: boolean;
-  /** HS256 secret. */
+  /** HS256 secret (at least 16 bytes). */
   jwt_secret?: string;
   jwtSecret?: string;
   /** RS256 or ES256 public key, PEM. */
@@ -118,15 +132,23 @@ export interface AuthOptions {
   /** Clock skew tolerated on `exp` and `nbf`, in seconds. Default 30. */
   jwt_leeway_s?: number;
   jwtLeewayS?: number;
-  /** Channel patterns any authenticated client may subscribe to ("news", "public:*"). */
+  /** Channel patterns (`*` = any run of characters) any client may subscribe to in secure mode ("news", "public:*"). */
   public_channels?: string[];
   publicChannels?: string[];
-  /** How long the host authorizer may take before the request is denied (ms). Default 5000. */
+  /**
+   * How long the host authorizer may take (ms), measured in the core: a request
+   * not answered in time (slow authorizer, busy JS thread) is denied. Default 5000.
+   */
   authorizer_timeout_ms?: number;
   authorizerTimeoutMs?: number;
 }
 
-/** A token bucket per client. */
+/**
+ * A token bucket per client, on by default (50 msg/s, burst 100). A refused
+ * message gets `{"type":"error","error":{"code":"rate_limited"}}`; past
+ * `max_violations` refusals within 10 s the client is closed with 1008.
+ * Chatty clients can raise the numbers; `{messages_per_second: 0}` turns it off.
+ */
 export interface RateLimitOptions {
   /** Sustained client messages per second; 0 turns the limit off. Default 50. */
   messages_per_second?: number;
@@ -138,7 +160,7 @@ export interface RateLimitOptions {
   maxViolations?: number;
 }
 
-/** PEM files for `wss://`. */
+/** PEM files for `wss://` (TLS 1.2 and 1.3); paths are relative to the process's working directory. */
 export interface TlsOptions {
   /** Path of the certificate chain, PEM. */
   cert: string;
@@ -166,7 +188,10 @@ export interface BaseEvent {
 /** 'connection': a WebSocket client connected (core event type `connected`). */
 export interface ConnectionEvent extends BaseEvent {
   type: 'connected';
-  /** The `userId` query parameter of the connection, if any. */
+  /**
+   * The client's user: the `userId` query parameter in open mode; in secure
+   * mode the token's `sub` or the authorizer's `userId` (null if anonymous).
+   */
   userId: string | null;
   /** The `sessionId` query parameter of the connection, if any (it is subscribed to it). */
   sessionId: string | null;
@@ -223,8 +248,8 @@ export interface ClientStats {
   isAlive: boolean;
   /** Connection state: 1 open, 2 closing, 3 closed. */
   state: number;
-  /** The peer's address ("ip:port"). */
-  remoteAddress: string;
+  /** The peer's address ("ip:port"), as in the 'connection' event. */
+  remoteAddr: string;
   /** Channels the client is subscribed to. */
   subscriptions: number;
   /** Messages waiting in the client's queue. */
@@ -254,7 +279,26 @@ export interface Stats {
   heartbeatTimeouts: number;
   invalidMessages: number;
   oversizedMessages: number;
+  /** Sockets refused because `max_connections` was reached. */
   rejectedConnections: number;
+  /** Sockets refused because their IP reached `max_connections_per_ip`. */
+  rejectedPerIp: number;
+  /** Sockets open right now (WebSocket and HTTP, including ones still in their handshake). */
+  openSockets: number;
+  /** Sockets dropped for not completing their HTTP/TLS handshake within `handshake_timeout_ms`. */
+  handshakeTimeouts: number;
+  /** TLS handshakes that failed. */
+  tlsFailures: number;
+  /** Upgrades refused with 403 because their Origin is not in `allowed_origins`. */
+  originRejected: number;
+  /** Connections closed with 1008 "Unauthorized" (bad or missing token, authorizer denial). */
+  authFailures: number;
+  /** Subscriptions refused with an error of code `forbidden`. */
+  forbidden: number;
+  /** Client messages refused by the rate limit (each answered with an error of code `rate_limited`). */
+  rateLimited: number;
+  /** Clients closed with 1008 for exceeding the rate limit repeatedly. */
+  rateLimitCloses: number;
   publishQueueFull: number;
   channelsRejected: number;
   recoveries: number;
@@ -285,6 +329,81 @@ export interface HistoryEntry {
   timestamp: string;
   [key: string]: unknown;
 }
+
+/**
+ * An authorizer request of type `connect`: a client completed the WebSocket
+ * handshake. Holds credentials (`token`, `headers` such as `cookie` and
+ * `authorization`): do not log it as is.
+ */
+export interface ConnectAuthRequest {
+  type: 'connect';
+  /** The request's id (the binding answers it for you). */
+  id: number;
+  /** From `?token=` or an `Authorization: Bearer` header; null if none. */
+  token: string | null;
+  /** The token's `sub` when the core verified it as a JWT (a JWT key is configured); else null. */
+  tokenUserId: string | null;
+  /** The URL's query parameters. */
+  query: { [name: string]: string };
+  /** The request's headers, names in lower case. */
+  headers: { [name: string]: string };
+  /** The `Origin` header, null if absent. */
+  origin: string | null;
+  /** The peer's address ("ip:port"). */
+  remoteAddr: string;
+}
+
+/**
+ * An authorizer request of type `subscribe`: a connected client asked for a
+ * channel that neither its token's `channels` claim, the patterns granted on
+ * connect nor `auth.public_channels` allow (never asked for `user:` channels:
+ * a user's own is always allowed, anyone else's never).
+ */
+export interface SubscribeAuthRequest {
+  type: 'subscribe';
+  id: number;
+  /** The client asking (as in events and for `send`). */
+  clientId: string;
+  /** Its user, null if anonymous. */
+  userId: string | null;
+  /** The channel: "session:<id>" for sessions, else the channel name. */
+  channel: string;
+}
+
+/** What an authorizer receives; switch on `type`. */
+export type AuthRequest = ConnectAuthRequest | SubscribeAuthRequest;
+
+/**
+ * An authorizer's answer. Exactly these keys are accepted: anything else (or
+ * `allow` not a boolean, an empty `userId`) is an invalid decision, reported
+ * and treated as a denial.
+ */
+export interface AuthDecision {
+  /** Whether the client may connect / subscribe. */
+  allow: boolean;
+  /**
+   * Connect only: the client's user id (it is subscribed to `user:<userId>` and
+   * reached by `broadcastToUser`); overrides the token's `sub`. Omit to keep it.
+   */
+  userId?: string | null;
+  /**
+   * Connect only: channel patterns (`*` = any run of characters, e.g.
+   * `"session:alice-*"`) the client may subscribe to without the authorizer
+   * being asked again.
+   */
+  channels?: string[];
+  /** Why the request was denied; only logged by the core (`HERALD_LOG=herald=debug`), never sent to the client. */
+  reason?: string;
+}
+
+/**
+ * A host authorizer: runs on the main thread and returns a decision, `true` /
+ * `false`, or a Promise of either (async lookups are fine). A throw, a rejection
+ * or an invalid decision denies the request and is reported ('authorizerError'
+ * event, else `console.error`); no answer within `auth.authorizer_timeout_ms`
+ * denies it too.
+ */
+export type Authorizer = (request: AuthRequest) => AuthDecision | boolean | PromiseLike<AuthDecision | boolean>;
 
 /**
  * An error thrown (or rejected with) by the server. `code` is `HERALD_` + the
@@ -356,6 +475,48 @@ export declare class HeraldServer extends EventEmitter {
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
   getHistory(channel: string): HistoryEntry[];
 
+  /**
+   * Installs the host authorizer, or removes it with `null`; replaces any
+   * previous one. Returns the server.
+   *
+   * While an authorizer is installed the server is in secure mode (see
+   * {@link AuthOptions}). It is asked on every connect (before the client is
+   * registered: a denial closes it with 1008 "Unauthorized") and on subscribes
+   * to channels not already allowed (a denial is an error with code `forbidden`).
+   * The core asks on a worker thread, never an I/O thread; the binding forwards
+   * the request to the main thread without blocking, calls `authorizer(request)`
+   * there, and answers when it returns or its Promise settles. A slow authorizer
+   * delays only the client it is deciding about, but the answer must come within
+   * `auth.authorizer_timeout_ms` (default 5000), else the request is denied;
+   * requests wait for the main thread, so a busy event loop also runs into it.
+   *
+   * Errors never crash the process: a throw, a rejection or an unusable return
+   * value denies the request and is passed to 'authorizerError' listeners (or
+   * written with `console.error` if there are none).
+   *
+   * The authorizer never keeps the process alive by itself: that is decided by
+   * the server alone (`ref`/`unref`/`close`).
+   *
+   * Removing it (`null`) takes a server without other `auth` settings back to
+   * open mode, where clients name themselves with `?userId=`. Use
+   * `auth: {required: true}` with an authorizer, so that clients connecting
+   * before `setAuthorizer()` is called (right after `start()` resolves) are
+   * refused rather than admitted.
+   *
+   * Throws `TypeError` (`ERR_INVALID_ARG_TYPE`) if `authorizer` is neither a
+   * function nor `null`, `HERALD_STOPPED` once `close()` has been called.
+   *
+   * @example
+   * server.setAuthorizer(async (req) => {
+   *   if (req.type === 'connect') {
+   *     const user = await sessions.lookup(req.headers.cookie);
+   *     return user ? { allow: true, userId: user.id, channels: [`session:${user.id}-*`] } : false;
+   *   }
+   *   return req.channel.startsWith('team:') && (await teams.isMember(req.userId, req.channel));
+   * });
+   */
+  setAuthorizer(authorizer: Authorizer | null): this;
+
   /** Keep the process alive while the server is open (the default). Returns the server. */
   ref(): this;
   /** Let the process exit even though the server is open. Returns the server. */
@@ -377,6 +538,7 @@ export declare class HeraldServer extends EventEmitter {
   on(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   on(event: 'message', listener: (event: MessageEvent) => void): this;
   on(event: 'close', listener: () => void): this;
+  on(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 
   once(event: 'connection', listener: (event: ConnectionEvent) => void): this;
@@ -385,6 +547,7 @@ export declare class HeraldServer extends EventEmitter {
   once(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   once(event: 'message', listener: (event: MessageEvent) => void): this;
   once(event: 'close', listener: () => void): this;
+  once(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 
   addListener(event: 'connection', listener: (event: ConnectionEvent) => void): this;
@@ -393,6 +556,7 @@ export declare class HeraldServer extends EventEmitter {
   addListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   addListener(event: 'message', listener: (event: MessageEvent) => void): this;
   addListener(event: 'close', listener: () => void): this;
+  addListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   addListener(event: string | symbol, listener: (...args: any[]) => void): this;
 
   prependListener(event: 'connection', listener: (event: ConnectionEvent) => void): this;
@@ -401,6 +565,7 @@ export declare class HeraldServer extends EventEmitter {
   prependListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   prependListener(event: 'message', listener: (event: MessageEvent) => void): this;
   prependListener(event: 'close', listener: () => void): this;
+  prependListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
 
   off(event: 'connection', listener: (event: ConnectionEvent) => void): this;
@@ -409,6 +574,7 @@ export declare class HeraldServer extends EventEmitter {
   off(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   off(event: 'message', listener: (event: MessageEvent) => void): this;
   off(event: 'close', listener: () => void): this;
+  off(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   off(event: string | symbol, listener: (...args: any[]) => void): this;
 
   emit(event: 'connection', event_: ConnectionEvent): boolean;
@@ -417,6 +583,7 @@ export declare class HeraldServer extends EventEmitter {
   emit(event: 'unsubscribe', event_: UnsubscribeEvent): boolean;
   emit(event: 'message', event_: MessageEvent): boolean;
   emit(event: 'close'): boolean;
+  emit(event: 'authorizerError', error: Error, request: AuthRequest): boolean;
   emit(event: string | symbol, ...args: any[]): boolean;
 }
 

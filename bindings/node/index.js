@@ -43,9 +43,18 @@ const EVENT_NAMES = {
   client_message: 'message',
 };
 
+/** Decisions sent when the host's authorizer could not give one. */
+const DENY_JSON = '{"allow":false}';
+
 function typeError(message) {
   const err = new TypeError(message);
   err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+function stoppedError() {
+  const err = new Error('the server has been stopped');
+  err.code = 'HERALD_STOPPED';
   return err;
 }
 
@@ -106,7 +115,9 @@ function configJson(options) {
  * A running Herald server. Obtain one with `herald.start(options)`.
  *
  * Events: 'connection', 'disconnect', 'subscribe', 'unsubscribe', 'message'
- * (each with the core's event object) and 'close' (after `close()` finished).
+ * (each with the core's event object), 'close' (after `close()` finished) and
+ * 'authorizerError' (error, request) when the authorizer failed (if no listener
+ * is attached, the error is written with console.error instead).
  */
 class HeraldServer extends EventEmitter {
   /** @param {symbol} token @param {object} nativeServer @param {object} state */
@@ -118,6 +129,8 @@ class HeraldServer extends EventEmitter {
     this._native = nativeServer;
     this._state = state; // shared with the event callback created before start resolved
     this._closePromise = null;
+    this._authorizer = null; // the host's authorizer function, if any
+    this._lateAuthReported = false;
     state.server = this;
     if (state.pending.length > 0) {
       // Events that arrived between bind and now (e.g. a client reconnecting at
@@ -196,6 +209,29 @@ class HeraldServer extends EventEmitter {
     return JSON.parse(this._call('history', channel));
   }
 
+  /**
+   * Installs the host authorizer (`fn`) or removes it (`null`). `fn(request)`
+   * is called on the main thread for every connect and for subscribes to
+   * channels the token/config do not allow; it returns a decision
+   * (`{allow, userId?, channels?, reason?}` or a boolean) or a Promise of one.
+   * A throw, a rejection or an invalid decision denies (and is reported).
+   */
+  setAuthorizer(fn) {
+    if (fn !== null && typeof fn !== 'function') {
+      throw typeError(`The "authorizer" argument must be a function or null. Received ${describe(fn)}`);
+    }
+    if (this._native.closed) throw stoppedError();
+    if (fn === null) {
+      if (this._authorizer !== null) this._native.setAuthorizer(null);
+    } else if (this._authorizer === null) {
+      // One native callback while an authorizer is installed; replacing `fn`
+      // only changes what it calls.
+      this._native.setAuthorizer((json) => this._authorize(json));
+    }
+    this._authorizer = fn;
+    return this;
+  }
+
   /** Keep the process alive while the server is open (the default). */
   ref() {
     this._native.ref();
@@ -241,6 +277,107 @@ class HeraldServer extends EventEmitter {
 
   _call(method, ...args) {
     return this._native[method](...args);
+  }
+
+  /** An authorization request from the core (main thread): ask the host, then answer. */
+  _authorize(json) {
+    const request = JSON.parse(json);
+    const fn = this._authorizer;
+    if (fn === null) {
+      this._authReply(request, DENY_JSON);
+      return;
+    }
+    let result;
+    let thenable = false;
+    try {
+      result = fn(request);
+      thenable =
+        result !== null &&
+        (typeof result === 'object' || typeof result === 'function') &&
+        typeof result.then === 'function';
+    } catch (err) {
+      this._authFailed(request, err);
+      return;
+    }
+    if (thenable) {
+      Promise.resolve(result)
+        .then(
+          (decision) => this._authDecide(request, decision),
+          (err) => this._authFailed(request, err),
+        )
+        .catch((err) => console.error('herald: internal error while answering the authorizer:', err));
+    } else {
+      this._authDecide(request, result);
+    }
+  }
+
+  /** Sends the host's decision (boolean or object), or a denial if it is unusable. */
+  _authDecide(request, decision) {
+    let json;
+    if (decision === true || decision === false) {
+      json = decision ? '{"allow":true}' : DENY_JSON;
+    } else if (decision !== null && typeof decision === 'object' && !Array.isArray(decision)) {
+      try {
+        json = JSON.stringify(decision);
+      } catch (err) {
+        this._authFailed(request, err);
+        return;
+      }
+    } else {
+      this._authFailed(
+        request,
+        typeError(
+          `An authorizer must return a boolean or {allow, userId?, channels?, reason?} (or a Promise of one). Received ${describe(decision)}`,
+        ),
+      );
+      return;
+    }
+    try {
+      this._native.authorizeReply(request.id, json);
+    } catch (err) {
+      if (err.code === 'HERALD_INVALID_JSON') {
+        // Malformed decision (e.g. `allow` not a boolean, an unknown key): the
+        // request is still pending; deny it.
+        this._authFailed(request, err);
+      } else {
+        this._authLate(err);
+      }
+    }
+  }
+
+  /** The authorizer threw, rejected or returned something unusable: report and deny. */
+  _authFailed(request, err) {
+    this._authReply(request, DENY_JSON);
+    try {
+      if (this.listenerCount('authorizerError') > 0) {
+        this.emit('authorizerError', err, request);
+      } else {
+        console.error(`herald: the authorizer failed on a ${request.type} request; denied:`, err);
+      }
+    } catch (listenerErr) {
+      // A throwing 'authorizerError' listener must not leave an unhandled rejection.
+      console.error('herald: an authorizerError listener threw:', listenerErr);
+    }
+  }
+
+  _authReply(request, json) {
+    try {
+      this._native.authorizeReply(request.id, json);
+    } catch (err) {
+      this._authLate(err);
+    }
+  }
+
+  /** A reply the core refused: already answered/timed out (denied), or the server stopped. */
+  _authLate(err) {
+    if (err.code === 'HERALD_INVALID_ARGUMENT' && !this._lateAuthReported && this.listening) {
+      this._lateAuthReported = true;
+      console.error(
+        'herald: the authorizer answered after auth.authorizer_timeout_ms, so the request had already been ' +
+          'denied (reported once per server):',
+        err.message,
+      );
+    }
   }
 
   _dispatch(json) {

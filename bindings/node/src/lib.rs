@@ -31,6 +31,21 @@
 //! cleanup hooks run last-in first-out, so Node closes the threadsafe function
 //! first, which wakes an event thread blocked on its full queue; only then does
 //! the hook wait for the core to stop (and for its event thread to finish).
+//!
+//! Host authorizer: the core calls our closure on one of its worker threads
+//! (never an I/O thread) for every authorization request. The closure must not
+//! block, so it only queues the request's JSON on a second threadsafe function
+//! (non-blocking call) and returns; the JS callback runs the host's function
+//! and answers through `authorizeReply(id, decisionJson)` whenever it settles.
+//! If the request cannot be queued (the queue of `AUTH_BACKLOG` requests is
+//! full because the JS thread is busy, or the environment is going away) it is
+//! denied at once; a request queued but not answered in time is denied by the
+//! core (`auth.authorizer_timeout_ms`). That threadsafe function is *weak*
+//! (unref'd): whether the process stays alive is decided by the event
+//! threadsafe function alone (and thus by `ref()`/`unref()`/`close()`), so an
+//! authorizer never keeps a closed or unref'd server's process alive. It is
+//! released by `setAuthorizer(null)`, after the core has stopped on `close()`,
+//! and by the environment cleanup hook.
 
 #![deny(clippy::all)]
 
@@ -46,6 +61,11 @@ use napi_derive::napi;
 /// Events queued for the main thread at most; beyond it the core's event
 /// thread waits (and the core's own queue absorbs, then drops and counts).
 const EVENT_BACKLOG: usize = 1024;
+
+/// Authorization requests queued for the main thread at most; beyond it (the
+/// JS thread is busy) a request is denied at once instead of blocking the
+/// core's worker thread.
+const AUTH_BACKLOG: usize = 4096;
 
 /// How long the environment cleanup hook lets a server drain when the JS
 /// environment goes away with the server still open.
@@ -79,6 +99,11 @@ fn js_error(env: &Env, code: &str, message: &str) -> napi::Error {
     })();
     made.unwrap_or_else(|e| e)
 }
+
+/// The threadsafe function authorization requests travel through: the JS
+/// callback receives the request's JSON; weak, so it never holds the loop open.
+type AuthTsfn =
+    ThreadsafeFunction<String, Unknown<'static>, String, Status, false, true, AUTH_BACKLOG>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -145,6 +170,52 @@ impl EventSink {
     }
 }
 
+/// Where the core's authorizer closure sends requests. One per server; the
+/// closure installed in the core only holds an `Arc` of it.
+///
+/// `server` is a handle on the very server whose authorizer holds this sink (a
+/// reference cycle), needed to deny a request that cannot be queued. The cycle
+/// is broken once the core has stopped (`close()` or environment teardown):
+/// `clear` drops both the handle and the threadsafe function.
+#[derive(Default)]
+struct AuthSink {
+    tsfn: Mutex<Option<Arc<AuthTsfn>>>,
+    server: Mutex<Option<herald::Server>>,
+}
+
+impl AuthSink {
+    /// The core's authorizer: called on a Herald worker thread; never blocks.
+    fn ask(&self, request: &herald::AuthRequest) {
+        let tsfn = lock(&self.tsfn).clone();
+        let why = match tsfn {
+            Some(tsfn) => {
+                match tsfn.call(request.to_json(), ThreadsafeFunctionCallMode::NonBlocking) {
+                    Status::Ok => return,
+                    Status::QueueFull => {
+                        "the JavaScript thread is not keeping up with authorization requests"
+                    }
+                    _ => "the JavaScript environment is shutting down",
+                }
+            }
+            // setAuthorizer(null) raced with this request.
+            None => "the authorizer was removed",
+        };
+        let server = lock(&self.server).clone();
+        if let Some(server) = server {
+            let _ = server.authorize_reply(request.id(), herald::AuthDecision::deny(why));
+        }
+    }
+
+    /// Drops the threadsafe function (released: queued requests still reach
+    /// JS, whose late replies are then refused) and the server handle.
+    fn clear(&self) {
+        let tsfn = lock(&self.tsfn).take();
+        let server = lock(&self.server).take();
+        drop(tsfn);
+        drop(server);
+    }
+}
+
 /// What the environment cleanup hook stops: the server once started. Shared
 /// by the hook, the start task and the native server.
 #[derive(Default)]
@@ -152,6 +223,8 @@ struct Teardown {
     server: Option<herald::Server>,
     /// Set by the hook: a start still in flight must stop what it starts.
     torn_down: bool,
+    /// The server's authorizer sink, cleared once the server is stopped.
+    auth: Arc<AuthSink>,
 }
 
 type TeardownSlot = Arc<Mutex<Teardown>>;
@@ -163,16 +236,17 @@ struct HookHandle(napi::CleanupEnvHook<TeardownSlot>);
 unsafe impl Send for HookHandle {}
 
 fn run_teardown(slot: TeardownSlot) {
-    let server = {
+    let (server, auth) = {
         let mut t = lock(&slot);
         t.torn_down = true;
-        t.server.take()
+        (t.server.take(), Arc::clone(&t.auth))
     };
     if let Some(server) = server {
         if !server.is_stopped() {
             let _ = server.stop(TEARDOWN_STOP_TIMEOUT);
         }
     }
+    auth.clear();
 }
 
 /// Version of the Herald core this addon was built against.
@@ -277,6 +351,7 @@ impl Task for StartTask {
                 port: u32::from(server.port()),
                 server,
                 sink: Arc::clone(&self.sink),
+                auth: Arc::clone(&lock(&self.slot).auth),
                 slot: Arc::clone(&self.slot),
                 hook: Cell::new(self.hook.take()),
                 closing: Cell::new(false),
@@ -302,6 +377,7 @@ pub struct NativeServer {
     server: herald::Server,
     port: u32,
     sink: Arc<EventSink>,
+    auth: Arc<AuthSink>,
     slot: TeardownSlot,
     hook: Cell<Option<HookHandle>>,
     closing: Cell<bool>,
@@ -395,6 +471,74 @@ impl NativeServer {
         self.server.history_json(&channel).map_err(herald_err)
     }
 
+    /// Installs (`callback` given) or removes (`null`) the host authorizer.
+    /// `callback` receives each request's JSON on the main thread and must
+    /// eventually answer with `authorizeReply(request.id, decisionJson)`.
+    /// Installing again replaces the callback. Throws `HERALD_STOPPED` once
+    /// `close()` has been called.
+    #[napi(ts_args_type = "callback: ((requestJson: string) => void) | null")]
+    pub fn set_authorizer(
+        &self,
+        env: Env,
+        callback: Option<Function<'_, String, Unknown<'static>>>,
+    ) -> Result<()> {
+        if self.closing.get() {
+            return Err(js_error(
+                &env,
+                "HERALD_STOPPED",
+                "the server has been stopped",
+            ));
+        }
+        let Some(callback) = callback else {
+            self.server
+                .set_authorizer(None)
+                .map_err(|e| js_error(&env, &code_of(e.kind()), e.message()))?;
+            // The core no longer calls the closure (bar one already under way,
+            // which then denies): release the threadsafe function.
+            let tsfn = lock(&self.auth.tsfn).take();
+            drop(tsfn);
+            return Ok(());
+        };
+        let tsfn: AuthTsfn = callback
+            .build_threadsafe_function::<String>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .max_queue_size::<AUTH_BACKLOG>()
+            .build()?;
+        let previous = lock(&self.auth.tsfn).replace(Arc::new(tsfn));
+        *lock(&self.auth.server) = Some(self.server.clone());
+        let auth = Arc::clone(&self.auth);
+        let authorizer: herald::Authorizer =
+            Arc::new(move |request: &herald::AuthRequest| auth.ask(request));
+        if let Err(e) = self.server.set_authorizer(Some(authorizer)) {
+            let ours = lock(&self.auth.tsfn).take();
+            *lock(&self.auth.tsfn) = previous;
+            drop(ours);
+            return Err(js_error(&env, &code_of(e.kind()), e.message()));
+        }
+        drop(previous);
+        Ok(())
+    }
+
+    /// Answers authorization request `id` with the core's decision JSON
+    /// (`{"allow":bool,"userId"?,"channels"?,"reason"?}`). Throws
+    /// `HERALD_INVALID_JSON` for a malformed decision (the request stays
+    /// pending), `HERALD_INVALID_ARGUMENT` if the request was already answered
+    /// or timed out, `HERALD_STOPPED` once the server has stopped.
+    #[napi]
+    pub fn authorize_reply(&self, id: i64, decision_json: String) -> Result<(), String> {
+        let id = u64::try_from(id).map_err(|_| {
+            napi::Error::new(
+                code_of(herald::ErrorKind::InvalidArgument),
+                format!("invalid authorization request id {id}"),
+            )
+        })?;
+        let decision = herald::AuthDecision::from_json(&decision_json).map_err(herald_err)?;
+        self.server
+            .authorize_reply(id, decision)
+            .map_err(herald_err)
+    }
+
     /// Keep the event loop alive while the server is open (the default).
     #[napi(js_name = "ref")]
     pub fn ref_(&self, env: Env) -> Result<()> {
@@ -429,6 +573,7 @@ impl NativeServer {
         Ok(AsyncTask::new(CloseTask {
             server: self.server.clone(),
             sink: Arc::clone(&self.sink),
+            auth: Arc::clone(&self.auth),
             timeout: Duration::from_millis(u64::from(timeout_ms)),
         }))
     }
@@ -437,6 +582,7 @@ impl NativeServer {
 pub struct CloseTask {
     server: herald::Server,
     sink: Arc<EventSink>,
+    auth: Arc<AuthSink>,
     timeout: Duration,
 }
 
@@ -446,6 +592,9 @@ impl Task for CloseTask {
 
     fn compute(&mut self) -> Result<Self::Output> {
         let result = self.server.stop(self.timeout);
+        // Stopped: no more authorizer calls. Break the server <-> sink cycle
+        // and release the authorizer's threadsafe function.
+        self.auth.clear();
         // The core makes no handler calls after stop returns, so the marker is
         // queued after every event; then the threadsafe function is released.
         self.sink.finish();

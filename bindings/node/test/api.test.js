@@ -221,6 +221,7 @@ describe('a running server', () => {
     assert.equal(me.userId, 'stats-user');
     assert.equal(me.sessionId, 'stats-session');
     assert.equal(me.isAlive, true);
+    assert.match(me.remoteAddr, /^127\.0\.0\.1:\d+$/);
     // The same JSON is served over HTTP.
     const res = await fetch(`http://127.0.0.1:${server.port}/api/ws/stats`);
     assert.equal(res.status, 200);
@@ -437,6 +438,8 @@ describe('close()', () => {
       () => server.send('c', {}),
       () => server.getStats(),
       () => server.getHistory('c'),
+      () => server.setAuthorizer(() => true),
+      () => server.setAuthorizer(null),
     ];
     for (const call of calls) expectThrow(assert, call, 'HERALD_STOPPED');
     // ref/unref after close are harmless no-ops.

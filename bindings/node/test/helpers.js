@@ -5,6 +5,7 @@
 // wait only fails after a generous deadline).
 
 const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const path = require('node:path');
 const WebSocket = require('ws');
 
@@ -76,7 +77,12 @@ class Client {
   /** Connects and waits for the server's {"type":"connection"} welcome. */
   static async connect(port, query = {}, wsPath = '/ws') {
     const qs = new URLSearchParams(query).toString();
-    const client = new Client(new WebSocket(`ws://127.0.0.1:${port}${wsPath}${qs ? `?${qs}` : ''}`));
+    return Client.open(`ws://127.0.0.1:${port}${wsPath}${qs ? `?${qs}` : ''}`);
+  }
+
+  /** Opens `url` (`wsOptions`: headers, origin, ca, ...) and waits for the welcome. */
+  static async open(url, wsOptions = {}) {
+    const client = new Client(new WebSocket(url, wsOptions));
     await withTimeout(
       new Promise((resolve, reject) => {
         client.ws.once('open', resolve);
@@ -144,6 +150,76 @@ class Client {
   }
 }
 
+/**
+ * Opens `url` and reports how the attempt ended, for connections expected to
+ * be refused: {outcome: 'closed', opened, code, reason, messages} (closed by
+ * the server), {outcome: 'http', statusCode} (the upgrade was refused),
+ * {outcome: 'error', message} (socket or TLS error), or {outcome: 'connected',
+ * client} (the server's welcome arrived: the connection was accepted and is
+ * left open; terminate it with `client.terminate()`).
+ */
+function attempt(url, wsOptions = {}) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const ws = new WebSocket(url, wsOptions);
+      const messages = [];
+      let opened = false;
+      let settled = false;
+      const done = (result) => {
+        if (!settled) {
+          settled = true;
+          resolve(result);
+        }
+      };
+      ws.on('open', () => {
+        opened = true;
+      });
+      ws.on('message', (data) => {
+        const msg = JSON.parse(data.toString());
+        messages.push(msg);
+        if (msg.type === 'connection') {
+          done({ outcome: 'connected', client: { ws, terminate: () => ws.terminate(), messages } });
+        }
+      });
+      ws.on('unexpected-response', (req, res) => {
+        done({ outcome: 'http', statusCode: res.statusCode });
+        req.destroy();
+        res.resume();
+      });
+      ws.on('error', (err) => done({ outcome: 'error', message: err.message }));
+      ws.on('close', (code, reason) => done({ outcome: 'closed', opened, code, reason: reason.toString(), messages }));
+    }),
+    `the outcome of a connection to ${url}`,
+  );
+}
+
+function base64url(value) {
+  return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+}
+
+/** A JWT signed with HS256 (HMAC-SHA256 over base64url(header).base64url(payload)). */
+function hs256(payload, secret, header = { alg: 'HS256', typ: 'JWT' }) {
+  const signingInput = `${base64url(header)}.${base64url(payload)}`;
+  const signature = crypto.createHmac('sha256', secret).update(signingInput).digest('base64url');
+  return `${signingInput}.${signature}`;
+}
+
+/** Seconds since the epoch, as JWT `exp`/`nbf`/`iat` use. */
+function nowSeconds() {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Polls `fn` until it returns a truthy value (bounded; no timing assertion). */
+async function eventually(fn, label, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Asserts `fn()` throws an Error with `code` (and optionally a constructor). */
 function expectThrow(assert, fn, code, ctor = Error) {
   assert.throws(fn, (err) => {
@@ -195,4 +271,17 @@ function runNode(script, { ms = 20_000, onLine, env = {}, cwd = PKG_DIR, args = 
   });
 }
 
-module.exports = { WAIT_MS, PKG_DIR, withTimeout, matches, Recorder, Client, expectThrow, runNode };
+module.exports = {
+  WAIT_MS,
+  PKG_DIR,
+  withTimeout,
+  matches,
+  Recorder,
+  Client,
+  attempt,
+  hs256,
+  nowSeconds,
+  eventually,
+  expectThrow,
+  runNode,
+};

@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { Client, runNode, withTimeout } = require('./helpers');
+const { Client, attempt, runNode, withTimeout } = require('./helpers');
 
 /** A port that was free a moment ago. */
 function freePort() {
@@ -334,5 +334,152 @@ describe('process lifetime', () => {
       console.log('worker exited ' + code);
     `);
     assertExitedCleanly(res, /port \d+\nworker exited 0/);
+  });
+});
+
+describe('process lifetime with an authorizer', () => {
+  /** Runs a child and resolves with the port it prints as "port N", plus the running child. */
+  function childWithPort(body, opts = {}) {
+    let gotPort;
+    const portP = new Promise((resolve) => {
+      gotPort = resolve;
+    });
+    const running = child(body, {
+      ...opts,
+      onLine: (line, proc) => {
+        const m = /^port (\d+)$/.exec(line);
+        if (m) gotPort(Number(m[1]));
+        if (opts.onLine) opts.onLine(line, proc);
+      },
+    });
+    return { port: withTimeout(portP, 'the child to start'), running };
+  }
+
+  it('exits after close when an (async) authorizer was set and used', async () => {
+    const { port, running } = childWithPort(`
+      const s = await herald.start({ port: 0, auth: { required: true } });
+      s.setAuthorizer(async (req) => {
+        await new Promise((r) => setTimeout(r, 10));
+        return { allow: true, userId: 'life' };
+      });
+      s.on('message', async (e) => {
+        if (e.message.type === 'quit') {
+          await s.close();
+          console.log('closed');
+        }
+      });
+      console.log('port ' + s.port);
+    `);
+    const c = await Client.connect(await port);
+    await c.sync();
+    c.send({ type: 'quit' });
+    assert.equal((await withTimeout(c.closed, 'the close frame')).code, 1001);
+    assertExitedCleanly(await running, /closed\n/);
+  });
+
+  it('exits after close when an authorizer was set but never asked, or removed', async () => {
+    const res = await child(`
+      const a = await herald.start({ port: 0 });
+      a.setAuthorizer(() => true);
+      await a.close();
+      const b = await herald.start({ port: 0 });
+      b.setAuthorizer(() => true).setAuthorizer(null).setAuthorizer(async () => false);
+      await b.close();
+      console.log('closed both');
+    `);
+    assertExitedCleanly(res, /closed both/);
+  });
+
+  it("an authorizer does not keep an unref'd server's process alive", async () => {
+    const res = await child(`
+      const s = await herald.start({ port: 0 });
+      s.setAuthorizer(() => true);
+      s.unref();
+      console.log('unrefed');
+    `);
+    assertExitedCleanly(res, /unrefed/);
+  });
+
+  it('an authorizer that throws or rejects (no listener) is logged and denies; the process lives on and exits after close', async () => {
+    const { port, running } = childWithPort(`
+      const s = await herald.start({ port: 0, auth: { required: true } });
+      let n = 0;
+      s.setAuthorizer(async (req) => {
+        n += 1;
+        if (n === 1) throw new Error('kaboom-async');
+        setTimeout(async () => { await s.close(); console.log('closed'); }, 50);
+        return Promise.reject(new Error('kaboom-rejected'));
+      });
+      console.log('port ' + s.port);
+    `);
+    const p = await port;
+    for (let i = 0; i < 2; i += 1) {
+      const r = await attempt(`ws://127.0.0.1:${p}/ws`);
+      assert.equal(r.outcome, 'closed');
+      assert.equal(r.code, 1008);
+    }
+    const res = await running;
+    assertExitedCleanly(res, /closed\n/);
+    assert.match(res.stderr, /herald: the authorizer failed on a connect request; denied: Error: kaboom-async/);
+    assert.match(res.stderr, /kaboom-rejected/);
+  });
+
+  it("a blocked JS thread: the core's timeout denies, the late answer is reported, nothing crashes", async () => {
+    const flag = path.join(os.tmpdir(), `herald-busy-${process.pid}-${Date.now()}`);
+    const { port, running } = childWithPort(`
+      const fs = require('node:fs');
+      const s = await herald.start({ port: 0, auth: { required: true, authorizer_timeout_ms: 200 } });
+      s.setAuthorizer(() => { console.log('asked'); return true; });
+      console.log('port ' + s.port);
+      // Busy: the authorization request waits for this thread.
+      const deadline = Date.now() + 30000;
+      while (!fs.existsSync(${JSON.stringify(flag)}) && Date.now() < deadline) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+      console.log('unblocked');
+      setTimeout(async () => { await s.close(); console.log('closed'); }, 100);
+    `);
+    try {
+      const r = await attempt(`ws://127.0.0.1:${await port}/ws`);
+      assert.equal(r.outcome, 'closed', JSON.stringify(r.outcome));
+      assert.equal(r.code, 1008, 'denied by the timeout while the JS thread was blocked');
+    } finally {
+      fs.writeFileSync(flag, '');
+    }
+    try {
+      const res = await running;
+      assertExitedCleanly(res, /unblocked\nasked\nclosed\n/);
+      assert.match(res.stderr, /answered after auth\.authorizer_timeout_ms/);
+    } finally {
+      fs.rmSync(flag, { force: true });
+    }
+  });
+
+  it('a worker thread that ends with its server open and an authorizer set stops the server', async () => {
+    const res = await child(`
+      const { Worker } = require('node:worker_threads');
+      const WebSocket = require('ws');
+      const w = new Worker(\`
+        const herald = require(${HERALD.replace(/\\/g, '\\\\')});
+        const { parentPort } = require('node:worker_threads');
+        herald.start({ port: 0, auth: { required: true } }).then((s) => {
+          s.setAuthorizer(async () => ({ allow: true, userId: 'in-worker' }));
+          parentPort.postMessage(s.port);
+        });
+      \`, { eval: true });
+      const port = await new Promise((r) => w.once('message', r));
+      const ws = new WebSocket('ws://127.0.0.1:' + port + '/ws');
+      await new Promise((resolve, reject) => {
+        ws.on('message', resolve); // the welcome: the worker's authorizer allowed it
+        ws.on('error', reject);
+      });
+      console.log('connected');
+      await w.terminate();
+      ws.terminate();
+      const again = await herald.start({ port });
+      console.log('rebound ' + (again.port === port));
+      await again.close();
+    `);
+    assertExitedCleanly(res, /connected\nrebound true/);
   });
 });

@@ -8,12 +8,13 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const herald = require('..');
+const { Client } = require('./helpers');
 
 const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
 
-function classBody(name) {
-  const start = dts.indexOf(`export declare class ${name}`);
-  assert.ok(start >= 0, `index.d.ts declares class ${name}`);
+function classBody(name, kind = 'declare class') {
+  const start = dts.indexOf(`export ${kind} ${name} `);
+  assert.ok(start >= 0, `index.d.ts declares ${kind} ${name}`);
   let depth = 0;
   for (let i = dts.indexOf('{', start); i < dts.length; i += 1) {
     if (dts[i] === '{') depth += 1;
@@ -43,5 +44,46 @@ it('declares exactly the public members of HeraldServer', () => {
       own.includes(name) || name in EventEmitter.prototype,
       `HeraldServer.${name} is declared but does not exist`,
     );
+  }
+});
+
+/** Asserts every key of `obj` is a declared member of interface `name`. */
+function assertDeclares(name, obj) {
+  const body = classBody(name, 'interface');
+  for (const key of Object.keys(obj)) {
+    assert.match(body, new RegExp(`^ {2}(readonly )?${key}\\??:`, 'm'), `${name} declares ${key}`);
+  }
+}
+
+it('declares every stats counter and client field the core reports', async () => {
+  const server = await herald.start({ port: 0 });
+  const c = await Client.connect(server.port, { userId: 'types' });
+  try {
+    const stats = server.getStats();
+    assertDeclares('Stats', stats);
+    assert.equal(stats.clients.length, 1);
+    assertDeclares('ClientStats', stats.clients[0]);
+  } finally {
+    c.terminate();
+    await server.close();
+  }
+});
+
+it('declares every field of authorizer requests', async () => {
+  const server = await herald.start({ port: 0 });
+  const seen = {};
+  server.setAuthorizer((req) => {
+    seen[req.type] = req;
+    return true;
+  });
+  const c = await Client.connect(server.port, { token: 't' });
+  try {
+    c.send({ type: 'subscribe', channel: 'types' });
+    await c.next({ type: 'subscribed' });
+    assertDeclares('ConnectAuthRequest', seen.connect);
+    assertDeclares('SubscribeAuthRequest', seen.subscribe);
+  } finally {
+    c.terminate();
+    await server.close();
   }
 });
