@@ -612,10 +612,11 @@ func TestAuthorizeReplyStatuses(t *testing.T) {
 		decision string
 		want     error
 	}{
-		{`{"allow":true}`, ErrInvalidArgument},                 // no such request
-		{`{"allow":`, ErrInvalidJSON},                          // not JSON
-		{`{"allow":true,"extra":1}`, ErrInvalidJSON},           // unknown field
-		{`{"allow":true,"userId":"a\nb"}`, ErrInvalidArgument}, // bad userId (the core reports INVALID_ARGUMENT)
+		{`{"allow":true}`, ErrInvalidArgument},             // no such request
+		{`{"allow":`, ErrInvalidJSON},                      // not JSON
+		{`{"allow":true,"extra":1}`, ErrInvalidJSON},       // unknown field
+		{`{"allow":true,"userId":"a\nb"}`, ErrInvalidJSON}, // bad userId
+		{`[true,null,[],null]`, ErrInvalidJSON},            // not an object
 	}
 	for _, c := range cases {
 		err := srv.authorizeReply(987654321, cString([]byte(c.decision)))

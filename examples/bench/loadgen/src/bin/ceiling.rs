@@ -9,7 +9,9 @@
 use herald_bench::{iso_millis, progress_payload, unix_micros, ws};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
 use std::io::{BufRead, ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -50,13 +52,50 @@ enum State {
     Open,
 }
 
+/// Bytes waiting to go out on one socket: shared message frames (never copied per
+/// socket) and the socket's own small replies, in order.
+enum Chunk {
+    Shared(Arc<Msg>),
+    Own(Box<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(m) => &m.frame,
+            Chunk::Own(b) => b,
+        }
+    }
+}
+
 struct Conn {
     stream: TcpStream,
     state: State,
     inbuf: Vec<u8>,
-    out: Vec<u8>,
+    /// Pending output; `off` bytes of the front chunk are already written.
+    pending: VecDeque<Chunk>,
+    off: usize,
+    pending_bytes: usize,
     session: Option<Arc<str>>,
     close_after_flush: bool,
+}
+
+impl Conn {
+    fn push_own(&mut self, bytes: Vec<u8>) {
+        self.pending_bytes += bytes.len();
+        self.pending.push_back(Chunk::Own(bytes.into_boxed_slice()));
+    }
+
+    fn push_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut b = Vec::with_capacity(payload.len() + 4);
+        ws::server_frame(opcode, payload, &mut b);
+        self.push_own(b);
+    }
+
+    fn push_shared(&mut self, m: &Arc<Msg>) {
+        self.pending_bytes += m.frame.len();
+        self.pending.push_back(Chunk::Shared(Arc::clone(m)));
+    }
 }
 
 impl ShardHandle {
@@ -263,10 +302,10 @@ fn shard(
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     drop_it |= !read_conn(c, &mut scratch, &shared);
                 }
-                if !drop_it && !c.out.is_empty() && (ev.is_writable() || c.close_after_flush) {
+                if !drop_it && !c.pending.is_empty() && (ev.is_writable() || c.close_after_flush) {
                     drop_it |= !flush(c);
                 }
-                if c.close_after_flush && c.out.is_empty() {
+                if c.close_after_flush && c.pending.is_empty() {
                     drop_it = true;
                 }
             }
@@ -296,7 +335,9 @@ fn shard(
                             stream,
                             state: State::Handshake,
                             inbuf: Vec::new(),
-                            out: Vec::new(),
+                            pending: VecDeque::new(),
+                            off: 0,
+                            pending_bytes: 0,
                             session: None,
                             close_after_flush: false,
                         });
@@ -317,28 +358,27 @@ fn shard(
                 if !matches!(c.state, State::Open) {
                     continue;
                 }
-                let before = c.out.len();
-                if let Some(s) = &c.session {
+                let mut n = 0u64;
+                if let Some(sess) = c.session.clone() {
                     for m in &msgs {
-                        if m.session == *s {
-                            c.out.extend_from_slice(&m.frame);
+                        if m.session == sess {
+                            c.push_shared(m);
+                            n += 1;
                         }
                     }
                 }
                 if ping_due {
-                    ws::server_frame(ws::OP_PING, b"", &mut c.out);
+                    c.push_frame(ws::OP_PING, b"");
                 }
-                if c.out.len() > before {
-                    let n =
-                        (c.out.len() - before) / msgs.first().map_or(1, |m| m.frame.len()).max(1);
-                    shared.sent.fetch_add(n as u64, Ordering::Relaxed);
+                if n > 0 || ping_due {
+                    shared.sent.fetch_add(n, Ordering::Relaxed);
                     dirty.push(idx);
                 }
             }
             msgs.clear();
             for idx in dirty.drain(..) {
                 let ok = match conns[idx].as_mut() {
-                    Some(c) if c.out.len() > MAX_PENDING => false, // slow consumer: evict
+                    Some(c) if c.pending_bytes > MAX_PENDING => false, // slow consumer: evict
                     Some(c) => flush(c),
                     None => true,
                 };
@@ -366,22 +406,52 @@ fn close(
     }
 }
 
-/// One write of everything pending. False when the socket is dead.
+/// One writev of everything pending (up to IOV_MAX chunks). False when the socket is dead.
 fn flush(c: &mut Conn) -> bool {
-    if c.out.is_empty() {
+    const IOV_MAX: usize = 1024;
+    if c.pending.is_empty() {
         return true;
     }
-    match c.stream.write(&c.out) {
-        Ok(n) => {
-            c.out.drain(..n);
-            if c.out.is_empty() && c.out.capacity() > 64 * 1024 {
-                c.out = Vec::new();
-            }
-            true
-        }
-        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => true,
-        Err(_) => false,
+    let mut iov: [libc::iovec; IOV_MAX] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; IOV_MAX];
+    let mut count = 0;
+    for (i, chunk) in c.pending.iter().take(IOV_MAX).enumerate() {
+        let bytes = if i == 0 {
+            &chunk.bytes()[c.off..]
+        } else {
+            chunk.bytes()
+        };
+        iov[i] = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        count = i + 1;
     }
+    // SAFETY: the iovecs point into chunks owned by `c.pending`, alive for the call.
+    let n = unsafe { libc::writev(c.stream.as_raw_fd(), iov.as_ptr(), count as libc::c_int) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted;
+    }
+    let mut n = n as usize;
+    c.pending_bytes -= n;
+    while n > 0 {
+        let left = c.pending[0].bytes().len() - c.off;
+        if n >= left {
+            n -= left;
+            c.off = 0;
+            c.pending.pop_front();
+        } else {
+            c.off += n;
+            n = 0;
+        }
+    }
+    if c.pending.is_empty() && c.pending.capacity() > 64 {
+        c.pending = VecDeque::new();
+    }
+    true
 }
 
 /// Reads everything available. False when the connection should be dropped.
@@ -419,13 +489,13 @@ fn read_conn(c: &mut Conn, scratch: &mut [u8], shared: &Shared) -> bool {
             let resp = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
-            c.out.extend_from_slice(resp.as_bytes());
+            c.push_own(resp.into_bytes());
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
                 "{{\"type\":\"connection\",\"status\":\"connected\",\"clientId\":\"{id:016x}\",\"timestamp\":\"{}\"}}",
                 iso_millis(unix_micros() / 1000)
             );
-            ws::server_frame(ws::OP_TEXT, msg.as_bytes(), &mut c.out);
+            c.push_frame(ws::OP_TEXT, msg.as_bytes());
             c.state = State::Open;
             shared.active.fetch_add(1, Ordering::Relaxed);
             shared.total.fetch_add(1, Ordering::Relaxed);
@@ -449,7 +519,7 @@ fn read_conn(c: &mut Conn, scratch: &mut [u8], shared: &Shared) -> bool {
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            c.out.extend_from_slice(resp.as_bytes());
+            c.push_own(resp.into_bytes());
             c.close_after_flush = true;
             return flush(c);
         }
@@ -469,9 +539,9 @@ fn read_conn(c: &mut Conn, scratch: &mut [u8], shared: &Shared) -> bool {
         at += f.end();
         match f.opcode {
             ws::OP_TEXT => handle_text(c, &payload, shared),
-            ws::OP_PING => ws::server_frame(ws::OP_PONG, &payload, &mut c.out),
+            ws::OP_PING => c.push_frame(ws::OP_PONG, &payload),
             ws::OP_CLOSE => {
-                ws::server_frame(ws::OP_CLOSE, &payload[..payload.len().min(2)], &mut c.out);
+                c.push_frame(ws::OP_CLOSE, &payload[..payload.len().min(2)]);
                 c.close_after_flush = true;
                 break;
             }
@@ -489,13 +559,13 @@ fn handle_text(c: &mut Conn, payload: &[u8], shared: &Shared) {
     let now = iso_millis(unix_micros() / 1000);
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
         let m = format!("{{\"type\":\"error\",\"error\":{{\"code\":\"invalid_message\",\"message\":\"not valid JSON\"}},\"timestamp\":\"{now}\"}}");
-        ws::server_frame(ws::OP_TEXT, m.as_bytes(), &mut c.out);
+        c.push_frame(ws::OP_TEXT, m.as_bytes());
         return;
     };
     match v.get("type").and_then(|t| t.as_str()) {
         Some("ping") => {
             let m = format!("{{\"type\":\"pong\",\"timestamp\":\"{now}\"}}");
-            ws::server_frame(ws::OP_TEXT, m.as_bytes(), &mut c.out);
+            c.push_frame(ws::OP_TEXT, m.as_bytes());
         }
         Some("subscribe") => {
             if let Some(s) = v.get("sessionId").and_then(|s| s.as_str()) {
@@ -506,13 +576,13 @@ fn handle_text(c: &mut Conn, payload: &[u8], shared: &Shared) {
                     shared.seq.load(Ordering::Relaxed),
                     shared.epoch
                 );
-                ws::server_frame(ws::OP_TEXT, m.as_bytes(), &mut c.out);
+                c.push_frame(ws::OP_TEXT, m.as_bytes());
             }
         }
         Some("unsubscribe") => {
             c.session = None;
             let m = format!("{{\"type\":\"unsubscribed\",\"timestamp\":\"{now}\"}}");
-            ws::server_frame(ws::OP_TEXT, m.as_bytes(), &mut c.out);
+            c.push_frame(ws::OP_TEXT, m.as_bytes());
         }
         _ => {}
     }
