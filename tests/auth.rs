@@ -431,41 +431,52 @@ async fn connection_floods_are_refused_while_others_are_served() {
     connect(&server, "").await;
 }
 
-#[tokio::test]
-async fn a_message_flood_is_rate_limited_then_closed() {
-    let server = start(r#"{"rate_limit":{"messages_per_second":5,"burst":5,"max_violations":10}}"#);
-    let mut flooder = connect(&server, "").await;
-    let mut bystander = connect(&server, "").await;
-    for _ in 0..100 {
-        if futures_util::SinkExt::send(&mut flooder.ws, Message::text(r#"{"type":"ping"}"#))
+/// Sends `count` pings without reading (stops early if the server closes).
+async fn flood(ws: &mut Ws, count: usize) {
+    for _ in 0..count {
+        if futures_util::SinkExt::send(ws, Message::text(r#"{"type":"ping"}"#))
             .await
             .is_err()
         {
             break;
         }
     }
+}
+
+/// Reads until the close frame: (pongs, rate_limited errors, close code). A reset
+/// instead of a close frame fails the test.
+async fn read_until_close(ws: &mut Ws) -> (usize, usize, Option<u16>) {
     let (mut pongs, mut limited) = (0, 0);
-    let code = loop {
-        match tokio::time::timeout(WAIT, flooder.ws.next())
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
             .await
             .expect("timed out")
         {
             Some(Ok(Message::Text(t))) => {
                 let m: Value = serde_json::from_str(&t).unwrap();
-                match m["type"].as_str().unwrap() {
-                    "pong" => pongs += 1,
-                    "error" => {
+                match m["type"].as_str() {
+                    Some("pong") => pongs += 1,
+                    Some("error") => {
                         assert_eq!(m["error"]["code"], "rate_limited");
                         limited += 1
                     }
-                    other => panic!("unexpected {other}"),
+                    other => panic!("unexpected {other:?}"),
                 }
             }
-            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Close(f))) => return (pongs, limited, f.map(|f| u16::from(f.code))),
             Some(Ok(_)) => {}
-            _ => break None,
+            other => panic!("the connection ended without a close frame: {other:?}"),
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_message_flood_is_rate_limited_then_closed() {
+    let server = start(r#"{"rate_limit":{"messages_per_second":5,"burst":5,"max_violations":10}}"#);
+    let mut flooder = connect(&server, "").await;
+    let mut bystander = connect(&server, "").await;
+    flood(&mut flooder.ws, 100).await;
+    let (pongs, limited, code) = read_until_close(&mut flooder.ws).await;
     assert_eq!(code, Some(1008));
     assert!((5..20).contains(&pongs), "pongs: {pongs}");
     assert_eq!(limited, 10);
@@ -616,32 +627,7 @@ async fn the_authorizer_may_stop_its_own_server() {
 async fn a_flooder_that_never_reads_still_gets_its_errors_and_the_close() {
     let server = start(r#"{"rate_limit":{"messages_per_second":1,"burst":5,"max_violations":5}}"#);
     let mut flooder = connect(&server, "").await;
-    for _ in 0..300 {
-        if futures_util::SinkExt::send(&mut flooder.ws, Message::text(r#"{"type":"ping"}"#))
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
+    flood(&mut flooder.ws, 300).await;
     wait_stats(&server, |s| s["rateLimitCloses"] == 1).await;
-    let (mut pongs, mut limited) = (0, 0);
-    let code = loop {
-        match tokio::time::timeout(WAIT, flooder.ws.next())
-            .await
-            .expect("timed out")
-        {
-            Some(Ok(Message::Text(t))) => {
-                match serde_json::from_str::<Value>(&t).unwrap()["type"].as_str() {
-                    Some("pong") => pongs += 1,
-                    Some("error") => limited += 1,
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => {}
-            other => panic!("the connection was reset instead of closed: {other:?}"),
-        }
-    };
-    assert_eq!((pongs, limited, code), (5, 5, Some(1008)));
+    assert_eq!(read_until_close(&mut flooder.ws).await, (5, 5, Some(1008)));
 }
