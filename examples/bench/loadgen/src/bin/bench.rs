@@ -297,6 +297,9 @@ fn push_phase(
     let pushed = host.expect("PUSHED", Duration::from_secs(60));
     let peak_rss = peak.finish();
     let mut col = pool.collect();
+    // What the server keeps once the burst is over (buffers retained per connection).
+    std::thread::sleep(Duration::from_secs(1));
+    let after = procstat::sample(pid);
     let mut m_out = Metrics::new();
     let received = col.received as f64;
     let span_s = (col.last_recv_us.saturating_sub(t_go)) as f64 / 1e6;
@@ -328,6 +331,9 @@ fn push_phase(
         },
     );
     m_out.insert("server_peak_rss_mb".into(), peak_rss as f64 / 1024.0);
+    if let Some(a) = after {
+        m_out.insert("server_rss_after_mb".into(), a.rss_kb as f64 / 1024.0);
+    }
     if let Some(line) = pushed {
         let p: Vec<&str> = line.split_whitespace().collect();
         if let (Some(ns), Some(retries)) = (p.get(2), p.get(3)) {
@@ -675,6 +681,7 @@ const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
             ("lat_p50_us", "latency p50 µs"),
             ("lat_p99_us", "latency p99 µs"),
             ("server_peak_rss_mb", "server peak RSS MB"),
+            ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
             ("missing", "missing"),
             ("out_of_order", "out of order"),
             ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
@@ -689,6 +696,7 @@ const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
             ("lat_p50_us", "latency p50 µs"),
             ("lat_p99_us", "latency p99 µs"),
             ("server_peak_rss_mb", "server peak RSS MB"),
+            ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
             ("missing", "missing"),
             ("out_of_order", "out of order"),
             ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
@@ -989,11 +997,11 @@ fn machine_description(
 ) -> String {
     let cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1");
     format!(
-        "Machine: {} CPUs ({}), {}, kernel {}; Rust {}; Node {}; Python {}.\n\
-         Core: {}.\n\
-         Run: {} → {} (UTC); load average before {}, after {}.\n\
-         Command: `{}`\n\
-         Herald config in every host: `{{\"port\":0,\"client_queue_size\":{}}}` (all other keys default; \
+        "- Machine: {} CPUs ({}), {}, kernel {}; Rust {}; Node {}; Python {}.\n\
+         - Core: {}.\n\
+         - Run: {} → {} (UTC); load average before {}, after {}.\n\
+         - Command: `{}`\n\
+         - Herald config in every host: `{{\"port\":0,\"client_queue_size\":{}}}` (all other keys default; \
          history on, 256 per channel), so a subscriber can hold {} undelivered messages before eviction and nothing is \
          evicted at M ≤ {}. The ws peer evicts a client whose bufferedAmount exceeds {} bytes.",
         sh("nproc"),
