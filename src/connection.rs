@@ -44,11 +44,17 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let identity = match shared
-        .auth
-        .connect(&handshake.credentials, &remote.to_string())
-        .await
-    {
+    // The credentials (every request header, the token) are needed only for the
+    // authorizer: drop them before the connection's long life starts, or every idle
+    // connection keeps its upgrade request's headers (~0.7 KB) in its task.
+    let Handshake {
+        credentials,
+        session_id,
+        since,
+    } = handshake;
+    let identity = shared.auth.connect(&credentials, &remote.to_string()).await;
+    drop(credentials);
+    let identity = match identity {
         Ok(identity) => identity,
         Err(why) => {
             // Closing right after the handshake is what a browser can observe (1008).
@@ -64,7 +70,6 @@ pub(crate) async fn serve<S>(
         }
     };
     let user_id = identity.user_id;
-    let session_id = handshake.session_id;
     let (client, queue) = shared.new_client(
         user_id.as_deref(),
         session_id.as_deref(),
@@ -84,10 +89,9 @@ pub(crate) async fn serve<S>(
     }
     if let Some(session) = &session_id {
         // A `since` in the URL is answered like a subscribe message with `since`.
-        let reply = handshake.since.is_some();
+        let reply = since.is_some();
         let target = Target::Session(session.clone());
-        subscribed
-            .extend(subscribe(&shared, &client, &target, handshake.since.as_ref(), reply).await);
+        subscribed.extend(subscribe(&shared, &client, &target, since.as_ref(), reply).await);
     }
     shared.events.push(Event::Connected {
         client_id: client.id.to_string(),

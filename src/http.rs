@@ -22,7 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 
 /// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
 /// default would dominate idle memory. Larger frames grow it on demand.
-const READ_BUFFER_SIZE: usize = 512;
+const READ_BUFFER_SIZE: usize = 128;
 
 type Body = Full<Bytes>;
 

@@ -5,7 +5,6 @@
 //! channel's `seq` and `epoch` without serializing again.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::time::now_iso;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -89,13 +88,18 @@ pub(crate) struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    pub fn with_type(message_type: &str) -> Self {
+    pub fn with_type(message_type: &'static str) -> Self {
+        Self::with_type_capacity(message_type, 128)
+    }
+
+    /// `capacity`: the expected length, so building never reallocates.
+    pub fn with_type_capacity(message_type: &'static str, capacity: usize) -> Self {
         let mut w = ObjectWriter {
-            buf: Vec::with_capacity(128),
+            buf: Vec::with_capacity(capacity),
         };
-        w.buf.push(b'{');
-        w.key("type");
-        w.string(message_type);
+        w.buf.extend_from_slice(b"{\"type\":\"");
+        w.buf.extend_from_slice(message_type.as_bytes());
+        w.buf.push(b'"');
         w
     }
 
@@ -107,6 +111,7 @@ impl ObjectWriter {
         w
     }
 
+    /// A key from the host's JSON: escaped.
     fn key(&mut self, key: &str) {
         if self.buf.len() > 1 {
             self.buf.push(b',');
@@ -115,39 +120,66 @@ impl ObjectWriter {
         self.buf.push(b':');
     }
 
-    fn string(&mut self, value: &str) {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.buf, value);
+    /// A key of the protocol: a plain ASCII literal, written as is.
+    fn lit(&mut self, key: &'static str) {
+        if self.buf.len() > 1 {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
     }
 
-    pub fn str(mut self, key: &str, value: &str) -> Self {
-        self.key(key);
+    fn string(&mut self, value: &str) {
+        // Plain strings (the usual ids) need no escaping; the rest go through serde_json.
+        if value
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+        {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            // Writing a str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.buf, value);
+        }
+    }
+
+    pub fn str(mut self, key: &'static str, value: &str) -> Self {
+        self.lit(key);
         self.string(value);
         self
     }
 
-    pub fn u64(mut self, key: &str, value: u64) -> Self {
-        self.key(key);
-        self.buf.extend_from_slice(value.to_string().as_bytes());
+    pub fn u64(mut self, key: &'static str, value: u64) -> Self {
+        use std::io::Write;
+        self.lit(key);
+        let _ = write!(self.buf, "{value}");
         self
     }
 
-    pub fn bool(mut self, key: &str, value: bool) -> Self {
-        self.key(key);
+    pub fn bool(mut self, key: &'static str, value: bool) -> Self {
+        self.lit(key);
         self.buf
             .extend_from_slice(if value { b"true" } else { b"false" });
         self
     }
 
     /// Inserts already-validated JSON text.
-    pub fn raw(mut self, key: &str, json: &str) -> Self {
-        self.key(key);
+    pub fn raw(mut self, key: &'static str, json: &str) -> Self {
+        self.lit(key);
         self.buf.extend_from_slice(json.as_bytes());
         self
     }
 
-    pub fn timestamp(self) -> Self {
-        self.str("timestamp", &now_iso())
+    pub fn timestamp(mut self) -> Self {
+        let mut iso = [0u8; 24];
+        crate::time::write_iso_millis(crate::time::unix_millis(), &mut iso);
+        self.lit("timestamp");
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(&iso);
+        self.buf.push(b'"');
+        self
     }
 
     /// Leaves the object open for `seq`/`epoch`.
@@ -172,8 +204,9 @@ impl OpenObject {
 
     /// Closes the object after appending the channel position of this publication.
     pub fn close_with_position(mut self, seq: u64, epoch: &str) -> Utf8Bytes {
+        use std::io::Write;
         self.0.extend_from_slice(b",\"seq\":");
-        self.0.extend_from_slice(seq.to_string().as_bytes());
+        let _ = write!(self.0, "{seq}");
         self.0.extend_from_slice(b",\"epoch\":");
         let _ = serde_json::to_writer(&mut self.0, epoch);
         self.0.push(b'}');
@@ -283,11 +316,15 @@ pub(crate) fn ai_notification(
     payload_json: &str,
 ) -> Result<OpenObject> {
     let payload = validate_object(event.payload_key(), payload_json)?;
-    Ok(ObjectWriter::with_type(event.message_type())
-        .str("sessionId", session_id)
-        .raw(event.payload_key(), payload.get())
-        .timestamp()
-        .open())
+    // type, sessionId, payload, timestamp, and room for seq and epoch.
+    let capacity = 96 + session_id.len() + payload.get().len() + 64;
+    Ok(
+        ObjectWriter::with_type_capacity(event.message_type(), capacity)
+            .str("sessionId", session_id)
+            .raw(event.payload_key(), payload.get())
+            .timestamp()
+            .open(),
+    )
 }
 
 /// A host's own message, as given, plus `timestamp` when it has none and `channel`

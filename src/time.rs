@@ -17,17 +17,41 @@ pub(crate) fn now_iso() -> String {
 
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub(crate) fn format_iso_millis(unix_ms: u64) -> String {
+    let mut out = [0u8; 24];
+    write_iso_millis(unix_ms, &mut out);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out.to_vec()).expect("ASCII")
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS.mmmZ` into `out` without allocating or going through
+/// `fmt` (this runs once per host call and per protocol reply).
+pub(crate) fn write_iso_millis(unix_ms: u64, out: &mut [u8; 24]) {
     let secs = unix_ms / 1000;
-    let millis = unix_ms % 1000;
+    let millis = (unix_ms % 1000) as u32;
     let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
+    let rem = (secs % 86_400) as u32;
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    let year = year.clamp(0, 9999) as u32;
+    fn two(out: &mut [u8], v: u32) {
+        out[0] = b'0' + (v / 10) as u8;
+        out[1] = b'0' + (v % 10) as u8;
+    }
+    two(&mut out[0..2], year / 100);
+    two(&mut out[2..4], year % 100);
+    out[4] = b'-';
+    two(&mut out[5..7], month);
+    out[7] = b'-';
+    two(&mut out[8..10], day);
+    out[10] = b'T';
+    two(&mut out[11..13], rem / 3600);
+    out[13] = b':';
+    two(&mut out[14..16], (rem / 60) % 60);
+    out[16] = b':';
+    two(&mut out[17..19], rem % 60);
+    out[19] = b'.';
+    out[20] = b'0' + (millis / 100) as u8;
+    two(&mut out[21..23], millis % 100);
+    out[23] = b'Z';
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
