@@ -236,17 +236,10 @@ pub(crate) fn pong() -> Utf8Bytes {
 }
 
 pub(crate) fn error(code: &str, message: &str) -> Utf8Bytes {
-    let mut body = Vec::with_capacity(64 + message.len());
-    body.push(b'{');
-    let _ = serde_json::to_writer(&mut body, "code");
-    body.push(b':');
-    let _ = serde_json::to_writer(&mut body, code);
-    body.push(b',');
-    let _ = serde_json::to_writer(&mut body, "message");
-    body.push(b':');
-    let _ = serde_json::to_writer(&mut body, message);
-    body.push(b'}');
-    let body = String::from_utf8(body).expect("escaped JSON is UTF-8");
+    let body = ObjectWriter::empty()
+        .str("code", code)
+        .str("message", message)
+        .finish();
     ObjectWriter::with_type("error")
         .raw("error", &body)
         .timestamp()
