@@ -671,37 +671,23 @@ fn fmt_ratio(median_ratio: Option<f64>, per_round: &[f64]) -> String {
     }
 }
 
+/// The flat-out cases (N=1000 and N=10000) report the same metrics.
+const FLAT_METRICS: &[(&str, &str)] = &[
+    ("deliveries_per_s", "deliveries/s"),
+    ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
+    ("server_cpu_cores", "server CPU (cores busy)"),
+    ("lat_p50_us", "latency p50 µs"),
+    ("lat_p99_us", "latency p99 µs"),
+    ("server_peak_rss_mb", "server peak RSS MB"),
+    ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
+    ("missing", "missing"),
+    ("out_of_order", "out of order"),
+    ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
+];
+
 const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "flat1k",
-        &[
-            ("deliveries_per_s", "deliveries/s"),
-            ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
-            ("server_cpu_cores", "server CPU (cores busy)"),
-            ("lat_p50_us", "latency p50 µs"),
-            ("lat_p99_us", "latency p99 µs"),
-            ("server_peak_rss_mb", "server peak RSS MB"),
-            ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
-            ("missing", "missing"),
-            ("out_of_order", "out of order"),
-            ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
-        ],
-    ),
-    (
-        "flat10k",
-        &[
-            ("deliveries_per_s", "deliveries/s"),
-            ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
-            ("server_cpu_cores", "server CPU (cores busy)"),
-            ("lat_p50_us", "latency p50 µs"),
-            ("lat_p99_us", "latency p99 µs"),
-            ("server_peak_rss_mb", "server peak RSS MB"),
-            ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
-            ("missing", "missing"),
-            ("out_of_order", "out of order"),
-            ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
-        ],
-    ),
+    ("flat1k", FLAT_METRICS),
+    ("flat10k", FLAT_METRICS),
     (
         "paced",
         &[
