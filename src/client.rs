@@ -1,11 +1,13 @@
 //! One connected client as the rest of the core sees it: a bounded outbound queue,
 //! liveness, and a way to ask its connection to close.
 
+use crate::wire::Frame;
+use futures_util::task::AtomicWaker;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, Notify};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use std::task::Waker;
 
 /// WebSocket readyState numbers, as browsers and `ws` report them.
 pub(crate) const STATE_OPEN: u8 = 1;
@@ -63,11 +65,11 @@ impl CloseReason {
 
 /// One entry of a client's queue.
 pub(crate) enum Outbound {
-    Message(Utf8Bytes),
+    Message(Frame),
     /// What a recovering client missed, as one entry: a replay is bounded by history,
     /// and counting it message by message against the queue would evict the very
     /// client it is meant to catch up.
-    Replay(Vec<Utf8Bytes>),
+    Replay(Vec<Frame>),
 }
 
 impl Outbound {
@@ -79,8 +81,8 @@ impl Outbound {
     }
 }
 
-impl From<Utf8Bytes> for Outbound {
-    fn from(message: Utf8Bytes) -> Self {
+impl From<Frame> for Outbound {
+    fn from(message: Frame) -> Self {
         Outbound::Message(message)
     }
 }
@@ -95,6 +97,15 @@ pub(crate) enum Delivery {
     Closed,
 }
 
+/// A plain deque under a mutex rather than a channel: it allocates only while it holds
+/// something, and the publisher wakes the connection only when it goes from empty to
+/// non-empty, so a burst costs one wake-up per connection, not one per message.
+#[derive(Default)]
+struct OutQueue {
+    entries: VecDeque<Outbound>,
+    closed: bool,
+}
+
 pub(crate) struct Client {
     /// Internal key in channel subscriber maps.
     pub key: u64,
@@ -104,10 +115,10 @@ pub(crate) struct Client {
     /// Channel patterns its token or the authorizer granted.
     pub grants: Vec<String>,
     pub remote_addr: SocketAddr,
-    queue: mpsc::Sender<Outbound>,
+    queue: Mutex<OutQueue>,
     queue_capacity: usize,
-    /// Wakes the writer for a ping or a close request.
-    pub control: Notify,
+    /// Wakes the connection's task: queued messages, a ping or a close request.
+    waker: AtomicWaker,
     close_request: Mutex<Option<CloseReason>>,
     ping_requested: AtomicBool,
     last_seen_ms: AtomicU64,
@@ -129,18 +140,17 @@ impl Client {
         remote_addr: SocketAddr,
         queue_capacity: usize,
         now_ms: u64,
-    ) -> (Arc<Client>, mpsc::Receiver<Outbound>) {
-        let (queue, receiver) = mpsc::channel(queue_capacity);
-        let client = Arc::new(Client {
+    ) -> Arc<Client> {
+        Arc::new(Client {
             key,
             id,
             user_id,
             session_id,
             grants,
             remote_addr,
-            queue,
+            queue: Mutex::new(OutQueue::default()),
             queue_capacity,
-            control: Notify::new(),
+            waker: AtomicWaker::new(),
             close_request: Mutex::new(None),
             ping_requested: AtomicBool::new(false),
             last_seen_ms: AtomicU64::new(now_ms),
@@ -148,24 +158,63 @@ impl Client {
             state: AtomicU8::new(STATE_OPEN),
             subscriptions: Mutex::new(Vec::new()),
             messages_sent: AtomicU64::new(0),
-        });
-        (client, receiver)
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, OutQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a message without waiting. A full queue evicts the client: one slow
     /// reader must never hold up the others.
     pub fn enqueue(&self, message: impl Into<Outbound>) -> Delivery {
-        match self.queue.try_send(message.into()) {
-            Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.request_close(CloseReason::SlowConsumer) {
-                    Delivery::Evicted
-                } else {
-                    Delivery::Closed
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
+        let mut queue = self.queue();
+        if queue.closed {
+            return Delivery::Closed;
         }
+        if queue.entries.len() >= self.queue_capacity {
+            drop(queue);
+            return if self.request_close(CloseReason::SlowConsumer) {
+                Delivery::Evicted
+            } else {
+                Delivery::Closed
+            };
+        }
+        queue.entries.push_back(message.into());
+        let was_empty = queue.entries.len() == 1;
+        drop(queue);
+        if was_empty {
+            self.waker.wake();
+        }
+        Delivery::Queued
+    }
+
+    /// Moves up to `max` queued entries into `out`; returns the messages moved.
+    pub fn take_queued(&self, max: usize, mut out: impl FnMut(Outbound)) -> usize {
+        let mut queue = self.queue();
+        let n = queue.entries.len().min(max);
+        let mut messages = 0;
+        for entry in queue.entries.drain(..n) {
+            messages += entry.message_count();
+            out(entry);
+        }
+        if queue.entries.is_empty() && queue.entries.capacity() > 16 {
+            // A burst's room is not kept by an idle client.
+            queue.entries = VecDeque::new();
+        }
+        messages
+    }
+
+    /// Refuses every further message; returns what was still queued.
+    pub fn close_queue(&self) -> VecDeque<Outbound> {
+        let mut queue = self.queue();
+        queue.closed = true;
+        std::mem::take(&mut queue.entries)
+    }
+
+    /// Registers the connection task to be woken by [`Client::enqueue`] and requests.
+    pub fn register_waker(&self, waker: &Waker) {
+        self.waker.register(waker);
     }
 
     /// Asks the connection to close; the first reason wins. True if this call set it.
@@ -177,7 +226,7 @@ impl Client {
         *request = Some(reason);
         drop(request);
         self.state.store(STATE_CLOSING, Ordering::Relaxed);
-        self.control.notify_one();
+        self.waker.wake();
         true
     }
 
@@ -188,7 +237,7 @@ impl Client {
     pub fn request_ping(&self) {
         self.alive.store(false, Ordering::Relaxed);
         self.ping_requested.store(true, Ordering::Relaxed);
-        self.control.notify_one();
+        self.waker.wake();
     }
 
     pub fn take_ping_request(&self) -> bool {
@@ -218,7 +267,7 @@ impl Client {
     }
 
     pub fn queued(&self) -> usize {
-        self.queue_capacity - self.queue.capacity()
+        self.queue().entries.len()
     }
 
     pub fn subscription_count(&self) -> usize {

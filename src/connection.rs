@@ -1,5 +1,5 @@
-//! One WebSocket connection: a reader that handles the client's frames in place, and
-//! a writer task that drains the client's queue, feeding many frames per flush.
+//! One WebSocket connection, served by one task: it reads and answers the client's
+//! frames and writes the client's queue, many pre-encoded frames per `writev`.
 
 use crate::auth::Credentials;
 use crate::client::{Client, CloseReason, Outbound};
@@ -9,21 +9,25 @@ use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
 use crate::stats::Counters;
 use crate::time::now_iso;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use crate::wire::{WireIo, PING};
+use futures_util::StreamExt;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-/// Most frames written per flush.
+/// Most queue entries moved to the socket at a time.
 const MAX_BATCH: usize = 256;
+/// Most client frames handled per poll before the task yields to others.
+const READS_PER_POLL: usize = 32;
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -37,7 +41,7 @@ pub(crate) struct Handshake {
 
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
-    mut ws: WebSocketStream<S>,
+    mut ws: WebSocketStream<WireIo<S>>,
     handshake: Handshake,
     remote: SocketAddr,
     slot: SocketSlot,
@@ -70,7 +74,7 @@ pub(crate) async fn serve<S>(
         }
     };
     let user_id = identity.user_id;
-    let (client, queue) = shared.new_client(
+    let client = shared.new_client(
         user_id.as_deref(),
         session_id.as_deref(),
         identity.grants,
@@ -107,14 +111,23 @@ pub(crate) async fn serve<S>(
         client.request_close(CloseReason::Shutdown);
     }
 
-    let (sink, stream) = ws.split();
-    let writer = tokio::spawn(write_loop(
-        Arc::clone(&shared),
-        Arc::clone(&client),
-        sink,
-        queue,
-    ));
-    let peer_close = read_loop(&shared, &client, stream, writer).await;
+    let mut connection = Connection {
+        shared: Arc::clone(&shared),
+        client: Arc::clone(&client),
+        ws,
+        rate: RateLimiter::new(
+            shared.config.rate_limit.messages_per_second,
+            shared.config.rate_limit.burst,
+            shared.config.rate_limit.max_violations,
+        ),
+        in_flight: None,
+        peer_close: None,
+        unsent: 0,
+    };
+    let reason = poll_fn(|cx| connection.poll_open(cx)).await;
+    // The closing path runs once per connection: boxed, so its timers and futures do
+    // not sit in every idle connection's task.
+    let peer_close = Box::pin(connection.close(reason)).await;
     drop(slot);
 
     shared.hub.unregister(&client);
@@ -136,105 +149,225 @@ pub(crate) async fn serve<S>(
     shared.connection_closed.notify_waiters();
 }
 
-/// Reads until the peer leaves or the writer has closed the connection. Returns the
-/// peer's close frame, if it sent one.
-async fn read_loop<S>(
-    shared: &Shared,
-    client: &Arc<Client>,
-    mut stream: SplitStream<WebSocketStream<S>>,
-    mut writer: tokio::task::JoinHandle<()>,
-) -> Option<CloseFrame>
+/// A subscribe waiting for the host's authorizer.
+type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An open connection, served by one task: it reads the client's frames, answers them,
+/// and writes the client's queue, many frames per write.
+struct Connection<S> {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    ws: WebSocketStream<WireIo<S>>,
+    rate: Option<RateLimiter>,
+    /// While a subscribe waits for the authorizer, reading pauses (the client's
+    /// messages are answered in order) but writing goes on.
+    in_flight: Option<InFlight>,
+    peer_close: Option<CloseFrame>,
+    /// Messages handed to the socket and not yet written.
+    unsent: u64,
+}
+
+impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut peer_close = None;
-    let limits = &shared.config.rate_limit;
-    let mut rate = RateLimiter::new(
-        limits.messages_per_second,
-        limits.burst,
-        limits.max_violations,
-    );
-    let writer_finished = loop {
-        tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(message)) => {
-                    client.touch(shared.now_ms());
-                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                        Counters::add(&shared.counters.messages_received, 1);
-                        match rate.as_mut().map_or(Verdict::Accept, |r| r.check(std::time::Instant::now())) {
-                            Verdict::Accept => {}
-                            Verdict::Refuse => {
-                                Counters::add(&shared.counters.rate_limited, 1);
-                                client.enqueue(protocol::error("rate_limited", "too many messages; slow down"));
-                                continue;
-                            }
-                            Verdict::Close => {
-                                Counters::add(&shared.counters.rate_limit_closes, 1);
-                                client.request_close(CloseReason::RateLimited);
-                                break false;
-                            }
-                        }
-                    }
-                    match message {
-                        Message::Text(text) => handle_text(shared, client, &text).await,
-                        Message::Binary(_) => reject(shared, client, "binary frames are not supported; send JSON text"),
-                        Message::Close(frame) => {
-                            peer_close = frame;
-                            break false;
-                        }
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    }
+    /// Serves the connection until it must close, and says why.
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        self.client.register_waker(cx.waker());
+        if let Some(reason) = self.client.close_requested() {
+            return Poll::Ready(reason);
+        }
+        if self.client.take_ping_request() {
+            self.ws.get_mut().push_control(PING);
+        }
+        // Reading first: the replies it queues go out with this poll's write.
+        if let Poll::Ready(reason) = self.poll_read(cx) {
+            return Poll::Ready(reason);
+        }
+        match self.poll_write(cx) {
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(client = %self.client.id, error = %e, "write failed");
+                Poll::Ready(CloseReason::PeerGone)
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        for _ in 0..READS_PER_POLL {
+            if let Some(in_flight) = &mut self.in_flight {
+                if in_flight.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
+                self.in_flight = None;
+            }
+            let message = match ready!(self.ws.poll_next_unpin(cx)) {
+                Some(Ok(message)) => message,
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                    Counters::add(&shared.counters.oversized_messages, 1);
-                    tracing::debug!(client = %client.id, size, max_size, "closing: message too big");
-                    client.request_close(CloseReason::MessageTooBig);
-                    break false;
+                    Counters::add(&self.shared.counters.oversized_messages, 1);
+                    tracing::debug!(client = %self.client.id, size, max_size, "closing: message too big");
+                    return Poll::Ready(CloseReason::MessageTooBig);
                 }
                 Some(Err(e)) => {
-                    tracing::debug!(client = %client.id, error = %e, "read failed");
-                    break false;
+                    tracing::debug!(client = %self.client.id, error = %e, "read failed");
+                    return Poll::Ready(CloseReason::PeerGone);
                 }
-                None => break false,
-            },
-            _ = &mut writer => break true,
+                None => return Poll::Ready(CloseReason::PeerGone),
+            };
+            if let Some(reason) = self.on_message(message) {
+                return Poll::Ready(reason);
+            }
         }
-    };
-    if !writer_finished {
-        client.request_close(CloseReason::PeerGone);
-        if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
+        // A client that keeps sending yields to the others; it is polled again soon.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Moves the client's queue to the socket and writes it, until the queue is empty
+    /// or the socket is full. The queue is taken in batches so that a client that does
+    /// not read keeps its backlog in the queue, where its bound evicts it.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let wire = self.ws.get_mut();
+            let mut moved = 0;
+            if wire.queued() < MAX_BATCH {
+                moved = self
+                    .client
+                    .take_queued(MAX_BATCH, |entry| push_entry(wire, entry));
+                self.unsent += moved as u64;
+            }
+            ready!(self.ws.get_mut().poll_send(cx))?;
+            self.credit_sent();
+            if moved == 0 {
+                return Poll::Ready(Ok(()));
+            }
         }
     }
-    // Keep reading until the peer answers the close or goes: closing a socket with unread
-    // input sends a TCP reset, which can destroy what the peer has not read yet (a
-    // rate-limited client's errors and its close frame, say).
-    if peer_close.is_none() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(message)) = stream.next().await {
-                if let Message::Close(frame) = message {
-                    peer_close = frame;
-                    break;
+
+    fn credit_sent(&mut self) {
+        if self.unsent > 0 {
+            Counters::add(&self.shared.counters.messages_sent, self.unsent);
+            Counters::add(&self.client.messages_sent, self.unsent);
+            self.unsent = 0;
+        }
+    }
+
+    /// Handles one frame from the client; a reason to close ends the connection.
+    fn on_message(&mut self, message: Message) -> Option<CloseReason> {
+        let (shared, client) = (&self.shared, &self.client);
+        client.touch(shared.now_ms());
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            Counters::add(&shared.counters.messages_received, 1);
+            let verdict = self
+                .rate
+                .as_mut()
+                .map_or(Verdict::Accept, |r| r.check(std::time::Instant::now()));
+            match verdict {
+                Verdict::Accept => {}
+                Verdict::Refuse => {
+                    Counters::add(&shared.counters.rate_limited, 1);
+                    client.enqueue(protocol::error(
+                        "rate_limited",
+                        "too many messages; slow down",
+                    ));
+                    return None;
+                }
+                Verdict::Close => {
+                    Counters::add(&shared.counters.rate_limit_closes, 1);
+                    return Some(CloseReason::RateLimited);
                 }
             }
-        })
-        .await;
+        }
+        match message {
+            Message::Text(text) => self.in_flight = handle_text(shared, client, &text),
+            Message::Binary(_) => reject(
+                shared,
+                client,
+                "binary frames are not supported; send JSON text",
+            ),
+            Message::Close(frame) => {
+                self.peer_close = frame;
+                return Some(CloseReason::PeerGone);
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        None
     }
-    peer_close
+
+    /// Closes the connection for `reason` (unless an earlier close request wins);
+    /// returns the peer's close frame, if it sent one.
+    async fn close(mut self, reason: CloseReason) -> Option<CloseFrame> {
+        self.client.request_close(reason);
+        let reason = self.client.close_requested().unwrap_or(reason);
+        let left = self.client.close_queue();
+        if reason.delivers_queue() {
+            // What was queued goes out before the close frame. A stop's own deadline
+            // bounds its drain; any other drain gets the close grace period.
+            let wire = self.ws.get_mut();
+            for entry in left {
+                self.unsent += entry.message_count() as u64;
+                push_entry(wire, entry);
+            }
+            let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
+            let drained = if reason == CloseReason::Shutdown {
+                drain.await.is_ok()
+            } else {
+                matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
+            };
+            if !drained {
+                return self.peer_close;
+            }
+            self.credit_sent();
+        } else {
+            // An evicted or vanished client gets nothing more.
+            self.ws.get_mut().discard_unstarted_messages();
+        }
+        let frame = (reason != CloseReason::PeerGone).then(|| CloseFrame {
+            code: CloseCode::from(reason.code()),
+            reason: Utf8Bytes::from_static(reason.text()),
+        });
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(frame)).await;
+        // Keep reading until the peer answers the close or goes: closing a socket with
+        // unread input sends a TCP reset, which can destroy what the peer has not read
+        // yet (a rate-limited client's errors and its close frame, say).
+        if self.peer_close.is_none() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(message)) = self.ws.next().await {
+                    if let Message::Close(frame) = message {
+                        self.peer_close = frame;
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.peer_close
+    }
 }
 
-async fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
+fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound) {
+    match entry {
+        Outbound::Message(frame) => wire.push_message(&frame),
+        Outbound::Replay(frames) => frames.iter().for_each(|frame| wire.push_message(frame)),
+    }
+}
+
+/// Answers a client's text message; a subscribe that must wait for the authorizer is
+/// returned as a future.
+fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option<InFlight> {
     match protocol::parse_client_message(text) {
         Ok(ClientMessage::Ping) => {
             client.enqueue(protocol::pong());
         }
         Ok(ClientMessage::Subscribe { target, since }) => {
-            if let Some(event) = subscribe(shared, client, &target, since.as_ref(), true).await {
-                shared.events.push(event);
-            }
+            let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+            return Some(Box::pin(async move {
+                if let Some(event) =
+                    subscribe(&shared, &client, &target, since.as_ref(), true).await
+                {
+                    shared.events.push(event);
+                }
+            }));
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.hub.unsubscribe(client, target.as_ref()) {
@@ -253,6 +386,7 @@ async fn handle_text(shared: &Shared, client: &Arc<Client>, text: &str) {
         }),
         Err(invalid) => reject(shared, client, &invalid.0),
     }
+    None
 }
 
 /// Subscribes if the client may; returns the event for a new subscription.
@@ -288,118 +422,4 @@ async fn subscribe(
 fn reject(shared: &Shared, client: &Client, why: &str) {
     Counters::add(&shared.counters.invalid_messages, 1);
     client.enqueue(protocol::error("invalid_message", why));
-}
-
-type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
-
-async fn write_loop<S>(
-    shared: Arc<Shared>,
-    client: Arc<Client>,
-    mut sink: Sink<S>,
-    mut queue: mpsc::Receiver<Outbound>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let reason = loop {
-        if let Some(reason) = client.close_requested() {
-            break reason;
-        }
-        if client.take_ping_request() && sink.send(Message::Ping(Bytes::new())).await.is_err() {
-            break CloseReason::PeerGone;
-        }
-        let mut batch = Vec::new();
-        tokio::select! {
-            biased;
-            _ = client.control.notified() => continue,
-            n = queue.recv_many(&mut batch, MAX_BATCH) => {
-                if n == 0 {
-                    break CloseReason::PeerGone;
-                }
-            }
-        }
-        // A close request other than shutdown cuts a write short: the client is being
-        // evicted or is gone, and what it had not read is lost either way.
-        let write = write_batch(&shared, &client, &mut sink, &mut batch);
-        tokio::pin!(write);
-        let written = loop {
-            tokio::select! {
-                biased;
-                _ = client.control.notified() => match client.close_requested() {
-                    Some(reason) if !reason.delivers_queue() => break Err(reason),
-                    _ => continue,
-                },
-                result = &mut write => break result.map_err(|_| CloseReason::PeerGone),
-            }
-        };
-        if let Err(reason) = written {
-            break reason;
-        }
-    };
-    finish(&shared, &client, sink, queue, reason).await;
-}
-
-async fn write_batch<S>(
-    shared: &Shared,
-    client: &Client,
-    sink: &mut Sink<S>,
-    batch: &mut Vec<Outbound>,
-) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let n = batch.iter().map(Outbound::message_count).sum::<usize>() as u64;
-    for entry in batch.drain(..) {
-        match entry {
-            Outbound::Message(text) => sink.feed(Message::Text(text)).await?,
-            Outbound::Replay(texts) => {
-                for text in texts {
-                    sink.feed(Message::Text(text)).await?;
-                }
-            }
-        }
-    }
-    sink.flush().await?;
-    Counters::add(&shared.counters.messages_sent, n);
-    Counters::add(&client.messages_sent, n);
-    Ok(())
-}
-
-async fn finish<S>(
-    shared: &Shared,
-    client: &Client,
-    mut sink: Sink<S>,
-    mut queue: mpsc::Receiver<Outbound>,
-    reason: CloseReason,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if reason.delivers_queue() {
-        // What was queued goes out before the close frame. A stop's own deadline bounds
-        // its drain; any other drain gets the close grace period.
-        queue.close();
-        let mut batch = Vec::new();
-        while let Ok(text) = queue.try_recv() {
-            batch.push(text);
-        }
-        let drain = write_batch(shared, client, &mut sink, &mut batch);
-        let drained = if reason == CloseReason::Shutdown {
-            drain.await.is_ok()
-        } else {
-            matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
-        };
-        if !drained {
-            return;
-        }
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(reason.code()),
-        reason: Utf8Bytes::from_static(reason.text()),
-    };
-    let close = async {
-        if reason != CloseReason::PeerGone {
-            sink.send(Message::Close(Some(frame))).await?;
-        }
-        sink.close().await
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
 }

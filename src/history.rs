@@ -1,21 +1,21 @@
 //! A channel's recent publications, bounded by count and age, for recovery.
 
+use crate::wire::Frame;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Bytes charged per entry on top of its text, for the overall memory bound.
 pub(crate) const ENTRY_OVERHEAD: usize = 48;
 
 pub(crate) struct Entry {
     pub seq: u64,
-    pub text: Utf8Bytes,
+    pub text: Frame,
     pub at: Instant,
 }
 
 impl Entry {
     pub fn cost(&self) -> usize {
-        self.text.len() + ENTRY_OVERHEAD
+        self.text.text_len() + ENTRY_OVERHEAD
     }
 }
 
@@ -87,7 +87,7 @@ mod tests {
     fn entry(seq: u64) -> Entry {
         Entry {
             seq,
-            text: Utf8Bytes::from(format!("m{seq}")),
+            text: Frame::text(&format!("m{seq}")),
             at: Instant::now(),
         }
     }

@@ -5,6 +5,7 @@ use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
 use crate::server::Shared;
 use crate::stats::Counters;
+use crate::wire::WireIo;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -188,7 +189,7 @@ fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    WireIo::new(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(config),
                 )

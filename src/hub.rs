@@ -8,11 +8,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::history::{Entry, History};
 use crate::protocol::{self, OpenObject, Position, Since, Target};
 use crate::stats::Counters;
+use crate::wire::Frame;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub(crate) struct HubLimits {
     pub history: HistoryConfig,
@@ -181,7 +181,7 @@ impl Hub {
                     if reply {
                         client.enqueue(protocol::subscribed(target, &position, Some(true)));
                     }
-                    let missed: Vec<Utf8Bytes> = entries.map(|entry| entry.text.clone()).collect();
+                    let missed: Vec<Frame> = entries.map(|entry| entry.text.clone()).collect();
                     if !missed.is_empty() {
                         self.deliver(client, Outbound::Replay(missed));
                     }
@@ -283,7 +283,7 @@ impl Hub {
         }
     }
 
-    pub fn broadcast(&self, text: &Utf8Bytes) {
+    pub fn broadcast(&self, text: &Frame) {
         for client in self
             .clients
             .read()
@@ -295,7 +295,7 @@ impl Hub {
     }
 
     /// Queues for one client; false when it is not connected.
-    pub fn send(&self, client_id: &str, text: Utf8Bytes) -> bool {
+    pub fn send(&self, client_id: &str, text: Frame) -> bool {
         match self.client(client_id) {
             Some(client) => {
                 self.deliver(&client, text);
@@ -314,7 +314,7 @@ impl Hub {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&entry.text);
+                out.push_str(entry.text.as_str());
             }
         }
         out.push(']');

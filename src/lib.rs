@@ -21,6 +21,7 @@ mod server;
 mod stats;
 mod time;
 mod tls;
+mod wire;
 
 pub mod ffi;
 

@@ -1,15 +1,16 @@
 //! Wire protocol v1: the one place that knows message names and shapes.
 //!
-//! Server messages are built as JSON text once per publication. A channel publication
-//! is built "open" (without its closing brace) so the dispatcher can append the
-//! channel's `seq` and `epoch` without serializing again.
+//! Server messages are built as JSON text once per publication, straight into their
+//! WebSocket frame (the writer leaves room for the header). A channel publication is
+//! built "open" (without its closing brace) so the dispatcher can append the channel's
+//! `seq` and `epoch` without serializing again.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::wire::{Frame, HEADER_ROOM};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Longest channel, session, user or client id accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -83,9 +84,13 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 /// A JSON object under construction. Keys are trusted literals; values are escaped.
+/// The text starts after [`HEADER_ROOM`] bytes reserved for its frame header.
 pub(crate) struct ObjectWriter {
     buf: Vec<u8>,
 }
+
+/// Where the object's text starts in the writer's buffer.
+const TEXT_START: usize = HEADER_ROOM;
 
 impl ObjectWriter {
     pub fn with_type(message_type: &'static str) -> Self {
@@ -94,26 +99,31 @@ impl ObjectWriter {
 
     /// `capacity`: the expected length, so building never reallocates.
     pub fn with_type_capacity(message_type: &'static str, capacity: usize) -> Self {
-        let mut w = ObjectWriter {
-            buf: Vec::with_capacity(capacity),
-        };
-        w.buf.extend_from_slice(b"{\"type\":\"");
+        let mut w = ObjectWriter::with_capacity(capacity);
+        w.buf.extend_from_slice(b"\"type\":\"");
         w.buf.extend_from_slice(message_type.as_bytes());
         w.buf.push(b'"');
         w
     }
 
     fn empty() -> Self {
-        let mut w = ObjectWriter {
-            buf: Vec::with_capacity(128),
-        };
-        w.buf.push(b'{');
-        w
+        ObjectWriter::with_capacity(128)
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(TEXT_START + capacity);
+        buf.resize(TEXT_START, 0);
+        buf.push(b'{');
+        ObjectWriter { buf }
+    }
+
+    fn has_fields(&self) -> bool {
+        self.buf.len() > TEXT_START + 1
     }
 
     /// A key from the host's JSON: escaped.
     fn key(&mut self, key: &str) {
-        if self.buf.len() > 1 {
+        if self.has_fields() {
             self.buf.push(b',');
         }
         self.string(key);
@@ -122,7 +132,7 @@ impl ObjectWriter {
 
     /// A key of the protocol: a plain ASCII literal, written as is.
     fn lit(&mut self, key: &'static str) {
-        if self.buf.len() > 1 {
+        if self.has_fields() {
             self.buf.push(b',');
         }
         self.buf.push(b'"');
@@ -172,6 +182,14 @@ impl ObjectWriter {
         self
     }
 
+    /// Inserts another object.
+    fn object(mut self, key: &'static str, mut inner: ObjectWriter) -> Self {
+        self.lit(key);
+        inner.buf.push(b'}');
+        self.buf.extend_from_slice(&inner.buf[TEXT_START..]);
+        self
+    }
+
     pub fn timestamp(mut self) -> Self {
         let mut iso = [0u8; 24];
         crate::time::write_iso_millis(crate::time::unix_millis(), &mut iso);
@@ -187,7 +205,7 @@ impl ObjectWriter {
         OpenObject(self.buf)
     }
 
-    pub fn finish(self) -> Utf8Bytes {
+    pub fn finish(self) -> Frame {
         self.open().close()
     }
 }
@@ -197,33 +215,28 @@ impl ObjectWriter {
 pub struct OpenObject(Vec<u8>);
 
 impl OpenObject {
-    pub fn close(mut self) -> Utf8Bytes {
+    pub fn close(mut self) -> Frame {
         self.0.push(b'}');
-        into_text(self.0)
+        Frame::from_room(self.0)
     }
 
     /// Closes the object after appending the channel position of this publication.
-    pub fn close_with_position(mut self, seq: u64, epoch: &str) -> Utf8Bytes {
+    pub fn close_with_position(mut self, seq: u64, epoch: &str) -> Frame {
         use std::io::Write;
         self.0.extend_from_slice(b",\"seq\":");
         let _ = write!(self.0, "{seq}");
         self.0.extend_from_slice(b",\"epoch\":");
         let _ = serde_json::to_writer(&mut self.0, epoch);
         self.0.push(b'}');
-        into_text(self.0)
+        Frame::from_room(self.0)
     }
-}
-
-fn into_text(bytes: Vec<u8>) -> Utf8Bytes {
-    // Everything written is valid UTF-8 (escaped strings and validated JSON text).
-    Utf8Bytes::try_from(bytes).expect("protocol writer produced invalid UTF-8")
 }
 
 // ---------------------------------------------------------------------------
 // Server -> client messages
 // ---------------------------------------------------------------------------
 
-pub(crate) fn connection(client_id: &str) -> Utf8Bytes {
+pub(crate) fn connection(client_id: &str) -> Frame {
     ObjectWriter::with_type("connection")
         .str("status", "connected")
         .str("clientId", client_id)
@@ -231,17 +244,16 @@ pub(crate) fn connection(client_id: &str) -> Utf8Bytes {
         .finish()
 }
 
-pub(crate) fn pong() -> Utf8Bytes {
+pub(crate) fn pong() -> Frame {
     ObjectWriter::with_type("pong").timestamp().finish()
 }
 
-pub(crate) fn error(code: &str, message: &str) -> Utf8Bytes {
+pub(crate) fn error(code: &str, message: &str) -> Frame {
     let body = ObjectWriter::empty()
         .str("code", code)
-        .str("message", message)
-        .finish();
+        .str("message", message);
     ObjectWriter::with_type("error")
-        .raw("error", &body)
+        .object("error", body)
         .timestamp()
         .finish()
 }
@@ -277,11 +289,7 @@ pub struct Position {
     pub epoch: String,
 }
 
-pub(crate) fn subscribed(
-    target: &Target,
-    position: &Position,
-    recovered: Option<bool>,
-) -> Utf8Bytes {
+pub(crate) fn subscribed(target: &Target, position: &Position, recovered: Option<bool>) -> Frame {
     let w = target.write(ObjectWriter::with_type("subscribed"));
     let w = match recovered {
         Some(r) => w.bool("recovered", r),
@@ -293,7 +301,7 @@ pub(crate) fn subscribed(
         .finish()
 }
 
-pub(crate) fn unsubscribed(target: Option<&Target>) -> Utf8Bytes {
+pub(crate) fn unsubscribed(target: Option<&Target>) -> Frame {
     let w = ObjectWriter::with_type("unsubscribed");
     let w = match target {
         Some(t) => t.write(w),
@@ -511,8 +519,8 @@ fn parse_target(
 mod tests {
     use super::*;
 
-    fn json(text: &str) -> serde_json::Value {
-        serde_json::from_str(text).unwrap()
+    fn json(frame: &Frame) -> serde_json::Value {
+        serde_json::from_str(frame.as_str()).unwrap()
     }
 
     #[test]
@@ -547,7 +555,7 @@ mod tests {
         assert_eq!(v["timestamp"], "t");
         assert_eq!(v["seq"], 1);
         assert_eq!(v["channel"], "c");
-        assert_eq!(v["n"], json("[1]"));
+        assert_eq!(v["n"], serde_json::json!([1]));
         let v = json(&host_message(r#"{"seq":99}"#, None).unwrap().close());
         assert_eq!(v["seq"], 99);
         assert!(v["timestamp"].is_string());

@@ -2,7 +2,7 @@
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
 use crate::auth::{AuthDecision, AuthGate, Authorizer};
-use crate::client::{Client, CloseReason, Outbound};
+use crate::client::{Client, CloseReason};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
@@ -10,6 +10,7 @@ use crate::hub::{Hub, HubLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::Counters;
+use crate::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// How often expired history is dropped and idle channels reclaimed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,10 +32,10 @@ enum Command {
         channel: String,
         message: OpenObject,
     },
-    Broadcast(Utf8Bytes),
+    Broadcast(Frame),
     Send {
         client_id: String,
-        message: Utf8Bytes,
+        message: Frame,
     },
     /// Answered once everything queued before it has been dispatched.
     Barrier(oneshot::Sender<()>),
@@ -73,7 +73,7 @@ impl Shared {
         session_id: Option<&str>,
         grants: Vec<String>,
         remote: SocketAddr,
-    ) -> (Arc<Client>, mpsc::Receiver<Outbound>) {
+    ) -> Arc<Client> {
         let key = self.next_client.fetch_add(1, Ordering::Relaxed);
         // A bijective mix of a random seed and a counter: unique and hard to guess.
         let id = format!("{:016x}", splitmix64(self.id_seed ^ key));

@@ -1,0 +1,269 @@
+//! The bytes a connection writes: server messages framed once, shared by every socket
+//! that sends them, and the socket wrapper that writes them with vectored writes.
+//!
+//! Server-to-client frames are unmasked, so a publication's frame is the same bytes for
+//! every subscriber: it is built once (header included) and each socket only queues a
+//! reference to it. tungstenite still reads the client's frames and answers pings and
+//! closes; whatever it writes joins the same ordered queue, so frames never interleave.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::Bytes;
+
+/// Bytes kept free in front of a message being built, for its frame header (at most
+/// 10 bytes for an unmasked frame), so framing needs no copy.
+pub(crate) const HEADER_ROOM: usize = 10;
+
+/// A complete WebSocket text frame holding one server message.
+#[derive(Clone, Debug)]
+pub(crate) struct Frame {
+    bytes: Bytes,
+    header_len: u8,
+}
+
+impl Frame {
+    /// Frames a message built after [`HEADER_ROOM`] bytes of room: `buf` is the room
+    /// followed by the message's UTF-8 text.
+    pub fn from_room(mut buf: Vec<u8>) -> Frame {
+        let payload_len = (buf.len() - HEADER_ROOM) as u64;
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let header_len = header.len(payload_len);
+        let start = HEADER_ROOM - header_len;
+        header
+            .format(payload_len, &mut &mut buf[start..HEADER_ROOM])
+            .expect("an unmasked frame header fits in HEADER_ROOM");
+        Frame {
+            bytes: Bytes::from(buf).slice(start..),
+            header_len: header_len as u8,
+        }
+    }
+
+    /// Frames a copy of `text`.
+    #[cfg(test)]
+    pub fn text(text: &str) -> Frame {
+        let mut buf = Vec::with_capacity(HEADER_ROOM + text.len());
+        buf.resize(HEADER_ROOM, 0);
+        buf.extend_from_slice(text.as_bytes());
+        Frame::from_room(buf)
+    }
+
+    /// The message text.
+    pub fn as_str(&self) -> &str {
+        // Frames are built from `&str` or from the protocol's writer, which writes UTF-8.
+        std::str::from_utf8(&self.bytes[self.header_len as usize..])
+            .expect("frames hold UTF-8 text")
+    }
+
+    /// Length of the message text, without the header.
+    pub fn text_len(&self) -> usize {
+        self.bytes.len() - self.header_len as usize
+    }
+
+    /// The whole frame, header included, as it goes on the wire.
+    #[cfg(test)]
+    fn wire_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A server ping with no payload.
+pub(crate) const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+
+/// Most slices handed to one `writev`.
+const MAX_IOV: usize = 128;
+/// Beyond this many queued bytes, writes through [`AsyncWrite`] wait for the socket.
+const WRITE_LIMIT: usize = 1 << 20;
+
+/// A connection's socket: reads pass through; every write, a shared frame queued by
+/// the connection or a control frame written by tungstenite, joins one ordered queue.
+pub(crate) struct WireIo<S> {
+    io: S,
+    queue: VecDeque<Chunk>,
+    /// Bytes of the front entry already written.
+    front_written: usize,
+    queued_bytes: usize,
+}
+
+struct Chunk {
+    bytes: Bytes,
+    /// A message frame, as opposed to a control frame tungstenite wrote (a pong, a
+    /// close reply), which must go out even when the messages are dropped.
+    message: bool,
+}
+
+impl<S> WireIo<S> {
+    pub fn new(io: S) -> Self {
+        WireIo {
+            io,
+            queue: VecDeque::new(),
+            front_written: 0,
+            queued_bytes: 0,
+        }
+    }
+
+    /// Queues a message frame.
+    pub fn push_message(&mut self, frame: &Frame) {
+        self.push(frame.bytes.clone(), true);
+    }
+
+    /// Queues a control frame.
+    pub fn push_control(&mut self, bytes: Bytes) {
+        self.push(bytes, false);
+    }
+
+    fn push(&mut self, bytes: Bytes, message: bool) {
+        self.queued_bytes += bytes.len();
+        self.queue.push_back(Chunk { bytes, message });
+    }
+
+    /// Entries not yet written completely.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Drops the message frames not yet started; a half-written one stays so the stream
+    /// stays well-formed, and control frames stay.
+    pub fn discard_unstarted_messages(&mut self) {
+        let mut index = 0;
+        let started = self.front_written > 0;
+        let mut freed = 0;
+        self.queue.retain(|chunk| {
+            let keep = !chunk.message || (index == 0 && started);
+            index += 1;
+            if !keep {
+                freed += chunk.bytes.len();
+            }
+            keep
+        });
+        self.queued_bytes -= freed;
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.queued_bytes -= written;
+        while written > 0 {
+            let front_left = self.queue[0].bytes.len() - self.front_written;
+            if written < front_left {
+                self.front_written += written;
+                return;
+            }
+            written -= front_left;
+            self.front_written = 0;
+            self.queue.pop_front();
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> WireIo<S> {
+    /// Writes everything queued; `Ready(Ok)` once the queue is empty and flushed.
+    pub fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let written = if self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let mut count = 0;
+                for (slot, chunk) in slices.iter_mut().zip(&self.queue) {
+                    let start = if count == 0 { self.front_written } else { 0 };
+                    *slot = IoSlice::new(&chunk.bytes[start..]);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+            } else {
+                let front = &self.queue[0].bytes[self.front_written..];
+                ready!(Pin::new(&mut self.io).poll_write(cx, front))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(written);
+        }
+        // A burst can grow the queue to thousands of entries: do not keep that room
+        // in an idle connection.
+        if self.queue.capacity() > 64 {
+            self.queue = VecDeque::new();
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WireIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.queued_bytes >= WRITE_LIMIT {
+            ready!(this.poll_send(cx))?;
+        }
+        this.push_control(Bytes::copy_from_slice(buf));
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_send(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_short_medium_and_long_texts_in_place() {
+        for (len, header) in [(5, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let text = "x".repeat(len);
+            let frame = Frame::text(&text);
+            let wire = frame.wire_bytes();
+            assert_eq!(wire.len(), header + len, "length {len}");
+            assert_eq!(wire[0], 0x81, "FIN + text opcode");
+            assert_eq!(wire[1] & 0x80, 0, "server frames are unmasked");
+            assert_eq!(frame.as_str(), text);
+            assert_eq!(frame.text_len(), len);
+        }
+    }
+
+    #[test]
+    fn advance_tracks_partial_writes_across_entries() {
+        let mut wire = WireIo::new(());
+        wire.push(Bytes::from_static(b"abc"), true);
+        wire.push(Bytes::from_static(b"defg"), true);
+        wire.advance(2);
+        assert_eq!((wire.queued(), wire.front_written), (2, 2));
+        wire.advance(3);
+        assert_eq!((wire.queued(), wire.front_written), (1, 2));
+        wire.push(Bytes::from_static(b"hi"), true);
+        wire.push_control(Bytes::from_static(b"pong"));
+        wire.push(Bytes::from_static(b"jk"), true);
+        wire.discard_unstarted_messages();
+        assert_eq!(
+            wire.queued(),
+            2,
+            "the half-written message and the control frame stay"
+        );
+        wire.advance(6);
+        assert_eq!((wire.queued(), wire.queued_bytes), (0, 0));
+    }
+}
