@@ -3,7 +3,7 @@
 
 use crate::wire::Frame;
 use futures_util::task::AtomicWaker;
-use std::collections::VecDeque;
+use std::collections::{vec_deque, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -189,20 +189,15 @@ impl Client {
         Delivery::Queued
     }
 
-    /// Moves up to `max` queued entries into `out`; returns the messages moved.
-    pub fn take_queued(&self, max: usize, mut out: impl FnMut(Outbound)) -> usize {
+    /// Hands up to `max` queued entries to `take`, in order.
+    pub fn take_queued(&self, max: usize, take: impl FnOnce(vec_deque::Drain<'_, Outbound>)) {
         let mut queue = self.queue();
         let n = queue.entries.len().min(max);
-        let mut messages = 0;
-        for entry in queue.entries.drain(..n) {
-            messages += entry.message_count();
-            out(entry);
-        }
-        if queue.entries.is_empty() && queue.entries.capacity() > 16 {
-            // A burst's room is not kept by an idle client.
+        take(queue.entries.drain(..n));
+        if queue.entries.is_empty() {
+            // An idle client keeps no queue memory; a burst allocates again.
             queue.entries = VecDeque::new();
         }
-        messages
     }
 
     /// Refuses every further message; returns what was still queued.

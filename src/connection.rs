@@ -11,6 +11,8 @@ use crate::stats::Counters;
 use crate::time::now_iso;
 use crate::wire::{WireIo, PING};
 use futures_util::StreamExt;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
@@ -39,15 +41,45 @@ pub(crate) struct Handshake {
     pub since: Option<Since>,
 }
 
-pub(crate) async fn serve<S>(
-    shared: Arc<Shared>,
-    mut ws: WebSocketStream<WireIo<S>>,
-    handshake: Handshake,
-    remote: SocketAddr,
-    slot: SocketSlot,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+/// An accepted WebSocket upgrade, waiting for hyper to hand over the socket.
+pub(crate) struct Upgrade {
+    pub on_upgrade: OnUpgrade,
+    pub config: WebSocketConfig,
+    pub handshake: Handshake,
+    pub remote: SocketAddr,
+}
+
+/// Serves one connection from its upgrade to its close, in one task.
+pub(crate) async fn serve(shared: Arc<Shared>, upgrade: Box<Upgrade>, slot: SocketSlot) {
+    // An async fn keeps its arguments and every local for its whole life, and idle
+    // connections are most of a server's memory: what runs once (the upgrade, the
+    // authorizer, the URL's subscriptions, the close) runs in boxed futures that are
+    // freed when done, so the task holds little more than the open connection.
+    let Some(mut connection) = Box::pin(open(shared, upgrade)).await else {
+        return;
+    };
+    let reason = poll_fn(|cx| connection.poll_open(cx)).await;
+    Box::pin(connection.close(reason, slot)).await;
+}
+
+/// Completes the upgrade, authenticates the client, registers it and makes the URL's
+/// subscriptions; `None` when the upgrade fails or the client is refused.
+async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection<UpgradedIo>> {
+    let Upgrade {
+        on_upgrade,
+        config,
+        handshake,
+        remote,
+    } = *upgrade;
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "upgrade failed");
+            return None;
+        }
+    };
+    let io = WireIo::new(TokioIo::new(upgraded));
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     // The credentials (every request header, the token) are needed only for the
     // authorizer: drop them before the connection's long life starts, or every idle
     // connection keeps its upgrade request's headers (~0.7 KB) in its task.
@@ -70,7 +102,7 @@ pub(crate) async fn serve<S>(
                 reason,
             };
             let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(Some(frame))).await;
-            return;
+            return None;
         }
     };
     let user_id = identity.user_id;
@@ -111,43 +143,21 @@ pub(crate) async fn serve<S>(
         client.request_close(CloseReason::Shutdown);
     }
 
-    let mut connection = Connection {
-        shared: Arc::clone(&shared),
-        client: Arc::clone(&client),
+    let rate = &shared.config.rate_limit;
+    let rate = RateLimiter::new(rate.messages_per_second, rate.burst, rate.max_violations);
+    Some(Connection {
+        shared,
+        client,
         ws,
-        rate: RateLimiter::new(
-            shared.config.rate_limit.messages_per_second,
-            shared.config.rate_limit.burst,
-            shared.config.rate_limit.max_violations,
-        ),
+        rate,
         in_flight: None,
         peer_close: None,
         unsent: 0,
-    };
-    let reason = poll_fn(|cx| connection.poll_open(cx)).await;
-    // The closing path runs once per connection: boxed, so its timers and futures do
-    // not sit in every idle connection's task.
-    let peer_close = Box::pin(connection.close(reason)).await;
-    drop(slot);
-
-    shared.hub.unregister(&client);
-    client.mark_closed();
-    Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
-    let (code, reason) = match (client.close_requested(), peer_close) {
-        (Some(r), _) if r != CloseReason::PeerGone => (Some(r.code()), r.text().to_string()),
-        (_, Some(frame)) => (Some(u16::from(frame.code)), frame.reason.to_string()),
-        _ => (None, "connection lost".to_string()),
-    };
-    shared.events.push(Event::Disconnected {
-        client_id: client.id.to_string(),
-        user_id,
-        session_id,
-        code,
-        reason,
-        timestamp: now_iso(),
-    });
-    shared.connection_closed.notify_waiters();
+    })
 }
+
+/// The socket under a connection: hyper's upgraded connection (TCP or TLS).
+type UpgradedIo = TokioIo<Upgraded>;
 
 /// A subscribe waiting for the host's authorizer.
 type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -231,9 +241,13 @@ where
             let wire = self.ws.get_mut();
             let mut moved = 0;
             if wire.queued() < MAX_BATCH {
-                moved = self
-                    .client
-                    .take_queued(MAX_BATCH, |entry| push_entry(wire, entry));
+                self.client.take_queued(MAX_BATCH, |entries| {
+                    wire.reserve(entries.len());
+                    for entry in entries {
+                        moved += entry.message_count();
+                        push_entry(wire, entry);
+                    }
+                });
                 self.unsent += moved as u64;
             }
             ready!(self.ws.get_mut().poll_send(cx))?;
@@ -294,9 +308,34 @@ where
         None
     }
 
-    /// Closes the connection for `reason` (unless an earlier close request wins);
-    /// returns the peer's close frame, if it sent one.
-    async fn close(mut self, reason: CloseReason) -> Option<CloseFrame> {
+    /// Closes the connection for `reason` (unless an earlier close request wins), then
+    /// forgets the client and tells the host.
+    async fn close(mut self, reason: CloseReason, slot: SocketSlot) {
+        let peer_close = self.close_handshake(reason).await;
+        drop(slot);
+        let (shared, client) = (&self.shared, &self.client);
+        shared.hub.unregister(client);
+        client.mark_closed();
+        Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
+        let (code, reason) = match (client.close_requested(), peer_close) {
+            (Some(r), _) if r != CloseReason::PeerGone => (Some(r.code()), r.text().to_string()),
+            (_, Some(frame)) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+            _ => (None, "connection lost".to_string()),
+        };
+        shared.events.push(Event::Disconnected {
+            client_id: client.id.to_string(),
+            user_id: client.user_id.as_deref().map(str::to_string),
+            session_id: client.session_id.as_deref().map(str::to_string),
+            code,
+            reason,
+            timestamp: now_iso(),
+        });
+        shared.connection_closed.notify_waiters();
+    }
+
+    /// Drains or drops the queue as `reason` says, sends the close frame and waits a
+    /// moment for the peer's; returns the peer's close frame, if it sent one.
+    async fn close_handshake(&mut self, reason: CloseReason) -> Option<CloseFrame> {
         self.client.request_close(reason);
         let reason = self.client.close_requested().unwrap_or(reason);
         let left = self.client.close_queue();
@@ -315,7 +354,7 @@ where
                 matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
             };
             if !drained {
-                return self.peer_close;
+                return self.peer_close.take();
             }
             self.credit_sent();
         } else {
@@ -341,7 +380,7 @@ where
             })
             .await;
         }
-        self.peer_close
+        self.peer_close.take()
     }
 }
 

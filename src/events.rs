@@ -106,6 +106,17 @@ struct State {
     closed: bool,
 }
 
+impl State {
+    fn pop(&mut self) -> Option<Event> {
+        let event = self.queue.pop_front();
+        if self.queue.is_empty() && self.queue.capacity() > 64 {
+            // A burst of events (thousands of clients connecting) does not keep its room.
+            self.queue = VecDeque::new();
+        }
+        event
+    }
+}
+
 pub(crate) struct EventQueue {
     state: Mutex<State>,
     changed: Condvar,
@@ -183,10 +194,7 @@ impl EventQueue {
             let (event, handler) = loop {
                 if let (Some(handler), false) = (&state.handler, state.queue.is_empty()) {
                     let handler = Arc::clone(handler);
-                    break (
-                        state.queue.pop_front().expect("queue is not empty"),
-                        handler,
-                    );
+                    break (state.pop().expect("queue is not empty"), handler);
                 }
                 if state.closed && (state.queue.is_empty() || state.handler.is_none()) {
                     return;
@@ -205,7 +213,7 @@ impl EventQueue {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if let Some(event) = state.queue.pop_front() {
+            if let Some(event) = state.pop() {
                 return Ok(Some(event));
             }
             if state.closed {

@@ -1,11 +1,10 @@
 //! HTTP on the WebSocket port: the upgrade itself, `/healthz` and `/api/ws/stats`.
 
-use crate::connection::{self, Handshake};
+use crate::connection::{self, Handshake, Upgrade};
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
 use crate::server::Shared;
 use crate::stats::Counters;
-use crate::wire::WireIo;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -18,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
 /// default would dominate idle memory. Larger frames grow it on demand.
@@ -185,20 +183,13 @@ fn upgrade(
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(shared.config.max_message_size))
         .max_frame_size(Some(shared.config.max_message_size));
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    WireIo::new(TokioIo::new(upgraded)),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                connection::serve(shared, ws, handshake, remote, slot).await;
-            }
-            Err(e) => tracing::debug!(%remote, error = %e, "upgrade failed"),
-        }
+    let upgrade = Box::new(Upgrade {
+        on_upgrade,
+        config,
+        handshake,
+        remote,
     });
+    tokio::spawn(connection::serve(shared, upgrade, slot));
 
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

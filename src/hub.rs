@@ -37,6 +37,8 @@ struct Channels {
 }
 
 struct Channel {
+    /// The map's key, shared with every subscriber's list of channels.
+    name: Arc<str>,
     subscribers: HashMap<u64, Arc<Client>>,
     seq: u64,
     epoch: Arc<str>,
@@ -151,13 +153,14 @@ impl Hub {
         since: Option<&Since>,
         reply: bool,
     ) -> Result<Subscription> {
-        let name: Arc<str> = target.channel().into();
+        let name = target.channel();
         let mut channels = self.channels();
         let already = client
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&name);
+            .iter()
+            .any(|subscribed| **subscribed == *name);
         if !already && client.subscription_count() >= self.limits.max_subscriptions_per_client {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -169,6 +172,7 @@ impl Hub {
         }
         let channels = &mut *channels;
         let channel = channels.get_or_create(&name, self, true)?;
+        let name = Arc::clone(&channel.name);
         let position = channel.position();
         let recovered = since.map(|since| {
             let replay = if *since.epoch == *channel.epoch {
@@ -366,13 +370,15 @@ impl Channels {
             }
             self.epochs_issued += 1;
             let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
+            let key: Arc<str> = name.into();
             let channel = Channel {
+                name: Arc::clone(&key),
                 subscribers: HashMap::new(),
                 seq: 0,
                 epoch,
                 history: History::default(),
             };
-            self.map.insert(name.into(), channel);
+            self.map.insert(key, channel);
         }
         Ok(self.map.get_mut(name).expect("just ensured"))
     }

@@ -124,6 +124,10 @@ impl<S> WireIo<S> {
         self.queue.push_back(Chunk { bytes, message });
     }
 
+    pub fn reserve(&mut self, entries: usize) {
+        self.queue.reserve(entries);
+    }
+
     /// Entries not yet written completely.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -183,11 +187,8 @@ impl<S: AsyncWrite + Unpin> WireIo<S> {
             }
             self.advance(written);
         }
-        // A burst can grow the queue to thousands of entries: do not keep that room
-        // in an idle connection.
-        if self.queue.capacity() > 64 {
-            self.queue = VecDeque::new();
-        }
+        // An idle connection keeps no queue memory; the next batch allocates again.
+        self.queue = VecDeque::new();
         Pin::new(&mut self.io).poll_flush(cx)
     }
 }
