@@ -367,6 +367,45 @@ async fn a_slow_authorizer_never_blocks_other_clients() {
     assert_eq!(hello["type"], "connection");
 }
 
+#[tokio::test]
+async fn a_subscribe_waiting_for_the_authorizer_holds_up_reading_but_not_writing() {
+    let server = start(r#"{"auth":{"authorizer_timeout_ms":5000}}"#);
+    let replier = server.clone();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<u64>();
+    let held_tx = std::sync::Mutex::new(held_tx);
+    server
+        .set_authorizer(Some(Arc::new(move |request: &AuthRequest| {
+            if request.to_json().contains("\"channel\":\"room:held\"") {
+                let _ = held_tx.lock().unwrap().send(request.id()); // answered by the test
+            } else {
+                replier
+                    .authorize_reply(request.id(), AuthDecision::allow())
+                    .unwrap();
+            }
+        })))
+        .unwrap();
+    let mut c = connect(&server, "?sessionId=s1").await;
+    send(&mut c.ws, r#"{"type":"subscribe","channel":"room:held"}"#).await;
+    send(&mut c.ws, r#"{"type":"ping"}"#).await;
+    let held = blocking(move || held_rx.recv_timeout(WAIT).unwrap()).await;
+
+    // While the authorizer thinks, the session's messages still reach the client...
+    server
+        .notify_ai_progress("s1", r#"{"percent":10}"#)
+        .unwrap();
+    let m = next_json(&mut c.ws).await;
+    assert_eq!(m["type"], "ai_progress", "{m}");
+    // ...and its later ping waits: the client's messages are answered in order.
+    server.authorize_reply(held, AuthDecision::allow()).unwrap();
+    let m = next_json(&mut c.ws).await;
+    assert_eq!(
+        (m["type"].as_str(), m["channel"].as_str()),
+        (Some("subscribed"), Some("room:held")),
+        "{m}"
+    );
+    assert_eq!(next_json(&mut c.ws).await["type"], "pong");
+}
+
 async fn handshake_status(port: u16, extra_headers: &str) -> u16 {
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
