@@ -43,6 +43,9 @@ const EVENT_NAMES = {
   client_message: 'message',
 };
 
+/** EventEmitter event name -> core event type. */
+const EVENT_TYPE_OF = Object.fromEntries(Object.entries(EVENT_NAMES).map(([type, name]) => [name, type]));
+
 /** Decisions sent when the host's authorizer could not give one. */
 const DENY_JSON = '{"allow":false}';
 
@@ -127,6 +130,9 @@ class HeraldServer extends EventEmitter {
     }
     super();
     this._native = nativeServer;
+    // The per-message calls (notify*, broadcast*, publish, send) as plain native functions:
+    // cheaper per call than methods of the native object (see `senders` in src/lib.rs).
+    this._senders = nativeServer.senders();
     this._state = state; // shared with the event callback created before start resolved
     this._closePromise = null;
     this._authorizer = null; // the host's authorizer function, if any
@@ -141,7 +147,10 @@ class HeraldServer extends EventEmitter {
       setImmediate(() => {
         state.holding = false;
         for (const json of state.pending.splice(0)) state.deliver(json);
+        this._sendOnlyListenedEvents();
       });
+    } else {
+      this._sendOnlyListenedEvents();
     }
   }
 
@@ -157,17 +166,17 @@ class HeraldServer extends EventEmitter {
 
   notifyAIStart(sessionId, task) {
     checkString('sessionId', sessionId);
-    this._call('notifyAiStart', sessionId, toJson('task', task));
+    this._senders.notifyAiStart(sessionId, toJson('task', task));
   }
 
   notifyAIProgress(sessionId, progress) {
     checkString('sessionId', sessionId);
-    this._call('notifyAiProgress', sessionId, toJson('progress', progress));
+    this._senders.notifyAiProgress(sessionId, toJson('progress', progress));
   }
 
   notifyAIComplete(sessionId, result) {
     checkString('sessionId', sessionId);
-    this._call('notifyAiComplete', sessionId, toJson('result', result));
+    this._senders.notifyAiComplete(sessionId, toJson('result', result));
   }
 
   notifyAIError(sessionId, error) {
@@ -178,26 +187,26 @@ class HeraldServer extends EventEmitter {
       if (error.code !== undefined) plain.code = error.code;
       error = plain;
     }
-    this._call('notifyAiError', sessionId, toJson('error', error));
+    this._senders.notifyAiError(sessionId, toJson('error', error));
   }
 
   broadcast(message) {
-    this._call('broadcast', toJson('message', message));
+    this._senders.broadcast(toJson('message', message));
   }
 
   broadcastToUser(userId, message) {
     checkString('userId', userId);
-    this._call('broadcastToUser', userId, toJson('message', message));
+    this._senders.broadcastToUser(userId, toJson('message', message));
   }
 
   publish(channel, message) {
     checkString('channel', channel);
-    this._call('publish', channel, toJson('message', message));
+    this._senders.publish(channel, toJson('message', message));
   }
 
   send(clientId, message) {
     checkString('clientId', clientId);
-    this._call('send', clientId, toJson('message', message));
+    this._senders.send(clientId, toJson('message', message));
   }
 
   getStats() {
@@ -384,6 +393,26 @@ class HeraldServer extends EventEmitter {
     const event = JSON.parse(json);
     const name = EVENT_NAMES[event.type];
     if (name !== undefined) this.emit(name, event);
+  }
+
+  /**
+   * From now on the addon sends only the event types that have listeners: a host that
+   * ignores, say, 'subscribe' pays nothing per subscription (no string, no object, no
+   * main-thread wake-up). Kept in step with on()/off() through newListener/removeListener.
+   */
+  _sendOnlyListenedEvents() {
+    // `adding`: newListener is emitted before the listener is added.
+    const update = (adding) => {
+      const listened = (name) => name === adding || this.listenerCount(name) > 0;
+      this._native.setWantedEvents(Object.keys(EVENT_NAMES).filter((type) => listened(EVENT_NAMES[type])));
+    };
+    this.on('newListener', (name) => {
+      if (EVENT_TYPE_OF[name] !== undefined && this.listenerCount(name) === 0) update(name);
+    });
+    this.on('removeListener', (name) => {
+      if (EVENT_TYPE_OF[name] !== undefined && this.listenerCount(name) === 0) update();
+    });
+    update();
   }
 }
 

@@ -1,4 +1,4 @@
-//! Node.js binding of the Herald core (napi-rs, N-API 4+).
+//! Node.js binding of the Herald core (napi-rs, N-API 5+).
 //!
 //! This is deliberately a thin native layer; `index.js` wraps it in the public
 //! `HeraldServer extends EventEmitter` class. The split of work:
@@ -50,6 +50,8 @@
 #![deny(clippy::all)]
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -100,6 +102,71 @@ fn js_error(env: &Env, code: &str, message: &str) -> napi::Error {
     made.unwrap_or_else(|e| e)
 }
 
+/// A core error as the JS `Error` (code `HERALD_<KIND>`) a function made with
+/// `create_function_from_closure` throws: its error type carries no custom code, so the
+/// error object is built here, as for the async paths.
+fn thrown(env: &Env, e: herald::Error) -> napi::Error {
+    js_error(env, &code_of(e.kind()), e.message())
+}
+
+/// A core call taking an id and a message's JSON text (`herald::Server::publish`, ...).
+type SendFn = fn(&herald::Server, &str, &str) -> herald::Result<()>;
+
+/// Bytes a string argument may take (UTF-8) and still be read without allocating: ids
+/// are at most 256 bytes and most messages are well under this.
+const INLINE_ARG_BYTES: usize = 2048;
+
+/// A JS string argument read as UTF-8 into a stack buffer: one `napi_get_value_string_utf8`
+/// call and no allocation when it fits; otherwise read into a `String` like napi-rs does.
+struct Utf8Arg {
+    inline: MaybeUninit<[u8; INLINE_ARG_BYTES]>,
+    spilled: String,
+}
+
+impl Utf8Arg {
+    fn new() -> Self {
+        Self {
+            inline: MaybeUninit::uninit(),
+            spilled: String::new(),
+        }
+    }
+
+    /// Argument `index` of the call, which must be a string.
+    fn read(&mut self, ctx: &FunctionCallContext<'_>, index: usize) -> Result<&str> {
+        let value = ctx.get::<Unknown<'_>>(index)?;
+        let env = ctx.env.raw();
+        let mut written = 0;
+        // SAFETY: napi writes at most INLINE_ARG_BYTES bytes (the last one a NUL) and reports
+        // how many it wrote before the NUL; only those are read.
+        let status = unsafe {
+            napi::sys::napi_get_value_string_utf8(
+                env,
+                value.raw(),
+                self.inline.as_mut_ptr().cast(),
+                INLINE_ARG_BYTES,
+                &mut written,
+            )
+        };
+        if status != napi::sys::Status::napi_ok {
+            return Err(napi::Error::new(
+                Status::StringExpected,
+                format!("argument {index} must be a string"),
+            ));
+        }
+        // V8 writes whole characters only (at most 4 bytes each): with 4 bytes to spare
+        // (besides the NUL) nothing was cut off. Otherwise read the string at full length.
+        let bytes = if INLINE_ARG_BYTES - 1 - written >= 4 {
+            // SAFETY: the first `written` bytes were initialized by the call above.
+            unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), written) }
+        } else {
+            // SAFETY: `value` is a string value of the current call.
+            self.spilled = unsafe { String::from_napi_value(env, value.raw())? };
+            self.spilled.as_bytes()
+        };
+        std::str::from_utf8(bytes).map_err(|e| napi::Error::new(Status::InvalidArg, e.to_string()))
+    }
+}
+
 /// The threadsafe function authorization requests travel through: the JS
 /// callback receives the request's JSON; weak, so it never holds the loop open.
 type AuthTsfn =
@@ -113,9 +180,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// been closed (the threadsafe function is released then).
 struct EventSink {
     tsfn: Mutex<Option<Arc<EventTsfn>>>,
+    /// The event types JS listens to, one bit each (`event_bit`): the others are not
+    /// sent to the main thread at all, so a host that ignores an event type pays
+    /// nothing for it (no JS string, no main-thread wake-up). All, until JS says.
+    wanted: AtomicU32,
+}
+
+/// The core's event types, in the bit order of `EventSink::wanted`.
+const EVENT_TYPES: [&str; 5] = [
+    "connected",
+    "disconnected",
+    "subscribed",
+    "unsubscribed",
+    "client_message",
+];
+
+/// The bit of an event type; a type this binding does not know yet is always sent.
+fn event_bit(kind: &str) -> u32 {
+    EVENT_TYPES
+        .iter()
+        .position(|known| *known == kind)
+        .map_or(u32::MAX, |i| 1 << i)
 }
 
 impl EventSink {
+    fn new(tsfn: EventTsfn) -> Self {
+        EventSink {
+            tsfn: Mutex::new(Some(Arc::new(tsfn))),
+            wanted: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    /// Called on the core's event thread for each event.
+    fn on_event(&self, event: &herald::Event) {
+        if self.wanted.load(Ordering::Relaxed) & event_bit(event.kind()) != 0 {
+            self.deliver(event.to_json());
+        }
+    }
+
     fn current(&self) -> Option<Arc<EventTsfn>> {
         lock(&self.tsfn).clone()
     }
@@ -282,9 +384,7 @@ pub fn start(
     };
     Ok(AsyncTask::new(StartTask {
         config_json,
-        sink: Arc::new(EventSink {
-            tsfn: Mutex::new(Some(Arc::new(tsfn))),
-        }),
+        sink: Arc::new(EventSink::new(tsfn)),
         slot,
         hook: Some(HookHandle(hook)),
     }))
@@ -306,7 +406,7 @@ impl StartTask {
         let server = herald::Server::start(config)?;
         let sink = Arc::clone(&self.sink);
         let handler: herald::EventHandler =
-            Arc::new(move |event: &herald::Event| sink.deliver(event.to_json()));
+            Arc::new(move |event: &herald::Event| sink.on_event(event));
         let installed = server.set_event_handler(Some(handler));
         let torn_down = {
             let mut t = lock(&self.slot);
@@ -385,6 +485,15 @@ pub struct NativeServer {
 
 #[napi]
 impl NativeServer {
+    /// Sends JS only the events of these core types (`connected`, `disconnected`,
+    /// `subscribed`, `unsubscribed`, `client_message`); index.js keeps it in step with
+    /// the server's listeners.
+    #[napi]
+    pub fn set_wanted_events(&self, types: Vec<String>) {
+        let wanted = types.iter().fold(0, |bits, kind| bits | event_bit(kind));
+        self.sink.wanted.store(wanted, Ordering::Relaxed);
+    }
+
     /// The bound port (stays readable after close).
     #[napi(getter)]
     pub fn port(&self) -> u32 {
@@ -397,66 +506,48 @@ impl NativeServer {
         self.closing.get() || self.server.is_stopped()
     }
 
-    #[napi]
-    pub fn notify_ai_start(&self, session_id: String, task_json: String) -> Result<(), String> {
-        self.server
-            .notify_ai_start(&session_id, &task_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn notify_ai_progress(
-        &self,
-        session_id: String,
-        progress_json: String,
-    ) -> Result<(), String> {
-        self.server
-            .notify_ai_progress(&session_id, &progress_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn notify_ai_complete(
-        &self,
-        session_id: String,
-        result_json: String,
-    ) -> Result<(), String> {
-        self.server
-            .notify_ai_complete(&session_id, &result_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn notify_ai_error(&self, session_id: String, error_json: String) -> Result<(), String> {
-        self.server
-            .notify_ai_error(&session_id, &error_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn broadcast(&self, message_json: String) -> Result<(), String> {
-        self.server.broadcast(&message_json).map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn broadcast_to_user(&self, user_id: String, message_json: String) -> Result<(), String> {
-        self.server
-            .broadcast_to_user(&user_id, &message_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn publish(&self, channel: String, message_json: String) -> Result<(), String> {
-        self.server
-            .publish(&channel, &message_json)
-            .map_err(herald_err)
-    }
-
-    #[napi]
-    pub fn send(&self, client_id: String, message_json: String) -> Result<(), String> {
-        self.server
-            .send(&client_id, &message_json)
-            .map_err(herald_err)
+    /// The calls that send a message, as plain functions bound to this server:
+    /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, broadcast,
+    /// broadcastToUser, publish, send}`. Each takes the id (none for `broadcast`) and
+    /// the message's JSON text, and throws `HERALD_<KIND>` errors.
+    ///
+    /// Plain functions rather than `#[napi]` methods because these are the per-message
+    /// calls, and a method costs more per call than the core's own work: napi-rs unwraps
+    /// the receiver and tracks the borrow (a global lock and hash map) on every call, and
+    /// measures, allocates and copies each `String` argument. These functions hold their
+    /// own handle on the server and read their arguments into stack buffers (`Utf8Arg`).
+    #[napi(ts_return_type = "Record<string, (...args: string[]) => void>")]
+    pub fn senders<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let mut senders = Object::new(env)?;
+        let with_id: [(&str, SendFn); 7] = [
+            ("notifyAiStart", herald::Server::notify_ai_start),
+            ("notifyAiProgress", herald::Server::notify_ai_progress),
+            ("notifyAiComplete", herald::Server::notify_ai_complete),
+            ("notifyAiError", herald::Server::notify_ai_error),
+            ("broadcastToUser", herald::Server::broadcast_to_user),
+            ("publish", herald::Server::publish),
+            ("send", herald::Server::send),
+        ];
+        for (name, call) in with_id {
+            let server = self.server.clone();
+            let sender: Function<'_, FnArgs<(String, String)>, ()> = env
+                .create_function_from_closure(name, move |ctx| {
+                    let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
+                    let id = id.read(&ctx, 0)?;
+                    let message = message.read(&ctx, 1)?;
+                    call(&server, id, message).map_err(|e| thrown(ctx.env, e))
+                })?;
+            senders.set_named_property(name, sender)?;
+        }
+        let server = self.server.clone();
+        let broadcast: Function<'_, String, ()> =
+            env.create_function_from_closure("broadcast", move |ctx| {
+                let mut message = Utf8Arg::new();
+                let message = message.read(&ctx, 0)?;
+                server.broadcast(message).map_err(|e| thrown(ctx.env, e))
+            })?;
+        senders.set_named_property("broadcast", broadcast)?;
+        Ok(senders)
     }
 
     /// Stats as JSON text.

@@ -301,6 +301,45 @@ describe('a running server', () => {
   });
 });
 
+describe('events and listeners', () => {
+  it('events reach listeners attached at any time, and stop once none is left', async () => {
+    // The addon sends JS only the event types that have listeners: check that adding,
+    // removing and once() listeners keep the emitted events exactly right.
+    const server = await herald.start({ port: 0 });
+    const c = await Client.connect(server.port);
+    try {
+      c.send({ type: 'subscribe', channel: 'unheard' });
+      await c.next({ type: 'subscribed', channel: 'unheard' });
+
+      const seen = [];
+      const onSubscribe = (e) => seen.push(e.channel);
+      server.on('subscribe', onSubscribe);
+      const once = new Promise((resolve) => server.once('subscribe', resolve));
+      c.send({ type: 'subscribe', channel: 'heard-1' });
+      await c.next({ type: 'subscribed', channel: 'heard-1' });
+      assert.equal((await withTimeout(once, 'once(subscribe)')).channel, 'heard-1');
+      await withTimeout(
+        (async () => {
+          while (seen.length < 1) await new Promise((r) => setTimeout(r, 10));
+        })(),
+        'subscribe event',
+      );
+
+      server.off('subscribe', onSubscribe);
+      c.send({ type: 'subscribe', channel: 'unheard-2' });
+      await c.next({ type: 'subscribed', channel: 'unheard-2' });
+      const again = new Promise((resolve) => server.on('subscribe', resolve));
+      c.send({ type: 'subscribe', channel: 'heard-2' });
+      await c.next({ type: 'subscribed', channel: 'heard-2' });
+      assert.equal((await withTimeout(again, 'subscribe after re-adding')).channel, 'heard-2');
+      assert.deepEqual(seen, ['heard-1'], 'no event before a listener, none after it was removed');
+    } finally {
+      c.terminate();
+      await server.close();
+    }
+  });
+});
+
 describe('start()', () => {
   it('accepts the core keys in snake_case and camelCase', async () => {
     const s = await herald.start({
