@@ -172,6 +172,23 @@ fn random_seed() -> u64 {
     hasher.finish()
 }
 
+/// Herald's threads write to sockets whose peer may be gone, and such a write raises
+/// SIGPIPE, whose default action ends the process. Rust programs ignore it, but a C host
+/// may not, and Go ignores it only on its own threads. Blocked on Herald's threads, the
+/// signal stays pending there and the write fails with EPIPE, as it already reports;
+/// the host's own signal handling is left alone.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: changes the calling thread's signal mask only; `set` is initialized by
+    // sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// A running Herald server. Cheap to clone; every clone refers to the same server.
 /// Dropping the last clone without [`Server::stop`] stops it with a short timeout.
 #[derive(Clone)]
@@ -195,6 +212,7 @@ impl Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_thread_count())
             .thread_name("herald-rt")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
