@@ -53,16 +53,28 @@ function assertUnauthorized(result, label) {
   assert.deepEqual(result.messages, [], `${label}: nothing was received`);
 }
 
-describe('JWT authentication (HS256)', () => {
-  let server;
-  let rec;
+/**
+ * Clients of the server `getServer()` returns (set in `before`): `url(query)`,
+ * `open(query, wsOptions)` (remembered) and `terminateAll()` for `after`.
+ */
+function clientsOf(getServer) {
   const clients = [];
-  const url = (query = {}) => `ws://127.0.0.1:${server.port}/ws?${new URLSearchParams(query)}`;
+  const url = (query = {}) => `ws://127.0.0.1:${getServer().port}/ws?${new URLSearchParams(query)}`;
   const open = async (query, wsOptions) => {
     const c = await Client.open(url(query), wsOptions);
     clients.push(c);
     return c;
   };
+  const terminateAll = () => {
+    for (const c of clients) c.terminate();
+  };
+  return { url, open, terminateAll };
+}
+
+describe('JWT authentication (HS256)', () => {
+  let server;
+  let rec;
+  const { url, open, terminateAll } = clientsOf(() => server);
 
   before(async () => {
     server = await herald.start({
@@ -73,7 +85,7 @@ describe('JWT authentication (HS256)', () => {
   });
 
   after(async () => {
-    for (const c of clients) c.terminate();
+    terminateAll();
     await server.close();
   });
 
@@ -199,13 +211,7 @@ describe('JWT authentication without auth.required', () => {
 describe('setAuthorizer', () => {
   let server;
   let rec;
-  const clients = [];
-  const url = (query = {}) => `ws://127.0.0.1:${server.port}/ws?${new URLSearchParams(query)}`;
-  const open = async (query, wsOptions) => {
-    const c = await Client.open(url(query), wsOptions);
-    clients.push(c);
-    return c;
-  };
+  const { url, open, terminateAll } = clientsOf(() => server);
 
   before(async () => {
     // auth.required: a client that connects while no authorizer is installed is refused.
@@ -214,7 +220,7 @@ describe('setAuthorizer', () => {
   });
 
   after(async () => {
-    for (const c of clients) c.terminate();
+    terminateAll();
     await server.close();
   });
 
