@@ -652,9 +652,7 @@ async fn the_authorizer_may_stop_its_own_server() {
         .unwrap();
     let url = format!("ws://127.0.0.1:{}/ws", server.port());
     let client = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
-    let result = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT))
-        .await
-        .unwrap();
+    let result = blocking(move || done_rx.recv_timeout(WAIT)).await;
     result
         .expect("the stop returned well before its own timeout")
         .unwrap();

@@ -70,10 +70,7 @@ async fn the_c_host_streams_a_task_to_a_websocket_client() {
         "the host stopped gracefully"
     );
 
-    let status = tokio::task::spawn_blocking(move || host.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = blocking(move || host.wait()).await.unwrap();
     assert!(status.success(), "the C host exited with {status}");
     let output = output.join().unwrap().join("\n");
     assert!(

@@ -181,10 +181,7 @@ async fn event_callback_receives_user_data_and_stops_with_the_server() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let handle = server as usize;
-    let status =
-        tokio::task::spawn_blocking(move || herald_stop(handle as *mut herald_server, 5000))
-            .await
-            .unwrap();
+    let status = blocking(move || herald_stop(handle as *mut herald_server, 5000)).await;
     assert_eq!(status, HERALD_OK);
     let events: Vec<Value> = seen
         .lock()
@@ -253,9 +250,7 @@ async fn many_threads_notify_at_once_without_loss_or_reordering() {
     }
     assert!(next.iter().all(|&n| n == PER_THREAD as u64));
     assert_eq!(
-        tokio::task::spawn_blocking(move || herald_stop(handle as *mut herald_server, 5000))
-            .await
-            .unwrap(),
+        blocking(move || herald_stop(handle as *mut herald_server, 5000)).await,
         HERALD_OK
     );
 }
@@ -298,9 +293,7 @@ async fn several_servers_live_in_one_process() {
     // Stopping one leaves the others running.
     let first = servers[0] as usize;
     assert_eq!(
-        tokio::task::spawn_blocking(move || herald_stop(first as *mut herald_server, 5000))
-            .await
-            .unwrap(),
+        blocking(move || herald_stop(first as *mut herald_server, 5000)).await,
         HERALD_OK
     );
     assert_eq!(
@@ -315,9 +308,7 @@ async fn several_servers_live_in_one_process() {
     for &s in &servers[1..] {
         let h = s as usize;
         assert_eq!(
-            tokio::task::spawn_blocking(move || herald_stop(h as *mut herald_server, 5000))
-                .await
-                .unwrap(),
+            blocking(move || herald_stop(h as *mut herald_server, 5000)).await,
             HERALD_OK
         );
     }

@@ -338,11 +338,8 @@ async fn events_reach_a_handler_on_its_own_thread() {
     next_json(&mut c.ws).await;
     send(&mut c.ws, r#"{"type":"hello"}"#).await;
     c.ws.close(None).await.unwrap();
-    let kinds: Vec<(String, String)> = tokio::task::spawn_blocking(move || {
-        (0..5).map(|_| rx.recv_timeout(WAIT).unwrap()).collect()
-    })
-    .await
-    .unwrap();
+    let kinds: Vec<(String, String)> =
+        blocking(move || (0..5).map(|_| rx.recv_timeout(WAIT).unwrap()).collect()).await;
     let names: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
@@ -378,9 +375,7 @@ async fn a_handler_may_stop_its_own_server() {
         .unwrap();
     let mut c = connect(&server, "").await;
     send(&mut c.ws, r#"{"type":"stop-please"}"#).await;
-    let result = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT))
-        .await
-        .unwrap();
+    let result = blocking(move || done_rx.recv_timeout(WAIT)).await;
     result
         .expect("stop from inside the handler returned")
         .unwrap();
