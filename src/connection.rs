@@ -234,22 +234,21 @@ impl Connection {
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
             let wire = self.ws.get_mut();
-            let mut moved = 0;
             if wire.queued() < MAX_BATCH {
                 self.client.take_queued(MAX_BATCH, |entries| {
                     wire.reserve(entries.len());
                     for entry in entries {
-                        moved += entry.message_count();
-                        push_entry(wire, entry);
+                        self.unsent += push_entry(wire, entry);
                     }
                 });
-                self.unsent += moved as u64;
+            }
+            // Done only when both are empty: the queue wakes this task only when it goes
+            // from empty to non-empty, so what it still holds must be taken now.
+            if wire.queued() == 0 && self.client.queued() == 0 {
+                return Poll::Ready(Ok(()));
             }
             ready!(self.ws.get_mut().poll_send(cx))?;
             self.credit_sent();
-            if moved == 0 {
-                return Poll::Ready(Ok(()));
-            }
         }
     }
 
@@ -339,8 +338,7 @@ impl Connection {
             // bounds its drain; any other drain gets the close grace period.
             let wire = self.ws.get_mut();
             for entry in left {
-                self.unsent += entry.message_count() as u64;
-                push_entry(wire, entry);
+                self.unsent += push_entry(wire, entry);
             }
             let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
             let drained = if reason == CloseReason::Shutdown {
@@ -379,11 +377,14 @@ impl Connection {
     }
 }
 
-fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound) {
+/// Queues an entry's frames on the socket; returns how many messages it held.
+fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound) -> u64 {
+    let messages = entry.message_count() as u64;
     match entry {
         Outbound::Message(frame) => wire.push_message(&frame),
         Outbound::Replay(frames) => frames.iter().for_each(|frame| wire.push_message(frame)),
     }
+    messages
 }
 
 /// Answers a client's text message; a subscribe that must wait for the authorizer is

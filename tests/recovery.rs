@@ -252,3 +252,59 @@ async fn history_memory_stays_bounded_and_idle_channels_are_reclaimed() {
     // After the TTL, history is empty and channels nobody listens to are gone.
     wait_stats(&server, |s| s["historyBytes"] == 0 && s["channels"] == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_behind_a_long_replay_to_a_backed_up_socket_still_arrives() {
+    // The socket is backed up with large publications when a replay of many small
+    // ones is queued behind them, then one more message: once the client reads, all of
+    // it must arrive without waiting for anything else to wake the connection (the
+    // heartbeat is far away).
+    const BIG: u64 = 200;
+    const SMALL: u64 = 300;
+    let server = start(
+        r#"{"client_queue_size":100000,"heartbeat_interval_ms":120000,"heartbeat_timeout_ms":240000,
+            "rate_limit":{"messages_per_second":0},"history":{"size":1000,"max_bytes":67108864}}"#,
+    );
+    for n in 1..=SMALL {
+        server.publish("small", &format!(r#"{{"n":{n}}}"#)).unwrap();
+    }
+    let mut c = connect(&server, "?sessionId=big").await;
+    wait_stats(&server, |s| s["subscriptions"] == 1).await;
+    let pad = "b".repeat(64 * 1024);
+    for n in 1..=BIG {
+        server
+            .notify_ai_progress("big", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+    }
+    // Not reading yet: the big publications fill the socket.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let epoch: Value = serde_json::from_str(&server.history_json("small").unwrap()).unwrap();
+    let epoch = epoch[0]["epoch"].as_str().unwrap().to_string();
+    send(
+        &mut c.ws,
+        &format!(
+            r#"{{"type":"subscribe","channel":"small","since":{{"seq":0,"epoch":"{epoch}"}}}}"#
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.publish("small", r#"{"n":"last"}"#).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (mut big, mut small) = (0, 0);
+    loop {
+        let m = next_json(&mut c.ws).await;
+        match m["type"].as_str() {
+            Some("ai_progress") => big += 1,
+            Some("subscribed") => assert_eq!(m["recovered"], true, "{m}"),
+            _ if m["channel"] == "small" => {
+                small += 1;
+                if m["n"] == "last" {
+                    break;
+                }
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!((big, small), (BIG, SMALL + 1));
+}
