@@ -173,6 +173,11 @@ impl Client {
             return Delivery::Closed;
         }
         if queue.entries.len() >= self.queue_capacity {
+            // Closed at once, so nothing queued later can follow the message dropped
+            // here: a client sees a prefix of its messages and recovers from its last
+            // seq, never a gap (the connection keeps taking from this queue until it
+            // notices the close).
+            queue.closed = true;
             drop(queue);
             return if self.request_close(CloseReason::SlowConsumer) {
                 Delivery::Evicted

@@ -242,9 +242,10 @@ impl Connection {
                     }
                 });
             }
-            // Done only when both are empty: the queue wakes this task only when it goes
-            // from empty to non-empty, so what it still holds must be taken now.
-            if wire.queued() == 0 && self.client.queued() == 0 {
+            // Done only once a take finds the queue empty (nothing was moved, so nothing is
+            // on the socket): the queue wakes this task only when it goes from empty to
+            // non-empty, so what it still holds must be taken now, not on a later wake.
+            if wire.queued() == 0 {
                 return Poll::Ready(Ok(()));
             }
             ready!(self.ws.get_mut().poll_send(cx))?;
