@@ -78,6 +78,10 @@ typedef enum herald_status {
    * A panic was caught inside Herald; the call had no effect.
    */
   HERALD_ERR_PANIC = 12,
+  /**
+   * A configured bound is reached (the channel table is full, say). Nothing was queued.
+   */
+  HERALD_ERR_LIMIT = 13,
 } herald_status;
 
 /**

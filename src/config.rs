@@ -51,6 +51,23 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Serve `wss://` with these PEM files.
     pub tls: Option<TlsConfig>,
+    /// Bytes queued for one client at most, counting every way bytes wait for it (its
+    /// queue, replays, pongs and error replies, the socket writer's buffer); over it the
+    /// client is evicted with 1013. A replay larger than this is refused (`recovered:false`).
+    pub client_queue_bytes: usize,
+    /// SO_SNDBUF for client sockets, in bytes (the kernel doubles it); 0 keeps the
+    /// system's autotuning. Bounds what a stalled client pins in the kernel, which is
+    /// not counted in `client_queue_bytes`.
+    pub socket_send_buffer: usize,
+    /// Bytes for all client queues and history together; over it the clients with the
+    /// largest queues are evicted first, then history is trimmed.
+    pub max_memory: usize,
+    /// Bearer token for `/api/ws/stats` (and every admin endpoint). In secure mode the
+    /// endpoints answer 401 without it, and always 401 when it is not set.
+    pub admin_token: Option<String>,
+    /// Bytes of events queued for the host at most (with `event_queue_size`); beyond it
+    /// events are dropped and counted.
+    pub event_queue_bytes: usize,
 }
 
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
@@ -158,6 +175,11 @@ impl Default for Config {
             max_subscriptions_per_client: 1024,
             rate_limit: RateLimitConfig::default(),
             tls: None,
+            client_queue_bytes: 1024 * 1024,
+            socket_send_buffer: 128 * 1024,
+            max_memory: 1024 * 1024 * 1024,
+            admin_token: None,
+            event_queue_bytes: 16 * 1024 * 1024,
         }
     }
 }

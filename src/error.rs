@@ -21,6 +21,8 @@ pub enum ErrorKind {
     UnknownClient,
     /// The bounded publish queue is full: the server cannot keep up.
     QueueFull,
+    /// A configured bound is reached (the channel table is full, say): nothing was done.
+    Limit,
     /// Binding the socket or building the runtime failed.
     Io,
     /// The operation did not finish in the time given.
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::InvalidHandle => "invalid_handle",
             ErrorKind::UnknownClient => "unknown_client",
             ErrorKind::QueueFull => "queue_full",
+            ErrorKind::Limit => "limit",
             ErrorKind::Io => "io",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Stopped => "stopped",

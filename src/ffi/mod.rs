@@ -53,6 +53,8 @@ pub enum herald_status {
     HERALD_ERR_STOPPED = 11,
     /// A panic was caught inside Herald; the call had no effect.
     HERALD_ERR_PANIC = 12,
+    /// A configured bound is reached (the channel table is full, say). Nothing was queued.
+    HERALD_ERR_LIMIT = 13,
 }
 
 impl From<ErrorKind> for herald_status {
@@ -71,6 +73,7 @@ impl From<ErrorKind> for herald_status {
             ErrorKind::Timeout => HERALD_ERR_TIMEOUT,
             ErrorKind::Stopped => HERALD_ERR_STOPPED,
             ErrorKind::Panic => HERALD_ERR_PANIC,
+            ErrorKind::Limit => HERALD_ERR_LIMIT,
         }
     }
 }
