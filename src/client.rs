@@ -1,11 +1,12 @@
 //! One connected client as the rest of the core sees it: a bounded outbound queue,
 //! liveness, and a way to ask its connection to close.
 
+use crate::memory::MemoryGauge;
 use crate::wire::Frame;
 use futures_util::task::AtomicWaker;
 use std::collections::{vec_deque, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -18,8 +19,13 @@ pub(crate) const STATE_CLOSED: u8 = 3;
 /// messages are written first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CloseReason {
-    /// The client's queue overflowed: it cannot keep up.
+    /// The client's queue overflowed its count or byte budget, its socket took no byte
+    /// for the heartbeat timeout, or the server is over `max_memory`: it cannot keep up.
     SlowConsumer,
+    /// The client broke the WebSocket framing rules (RFC 6455 §7.4.1: 1002).
+    ProtocolError,
+    /// A text frame was not valid UTF-8 (1007).
+    InvalidPayload,
     /// Nothing arrived within the heartbeat timeout.
     HeartbeatTimeout,
     /// A frame over the size limit arrived.
@@ -36,6 +42,8 @@ impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::SlowConsumer => 1013,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::InvalidPayload => 1007,
             CloseReason::HeartbeatTimeout => 1001,
             CloseReason::MessageTooBig => 1009,
             CloseReason::RateLimited => 1008,
@@ -54,6 +62,8 @@ impl CloseReason {
     pub fn text(self) -> &'static str {
         match self {
             CloseReason::SlowConsumer => "slow consumer: outbound queue full",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::InvalidPayload => "invalid UTF-8 in a text frame",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::MessageTooBig => "message too big",
             CloseReason::RateLimited => "rate limit exceeded",
@@ -77,6 +87,14 @@ impl Outbound {
         match self {
             Outbound::Message(_) => 1,
             Outbound::Replay(messages) => messages.len(),
+        }
+    }
+
+    /// Bytes it puts on the wire, frame headers included.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Outbound::Message(frame) => frame.wire_len(),
+            Outbound::Replay(frames) => frames.iter().map(Frame::wire_len).sum(),
         }
     }
 }
@@ -103,7 +121,16 @@ pub(crate) enum Delivery {
 #[derive(Default)]
 struct OutQueue {
     entries: VecDeque<Outbound>,
+    /// Bytes of `entries`.
+    bytes: usize,
     closed: bool,
+}
+
+/// How much may wait for one client.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub messages: usize,
+    pub bytes: usize,
 }
 
 pub(crate) struct Client {
@@ -117,6 +144,14 @@ pub(crate) struct Client {
     pub remote_addr: SocketAddr,
     queue: Mutex<OutQueue>,
     queue_capacity: usize,
+    /// Bytes that may wait for this client: its queue plus its connection's writer.
+    byte_budget: usize,
+    /// Bytes the connection has taken from the queue and not yet written, control
+    /// frames included; set by the connection.
+    wire_bytes: AtomicUsize,
+    memory: Arc<MemoryGauge>,
+    /// Since when (server ms) bytes have waited for a socket that takes none; 0 if not.
+    stalled_since_ms: AtomicU64,
     /// Wakes the connection's task: queued messages, a ping or a close request.
     waker: AtomicWaker,
     close_request: Mutex<Option<CloseReason>>,
@@ -138,7 +173,8 @@ impl Client {
         session_id: Option<Arc<str>>,
         grants: Vec<String>,
         remote_addr: SocketAddr,
-        queue_capacity: usize,
+        limits: QueueLimits,
+        memory: Arc<MemoryGauge>,
         now_ms: u64,
     ) -> Arc<Client> {
         Arc::new(Client {
@@ -149,7 +185,11 @@ impl Client {
             grants,
             remote_addr,
             queue: Mutex::new(OutQueue::default()),
-            queue_capacity,
+            queue_capacity: limits.messages,
+            byte_budget: limits.bytes,
+            wire_bytes: AtomicUsize::new(0),
+            memory,
+            stalled_since_ms: AtomicU64::new(0),
             waker: AtomicWaker::new(),
             close_request: Mutex::new(None),
             ping_requested: AtomicBool::new(false),
@@ -165,14 +205,17 @@ impl Client {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a message without waiting. A full queue evicts the client: one slow
-    /// reader must never hold up the others.
+    /// Queues a message without waiting. A full queue (by count or by bytes) evicts the
+    /// client: one slow reader must never hold up the others.
     pub fn enqueue(&self, message: impl Into<Outbound>) -> Delivery {
+        let message = message.into();
+        let bytes = message.byte_len();
         let mut queue = self.queue();
         if queue.closed {
             return Delivery::Closed;
         }
-        if queue.entries.len() >= self.queue_capacity {
+        let waiting = queue.bytes + self.wire_bytes.load(Ordering::Relaxed);
+        if queue.entries.len() >= self.queue_capacity || waiting + bytes > self.byte_budget {
             // Closed at once, so nothing queued later can follow the message dropped
             // here: a client sees a prefix of its messages and recovers from its last
             // seq, never a gap (the connection keeps taking from this queue until it
@@ -185,19 +228,30 @@ impl Client {
                 Delivery::Closed
             };
         }
-        queue.entries.push_back(message.into());
+        queue.entries.push_back(message);
+        queue.bytes += bytes;
         let was_empty = queue.entries.len() == 1;
         drop(queue);
+        self.memory.add_queued(bytes);
         if was_empty {
             self.waker.wake();
         }
         Delivery::Queued
     }
 
-    /// Hands up to `max` queued entries to `take`, in order.
+    /// Whether `bytes` could ever be queued for this client.
+    pub fn fits_budget(&self, bytes: usize) -> bool {
+        bytes <= self.byte_budget
+    }
+
+    /// Hands up to `max` queued entries to `take`, in order. Their bytes move from the
+    /// queue to the writer's account.
     pub fn take_queued(&self, max: usize, take: impl FnOnce(vec_deque::Drain<'_, Outbound>)) {
         let mut queue = self.queue();
         let n = queue.entries.len().min(max);
+        let moved: usize = queue.entries.range(..n).map(Outbound::byte_len).sum();
+        queue.bytes -= moved;
+        self.wire_bytes.fetch_add(moved, Ordering::Relaxed);
         take(queue.entries.drain(..n));
         if queue.entries.is_empty() {
             // An idle client keeps no queue memory; a burst allocates again.
@@ -209,7 +263,49 @@ impl Client {
     pub fn close_queue(&self) -> VecDeque<Outbound> {
         let mut queue = self.queue();
         queue.closed = true;
+        self.wire_bytes
+            .fetch_add(std::mem::take(&mut queue.bytes), Ordering::Relaxed);
         std::mem::take(&mut queue.entries)
+    }
+
+    /// The connection's writer now holds `bytes`; the server-wide gauge follows.
+    pub fn set_wire_bytes(&self, bytes: usize) {
+        let before = self.wire_bytes.swap(bytes, Ordering::Relaxed);
+        if bytes > before {
+            self.memory.add_queued(bytes - before);
+        } else if before > bytes {
+            self.memory.sub_queued(before - bytes);
+        }
+    }
+
+    /// Bytes waiting for this client, queued or in its writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue().bytes + self.wire_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The socket took bytes, or had none to take: the stall clock restarts while
+    /// bytes still wait, and stops when none do.
+    pub fn note_write_progress(&self, now_ms: u64, pending: bool) {
+        let since = if pending { now_ms.max(1) } else { 0 };
+        self.stalled_since_ms.store(since, Ordering::Relaxed);
+    }
+
+    /// The socket took nothing: the stall clock runs from now unless it already runs.
+    pub fn note_write_blocked(&self, now_ms: u64) {
+        let _ = self.stalled_since_ms.compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long bytes have waited for a socket that takes none.
+    pub fn write_stalled_for(&self, now_ms: u64) -> u64 {
+        match self.stalled_since_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            since => now_ms.saturating_sub(since),
+        }
     }
 
     /// Registers the connection task to be woken by [`Client::enqueue`] and requests.

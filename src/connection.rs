@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -137,7 +137,9 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     for event in subscribed {
         shared.events.push(event);
     }
-    if shared.is_stopping() {
+    // Not `is_stopping`: a stop first dispatches the host calls made before it, and a
+    // client closed before that would miss them.
+    if shared.is_closing_clients() {
         client.request_close(CloseReason::Shutdown);
     }
 
@@ -151,6 +153,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         in_flight: None,
         peer_close: None,
         unsent: 0,
+        last_written: 0,
     })
 }
 
@@ -173,6 +176,8 @@ struct Connection {
     peer_close: Option<CloseFrame>,
     /// Messages handed to the socket and not yet written.
     unsent: u64,
+    /// The writer's byte count when last looked at, to tell progress from a stall.
+    last_written: u64,
 }
 
 impl Connection {
@@ -189,12 +194,31 @@ impl Connection {
         if let Poll::Ready(reason) = self.poll_read(cx) {
             return Poll::Ready(reason);
         }
-        match self.poll_write(cx) {
+        let written = self.poll_write(cx);
+        self.account_writer();
+        match written {
             Poll::Ready(Err(e)) => {
                 tracing::debug!(client = %self.client.id, error = %e, "write failed");
                 Poll::Ready(CloseReason::PeerGone)
             }
             _ => Poll::Pending,
+        }
+    }
+
+    /// Tells the client what its writer holds (its byte budget and the server's memory
+    /// bound count it) and whether the socket is taking bytes (a socket that takes none
+    /// for the heartbeat timeout is evicted).
+    fn account_writer(&mut self) {
+        let wire = self.ws.get_ref();
+        self.client.set_wire_bytes(wire.queued_bytes());
+        let pending = wire.queued_bytes() > 0;
+        let written = wire.written_total();
+        if written != self.last_written || !pending {
+            self.last_written = written;
+            self.client
+                .note_write_progress(self.shared.now_ms(), pending);
+        } else {
+            self.client.note_write_blocked(self.shared.now_ms());
         }
     }
 
@@ -212,6 +236,18 @@ impl Connection {
                     Counters::add(&self.shared.counters.oversized_messages, 1);
                     tracing::debug!(client = %self.client.id, size, max_size, "closing: message too big");
                     return Poll::Ready(CloseReason::MessageTooBig);
+                }
+                Some(Err(WsError::Utf8(_))) => {
+                    Counters::add(&self.shared.counters.protocol_errors, 1);
+                    tracing::debug!(client = %self.client.id, "closing: invalid UTF-8");
+                    return Poll::Ready(CloseReason::InvalidPayload);
+                }
+                Some(Err(WsError::Protocol(e)))
+                    if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
+                {
+                    Counters::add(&self.shared.counters.protocol_errors, 1);
+                    tracing::debug!(client = %self.client.id, error = %e, "closing: protocol error");
+                    return Poll::Ready(CloseReason::ProtocolError);
                 }
                 Some(Err(e)) => {
                     tracing::debug!(client = %self.client.id, error = %e, "read failed");
@@ -265,8 +301,12 @@ impl Connection {
     fn on_message(&mut self, message: Message) -> Option<CloseReason> {
         let (shared, client) = (&self.shared, &self.client);
         client.touch(shared.now_ms());
-        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+        let data = matches!(message, Message::Text(_) | Message::Binary(_));
+        if data {
             Counters::add(&shared.counters.messages_received, 1);
+        }
+        // Control frames are traffic too: a ping flood costs the server a pong each.
+        if !matches!(message, Message::Close(_)) {
             let verdict = self
                 .rate
                 .as_mut()
@@ -275,10 +315,13 @@ impl Connection {
                 Verdict::Accept => {}
                 Verdict::Refuse => {
                     Counters::add(&shared.counters.rate_limited, 1);
-                    client.enqueue(protocol::error(
-                        "rate_limited",
-                        "too many messages; slow down",
-                    ));
+                    // A refused ping gets no error reply: the reply would be the cost.
+                    if data {
+                        client.enqueue(protocol::error(
+                            "rate_limited",
+                            "too many messages; slow down",
+                        ));
+                    }
                     return None;
                 }
                 Verdict::Close => {
@@ -310,6 +353,7 @@ impl Connection {
         drop(slot);
         let (shared, client) = (&self.shared, &self.client);
         shared.hub.unregister(client);
+        client.set_wire_bytes(0);
         client.mark_closed();
         Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
         let (code, reason) = match (client.close_requested(), peer_close) {

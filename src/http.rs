@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
 /// default would dominate idle memory. Larger frames grow it on demand.
 const READ_BUFFER_SIZE: usize = 128;
+/// tungstenite's own write buffer: room for a close frame or a pong (at most 131 bytes).
+const CONTROL_WRITE_BUFFER: usize = 256;
 
 type Body = Full<Bytes>;
 
@@ -179,8 +181,13 @@ fn upgrade(
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // tungstenite writes only control frames here (messages go through WireIo): no
+    // write buffer of its own, and a small bound so that it keeps just the latest pong
+    // for a peer that pings and never reads.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(0)
+        .max_write_buffer_size(CONTROL_WRITE_BUFFER)
         .max_message_size(Some(shared.config.max_message_size))
         .max_frame_size(Some(shared.config.max_message_size));
     let upgrade = Box::new(Upgrade {

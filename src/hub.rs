@@ -6,11 +6,13 @@ use crate::client::{Client, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::history::{Entry, History};
+use crate::memory::MemoryGauge;
 use crate::protocol::{self, OpenObject, Position, Since, Target};
 use crate::stats::Counters;
 use crate::wire::Frame;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,9 +25,59 @@ pub(crate) struct HubLimits {
 pub(crate) struct Hub {
     clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
     channels: Mutex<Channels>,
+    room: ChannelRoom,
     limits: HubLimits,
     epoch_seed: String,
     counters: Arc<Counters>,
+    memory: Arc<MemoryGauge>,
+}
+
+/// Free places in the channel table. Every channel is created with a place taken
+/// here; clients may not take the last tenth, so they can never lock the host out, and
+/// a host publication takes its place when it is submitted, so a full table is an error
+/// the host sees, never a publication dropped later.
+struct ChannelRoom {
+    free: AtomicUsize,
+    kept_for_host: usize,
+}
+
+impl ChannelRoom {
+    fn new(max_channels: usize) -> ChannelRoom {
+        ChannelRoom {
+            free: AtomicUsize::new(max_channels),
+            kept_for_host: max_channels / 10,
+        }
+    }
+
+    fn take_above(&self, floor: usize) -> bool {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                (free > floor).then(|| free - 1)
+            })
+            .is_ok()
+    }
+
+    fn take_for_host(&self) -> bool {
+        self.take_above(0)
+    }
+
+    fn take_for_client(&self) -> bool {
+        self.take_above(self.kept_for_host)
+    }
+
+    fn give_back(&self) {
+        self.free.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// What a host publication holds from its submission to its dispatch, so that it
+/// cannot fail in between.
+#[derive(Debug)]
+pub(crate) enum ChannelHold {
+    /// A free place in the table, used if the channel must be created.
+    Place,
+    /// The channel exists and is kept from being reclaimed.
+    Pinned,
 }
 
 #[derive(Default)]
@@ -43,6 +95,8 @@ struct Channel {
     seq: u64,
     epoch: Arc<str>,
     history: History,
+    /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
+    pinned: usize,
 }
 
 impl Channel {
@@ -54,7 +108,7 @@ impl Channel {
     }
 
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty()
+        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
     }
 }
 
@@ -72,13 +126,20 @@ pub(crate) struct HubSize {
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits, epoch_seed: String, counters: Arc<Counters>) -> Hub {
+    pub fn new(
+        limits: HubLimits,
+        epoch_seed: String,
+        counters: Arc<Counters>,
+        memory: Arc<MemoryGauge>,
+    ) -> Hub {
         Hub {
             clients: RwLock::default(),
             channels: Mutex::default(),
+            room: ChannelRoom::new(limits.max_channels),
             limits,
             epoch_seed,
             counters,
+            memory,
         }
     }
 
@@ -121,7 +182,7 @@ impl Hub {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         for name in subscribed {
-            channels.remove_subscriber(&name, client.key);
+            channels.remove_subscriber(&name, client.key, &self.room);
         }
     }
 
@@ -171,7 +232,7 @@ impl Hub {
             ));
         }
         let channels = &mut *channels;
-        let channel = channels.get_or_create(&name, self, true)?;
+        let channel = channels.get_or_create_for_client(&name, self)?;
         let name = Arc::clone(&channel.name);
         let position = channel.position();
         let recovered = since.map(|since| {
@@ -180,12 +241,18 @@ impl Hub {
             } else {
                 None
             };
+            // A replay that could never fit the client's byte budget is refused, not
+            // sent to evict it: the client refetches instead.
+            let replay = replay
+                .map(|entries| entries.map(|entry| entry.text.clone()).collect::<Vec<_>>())
+                .filter(|missed| {
+                    client.fits_budget(missed.iter().map(Frame::wire_len).sum::<usize>())
+                });
             match replay {
-                Some(entries) => {
+                Some(missed) => {
                     if reply {
                         client.enqueue(protocol::subscribed(target, &position, Some(true)));
                     }
-                    let missed: Vec<Frame> = entries.map(|entry| entry.text.clone()).collect();
                     if !missed.is_empty() {
                         self.deliver(client, Outbound::Replay(missed));
                     }
@@ -242,49 +309,97 @@ impl Hub {
         });
         drop(subscriptions);
         for name in &left {
-            channels.remove_subscriber(name, client.key);
+            channels.remove_subscriber(name, client.key, &self.room);
         }
         left
     }
 
     // -- publishing -------------------------------------------------------
 
+    /// Takes what a host publication to `channel` needs to be sure to succeed at
+    /// dispatch; a `Limit` error when the channel table is full.
+    pub fn hold_channel(&self, channel: &str) -> Result<ChannelHold> {
+        if self.room.take_for_host() {
+            return Ok(ChannelHold::Place);
+        }
+        let mut channels = self.channels();
+        if let Some(ch) = channels.map.get_mut(channel) {
+            ch.pinned += 1;
+            return Ok(ChannelHold::Pinned);
+        }
+        drop(channels);
+        Counters::add(&self.counters.channels_rejected, 1);
+        Err(Error::new(
+            ErrorKind::Limit,
+            format!(
+                "channel limit reached ({} channels): cannot publish to the new channel {channel:?}",
+                self.limits.max_channels
+            ),
+        ))
+    }
+
+    /// Gives back what [`Hub::hold_channel`] took, for a publication never dispatched.
+    pub fn release_hold(&self, channel: &str, hold: ChannelHold) {
+        let mut channels = self.channels();
+        channels.release(channel, hold, &self.room);
+    }
+
     /// Publishes to a channel: assigns the next seq, keeps it in history, and queues
     /// the one serialized text for every subscriber.
-    pub fn publish(&self, channel: &str, message: OpenObject) {
+    pub fn publish(&self, channel: &str, message: OpenObject, hold: ChannelHold) {
         Counters::add(&self.counters.publications, 1);
         let mut channels = self.channels();
-        let keep_history = self.limits.history.size > 0;
         let channels = &mut *channels;
+        let keep_history = self.limits.history.size > 0;
         let exists = channels.map.contains_key(channel);
+        if let ChannelHold::Place = hold {
+            if exists || !keep_history {
+                self.room.give_back();
+            }
+        }
         if !exists && !keep_history {
             return; // nobody listens and nothing is kept
         }
-        let ch = match channels.get_or_create(channel, self, false) {
-            Ok(ch) => ch,
-            Err(_) => {
-                Counters::add(&self.counters.channels_rejected, 1);
-                return;
-            }
+        let ch = if exists {
+            channels.map.get_mut(channel).expect("exists")
+        } else {
+            // Created with the place the publication holds.
+            channels.create(channel, self)
         };
+        if let ChannelHold::Pinned = hold {
+            ch.pinned -= 1;
+        }
         ch.seq += 1;
         let text = message.close_with_position(ch.seq, &ch.epoch);
         for client in ch.subscribers.values() {
             self.deliver(client, text.clone());
         }
-        if keep_history {
-            let entry = Entry {
-                seq: ch.seq,
-                text,
-                at: Instant::now(),
-            };
-            let added = entry.cost();
-            let freed = ch.history.push(entry, self.limits.history.size);
-            channels.history_bytes = channels.history_bytes + added - freed;
-            if channels.history_bytes > self.limits.history.max_bytes {
-                channels.trim_history(self.limits.history.max_bytes / 10 * 9);
+        if !keep_history {
+            if ch.is_idle() {
+                channels.map.remove(channel);
+                self.room.give_back();
             }
+            return;
         }
+        let entry = Entry {
+            seq: ch.seq,
+            text,
+            at: Instant::now(),
+        };
+        let added = entry.cost();
+        let freed = ch.history.push(entry, self.limits.history.size);
+        channels.history_bytes = channels.history_bytes + added - freed;
+        if channels.history_bytes > self.limits.history.max_bytes {
+            channels.trim_history(self.limits.history.max_bytes / 10 * 9, &self.room);
+        }
+        self.memory.set_history(channels.history_bytes);
+    }
+
+    /// Trims history to `target` bytes, oldest first (the memory guard's last resort).
+    pub fn trim_history(&self, target: usize) {
+        let mut channels = self.channels();
+        channels.trim_history(target, &self.room);
+        self.memory.set_history(channels.history_bytes);
     }
 
     pub fn broadcast(&self, text: &Frame) {
@@ -331,11 +446,18 @@ impl Hub {
         let mut channels = self.channels();
         let channels = &mut *channels;
         let mut freed = 0;
+        let mut removed = 0;
         channels.map.retain(|_, ch| {
             freed += ch.history.expire(now, ttl);
-            !ch.is_idle()
+            let keep = !ch.is_idle();
+            removed += usize::from(!keep);
+            keep
         });
+        for _ in 0..removed {
+            self.room.give_back();
+        }
         channels.history_bytes -= freed;
+        self.memory.set_history(channels.history_bytes);
     }
 
     pub fn size(&self) -> HubSize {
@@ -349,53 +471,71 @@ impl Hub {
 }
 
 impl Channels {
-    fn get_or_create(
-        &mut self,
-        name: &str,
-        hub: &Hub,
-        counted_rejection: bool,
-    ) -> Result<&mut Channel> {
+    /// The channel for a client's subscribe, created if there is room above the part
+    /// of the table kept for the host.
+    fn get_or_create_for_client(&mut self, name: &str, hub: &Hub) -> Result<&mut Channel> {
         if !self.map.contains_key(name) {
-            if self.map.len() >= hub.limits.max_channels {
-                if counted_rejection {
-                    Counters::add(&hub.counters.channels_rejected, 1);
-                }
+            if !hub.room.take_for_client() {
+                Counters::add(&hub.counters.channels_rejected, 1);
                 return Err(Error::new(
-                    ErrorKind::InvalidArgument,
+                    ErrorKind::Limit,
                     format!(
-                        "channel limit reached ({} channels)",
+                        "channel limit reached ({} channels, the last tenth kept for the host)",
                         hub.limits.max_channels
                     ),
                 ));
             }
-            self.epochs_issued += 1;
-            let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
-            let key: Arc<str> = name.into();
-            let channel = Channel {
-                name: Arc::clone(&key),
-                subscribers: HashMap::new(),
-                seq: 0,
-                epoch,
-                history: History::default(),
-            };
-            self.map.insert(key, channel);
+            return Ok(self.create(name, hub));
         }
-        Ok(self.map.get_mut(name).expect("just ensured"))
+        Ok(self.map.get_mut(name).expect("just checked"))
     }
 
-    fn remove_subscriber(&mut self, name: &str, key: u64) {
+    /// Creates a channel; its place in the table was taken by the caller.
+    fn create(&mut self, name: &str, hub: &Hub) -> &mut Channel {
+        self.epochs_issued += 1;
+        let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
+        let key: Arc<str> = name.into();
+        let channel = Channel {
+            name: Arc::clone(&key),
+            subscribers: HashMap::new(),
+            seq: 0,
+            epoch,
+            history: History::default(),
+            pinned: 0,
+        };
+        self.map.entry(key).or_insert(channel)
+    }
+
+    /// Gives back a publication's hold: a place to the room, or a pin to its channel.
+    fn release(&mut self, name: &str, hold: ChannelHold, room: &ChannelRoom) {
+        match hold {
+            ChannelHold::Place => room.give_back(),
+            ChannelHold::Pinned => {
+                if let Some(ch) = self.map.get_mut(name) {
+                    ch.pinned -= 1;
+                    if ch.is_idle() {
+                        self.map.remove(name);
+                        room.give_back();
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_subscriber(&mut self, name: &str, key: u64, room: &ChannelRoom) {
         if let Some(ch) = self.map.get_mut(name) {
             if ch.subscribers.remove(&key).is_some() {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {
                 self.map.remove(name);
+                room.give_back();
             }
         }
     }
 
     /// Drops the oldest entries across all channels until history fits in `target` bytes.
-    fn trim_history(&mut self, target: usize) {
+    fn trim_history(&mut self, target: usize, room: &ChannelRoom) {
         let mut oldest: BinaryHeap<Reverse<(Instant, Arc<str>)>> = self
             .map
             .iter()
@@ -419,6 +559,7 @@ impl Channels {
                 Some(at) => oldest.push(Reverse((at, name))),
                 None if ch.is_idle() => {
                     self.map.remove(&name);
+                    room.give_back();
                 }
                 None => {}
             }

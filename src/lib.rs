@@ -16,6 +16,7 @@ mod http;
 mod hub;
 mod limits;
 mod logging;
+mod memory;
 mod protocol;
 mod server;
 mod stats;

@@ -2,12 +2,13 @@
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
 use crate::auth::{AuthDecision, AuthGate, Authorizer};
-use crate::client::{Client, CloseReason};
+use crate::client::{Client, CloseReason, QueueLimits};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
-use crate::hub::{Hub, HubLimits};
+use crate::hub::{ChannelHold, Hub, HubLimits};
 use crate::limits::{Refusal, SocketLimits};
+use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::Counters;
 use crate::wire::Frame;
@@ -31,6 +32,7 @@ enum Command {
     Publish {
         channel: String,
         message: OpenObject,
+        hold: ChannelHold,
     },
     Broadcast(Frame),
     Send {
@@ -50,8 +52,12 @@ pub(crate) struct Shared {
     pub auth: AuthGate,
     pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
+    pub memory: Arc<MemoryGauge>,
     started: Instant,
     stopping: AtomicBool,
+    /// Set by a stop once the host calls made before it are dispatched: from then on
+    /// every client, new ones included, is closed after its queue is written.
+    closing_clients: AtomicBool,
     next_client: AtomicU64,
     id_seed: u64,
     port: u16,
@@ -65,6 +71,10 @@ impl Shared {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn is_closing_clients(&self) -> bool {
+        self.closing_clients.load(Ordering::SeqCst)
     }
 
     pub fn new_client(
@@ -84,7 +94,11 @@ impl Shared {
             session_id.map(Arc::from),
             grants,
             remote,
-            self.config.client_queue_size,
+            QueueLimits {
+                messages: self.config.client_queue_size,
+                bytes: self.config.client_queue_bytes,
+            },
+            Arc::clone(&self.memory),
             self.now_ms(),
         )
     }
@@ -107,6 +121,7 @@ impl Shared {
                     "remoteAddr": client.remote_addr.to_string(),
                     "subscriptions": client.subscription_count(),
                     "queued": client.queued(),
+                    "queuedBytes": client.queued_bytes(),
                     "messagesSent": Counters::get(&client.messages_sent),
                     "idleMs": now.saturating_sub(client.last_seen_ms()),
                 })
@@ -125,6 +140,12 @@ impl Shared {
             "evictions": Counters::get(&c.evictions),
             "heartbeatTimeouts": Counters::get(&c.heartbeat_timeouts),
             "invalidMessages": Counters::get(&c.invalid_messages),
+            "protocolErrors": Counters::get(&c.protocol_errors),
+            "writeStalls": Counters::get(&c.write_stalls),
+            "memoryEvictions": Counters::get(&c.memory_evictions),
+            "queuedBytes": self.memory.queued(),
+            "memoryBytes": self.memory.total(),
+            "maxMemory": self.memory.limit(),
             "oversizedMessages": Counters::get(&c.oversized_messages),
             "rejectedConnections": Counters::get(&c.rejected_connections),
             "rejectedPerIp": Counters::get(&c.rejected_per_ip),
@@ -233,8 +254,15 @@ impl Server {
             max_subscriptions_per_client: config.max_subscriptions_per_client,
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
+        let memory = Arc::new(MemoryGauge::new(config.max_memory));
         let shared = Arc::new(Shared {
-            hub: Hub::new(limits, epoch_seed, Arc::clone(&counters)),
+            hub: Hub::new(
+                limits,
+                epoch_seed,
+                Arc::clone(&counters),
+                Arc::clone(&memory),
+            ),
+            memory,
             counters,
             events: EventQueue::new(config.event_queue_size),
             auth,
@@ -242,6 +270,7 @@ impl Server {
             connection_closed: Notify::new(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            closing_clients: AtomicBool::new(false),
             next_client: AtomicU64::new(1),
             id_seed: seed,
             port: local_addr.port(),
@@ -257,6 +286,7 @@ impl Server {
         ));
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
+        runtime.spawn(memory_guard(Arc::clone(&shared), shutdown_rx.clone()));
         if shared.config.history.size > 0 {
             runtime.spawn(housekeeping(Arc::clone(&shared), shutdown_rx));
         }
@@ -295,28 +325,51 @@ impl Server {
 
     fn submit(&self, command: Command) -> Result<()> {
         self.inner.commands.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                Counters::add(&self.inner.shared.counters.publish_queue_full, 1);
-                Error::new(
-                    ErrorKind::QueueFull,
-                    format!(
-                        "publish queue is full ({} calls pending); the server cannot keep up",
-                        self.inner.shared.config.publish_queue_size
-                    ),
-                )
-            }
+            mpsc::error::TrySendError::Full(_) => self.queue_full(),
             mpsc::error::TrySendError::Closed(_) => Error::stopped(),
         })
+    }
+
+    fn queue_full(&self) -> Error {
+        Counters::add(&self.inner.shared.counters.publish_queue_full, 1);
+        Error::new(
+            ErrorKind::QueueFull,
+            format!(
+                "publish queue is full ({} calls pending); the server cannot keep up",
+                self.inner.shared.config.publish_queue_size
+            ),
+        )
     }
 
     fn notify(&self, event: AiEvent, session_id: &str, payload_json: &str) -> Result<()> {
         self.check_running()?;
         protocol::check_name("session id", session_id)?;
         let message = protocol::ai_notification(event, session_id, payload_json)?;
-        self.submit(Command::Publish {
-            channel: protocol::session_channel(session_id),
-            message,
-        })
+        self.submit_publish(protocol::session_channel(session_id), message)
+    }
+
+    /// Submits a publication holding its channel's place, so that a full channel table
+    /// is an error here and never a publication dropped at dispatch.
+    fn submit_publish(&self, channel: String, message: OpenObject) -> Result<()> {
+        let hub = &self.inner.shared.hub;
+        let hold = hub.hold_channel(&channel)?;
+        self.inner
+            .commands
+            .try_send(Command::Publish {
+                channel,
+                message,
+                hold,
+            })
+            .map_err(|e| {
+                let (command, error) = match e {
+                    mpsc::error::TrySendError::Full(c) => (c, self.queue_full()),
+                    mpsc::error::TrySendError::Closed(c) => (c, Error::stopped()),
+                };
+                if let Command::Publish { channel, hold, .. } = command {
+                    hub.release_hold(&channel, hold);
+                }
+                error
+            })
     }
 
     /// `ai_start` to the subscribers of a session; `task_json` is a JSON object.
@@ -362,7 +415,7 @@ impl Server {
 
     fn publish_checked(&self, channel: String, message_json: &str) -> Result<()> {
         let message = protocol::host_message(message_json, Some(&channel))?;
-        self.submit(Command::Publish { channel, message })
+        self.submit_publish(channel, message)
     }
 
     /// A JSON object to one client; fails with `UnknownClient` if it is not connected.
@@ -476,6 +529,7 @@ impl Inner {
                 if self.commands.send(Command::Barrier(done)).await.is_ok() {
                     let _ = dispatched.await;
                 }
+                shared.closing_clients.store(true, Ordering::SeqCst);
                 for client in shared.hub.clients() {
                     client.request_close(CloseReason::Shutdown);
                 }
@@ -589,6 +643,10 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        if shared.config.socket_send_buffer > 0 {
+            let _ =
+                socket2::SockRef::from(&tcp).set_send_buffer_size(shared.config.socket_send_buffer);
+        }
         let shared = Arc::clone(&shared);
         let Some(tls) = &tls else {
             tokio::spawn(crate::http::serve_socket(shared, tcp, remote, slot));
@@ -614,7 +672,11 @@ async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
     while commands.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
         for command in batch.drain(..) {
             match command {
-                Command::Publish { channel, message } => shared.hub.publish(&channel, message),
+                Command::Publish {
+                    channel,
+                    message,
+                    hold,
+                } => shared.hub.publish(&channel, message, hold),
                 Command::Broadcast(message) => shared.hub.broadcast(&message),
                 Command::Send { client_id, message } => {
                     shared.hub.send(&client_id, message);
@@ -637,8 +699,17 @@ async fn heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = ticks.tick() => {}
         }
         let now = shared.now_ms();
+        let timeout = shared.config.heartbeat_timeout_ms;
         for client in shared.hub.clients() {
-            if now.saturating_sub(client.last_seen_ms()) > shared.config.heartbeat_timeout_ms {
+            // Pings keep a client "alive" even if it never reads: a socket that took no
+            // byte for as long is evicted all the same.
+            if client.write_stalled_for(now) > timeout {
+                if client.request_close(CloseReason::SlowConsumer) {
+                    Counters::add(&shared.counters.write_stalls, 1);
+                    Counters::add(&shared.counters.evictions, 1);
+                    tracing::info!(client = %client.id, "evicting a client whose socket takes nothing");
+                }
+            } else if now.saturating_sub(client.last_seen_ms()) > timeout {
                 if client.request_close(CloseReason::HeartbeatTimeout) {
                     Counters::add(&shared.counters.heartbeat_timeouts, 1);
                     tracing::debug!(client = %client.id, "heartbeat timeout");
@@ -656,6 +727,48 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = ticks.tick() => shared.hub.expire_history(Instant::now()),
+        }
+    }
+}
+
+/// Keeps client queues and history under `max_memory`: woken when the gauge crosses it,
+/// evicts the clients holding the most until below nine tenths, then trims history.
+async fn memory_guard(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let memory = &shared.memory;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = memory.over_limit.notified() => {}
+        }
+        memory.clear_alarm();
+        let target = memory.limit() / 10 * 9;
+        let mut total = memory.total();
+        if total <= memory.limit() {
+            continue;
+        }
+        let mut clients: Vec<(usize, Arc<Client>)> = shared
+            .hub
+            .clients()
+            .into_iter()
+            .map(|client| (client.queued_bytes(), client))
+            .filter(|(bytes, _)| *bytes > 0)
+            .collect();
+        clients.sort_unstable_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+        for (bytes, client) in clients {
+            if total <= target {
+                break;
+            }
+            if client.request_close(CloseReason::SlowConsumer) {
+                client.close_queue();
+                Counters::add(&shared.counters.memory_evictions, 1);
+                Counters::add(&shared.counters.evictions, 1);
+                tracing::info!(client = %client.id, bytes, "evicting: server over max_memory");
+            }
+            total = total.saturating_sub(bytes);
+        }
+        if total > target {
+            let history_target = target.saturating_sub(memory.queued());
+            shared.hub.trim_history(history_target);
         }
     }
 }

@@ -22,6 +22,12 @@ pub(crate) struct Counters {
     pub evictions: AtomicU64,
     pub heartbeat_timeouts: AtomicU64,
     pub invalid_messages: AtomicU64,
+    /// Connections closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007).
+    pub protocol_errors: AtomicU64,
+    /// Clients evicted because the server was over `max_memory`.
+    pub memory_evictions: AtomicU64,
+    /// Clients evicted because their socket took no byte for the heartbeat timeout.
+    pub write_stalls: AtomicU64,
     pub oversized_messages: AtomicU64,
     pub publications: AtomicU64,
     pub publish_queue_full: AtomicU64,

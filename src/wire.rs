@@ -62,6 +62,11 @@ impl Frame {
             .expect("frames hold UTF-8 text")
     }
 
+    /// Length of the whole frame, header included.
+    pub fn wire_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Length of the message text, without the header.
     pub fn text_len(&self) -> usize {
         self.bytes.len() - self.header_len as usize
@@ -79,8 +84,10 @@ pub(crate) const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 128;
-/// Beyond this many queued bytes, writes through [`AsyncWrite`] wait for the socket.
-const WRITE_LIMIT: usize = 1 << 20;
+/// Beyond this many queued control bytes (tungstenite's pongs and close replies),
+/// writes through [`AsyncWrite`] wait for the socket; tungstenite then keeps only the
+/// latest pong (RFC 6455 §5.5.3), so a peer that pings and never reads holds no more.
+const CONTROL_LIMIT: usize = 1024;
 
 /// A connection's socket: reads pass through; every write, a shared frame queued by
 /// the connection or a control frame written by tungstenite, joins one ordered queue.
@@ -90,6 +97,10 @@ pub(crate) struct WireIo<S> {
     /// Bytes of the front entry already written.
     front_written: usize,
     queued_bytes: usize,
+    /// Bytes of control frames among `queued_bytes`.
+    control_bytes: usize,
+    /// Bytes written since the start, to tell a socket that takes bytes from a stalled one.
+    written_total: u64,
 }
 
 struct Chunk {
@@ -106,6 +117,8 @@ impl<S> WireIo<S> {
             queue: VecDeque::new(),
             front_written: 0,
             queued_bytes: 0,
+            control_bytes: 0,
+            written_total: 0,
         }
     }
 
@@ -121,6 +134,9 @@ impl<S> WireIo<S> {
 
     fn push(&mut self, bytes: Bytes, message: bool) {
         self.queued_bytes += bytes.len();
+        if !message {
+            self.control_bytes += bytes.len();
+        }
         self.queue.push_back(Chunk { bytes, message });
     }
 
@@ -131,6 +147,16 @@ impl<S> WireIo<S> {
     /// Entries not yet written completely.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Bytes written since the socket opened.
+    pub fn written_total(&self) -> u64 {
+        self.written_total
     }
 
     /// Drops the message frames not yet started; a half-written one stays so the stream
@@ -152,6 +178,7 @@ impl<S> WireIo<S> {
 
     fn advance(&mut self, mut written: usize) {
         self.queued_bytes -= written;
+        self.written_total += written as u64;
         while written > 0 {
             let front_left = self.queue[0].bytes.len() - self.front_written;
             if written < front_left {
@@ -160,7 +187,11 @@ impl<S> WireIo<S> {
             }
             written -= front_left;
             self.front_written = 0;
-            self.queue.pop_front();
+            if let Some(chunk) = self.queue.pop_front() {
+                if !chunk.message {
+                    self.control_bytes -= chunk.bytes.len();
+                }
+            }
         }
     }
 }
@@ -210,7 +241,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.queued_bytes >= WRITE_LIMIT {
+        if this.control_bytes >= CONTROL_LIMIT {
             ready!(this.poll_send(cx))?;
         }
         this.push_control(Bytes::copy_from_slice(buf));

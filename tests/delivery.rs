@@ -192,3 +192,64 @@ async fn stop_flushes_queued_messages_then_closes_with_1001() {
         "the port is closed"
     );
 }
+
+#[tokio::test]
+async fn a_full_channel_table_is_an_error_for_the_host_and_clients_leave_it_room() {
+    // 10 channels: clients may create 9, the last one is kept for the host.
+    let server = start(r#"{"max_channels":10}"#);
+    let mut c = connect(&server, "").await;
+    for n in 0..9 {
+        subscribe(&mut c.ws, "channel", &format!("c{n}")).await;
+    }
+    send(&mut c.ws, r#"{"type":"subscribe","channel":"c9"}"#).await;
+    let refused = next_json(&mut c.ws).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("channel limit"),
+        "{refused}"
+    );
+    // The host still reaches a new session, and then the table is full for it too.
+    server.notify_ai_start("host-room", r#"{"n":1}"#).unwrap();
+    let err = server
+        .notify_ai_start("one-too-many", r#"{"n":1}"#)
+        .unwrap_err();
+    assert_eq!(err.kind(), herald::ErrorKind::Limit, "{err}");
+    // Existing channels keep working, full table or not.
+    server.publish("c3", r#"{"still":"here"}"#).unwrap();
+    assert_eq!(next_json(&mut c.ws).await["still"], "here");
+    let stats = wait_stats(&server, |s| s["channels"] == 10).await;
+    assert_eq!(stats["channelsRejected"], 2, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_after_subscribed_delivers_what_was_published_before_it() {
+    // A host that publishes as soon as it hears `subscribed` and stops at once: the
+    // connection may still be opening when the stop begins (a0c4dc0 lost all of it
+    // about one run in twenty on a busy machine).
+    for run in 0..20 {
+        let server = start("");
+        let host = server.clone();
+        let streamer = std::thread::spawn(move || {
+            while host
+                .next_event(WAIT)
+                .unwrap()
+                .is_some_and(|e| e.kind() != "subscribed")
+            {}
+            for n in 1..=6 {
+                host.publish("session:s", &format!(r#"{{"n":{n}}}"#))
+                    .unwrap();
+            }
+            host.stop(WAIT)
+        });
+        let mut c = connect(&server, "?sessionId=s").await;
+        for n in 1..=6 {
+            assert_eq!(next_json(&mut c.ws).await["n"], n, "run {run}");
+        }
+        assert_eq!(close_code(&mut c.ws).await, Some(1001), "run {run}");
+        drop(c); // the server's close handshake ends when the socket does
+        streamer.join().unwrap().unwrap();
+    }
+}

@@ -171,7 +171,9 @@ async fn a_gap_older_than_history_or_another_epoch_is_not_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_slow_subscriber_recovers_the_rest() {
     const TOTAL: u64 = 600;
-    let server = start(r#"{"client_queue_size":8,"history":{"size":1000,"max_bytes":67108864}}"#);
+    let server = start(
+        r#"{"client_queue_size":8,"client_queue_bytes":67108864,"history":{"size":1000,"max_bytes":67108864}}"#,
+    );
     let mut slow = connect(&server, "").await;
     // The reply carries the epoch, so recovery works even if eviction cut the very
     // first write and no publication arrived.
@@ -262,7 +264,7 @@ async fn a_message_queued_behind_a_long_replay_to_a_backed_up_socket_still_arriv
     const BIG: u64 = 200;
     const SMALL: u64 = 300;
     let server = start(
-        r#"{"client_queue_size":100000,"heartbeat_interval_ms":120000,"heartbeat_timeout_ms":240000,
+        r#"{"client_queue_size":100000,"client_queue_bytes":67108864,"heartbeat_interval_ms":120000,"heartbeat_timeout_ms":240000,
             "rate_limit":{"messages_per_second":0},"history":{"size":1000,"max_bytes":67108864}}"#,
     );
     for n in 1..=SMALL {
@@ -307,4 +309,36 @@ async fn a_message_queued_behind_a_long_replay_to_a_backed_up_socket_still_arriv
         }
     }
     assert_eq!((big, small), (BIG, SMALL + 1));
+}
+
+#[tokio::test]
+async fn a_replay_larger_than_the_client_budget_is_refused() {
+    let server = start(r#"{"client_queue_bytes":65536}"#);
+    let pad = "r".repeat(1000);
+    for n in 1..=100 {
+        server
+            .notify_ai_progress("big", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+    }
+    let history: Value =
+        serde_json::from_str(&server.history_json("session:big").unwrap()).unwrap();
+    let epoch = history[0]["epoch"].as_str().unwrap().to_string();
+    let ask = |seq: u64, epoch: &str| {
+        format!(
+            r#"{{"type":"subscribe","sessionId":"big","since":{{"seq":{seq},"epoch":"{epoch}"}}}}"#
+        )
+    };
+    let mut c = connect(&server, "").await;
+    // 100 KB of history does not fit a 64 KiB budget: refused, not sent to evict it.
+    send(&mut c.ws, &ask(0, &epoch)).await;
+    let reply = next_json(&mut c.ws).await;
+    assert_eq!(reply["recovered"], false, "{reply}");
+    // The last 50 fit: recovered.
+    send(&mut c.ws, &ask(50, &epoch)).await;
+    assert_eq!(next_json(&mut c.ws).await["recovered"], true);
+    for n in 51..=100 {
+        assert_eq!(next_json(&mut c.ws).await["seq"], n);
+    }
+    let stats = wait_stats(&server, |s| s["recoveriesFailed"] == 1).await;
+    assert_eq!(stats["evictions"], 0, "{stats}");
 }
