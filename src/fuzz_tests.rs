@@ -64,10 +64,13 @@ fn check(text: &str) {
         Ok(message) => message,
     };
     let object: Fields = serde_json::from_str(text).expect("accepted text is a JSON object");
-    // What a host's strict parser reads, except numbers beyond f64 (1e999), which JSON's
-    // grammar allows and Python and JavaScript read as infinity. Nesting in particular.
+    // What a strict parser reads (nesting in particular), except two things JSON's grammar
+    // allows and Herald passes on to the host untouched: numbers beyond f64 (1e999, read
+    // as infinity by Python and JavaScript) and lone surrogate escapes ("\ud800").
     if let Err(e) = serde_json::from_str::<Value>(text) {
-        assert!(e.to_string().contains("number out of range"), "{e}");
+        let e = e.to_string();
+        let tolerated = ["number out of range", "hex escape", "surrogate"];
+        assert!(tolerated.iter().any(|t| e.contains(t)), "{e}");
     }
     let kind = present(&object, "type");
     let kind = kind
@@ -217,13 +220,15 @@ fn corpus_seeds_keep_their_meaning() {
 fn client_messages_never_panic_and_keep_the_invariants() {
     let mut runner = TestRunner::new(support::config(TARGET, 2000));
     let started = std::time::Instant::now();
+    let ran = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&any_text(), |text| {
+        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         check(&text);
         Ok(())
     });
     eprintln!(
         "fuzz {TARGET}: {} cases in {:.1?}",
-        runner.config().cases,
+        ran.into_inner(),
         started.elapsed()
     );
     result.unwrap();
