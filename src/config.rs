@@ -194,19 +194,76 @@ impl Default for HistoryConfig {
     }
 }
 
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+const HOUR_MS: u64 = 60 * 60 * 1000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// Queue lengths and counts: 2^24, far beyond any real deployment of one process and far
+/// below what tokio's channels (usize::MAX >> 3) or an allocation would refuse.
+const MAX_COUNT: u64 = 1 << 24;
+/// Messages per second (and burst, violations) of one client.
+const MAX_RATE: u64 = 1_000_000;
+
+/// One numeric key and its accepted range, inclusive.
+struct Bound {
+    key: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+}
+
+impl Bound {
+    fn new(key: &'static str, value: impl TryInto<u64>, min: u64, max: u64) -> Bound {
+        // A usize beyond u64 cannot happen on any supported target; saturate regardless.
+        let value = value.try_into().unwrap_or(u64::MAX);
+        Bound {
+            key,
+            value,
+            min,
+            max,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if (self.min..=self.max).contains(&self.value) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "invalid config: {} must be between {} and {}, got {}",
+                self.key, self.min, self.max, self.value
+            ),
+        ))
+    }
+}
+
 impl Config {
     /// Parses a JSON object; missing keys take their defaults. Empty text means all defaults.
     pub fn from_json(json: &str) -> Result<Config> {
         if json.trim().is_empty() {
             return Ok(Config::default());
         }
-        let config: Config = serde_json::from_str(json)
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("invalid config: {e}")))?;
+        let invalid = |message: String| Error::new(ErrorKind::InvalidConfig, message);
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            // Name the key whose value serde refused ("." is the top level).
+            match e.path().to_string().as_str() {
+                "." => invalid(format!("invalid config: {}", e.inner())),
+                key => invalid(format!("invalid config: {key}: {}", e.inner())),
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|e| invalid(format!("invalid config: {e}")))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks the values that serde cannot.
+    /// Checks the values that serde cannot: every number within its range, and the
+    /// relations between keys.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::new(ErrorKind::InvalidConfig, msg));
         if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
@@ -227,42 +284,13 @@ impl Config {
                 self.path
             ));
         }
-        if self.heartbeat_interval_ms == 0 {
-            return fail("invalid config: heartbeat_interval_ms must be > 0".into());
+        for bound in self.numeric_bounds() {
+            bound.check()?;
         }
         if self.heartbeat_timeout_ms < self.heartbeat_interval_ms {
             return fail(
                 "invalid config: heartbeat_timeout_ms must be >= heartbeat_interval_ms".into(),
             );
-        }
-        let positive = [
-            ("max_message_size", self.max_message_size),
-            ("client_queue_size", self.client_queue_size),
-            ("max_connections", self.max_connections),
-            ("publish_queue_size", self.publish_queue_size),
-            ("event_queue_size", self.event_queue_size),
-            ("max_channels", self.max_channels),
-            (
-                "max_subscriptions_per_client",
-                self.max_subscriptions_per_client,
-            ),
-        ];
-        for (name, value) in positive {
-            if value == 0 {
-                return fail(format!("invalid config: {name} must be > 0"));
-            }
-        }
-        if self.max_message_size > 64 * 1024 * 1024 {
-            return fail("invalid config: max_message_size must be at most 64 MiB".into());
-        }
-        if self.worker_threads > 256 {
-            return fail("invalid config: worker_threads must be at most 256".into());
-        }
-        if self.handshake_timeout_ms == 0 {
-            return fail("invalid config: handshake_timeout_ms must be > 0".into());
-        }
-        if self.auth.authorizer_timeout_ms == 0 {
-            return fail("invalid config: auth.authorizer_timeout_ms must be > 0".into());
         }
         if self.rate_limit.messages_per_second > 0 && self.rate_limit.burst == 0 {
             return fail(
@@ -272,7 +300,81 @@ impl Config {
         if self.history.size > 0 && self.history.ttl_ms == 0 {
             return fail("invalid config: history.ttl_ms must be > 0 when history is on".into());
         }
+        if self.max_memory < self.client_queue_bytes {
+            return fail("invalid config: max_memory must be >= client_queue_bytes".into());
+        }
         Ok(())
+    }
+
+    /// Every numeric key with its accepted range. The upper bounds keep each value far
+    /// from what would overflow a timer, an allocation or a channel's capacity.
+    fn numeric_bounds(&self) -> [Bound; 25] {
+        let auth = &self.auth;
+        let rate = &self.rate_limit;
+        let history = &self.history;
+        [
+            Bound::new(
+                "heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+                1,
+                DAY_MS,
+            ),
+            Bound::new("heartbeat_timeout_ms", self.heartbeat_timeout_ms, 1, DAY_MS),
+            Bound::new("max_message_size", self.max_message_size, 1, 64 * MIB),
+            Bound::new("client_queue_size", self.client_queue_size, 1, MAX_COUNT),
+            Bound::new("max_connections", self.max_connections, 1, MAX_COUNT),
+            Bound::new("worker_threads", self.worker_threads, 0, 256),
+            Bound::new("publish_queue_size", self.publish_queue_size, 1, MAX_COUNT),
+            Bound::new("event_queue_size", self.event_queue_size, 1, MAX_COUNT),
+            Bound::new(
+                "handshake_timeout_ms",
+                self.handshake_timeout_ms,
+                1,
+                HOUR_MS,
+            ),
+            Bound::new("max_channels", self.max_channels, 1, MAX_COUNT),
+            Bound::new("stats_client_limit", self.stats_client_limit, 0, MAX_COUNT),
+            Bound::new("history.size", history.size, 0, MAX_COUNT),
+            Bound::new("history.ttl_ms", history.ttl_ms, 0, 7 * DAY_MS),
+            Bound::new("history.max_bytes", history.max_bytes, 0, TIB),
+            Bound::new("auth.jwt_leeway_s", auth.jwt_leeway_s, 0, DAY_MS / 1000),
+            Bound::new(
+                "auth.authorizer_timeout_ms",
+                auth.authorizer_timeout_ms,
+                1,
+                HOUR_MS,
+            ),
+            Bound::new(
+                "max_connections_per_ip",
+                self.max_connections_per_ip,
+                0,
+                MAX_COUNT,
+            ),
+            Bound::new(
+                "max_subscriptions_per_client",
+                self.max_subscriptions_per_client,
+                1,
+                MAX_COUNT,
+            ),
+            Bound::new(
+                "rate_limit.messages_per_second",
+                rate.messages_per_second,
+                0,
+                MAX_RATE,
+            ),
+            Bound::new("rate_limit.burst", rate.burst, 0, MAX_RATE),
+            Bound::new(
+                "rate_limit.max_violations",
+                rate.max_violations,
+                0,
+                MAX_RATE,
+            ),
+            Bound::new("client_queue_bytes", self.client_queue_bytes, KIB, 4 * GIB),
+            // SO_SNDBUF is a C int that the kernel doubles.
+            Bound::new("socket_send_buffer", self.socket_send_buffer, 0, 64 * MIB),
+            Bound::new("max_memory", self.max_memory, MIB, TIB),
+            Bound::new("event_queue_bytes", self.event_queue_bytes, KIB, 4 * GIB),
+        ]
     }
 
     pub(crate) fn worker_thread_count(&self) -> usize {
@@ -317,5 +419,140 @@ mod tests {
         ] {
             assert!(Config::from_json(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    /// Sets `key` (dotted for nested objects) to a raw JSON number in an empty config.
+    fn with_number(key: &str, number: &str) -> String {
+        match key.split_once('.') {
+            Some((outer, inner)) => format!(r#"{{"{outer}":{{"{inner}":{number}}}}}"#),
+            None => format!(r#"{{"{key}":{number}}}"#),
+        }
+    }
+
+    fn invalid_config_message(json: &str) -> String {
+        let err = Config::from_json(json).expect_err(json);
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+        err.message().to_string()
+    }
+
+    #[test]
+    fn every_numeric_key_has_a_range_that_names_it() {
+        let bounds = Config::default().numeric_bounds();
+        for bound in &bounds {
+            let key = bound.key;
+            // The defaults are in range, and so are both ends.
+            assert!(bound.check().is_ok(), "default of {key} out of range");
+            for ok in [bound.min, bound.max] {
+                let json = with_number(key, &ok.to_string());
+                let config = Config::from_json(&json);
+                // An end may still fail a relation with a default (e.g. max_memory >=
+                // client_queue_bytes); it must not fail its own range.
+                if let Err(e) = config {
+                    assert!(!e.message().contains("must be between"), "{json}: {e}");
+                }
+            }
+            let mut outside = vec![bound.max + 1, u64::MAX];
+            if bound.min > 0 {
+                outside.push(bound.min - 1);
+            }
+            for value in outside {
+                let json = with_number(key, &value.to_string());
+                let message = invalid_config_message(&json);
+                assert!(message.contains(key), "{json}: {message}");
+            }
+            // Negative, fractional and overlong numbers are refused by the type, by name.
+            let leaf = key.rsplit('.').next().unwrap();
+            for bad in [
+                "-1",
+                "1.5",
+                "1e400",
+                "18446744073709551616",
+                "\"7\"",
+                "null",
+            ] {
+                let json = with_number(key, bad);
+                let message = invalid_config_message(&json);
+                assert!(message.contains(leaf), "{json}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_numeric_key_is_in_the_table() {
+        // Serializing the defaults lists every key; each number must have a bound.
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut numeric = Vec::new();
+        for (key, v) in value.as_object().unwrap() {
+            match v {
+                serde_json::Value::Number(_) if key != "port" => numeric.push(key.clone()),
+                serde_json::Value::Object(inner) => numeric.extend(
+                    inner
+                        .iter()
+                        .filter(|(_, v)| v.is_number())
+                        .map(|(k, _)| format!("{key}.{k}")),
+                ),
+                _ => {}
+            }
+        }
+        let bounded: Vec<&str> = Config::default()
+            .numeric_bounds()
+            .iter()
+            .map(|b| b.key)
+            .collect();
+        for key in &numeric {
+            assert!(bounded.contains(&key.as_str()), "{key} has no range");
+        }
+        assert_eq!(numeric.len(), bounded.len());
+    }
+
+    #[test]
+    fn the_overflow_of_finding_9_is_an_invalid_config() {
+        let message = invalid_config_message(r#"{"publish_queue_size":18446744073709551615}"#);
+        assert_eq!(
+            message,
+            "invalid config: publish_queue_size must be between 1 and 16777216, \
+             got 18446744073709551615"
+        );
+        let message = invalid_config_message(r#"{"port":70000}"#);
+        assert!(message.starts_with("invalid config: port: "), "{message}");
+        let message = invalid_config_message(r#"{"rate_limit":{"burst":4294967296}}"#);
+        assert!(
+            message.starts_with("invalid config: rate_limit.burst: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn relations_between_keys() {
+        for (json, key) in [
+            (
+                r#"{"heartbeat_interval_ms":10,"heartbeat_timeout_ms":5}"#,
+                "heartbeat_timeout_ms",
+            ),
+            (r#"{"rate_limit":{"burst":0}}"#, "rate_limit.burst"),
+            (r#"{"history":{"ttl_ms":0}}"#, "history.ttl_ms"),
+            (
+                r#"{"max_memory":1048576,"client_queue_bytes":2097152}"#,
+                "max_memory",
+            ),
+        ] {
+            let message = invalid_config_message(json);
+            assert!(message.contains(key), "{json}: {message}");
+        }
+        // Off switches make their partners free.
+        for ok in [
+            r#"{"rate_limit":{"messages_per_second":0,"burst":0}}"#,
+            r#"{"history":{"size":0,"ttl_ms":0}}"#,
+            r#"{"worker_threads":0,"max_connections_per_ip":0,"socket_send_buffer":0}"#,
+        ] {
+            Config::from_json(ok).expect(ok);
+        }
+    }
+
+    #[test]
+    fn trailing_text_and_unknown_nested_keys_are_refused() {
+        assert!(invalid_config_message(r#"{"port":0} x"#).contains("trailing"));
+        let message = invalid_config_message(r#"{"history":{"sise":1}}"#);
+        assert!(message.contains("sise"), "{message}");
     }
 }

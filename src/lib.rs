@@ -24,6 +24,9 @@ mod time;
 mod tls;
 mod wire;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub mod ffi;
 
 pub use auth::{AuthDecision, AuthRequest, Authorizer};

@@ -448,10 +448,52 @@ impl PartialEq for ClientMessage {
 #[derive(Debug, PartialEq)]
 pub(crate) struct InvalidMessage(pub String);
 
+/// Deepest nesting of arrays and objects accepted in a client message, counting the
+/// message itself. The whole message is bounded, not only the fields Herald reads: the
+/// rest goes to the host, whose JSON parser may give up far sooner than the text's size
+/// suggests (a 2 KB message of 1000 brackets is a RecursionError in Python).
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// Whether JSON text nests arrays and objects deeper than `max` (brackets inside strings
+/// do not count). Only a bound: the text may still be invalid.
+fn nests_deeper_than(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 pub(crate) fn parse_client_message(
     text: &str,
 ) -> std::result::Result<ClientMessage, InvalidMessage> {
     let bad = |m: &str| InvalidMessage(m.to_string());
+    if nests_deeper_than(text, MAX_NESTING) {
+        return Err(InvalidMessage(format!(
+            "a message may nest at most {MAX_NESTING} arrays or objects"
+        )));
+    }
     let raw: Box<RawValue> =
         serde_json::from_str(text).map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
     if !raw.get().starts_with('{') {
@@ -599,6 +641,30 @@ mod tests {
         ] {
             assert!(parse_client_message(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_outside_strings_only() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"type":"x","a":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The object itself is one level.
+        assert!(parse_client_message(&nested(MAX_NESTING - 1)).is_ok());
+        let refused = parse_client_message(&nested(MAX_NESTING)).unwrap_err();
+        assert!(refused.0.contains("nest"), "{refused:?}");
+        let in_string = format!(
+            r#"{{"type":"x","a":"{}\\\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(
+            parse_client_message(&in_string).is_ok(),
+            "brackets in a string"
+        );
     }
 
     #[test]

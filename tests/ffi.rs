@@ -54,6 +54,30 @@ fn start_failures_return_null_with_a_message() {
     assert_eq!(herald_stop(a, 1000), HERALD_OK);
 }
 
+/// Finding 9 of issue 12: this number used to panic inside the runtime (HERALD_ERR_PANIC).
+#[test]
+fn an_out_of_range_number_is_an_invalid_config_naming_its_key() {
+    for (config, key) in [
+        (
+            r#"{"port":0,"publish_queue_size":18446744073709551615}"#,
+            "publish_queue_size",
+        ),
+        (
+            r#"{"port":0,"heartbeat_interval_ms":18446744073709551615}"#,
+            "heartbeat_interval_ms",
+        ),
+        (r#"{"port":0,"history":{"ttl_ms":-1}}"#, "history.ttl_ms"),
+        (
+            r#"{"port":0,"rate_limit":{"burst":1e30}}"#,
+            "rate_limit.burst",
+        ),
+    ] {
+        assert!(herald_start(cs(config).as_ptr()).is_null(), "{config}");
+        assert_eq!(herald_last_status(), HERALD_ERR_INVALID_CONFIG, "{config}");
+        assert!(last_error().contains(key), "{config}: {}", last_error());
+    }
+}
+
 #[test]
 fn bad_arguments_get_statuses_not_crashes() {
     let server = start_c(r#"{"port":0}"#);

@@ -5,10 +5,39 @@ use crate::error::{Error, ErrorKind, Result};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
     static LAST_STATUS: Cell<herald_status> = const { Cell::new(herald_status::HERALD_OK) };
+    /// Set while this thread runs a call behind the boundary.
+    static IN_BOUNDARY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A panic behind the boundary reaches the host as `HERALD_ERR_PANIC` and its message, so
+/// the default hook's print to the host's stderr would only repeat it: such panics go to
+/// the log instead (`HERALD_LOG`). Every other panic goes to the hook installed before.
+fn install_quiet_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_BOUNDARY.with(Cell::get) {
+                tracing::error!("panic behind the C boundary: {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `call` with panics caught, marked as behind the boundary (calls may nest).
+fn catch_behind_boundary<T>(call: impl FnOnce() -> T) -> std::thread::Result<T> {
+    install_quiet_panic_hook();
+    let outer = IN_BOUNDARY.with(|flag| flag.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(call));
+    IN_BOUNDARY.with(|flag| flag.set(outer));
+    result
 }
 
 fn set_last_error(message: &str) {
@@ -45,7 +74,7 @@ fn fail(error: Error) -> herald_status {
 
 /// Runs a call behind the panic boundary and turns its result into a status.
 pub(super) fn guard(call: impl FnOnce() -> Result<()>) -> herald_status {
-    match catch_unwind(AssertUnwindSafe(call)) {
+    match catch_behind_boundary(call) {
         Ok(Ok(())) => herald_status::HERALD_OK,
         Ok(Err(error)) => fail(error),
         Err(payload) => fail(panic_error(payload)),
@@ -54,7 +83,7 @@ pub(super) fn guard(call: impl FnOnce() -> Result<()>) -> herald_status {
 
 /// Like [`guard`] for calls that return a handle: NULL on failure.
 pub(super) fn guard_ptr(call: impl FnOnce() -> Result<*mut herald_server>) -> *mut herald_server {
-    match catch_unwind(AssertUnwindSafe(call)) {
+    match catch_behind_boundary(call) {
         Ok(Ok(ptr)) => ptr,
         Ok(Err(error)) => {
             fail(error);
@@ -119,5 +148,32 @@ impl UserData {
     // A method, so closures capture the whole wrapper rather than its raw field.
     pub fn get(&self) -> *mut c_void {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_behind_the_boundary_is_a_status_and_a_message() {
+        let status = guard(|| panic!("boom {}", 7));
+        assert_eq!(status, herald_status::HERALD_ERR_PANIC);
+        assert_eq!(last_status(), herald_status::HERALD_ERR_PANIC);
+        let message = unsafe { CStr::from_ptr(last_error()) }.to_str().unwrap();
+        assert_eq!(message, "internal error (panic): boom 7");
+        // The mark is gone once the call returns, so later panics on this thread reach
+        // the previous hook again.
+        assert!(!IN_BOUNDARY.with(Cell::get));
+        let nested = guard(|| {
+            assert_eq!(guard(|| Ok(())), herald_status::HERALD_OK);
+            assert!(
+                IN_BOUNDARY.with(Cell::get),
+                "a nested call cleared the mark"
+            );
+            Ok(())
+        });
+        assert_eq!(nested, herald_status::HERALD_OK);
+        assert!(!IN_BOUNDARY.with(Cell::get));
     }
 }
