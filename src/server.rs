@@ -236,7 +236,7 @@ impl Server {
         let shared = Arc::new(Shared {
             hub: Hub::new(limits, epoch_seed, Arc::clone(&counters)),
             counters,
-            events: EventQueue::new(config.event_queue_size),
+            events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
             sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),
