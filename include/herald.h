@@ -12,6 +12,9 @@
  *   JSON objects. Strings Herald returns are freed with herald_string_free().
  * - Any thread may call any function at any time. Notify, broadcast, publish and
  *   send only enqueue; they never wait on the network and keep per-channel order.
+ * - They fail instead of dropping: HERALD_ERR_QUEUE_FULL when the publish queue is
+ *   full, HERALD_ERR_LIMIT when a notify, publish or broadcast to a user needs a new
+ *   channel while max_channels channels exist. Either way nothing was queued.
  * - A server handle is valid from herald_start() until herald_stop(); afterwards
  *   (or if it never existed) calls return HERALD_ERR_INVALID_HANDLE, never crash.
  * - No panic crosses this boundary: an internal error is HERALD_ERR_PANIC.
@@ -162,7 +165,9 @@ enum herald_status herald_broadcast_to_user(struct herald_server *server,
                                             const char *message_json);
 
 /**
- * Publishes a JSON object to the subscribers of a channel.
+ * Publishes a JSON object to the subscribers of a channel. A channel that does not
+ * exist yet while `max_channels` channels do is `HERALD_ERR_LIMIT` (as for notify and
+ * broadcast to a user).
  */
 enum herald_status herald_publish(struct herald_server *server,
                                   const char *channel,

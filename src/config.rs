@@ -62,8 +62,9 @@ pub struct Config {
     /// Bytes for all client queues and history together; over it the clients with the
     /// largest queues are evicted first, then history is trimmed.
     pub max_memory: usize,
-    /// Bearer token for `/api/ws/stats` (and every admin endpoint). In secure mode the
-    /// endpoints answer 401 without it, and always 401 when it is not set.
+    /// Bearer token for `/api/ws/stats` (and every admin endpoint): when set, a request
+    /// without `Authorization: Bearer <token>` gets 401. Unset, the endpoints are open in
+    /// open mode and always answer 401 in secure mode.
     pub admin_token: Option<String>,
     /// Bytes of events queued for the host at most (with `event_queue_size`); beyond it
     /// events are dropped and counted.

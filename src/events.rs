@@ -1,5 +1,6 @@
-//! Events for the host: a bounded queue drained either by a registered handler on a
-//! dedicated thread (so a slow host never stalls network I/O) or pulled by the host.
+//! Events for the host: a queue bounded in count and in bytes, drained either by a
+//! registered handler on a dedicated thread (so a slow host never stalls network I/O)
+//! or pulled by the host.
 
 use crate::time::now_iso;
 use serde::Serialize;
@@ -80,6 +81,61 @@ impl Event {
         serde_json::to_string(self).expect("events always serialize")
     }
 
+    /// What the event holds in memory, roughly: its strings (a client message's raw JSON
+    /// above all) plus a fixed overhead. Cheap, so every push can afford it.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        fn opt(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::len)
+        }
+        let strings = match self {
+            Event::Connected {
+                client_id,
+                user_id,
+                session_id,
+                remote_addr,
+                timestamp,
+            } => {
+                client_id.len()
+                    + opt(user_id)
+                    + opt(session_id)
+                    + remote_addr.len()
+                    + timestamp.len()
+            }
+            Event::Disconnected {
+                client_id,
+                user_id,
+                session_id,
+                reason,
+                timestamp,
+                ..
+            } => client_id.len() + opt(user_id) + opt(session_id) + reason.len() + timestamp.len(),
+            Event::Subscribed {
+                client_id,
+                channel,
+                timestamp,
+            }
+            | Event::Unsubscribed {
+                client_id,
+                channel,
+                timestamp,
+            } => client_id.len() + channel.len() + timestamp.len(),
+            Event::ClientMessage {
+                client_id,
+                user_id,
+                session_id,
+                message,
+                timestamp,
+            } => {
+                client_id.len()
+                    + opt(user_id)
+                    + opt(session_id)
+                    + message.get().len()
+                    + timestamp.len()
+            }
+        };
+        EVENT_OVERHEAD_BYTES + strings
+    }
+
     pub(crate) fn subscribed(client_id: &str, channel: &str) -> Event {
         Event::Subscribed {
             client_id: client_id.into(),
@@ -97,23 +153,36 @@ impl Event {
     }
 }
 
+/// Bytes an event costs besides its strings: the enum, the queue slot and the
+/// strings' allocation headers, rounded up.
+const EVENT_OVERHEAD_BYTES: usize = 192;
+
 /// A host callback for events. It runs on Herald's event thread, one event at a time.
 pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync>;
 
 struct State {
-    queue: VecDeque<Event>,
+    /// Each event with its estimated bytes, so a pop subtracts what its push added.
+    queue: VecDeque<(Event, usize)>,
+    /// Sum of the estimated bytes of the queued events.
+    bytes: usize,
     handler: Option<EventHandler>,
     closed: bool,
 }
 
 impl State {
     fn pop(&mut self) -> Option<Event> {
-        let event = self.queue.pop_front();
+        let (event, bytes) = self.queue.pop_front()?;
+        self.bytes -= bytes;
         if self.queue.is_empty() && self.queue.capacity() > 64 {
             // A burst of events (thousands of clients connecting) does not keep its room.
             self.queue = VecDeque::new();
         }
-        event
+        Some(event)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
     }
 }
 
@@ -121,20 +190,24 @@ pub(crate) struct EventQueue {
     state: Mutex<State>,
     changed: Condvar,
     capacity: usize,
+    max_bytes: usize,
     dropped: AtomicU64,
     delivery: Mutex<Option<(JoinHandle<()>, ThreadId)>>,
 }
 
 impl EventQueue {
-    pub fn new(capacity: usize) -> Arc<Self> {
+    /// A queue of at most `capacity` events and `max_bytes` estimated bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(EventQueue {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                bytes: 0,
                 handler: None,
                 closed: false,
             }),
             changed: Condvar::new(),
             capacity,
+            max_bytes,
             dropped: AtomicU64::new(0),
             delivery: Mutex::new(None),
         })
@@ -145,18 +218,23 @@ impl EventQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an event; never blocks. A full queue drops the event and counts it.
+    /// Queues an event; never blocks. An event that would take the queue past its count
+    /// or its bytes is dropped and counted (one larger than the byte bound always is).
     pub fn push(&self, event: Event) {
+        let bytes = event.estimated_bytes();
         let mut state = self.lock();
         if state.closed {
             return;
         }
-        if state.queue.len() >= self.capacity {
+        let full = state.queue.len() >= self.capacity
+            || state.bytes.saturating_add(bytes) > self.max_bytes;
+        if full {
             drop(state);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        state.queue.push_back(event);
+        state.queue.push_back((event, bytes));
+        state.bytes += bytes;
         drop(state);
         self.changed.notify_all();
     }
@@ -167,6 +245,13 @@ impl EventQueue {
 
     pub fn len(&self) -> usize {
         self.lock().queue.len()
+    }
+
+    /// Estimated bytes of the queued events (stats' `eventsQueuedBytes`).
+    // Remove the allow once server.rs reports eventsQueuedBytes.
+    #[allow(dead_code)]
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Installs or clears the handler; the delivery thread starts on first use.
@@ -247,7 +332,7 @@ impl EventQueue {
             let mut state = self.lock();
             state.closed = true;
             if from_handler {
-                state.queue.clear();
+                state.clear();
             }
         }
         self.changed.notify_all();
@@ -267,7 +352,7 @@ mod tests {
 
     #[test]
     fn bounded_and_counts_drops() {
-        let q = EventQueue::new(2);
+        let q = EventQueue::new(2, usize::MAX);
         for n in 0..5 {
             q.push(event(n));
         }
@@ -276,9 +361,115 @@ mod tests {
         assert_eq!(q.next(Duration::ZERO).unwrap().unwrap().client_id(), "0");
     }
 
+    fn client_message(client: &str, body_len: usize) -> Event {
+        let json = format!(r#"{{"type":"x","body":"{}"}}"#, "a".repeat(body_len));
+        Event::ClientMessage {
+            client_id: client.into(),
+            user_id: None,
+            session_id: None,
+            message: RawValue::from_string(json).unwrap(),
+            timestamp: now_iso(),
+        }
+    }
+
+    #[test]
+    fn a_client_message_costs_its_json_length_plus_an_overhead() {
+        let small = client_message("c", 10);
+        let large = client_message("c", 10_010);
+        assert_eq!(
+            large.estimated_bytes() - small.estimated_bytes(),
+            10_000,
+            "the raw JSON is counted byte for byte"
+        );
+        assert!(small.estimated_bytes() >= EVENT_OVERHEAD_BYTES + 10);
+        let subscribed = Event::subscribed("client", "channel");
+        assert_eq!(
+            subscribed.estimated_bytes(),
+            EVENT_OVERHEAD_BYTES + "client".len() + "channel".len() + now_iso().len()
+        );
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_counts_drops() {
+        let one = client_message("0", 1000).estimated_bytes();
+        // Room for two such events, not three, and plenty of room in count.
+        let q = EventQueue::new(100, 2 * one + one / 2);
+        for n in 0..5 {
+            q.push(client_message(&n.to_string(), 1000));
+        }
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.bytes(), 2 * one);
+        assert_eq!(q.dropped(), 3);
+        // Small events still fit in what is left.
+        q.push(event(9));
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.dropped(), 3);
+
+        // Taking an event gives its bytes back.
+        assert_eq!(q.next(Duration::ZERO).unwrap().unwrap().client_id(), "0");
+        assert_eq!(q.bytes(), one + event(9).estimated_bytes());
+        q.push(client_message("5", 1000));
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.dropped(), 3);
+        while q.next(Duration::ZERO).unwrap().is_some() {}
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_byte_bound_is_dropped_even_when_the_queue_is_empty() {
+        let q = EventQueue::new(100, 4096);
+        q.push(client_message("big", 8192));
+        assert_eq!((q.len(), q.bytes(), q.dropped()), (0, 0, 1));
+        q.push(client_message("small", 100));
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn the_count_bound_holds_when_bytes_are_plentiful() {
+        let q = EventQueue::new(3, 1 << 30);
+        for n in 0..10 {
+            q.push(client_message(&n.to_string(), 10));
+        }
+        assert_eq!((q.len(), q.dropped()), (3, 7));
+    }
+
+    #[test]
+    fn bytes_are_released_when_the_handler_closes_the_queue_from_inside() {
+        let q = EventQueue::new(100, 1 << 20);
+        let queue = Arc::clone(&q);
+        let seen = Arc::new(AtomicU64::new(0));
+        let sink = Arc::clone(&seen);
+        // The first call closes the queue while events are still queued behind it.
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let wait = Arc::clone(&gate);
+        q.set_handler(Some(Arc::new(move |_: &Event| {
+            let (open, cv) = &*wait;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            if sink.fetch_add(1, Ordering::SeqCst) == 0 {
+                queue.close();
+            }
+        })));
+        for n in 0..10 {
+            q.push(client_message(&n.to_string(), 100));
+        }
+        assert!(q.bytes() > 0);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        assert_eq!((q.len(), q.bytes()), (0, 0));
+    }
+
     #[test]
     fn handler_sees_everything_before_close_returns() {
-        let q = EventQueue::new(100);
+        let q = EventQueue::new(100, usize::MAX);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         q.set_handler(Some(Arc::new(move |e: &Event| {
@@ -294,7 +485,7 @@ mod tests {
 
     #[test]
     fn closing_from_the_handler_neither_waits_for_itself_nor_calls_again() {
-        let q = EventQueue::new(100);
+        let q = EventQueue::new(100, usize::MAX);
         let calls = Arc::new(AtomicU64::new(0));
         let (queue, counter) = (Arc::clone(&q), Arc::clone(&calls));
         q.set_handler(Some(Arc::new(move |_: &Event| {

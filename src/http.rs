@@ -77,18 +77,106 @@ fn route(
     if path == shared.config.path {
         return upgrade(shared, req, remote, slot);
     }
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/api/ws/stats") => {
-            let mut response = Response::new(Full::new(Bytes::from(shared.stats_json())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    let Some(endpoint) = ENDPOINTS
+        .iter()
+        .find(|e| e.method == req.method() && e.path == path)
+    else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if endpoint.access == Access::Admin && !admin_allowed(&shared, req.headers()) {
+        return unauthorized();
     }
+    (endpoint.serve)(&shared)
+}
+
+/// Who may call an HTTP endpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Anyone,
+    /// See `admin_allowed`.
+    Admin,
+}
+
+/// An HTTP endpoint on the WebSocket port, other than the upgrade itself.
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    access: Access,
+    serve: fn(&Shared) -> Response<Body>,
+}
+
+/// Every HTTP endpoint. An admin endpoint added here is protected like stats.
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        method: Method::GET,
+        path: "/healthz",
+        access: Access::Anyone,
+        serve: |_| text(StatusCode::OK, "ok\n"),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/ws/stats",
+        access: Access::Admin,
+        serve: stats,
+    },
+];
+
+fn stats(shared: &Shared) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(shared.stats_json())));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // It names clients and their addresses: no proxy or browser should keep a copy.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// With `admin_token` set, an admin request must carry `Authorization: Bearer <token>`.
+/// Without it, admin endpoints are open in open mode and closed in secure mode: a
+/// server that authenticates its clients does not hand their identities to anyone.
+/// The peer's address is never a credential (behind a proxy every peer is loopback).
+fn admin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+    match &shared.config.admin_token {
+        Some(expected) => bearer_token(headers)
+            .is_some_and(|given| !expected.is_empty() && constant_time_eq(expected, given)),
+        None => !shared.auth.enforces_rules(),
+    }
+}
+
+/// The token of the one `Authorization: Bearer` header; none when the header is
+/// missing, repeated or of another scheme.
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?.as_bytes();
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.split_at_checked(7)?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+}
+
+/// Compares in a time that depends on the expected token's length only, so the
+/// response time tells an attacker nothing about how much of a guess was right.
+fn constant_time_eq(expected: &str, given: &[u8]) -> bool {
+    let expected = expected.as_bytes();
+    let mut diff = u8::from(expected.len() != given.len());
+    for (i, &e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "admin token required\n");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -126,6 +214,15 @@ fn upgrade(
             "this endpoint speaks WebSocket\n",
         );
     }
+    // RFC 6455 §4.1 allows each once; which of two would count is ambiguous.
+    for name in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION] {
+        if headers.get_all(&name).iter().nth(1).is_some() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "repeated Sec-WebSocket-Key or Sec-WebSocket-Version\n",
+            );
+        }
+    }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(|v| v.as_bytes())
@@ -144,6 +241,9 @@ fn upgrade(
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
+    if !is_websocket_key(key.as_bytes()) {
+        return text(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key\n");
+    }
     let accept = derive_accept_key(key.as_bytes());
     if shared.is_stopping() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server is stopping\n");
@@ -208,6 +308,16 @@ fn upgrade(
         HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
     );
     response
+}
+
+/// A key is 16 bytes in base64 (RFC 6455 §4.1): 22 characters, then "==". This also
+/// refuses two keys folded into one header ("k1, k2").
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// Request headers for the host authorizer: names in lower case, repeats joined.
@@ -325,5 +435,72 @@ mod tests {
         assert!(parse_query("sessionId=%ff").is_err());
         assert!(parse_query("sessionId=%4").is_err());
         assert!(parse_query("sessionId=s&since=-1").is_err());
+    }
+
+    #[test]
+    fn compares_tokens_by_content_and_length() {
+        assert!(constant_time_eq(
+            "s3cret-admin-token",
+            b"s3cret-admin-token"
+        ));
+        for wrong in [
+            &b""[..],
+            b"s3cret-admin-toke",
+            b"s3cret-admin-tokenX",
+            b"S3cret-admin-token",
+            b"s3cret-admin-token\0",
+        ] {
+            assert!(!constant_time_eq("s3cret-admin-token", wrong), "{wrong:?}");
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn reads_exactly_one_bearer_token() {
+        let token = |pairs: &[(&str, &str)]| bearer_token(&headers(pairs)).map(<[u8]>::to_vec);
+        assert_eq!(
+            token(&[("authorization", "Bearer abc")]),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(
+            token(&[("authorization", "bEaReR  abc ")]),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(token(&[]), None);
+        assert_eq!(token(&[("authorization", "Bearer")]), None);
+        assert_eq!(token(&[("authorization", "Basic YWJjOmRlZg==")]), None);
+        assert_eq!(
+            token(&[
+                ("authorization", "Bearer abc"),
+                ("authorization", "Bearer abc")
+            ]),
+            None,
+            "a repeated header is ambiguous"
+        );
+    }
+
+    #[test]
+    fn websocket_keys_are_sixteen_bytes_of_base64() {
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b""[..],
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZQ===",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ==",
+        ] {
+            assert!(!is_websocket_key(bad), "{bad:?}");
+        }
     }
 }

@@ -264,7 +264,7 @@ impl Server {
             ),
             memory,
             counters,
-            events: EventQueue::new(config.event_queue_size),
+            events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
             sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),

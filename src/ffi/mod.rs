@@ -188,7 +188,9 @@ pub extern "C" fn herald_broadcast_to_user(
     })
 }
 
-/// Publishes a JSON object to the subscribers of a channel.
+/// Publishes a JSON object to the subscribers of a channel. A channel that does not
+/// exist yet while `max_channels` channels do is `HERALD_ERR_LIMIT` (as for notify and
+/// broadcast to a user).
 #[no_mangle]
 pub extern "C" fn herald_publish(
     server: *mut herald_server,
