@@ -248,8 +248,6 @@ impl EventQueue {
     }
 
     /// Estimated bytes of the queued events (stats' `eventsQueuedBytes`).
-    // Remove the allow once server.rs reports eventsQueuedBytes.
-    #[allow(dead_code)]
     pub fn bytes(&self) -> usize {
         self.lock().bytes
     }

@@ -165,6 +165,7 @@ impl Shared {
             "subscriptions": size.subscriptions,
             "historyBytes": size.history_bytes,
             "eventsQueued": self.events.len(),
+            "eventsQueuedBytes": self.events.bytes(),
             "eventsDropped": self.events.dropped(),
             "uptimeMs": now,
             "port": self.port,
