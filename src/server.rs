@@ -10,7 +10,7 @@ use crate::hub::{ChannelHold, Hub, HubLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
-use crate::stats::Counters;
+use crate::stats::{ClientSnapshot, Counters, Snapshot};
 use crate::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -104,75 +104,47 @@ impl Shared {
     }
 
     pub fn stats_json(&self) -> String {
-        let c = &self.counters;
         let now = self.now_ms();
         let mut clients = self.hub.clients();
         clients.sort_by_key(|c| c.key);
         let listed: Vec<_> = clients
             .iter()
             .take(self.config.stats_client_limit)
-            .map(|client| {
-                serde_json::json!({
-                    "id": &*client.id,
-                    "userId": client.user_id.as_deref(),
-                    "sessionId": client.session_id.as_deref(),
-                    "isAlive": client.is_alive(),
-                    "state": client.state(),
-                    "remoteAddr": client.remote_addr.to_string(),
-                    "subscriptions": client.subscription_count(),
-                    "queued": client.queued(),
-                    "queuedBytes": client.queued_bytes(),
-                    "messagesSent": Counters::get(&client.messages_sent),
-                    "idleMs": now.saturating_sub(client.last_seen_ms()),
-                })
+            .map(|client| ClientSnapshot {
+                id: &client.id,
+                user_id: client.user_id.as_deref(),
+                session_id: client.session_id.as_deref(),
+                is_alive: client.is_alive(),
+                state: client.state(),
+                remote_addr: client.remote_addr.to_string(),
+                subscriptions: client.subscription_count(),
+                queued: client.queued(),
+                queued_bytes: client.queued_bytes(),
+                messages_sent: Counters::get(&client.messages_sent),
+                idle_ms: now.saturating_sub(client.last_seen_ms()),
             })
             .collect();
         let size = self.hub.size();
-        serde_json::json!({
-            "totalConnections": Counters::get(&c.total_connections),
-            "activeConnections": Counters::get(&c.active_connections),
-            "clients": listed,
-            "clientsListed": listed.len(),
-            "messagesSent": Counters::get(&c.messages_sent),
-            "messagesReceived": Counters::get(&c.messages_received),
-            "messagesDropped": Counters::get(&c.messages_dropped),
-            "publications": Counters::get(&c.publications),
-            "evictions": Counters::get(&c.evictions),
-            "heartbeatTimeouts": Counters::get(&c.heartbeat_timeouts),
-            "invalidMessages": Counters::get(&c.invalid_messages),
-            "protocolErrors": Counters::get(&c.protocol_errors),
-            "writeStalls": Counters::get(&c.write_stalls),
-            "memoryEvictions": Counters::get(&c.memory_evictions),
-            "queuedBytes": self.memory.queued(),
-            "memoryBytes": self.memory.total(),
-            "maxMemory": self.memory.limit(),
-            "oversizedMessages": Counters::get(&c.oversized_messages),
-            "rejectedConnections": Counters::get(&c.rejected_connections),
-            "rejectedPerIp": Counters::get(&c.rejected_per_ip),
-            "openSockets": self.sockets.open(),
-            "handshakeTimeouts": Counters::get(&c.handshake_timeouts),
-            "tlsFailures": Counters::get(&c.tls_failures),
-            "originRejected": Counters::get(&c.origin_rejected),
-            "authFailures": Counters::get(&c.auth_failures),
-            "forbidden": Counters::get(&c.forbidden),
-            "rateLimited": Counters::get(&c.rate_limited),
-            "rateLimitCloses": Counters::get(&c.rate_limit_closes),
-            "publishQueueFull": Counters::get(&c.publish_queue_full),
-            "channelsRejected": Counters::get(&c.channels_rejected),
-            "recoveries": Counters::get(&c.recoveries),
-            "recoveriesFailed": Counters::get(&c.recoveries_failed),
-            "channels": size.channels,
-            "subscriptions": size.subscriptions,
-            "historyBytes": size.history_bytes,
-            "eventsQueued": self.events.len(),
-            "eventsQueuedBytes": self.events.bytes(),
-            "eventsDropped": self.events.dropped(),
-            "uptimeMs": now,
-            "port": self.port,
-            "path": &self.config.path,
-            "version": crate::version(),
-        })
-        .to_string()
+        let snapshot = Snapshot {
+            counters: &self.counters,
+            clients_listed: listed.len(),
+            clients: listed,
+            open_sockets: self.sockets.open(),
+            channels: size.channels,
+            subscriptions: size.subscriptions,
+            history_bytes: size.history_bytes,
+            queued_bytes: self.memory.queued(),
+            memory_bytes: self.memory.total(),
+            max_memory: self.memory.limit(),
+            events_queued: self.events.len(),
+            events_queued_bytes: self.events.bytes(),
+            events_dropped: self.events.dropped(),
+            uptime_ms: now,
+            port: self.port,
+            path: &self.config.path,
+            version: crate::version(),
+        };
+        serde_json::to_string(&snapshot).expect("stats always serialize")
     }
 }
 

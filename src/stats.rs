@@ -1,8 +1,11 @@
 //! Counters an operator reads from `/api/ws/stats` and `herald_stats`.
 
+use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Default)]
+/// Every counter is a stats key of the same name in camelCase.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct Counters {
     pub total_connections: AtomicU64,
     pub active_connections: AtomicU64,
@@ -44,4 +47,48 @@ impl Counters {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// What `/api/ws/stats` and `herald_stats` answer: the counters plus what is held now.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Snapshot<'a> {
+    #[serde(flatten)]
+    pub counters: &'a Counters,
+    pub clients: Vec<ClientSnapshot<'a>>,
+    pub clients_listed: usize,
+    pub open_sockets: u64,
+    pub channels: usize,
+    pub subscriptions: usize,
+    pub history_bytes: usize,
+    /// Bytes waiting for clients, each subscriber's copy of a shared frame counted.
+    pub queued_bytes: usize,
+    /// `queuedBytes` plus history: what `max_memory` bounds.
+    pub memory_bytes: usize,
+    pub max_memory: usize,
+    pub events_queued: usize,
+    pub events_queued_bytes: usize,
+    pub events_dropped: u64,
+    pub uptime_ms: u64,
+    pub port: u16,
+    pub path: &'a str,
+    pub version: &'static str,
+}
+
+/// One listed client.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClientSnapshot<'a> {
+    pub id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub is_alive: bool,
+    /// WebSocket readyState.
+    pub state: u8,
+    pub remote_addr: String,
+    pub subscriptions: usize,
+    pub queued: usize,
+    pub queued_bytes: usize,
+    pub messages_sent: u64,
+    pub idle_ms: u64,
 }
