@@ -320,6 +320,7 @@ async fn a_replay_larger_than_the_client_budget_is_refused() {
             .notify_ai_progress("big", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
             .unwrap();
     }
+    wait_stats(&server, |s| s["publications"] == 100).await;
     let history: Value =
         serde_json::from_str(&server.history_json("session:big").unwrap()).unwrap();
     let epoch = history[0]["epoch"].as_str().unwrap().to_string();
