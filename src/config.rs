@@ -304,6 +304,10 @@ impl Config {
         if self.max_memory < self.client_queue_bytes {
             return fail("invalid config: max_memory must be >= client_queue_bytes".into());
         }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            // An empty or short token is a typo or a guessable secret, never intended.
+            return fail("invalid config: admin_token must be at least 16 characters".into());
+        }
         Ok(())
     }
 
@@ -534,6 +538,8 @@ mod tests {
             (r#"{"history":{"ttl_ms":0}}"#, "history.ttl_ms"),
             (
                 r#"{"max_memory":1048576,"client_queue_bytes":2097152}"#,
+                r#"{"admin_token":""}"#,
+                r#"{"admin_token":"short"}"#,
                 "max_memory",
             ),
         ] {
