@@ -253,6 +253,63 @@ func TestConfigSecurityFieldsAccepted(t *testing.T) {
 	}
 }
 
+// getStatsHTTP fetches GET /api/ws/stats with the given Authorization header
+// ("" sends none) and returns the status, the WWW-Authenticate header and the body.
+func getStatsHTTP(t testing.TB, srv *Server, authorization string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/ws/stats", srv.Port()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	client := http.Client{Timeout: waitTimeout}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), string(body)
+}
+
+// TestAdminToken: in secure mode the HTTP stats, which name every client,
+// answer only to Config.AdminToken, and always 401 without one configured.
+func TestAdminToken(t *testing.T) {
+	const admin = "admin-token-3e8d1c"
+	tok := userToken(t, "alice")
+	for _, adminToken := range []string{"", admin} {
+		cfg := secureConfig()
+		cfg.AdminToken = adminToken
+		srv := startServer(t, cfg)
+		c := dial(t, srv, url.Values{"token": {tok}})
+		for _, authorization := range []string{"", "Bearer " + tok, "Bearer " + admin[:len(admin)-1], "Basic " + admin} {
+			status, challenge, body := getStatsHTTP(t, srv, authorization)
+			if status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer") {
+				t.Errorf("admin_token %q, Authorization %q: %d %q", adminToken, authorization, status, challenge)
+			}
+			if strings.Contains(body, c.clientID) {
+				t.Errorf("a refusal names the client: %s", body)
+			}
+		}
+		if adminToken != "" {
+			status, _, body := getStatsHTTP(t, srv, "Bearer "+admin)
+			if status != http.StatusOK || !strings.Contains(body, c.clientID) {
+				t.Errorf("with the admin token: %d %s", status, body)
+			}
+		}
+		// Server.Stats is in-process and needs no token.
+		st, err := srv.Stats()
+		if err != nil || len(st.Clients) != 1 || st.Clients[0].ID != c.clientID {
+			t.Errorf("Stats() = %+v, %v", st, err)
+		}
+	}
+}
+
 func TestConfigSecurityInvalid(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"short jwt secret":      {Auth: &AuthConfig{JWTSecret: "short"}},

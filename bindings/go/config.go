@@ -16,10 +16,11 @@ import (
 //	herald.Config{Port: herald.Int(0)}  // any free port; read it with srv.Port()
 //	herald.Config{Port: herald.Int(8080)}
 //
-// HistoryConfig.Size, MaxConnectionsPerIP, AuthConfig.JWTLeewaySeconds,
-// RateLimitConfig.MessagesPerSecond and RateLimitConfig.MaxViolations are
-// pointers for the same reason (their zero means "off", "unlimited", "no
-// leeway" or "no tolerance"). The other numeric fields use zero for "core
+// HistoryConfig.Size, MaxConnectionsPerIP, SocketSendBuffer,
+// AuthConfig.JWTLeewaySeconds, RateLimitConfig.MessagesPerSecond and
+// RateLimitConfig.MaxViolations are pointers for the same reason (their zero
+// means "off", "unlimited", "system autotuning", "no leeway" or "no
+// tolerance"). The other numeric fields use zero for "core
 // default"; the core rejects zero for all of them except WorkerThreads, whose
 // zero is the default anyway.
 type Config struct {
@@ -88,6 +89,31 @@ type Config struct {
 	// TLS makes the server serve wss:// (and https:// for its HTTP
 	// endpoints) with the given PEM files; nil serves plain ws://.
 	TLS *TLSConfig `json:"tls,omitempty"`
+	// AdminToken is the Bearer token for GET /api/ws/stats (and every admin
+	// endpoint): when set, a request without "Authorization: Bearer <token>"
+	// gets 401. Unset, the endpoints are open in open mode and always answer
+	// 401 in secure mode. Server.Stats is in-process and needs no token.
+	AdminToken string `json:"admin_token,omitempty"`
+
+	// ClientQueueBytes is the number of bytes queued for one client at most,
+	// counting every way bytes wait for it (its queue, replays, pongs and
+	// error replies, the socket writer's buffer); over it the client is
+	// evicted with 1013. A replay larger than this is refused
+	// (recovered:false). Zero keeps the core default.
+	ClientQueueBytes int `json:"client_queue_bytes,omitempty"`
+	// SocketSendBuffer is SO_SNDBUF for client sockets, in bytes (the kernel
+	// doubles it); a pointer to 0 keeps the system's autotuning and nil the
+	// core default. It bounds what a stalled client pins in the kernel, which
+	// is not counted in ClientQueueBytes.
+	SocketSendBuffer *int `json:"socket_send_buffer,omitempty"`
+	// MaxMemory is the number of bytes for all client queues and history
+	// together; over it the clients with the largest queues are evicted
+	// first, then history is trimmed. Zero keeps the core default.
+	MaxMemory int `json:"max_memory,omitempty"`
+	// EventQueueBytes bounds the bytes of events queued for the host (with
+	// EventQueueSize); beyond it events are dropped and counted
+	// (Stats.EventsDropped). Zero keeps the core default.
+	EventQueueBytes int `json:"event_queue_bytes,omitempty"`
 
 	// EventBuffer is the capacity of the Go channel returned by
 	// Server.Events (default 256). It is not sent to the core.

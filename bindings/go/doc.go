@@ -37,7 +37,7 @@
 //
 // Failures are returned as *Error values that wrap one of the sentinel errors
 // (ErrInvalidJSON, ErrInvalidArgument, ErrUnknownClient, ErrQueueFull,
-// ErrClosed, ...), so callers test them with errors.Is and can get the core's
+// ErrLimit, ErrClosed, ...), so callers test them with errors.Is and can get the core's
 // status code and message with errors.As.
 //
 // # Security

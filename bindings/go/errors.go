@@ -27,6 +27,12 @@ var (
 	// ErrQueueFull reports that the core's bounded queue rejected a message;
 	// the message was not delivered and the call may be retried later.
 	ErrQueueFull = errors.New("herald: queue full")
+	// ErrLimit reports that a configured bound is reached, for example a
+	// publication to a channel that does not exist yet while the server holds
+	// Config.MaxChannels channels. Nothing was queued; unlike ErrQueueFull it
+	// does not pass by itself (channels are reclaimed once they have no
+	// subscribers and no history left).
+	ErrLimit = errors.New("herald: limit reached")
 	// ErrIO reports an I/O failure in the core, such as a port already in use
 	// at Start.
 	ErrIO = errors.New("herald: I/O error")
@@ -61,6 +67,7 @@ const (
 	StatusTimeout         Status = 10
 	StatusStopped         Status = 11
 	StatusPanic           Status = 12
+	StatusLimit           Status = 13
 )
 
 var statusNames = map[Status]string{
@@ -77,6 +84,7 @@ var statusNames = map[Status]string{
 	StatusTimeout:         "HERALD_ERR_TIMEOUT",
 	StatusStopped:         "HERALD_ERR_STOPPED",
 	StatusPanic:           "HERALD_ERR_PANIC",
+	StatusLimit:           "HERALD_ERR_LIMIT",
 }
 
 // String returns the C enumerator name, e.g. "HERALD_ERR_QUEUE_FULL".
@@ -107,6 +115,8 @@ func (s Status) sentinel() error {
 		return ErrUnknownClient
 	case StatusQueueFull:
 		return ErrQueueFull
+	case StatusLimit:
+		return ErrLimit
 	case StatusIO:
 		return ErrIO
 	case StatusTimeout:

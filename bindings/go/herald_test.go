@@ -103,6 +103,9 @@ func TestConfigJSON(t *testing.T) {
 		{Config{Host: "0.0.0.0", Port: Int(80), HeartbeatIntervalMS: 5, History: &HistoryConfig{Size: Int(3), TTLMS: 4, MaxBytes: 5}},
 			`{"host":"0.0.0.0","port":80,"heartbeat_interval_ms":5,"history":{"size":3,"ttl_ms":4,"max_bytes":5}}`},
 		{Config{History: &HistoryConfig{Size: Int(0)}}, `{"history":{"size":0}}`},
+		{Config{AdminToken: "t", ClientQueueBytes: 1, SocketSendBuffer: Int(2), MaxMemory: 3, EventQueueBytes: 4},
+			`{"admin_token":"t","client_queue_bytes":1,"socket_send_buffer":2,"max_memory":3,"event_queue_bytes":4}`},
+		{Config{SocketSendBuffer: Int(0)}, `{"socket_send_buffer":0}`},
 	}
 	for _, c := range cases {
 		got, err := c.cfg.configJSON()
@@ -119,9 +122,60 @@ func TestConfigAllFieldsAccepted(t *testing.T) {
 		Host: "127.0.0.1", Path: "/ws", HeartbeatIntervalMS: 30000, HeartbeatTimeoutMS: 60000,
 		MaxMessageSize: 65536, ClientQueueSize: 1024, MaxConnections: 100, WorkerThreads: 2,
 		PublishQueueSize: 1024, EventQueueSize: 1024, HandshakeTimeoutMS: 10000, MaxChannels: 1000, StatsClientLimit: 10,
-		History: &HistoryConfig{Size: Int(10), TTLMS: 60000, MaxBytes: 1 << 20},
+		History:          &HistoryConfig{Size: Int(10), TTLMS: 60000, MaxBytes: 1 << 20},
+		ClientQueueBytes: 1 << 20, SocketSendBuffer: Int(1 << 16), MaxMemory: 1 << 28, EventQueueBytes: 1 << 22,
+		AdminToken: "admin-token-for-the-tests",
 	})
 	dial(t, srv, nil)
+}
+
+// TestChannelLimit: a publication that would need a new channel while the
+// server holds MaxChannels of them fails with ErrLimit instead of being
+// dropped silently; channels that exist still take publications.
+func TestChannelLimit(t *testing.T) {
+	// History is on by default, so the first session's channel outlives its
+	// publication.
+	srv := startServer(t, Config{MaxChannels: 1})
+	if err := srv.NotifyAIStart("a", map[string]any{"step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, "one channel", func(s Stats) bool { return s.Channels == 1 })
+	for name, call := range map[string]func() error{
+		"NotifyAIStart":    func() error { return srv.NotifyAIStart("b", map[string]any{"step": 1}) },
+		"NotifyAIProgress": func() error { return srv.NotifyAIProgress("b", map[string]any{"percent": 1}) },
+		"Publish":          func() error { return srv.Publish("news", map[string]any{"type": "x"}) },
+		"BroadcastToUser":  func() error { return srv.BroadcastToUser("u", map[string]any{"type": "x"}) },
+	} {
+		err := call()
+		mustIs(t, name, err, ErrLimit)
+		var herr *Error
+		if !errors.As(err, &herr) || herr.Status != StatusLimit || herr.Message == "" {
+			t.Errorf("%s: %#v", name, herr)
+		}
+	}
+	if err := srv.NotifyAIProgress("a", map[string]any{"percent": 50}); err != nil {
+		t.Fatalf("the existing channel refused a publication: %v", err)
+	}
+	if err := srv.Publish("session:a", map[string]any{"type": "note"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		hist, err := srv.History("session:a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hist) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("History(session:a) = %s, want 3 entries", hist)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if hist, err := srv.History("session:b"); err != nil || len(hist) != 0 {
+		t.Errorf("History(session:b) = %s, %v; want empty", hist, err)
+	}
 }
 
 func TestCustomPath(t *testing.T) {

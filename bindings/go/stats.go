@@ -80,8 +80,11 @@ type Stats struct {
 	HistoryBytes uint64 `json:"historyBytes"`
 	// EventsQueued is the number of events waiting in the core for Events.
 	EventsQueued uint64 `json:"eventsQueued"`
+	// EventsQueuedBytes is the estimated size of those events, bounded by
+	// Config.EventQueueBytes.
+	EventsQueuedBytes uint64 `json:"eventsQueuedBytes"`
 	// EventsDropped counts events dropped because the core's event queue was
-	// full (Config.EventQueueSize).
+	// full (Config.EventQueueSize or Config.EventQueueBytes).
 	EventsDropped uint64 `json:"eventsDropped"`
 	// UptimeMS is the time since Start in milliseconds.
 	UptimeMS uint64 `json:"uptimeMs"`

@@ -92,6 +92,39 @@ export interface ServerOptions {
   rateLimit?: RateLimitOptions;
   /** Serve `wss://` with these PEM files. */
   tls?: TlsOptions;
+  /**
+   * Bytes queued for one client at most, counting every way bytes wait for it (its
+   * queue, replays, pongs and error replies, the socket writer's buffer); over it the
+   * client is evicted with 1013. A replay larger than this is refused (`recovered: false`).
+   */
+  client_queue_bytes?: number;
+  clientQueueBytes?: number;
+  /**
+   * SO_SNDBUF for client sockets, in bytes (the kernel doubles it); 0 keeps the
+   * system's autotuning. Bounds what a stalled client pins in the kernel, which is
+   * not counted in `client_queue_bytes`.
+   */
+  socket_send_buffer?: number;
+  socketSendBuffer?: number;
+  /**
+   * Bytes for all client queues and history together; over it the clients with the
+   * largest queues are evicted first, then history is trimmed.
+   */
+  max_memory?: number;
+  maxMemory?: number;
+  /**
+   * Bearer token for `GET /api/ws/stats` (and every admin endpoint): when set, a request
+   * without `Authorization: Bearer <token>` gets 401. Unset, the endpoints are open in
+   * open mode and always answer 401 in secure mode. `getStats()` needs no token.
+   */
+  admin_token?: string;
+  adminToken?: string;
+  /**
+   * Bytes of events queued for the host at most (with `event_queue_size`); beyond it
+   * events are dropped and counted (`eventsDropped`).
+   */
+  event_queue_bytes?: number;
+  eventQueueBytes?: number;
 }
 
 /**
@@ -308,7 +341,9 @@ export interface Stats {
   historyBytes: number;
   /** Events waiting to be emitted. */
   eventsQueued: number;
-  /** Events dropped because the event queue was full. */
+  /** Estimated bytes of the events waiting to be emitted (bounded by `event_queue_bytes`). */
+  eventsQueuedBytes: number;
+  /** Events dropped because the event queue was full (`event_queue_size` or `event_queue_bytes`). */
   eventsDropped: number;
   uptimeMs: number;
   port: number;
@@ -411,7 +446,9 @@ export type Authorizer = (request: AuthRequest) => AuthDecision | boolean | Prom
  * `HERALD_INVALID_JSON` (a message that is not JSON object text),
  * `HERALD_INVALID_ARGUMENT` (e.g. an empty id), `HERALD_INVALID_CONFIG`,
  * `HERALD_INVALID_UTF8`, `HERALD_UNKNOWN_CLIENT` (`send` to a client that is
- * not connected), `HERALD_QUEUE_FULL`, `HERALD_IO` (e.g. port in use),
+ * not connected), `HERALD_QUEUE_FULL`, `HERALD_LIMIT` (a configured bound is
+ * reached, e.g. a publication to a new channel while `max_channels` channels
+ * exist; nothing was queued), `HERALD_IO` (e.g. port in use),
  * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`.
  * Arguments of the wrong type throw a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
  */
@@ -425,6 +462,7 @@ export interface HeraldError extends Error {
     | 'HERALD_INVALID_HANDLE'
     | 'HERALD_UNKNOWN_CLIENT'
     | 'HERALD_QUEUE_FULL'
+    | 'HERALD_LIMIT'
     | 'HERALD_IO'
     | 'HERALD_TIMEOUT'
     | 'HERALD_STOPPED'

@@ -6,7 +6,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const herald = require('..');
-const { Recorder, Client, expectThrow, withTimeout } = require('./helpers');
+const { Recorder, Client, eventually, expectThrow, withTimeout } = require('./helpers');
 
 describe('module', () => {
   it('exports start, HeraldServer and version', () => {
@@ -404,6 +404,51 @@ describe('start()', () => {
       assert.match(error.message, /queue/);
     } finally {
       await s.close();
+    }
+  });
+
+  it('throws HERALD_LIMIT for a publication to a new channel once max_channels are in use', async () => {
+    // History is on by default, so the first session's channel outlives its publication.
+    const s = await herald.start({ port: 0, max_channels: 1 });
+    try {
+      s.notifyAIStart('a', { step: 1 });
+      await eventually(() => s.getStats().channels === 1, 'the first channel');
+      expectThrow(assert, () => s.notifyAIStart('b', { step: 1 }), 'HERALD_LIMIT');
+      expectThrow(assert, () => s.notifyAIProgress('b', { percent: 1 }), 'HERALD_LIMIT');
+      expectThrow(assert, () => s.publish('news', { type: 'x' }), 'HERALD_LIMIT');
+      expectThrow(assert, () => s.broadcastToUser('u', { type: 'x' }), 'HERALD_LIMIT');
+      // The channel that exists still takes publications.
+      s.notifyAIProgress('a', { percent: 50 });
+      s.publish('session:a', { type: 'note' });
+      const history = await eventually(() => {
+        const h = s.getHistory('session:a');
+        return h.length >= 3 && h;
+      }, 'the session history');
+      assert.deepEqual(
+        history.map((m) => m.type),
+        ['ai_start', 'ai_progress', 'note'],
+      );
+      assert.deepEqual(s.getHistory('session:b'), []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('accepts the memory bounds and the admin token, in both spellings', async () => {
+    for (const options of [
+      { client_queue_bytes: 1 << 20, socket_send_buffer: 1 << 16, max_memory: 1 << 28, event_queue_bytes: 1 << 22, admin_token: 'admin-secret-1' },
+      { clientQueueBytes: 1 << 20, socketSendBuffer: 0, maxMemory: 1 << 28, eventQueueBytes: 1 << 22, adminToken: 'admin-secret-1' },
+    ]) {
+      const s = await herald.start({ port: 0, ...options });
+      try {
+        const url = `http://127.0.0.1:${s.port}/api/ws/stats`;
+        assert.equal((await fetch(url)).status, 401, 'the admin token is in force');
+        const res = await fetch(url, { headers: { authorization: 'Bearer admin-secret-1' } });
+        assert.equal(res.status, 200);
+        assert.equal(typeof (await res.json()).eventsDropped, 'number');
+      } finally {
+        await s.close();
+      }
     }
   });
 

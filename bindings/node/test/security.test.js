@@ -484,6 +484,40 @@ describe('setAuthorizer', () => {
   });
 });
 
+describe('admin_token', () => {
+  async function getStats(port, headers = {}) {
+    const res = await fetch(`http://127.0.0.1:${port}/api/ws/stats`, { headers });
+    return { status: res.status, auth: res.headers.get('www-authenticate'), body: await res.text() };
+  }
+
+  it('in secure mode GET /api/ws/stats needs the token; without one configured it is always 401', async () => {
+    const secret = 'a-secret-of-at-least-16-bytes';
+    for (const adminToken of [undefined, 'admin-token-9b2f']) {
+      const s = await herald.start({ port: 0, auth: { required: true, jwt_secret: secret }, adminToken });
+      const jwt = hs256({ sub: 'alice', exp: nowSeconds() + 600 }, secret);
+      const c = await Client.connect(s.port, { token: jwt });
+      try {
+        const refusals = [{}, { authorization: `Bearer ${jwt}` }, { authorization: 'Bearer admin-token-9b2' }, { 'x-forwarded-for': '127.0.0.1' }];
+        for (const headers of refusals) {
+          const r = await getStats(s.port, headers);
+          assert.equal(r.status, 401, JSON.stringify(headers));
+          assert.match(r.auth || '', /^Bearer/);
+          assert.ok(!r.body.includes(c.id), 'a refusal names no client');
+        }
+        if (adminToken) {
+          const r = await getStats(s.port, { authorization: `Bearer ${adminToken}` });
+          assert.equal(r.status, 200);
+          assert.equal(JSON.parse(r.body).clients[0].userId, 'alice');
+        }
+        assert.equal(s.getStats().clients[0].id, c.id, 'getStats() is in-process and needs no token');
+      } finally {
+        c.terminate();
+        await s.close();
+      }
+    }
+  });
+});
+
 describe('allowed_origins', () => {
   it('refuses other browser origins with HTTP 403; allows listed and absent origins', async () => {
     const s = await herald.start({ port: 0, allowed_origins: ['https://app.example.com'] });

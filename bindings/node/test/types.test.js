@@ -87,3 +87,22 @@ it('declares every field of authorizer requests', async () => {
     await server.close();
   }
 });
+
+it('HeraldError.code lists exactly the error statuses of include/herald.h', () => {
+  // The Node codes come from the core's error kinds, which match the C statuses one
+  // for one: HERALD_ERR_QUEUE_FULL is HERALD_QUEUE_FULL here.
+  const header = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'include', 'herald.h'), 'utf8');
+  const start = header.indexOf('typedef enum herald_status');
+  const statuses = header.slice(start, header.indexOf('} herald_status;', start));
+  const fromHeader = [...statuses.matchAll(/HERALD_ERR_([A-Z0-9_]+) = \d+/g)].map((m) => `HERALD_${m[1]}`);
+  assert.ok(fromHeader.includes('HERALD_LIMIT'), 'the header declares HERALD_ERR_LIMIT');
+  const body = classBody('HeraldError', 'interface');
+  const declared = [...body.matchAll(/\| '(HERALD_[A-Z0-9_]+)'/g)].map((m) => m[1]);
+  assert.deepEqual(new Set(declared), new Set(fromHeader));
+  // The doc comment above the interface names each code too (except the binding-bug ones).
+  const doc = dts.slice(dts.lastIndexOf('/**', dts.indexOf('export interface HeraldError')), dts.indexOf('export interface HeraldError'));
+  for (const code of fromHeader) {
+    if (code === 'HERALD_NULL_ARGUMENT' || code === 'HERALD_INVALID_HANDLE') continue;
+    assert.ok(doc.includes(code), `the HeraldError doc names ${code}`);
+  }
+});

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gc
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 import weakref
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
 import herald
 from _helpers import TIMEOUT, Client, poll_until, run
+
+REPO = Path(__file__).resolve().parents[3]
 
 # (method name, positional arguments before the message)
 SENDERS: List[Tuple[str, Tuple[str, ...]]] = [
@@ -64,6 +68,65 @@ def test_port_in_use_raises_an_os_error(server: herald.Server) -> None:
     assert isinstance(info.value, herald.StartError) and isinstance(info.value, OSError)
     assert info.value.status == herald.Status.ERR_IO
     assert str(server.port) in info.value.message
+
+
+# -- status codes ----------------------------------------------------------------------------
+
+
+def header_statuses() -> Dict[str, int]:
+    """``herald_status`` as include/herald.h declares it: {"OK": 0, "ERR_NULL_ARGUMENT": 1, ...}."""
+    text = (REPO / "include" / "herald.h").read_text()
+    start = text.index("typedef enum herald_status")
+    enum = text[start : text.index("} herald_status;", start)]
+    return {name: int(value) for name, value in re.findall(r"HERALD_(OK|ERR_\w+) = (\d+)", enum)}
+
+
+def test_status_enum_matches_the_header() -> None:
+    declared = header_statuses()
+    assert "ERR_LIMIT" in declared
+    assert {s.name: s.value for s in herald.Status} == declared
+
+
+@pytest.mark.parametrize("status", [s for s in herald.Status if s != herald.Status.OK], ids=lambda s: s.name)
+def test_every_error_status_has_its_own_documented_exception(status: herald.Status) -> None:
+    error = herald.errors.error_from_status(int(status), "core message")
+    assert type(error) is not herald.HeraldError, f"{status.name} falls back to the base class"
+    assert error.status == status and error.message == "core message"
+    assert type(error).__name__ in herald.__all__
+    assert f"HERALD_{status.name}" in (herald.errors.__doc__ or ""), "missing from the hierarchy"
+    assert f"HERALD_{status.name}" in (type(error).__doc__ or ""), "missing from the class"
+    readme = (REPO / "bindings" / "python" / "README.md").read_text()
+    assert f"`{status.name[len('ERR_'):]}`" in readme, "missing from the README's error table"
+
+
+def test_limit_status_is_a_limit_error() -> None:
+    error = herald.errors.error_from_status(13, "channel table full")
+    assert isinstance(error, herald.LimitError) and isinstance(error, herald.HeraldError)
+    assert error.status == herald.Status.ERR_LIMIT
+    assert str(error) == "channel table full"
+    assert herald.errors.error_from_status(99, "").status is None  # unknown codes stay generic
+
+
+def test_a_publication_to_a_new_channel_past_max_channels_raises_limit_error(make_server: Any) -> None:
+    server = make_server(max_channels=1)  # history is on by default: a channel outlives its publication
+    server.notify_ai_start("a", {"step": 1})
+    poll_until(lambda: server.stats()["channels"] == 1)
+    for name, args in [
+        ("notify_ai_start", ("b",)),
+        ("notify_ai_progress", ("b",)),
+        ("publish", ("news",)),
+        ("broadcast_to_user", ("u",)),
+    ]:
+        with pytest.raises(herald.LimitError) as info:
+            call(server, name, *args, {"type": "x"})
+        assert info.value.status == herald.Status.ERR_LIMIT, name
+        assert info.value.message, name
+    # The channel that exists still takes publications.
+    server.notify_ai_progress("a", {"percent": 50})
+    server.publish("session:a", {"type": "note"})
+    history = poll_until(lambda: (lambda h: h if len(h) >= 3 else None)(server.history("session:a")))
+    assert [m["type"] for m in history] == ["ai_start", "ai_progress", "note"]
+    assert server.history("session:b") == []
 
 
 # -- bad arguments ---------------------------------------------------------------------------

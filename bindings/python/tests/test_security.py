@@ -13,8 +13,11 @@ import queue
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
+from email.message import Message
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlencode
 
 import pytest
@@ -772,6 +775,11 @@ FULL_CONFIG: Dict[str, Any] = {
     "max_subscriptions_per_client": 64,
     "rate_limit": {"messages_per_second": 20, "burst": 40, "max_violations": 10},
     "tls": {"cert": str(FIXTURES / "server_cert.pem"), "key": str(FIXTURES / "server_key.pem")},
+    "client_queue_bytes": 1 << 20,
+    "socket_send_buffer": 1 << 16,
+    "max_memory": 1 << 28,
+    "admin_token": "admin-token-for-the-tests",
+    "event_queue_bytes": 1 << 22,
 }
 
 
@@ -819,3 +827,44 @@ def test_bad_security_config_is_an_invalid_config_error(config: Dict[str, Any]) 
         herald.Server(port=0, **config)
     assert info.value.status == herald.Status.ERR_INVALID_CONFIG  # from herald_last_status
     assert info.value.message
+
+
+# -- admin endpoints -------------------------------------------------------------------------
+
+
+def http_status(port: int, path: str, headers: Dict[str, str]) -> Tuple[int, Message, bytes]:
+    """Status, headers (looked up case-insensitively) and body of one GET."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_admin_token_guards_http_stats(make_server: Any) -> None:
+    token = "admin-token-for-the-tests"
+    server = make_server(admin_token=token)
+
+    async def body() -> None:
+        c = await Client.connect(server.port, userId="alice")
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"}):
+            status, reply_headers, reply = http_status(server.port, "/api/ws/stats", headers)
+            assert status == 401, headers
+            assert reply_headers.get("WWW-Authenticate", "").startswith("Bearer"), reply_headers
+            assert c.client_id.encode() not in reply
+        status, _, reply = http_status(server.port, "/api/ws/stats", {"Authorization": f"Bearer {token}"})
+        assert status == 200
+        assert c.client_id in {client["id"] for client in json.loads(reply)["clients"]}
+        assert server.stats()["activeConnections"] == 1  # the host's own call needs no token
+        await c.close()
+
+    run(body())
+
+
+def test_secure_mode_without_admin_token_refuses_http_stats(make_server: Any) -> None:
+    server = make_server(auth={"required": True, "jwt_secret": SECRET})
+    status, headers, _ = http_status(server.port, "/api/ws/stats", {})
+    assert status == 401
+    assert headers.get("WWW-Authenticate", "").startswith("Bearer")
+    assert isinstance(server.stats()["activeConnections"], int)

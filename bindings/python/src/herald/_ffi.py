@@ -57,6 +57,7 @@ class Status(enum.IntEnum):
     ERR_TIMEOUT = 10
     ERR_STOPPED = 11
     ERR_PANIC = 12
+    ERR_LIMIT = 13
 
 
 #: ``typedef void (*herald_event_callback)(void *user_data, const char *event_json);``

@@ -62,6 +62,20 @@ class ServerConfig(TypedDict, total=False):
     Every key is optional; the core applies its defaults and rejects unknown keys and bad
     values (:class:`herald.InvalidConfigError`). This mirrors the core's ``Config``; the core
     remains the authority.
+
+    Memory bounds, in bytes: ``client_queue_bytes``: queued for one client at most, counting
+    every way bytes wait for it (its queue, replays, pongs and error replies, the socket
+    writer's buffer); over it the client is evicted with 1013, and a replay larger than it is
+    refused (``recovered: false``). ``socket_send_buffer``: SO_SNDBUF for client sockets (the
+    kernel doubles it; 0 keeps the system's autotuning); it bounds what a stalled client pins
+    in the kernel, which ``client_queue_bytes`` does not count. ``max_memory``: all client
+    queues and history together; over it the clients with the largest queues are evicted
+    first, then history is trimmed. ``event_queue_bytes``: events queued for the host at most
+    (with ``event_queue_size``); beyond it events are dropped and counted.
+
+    ``admin_token``: Bearer token for ``/api/ws/stats`` (and every admin endpoint): when set, a
+    request without ``Authorization: Bearer <token>`` gets 401. Unset, the endpoints are open in
+    open mode and always answer 401 in secure mode.
     """
 
     host: str
@@ -85,3 +99,8 @@ class ServerConfig(TypedDict, total=False):
     max_subscriptions_per_client: int
     rate_limit: RateLimitConfig
     tls: Optional[TlsConfig]
+    client_queue_bytes: int
+    socket_send_buffer: int
+    max_memory: int
+    admin_token: Optional[str]
+    event_queue_bytes: int

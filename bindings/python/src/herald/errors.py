@@ -20,6 +20,7 @@ derives from the closest built-in exception, so ``except ValueError`` / ``except
     │   └── StoppedError                        HERALD_ERR_STOPPED
     ├── UnknownClientError (LookupError)        HERALD_ERR_UNKNOWN_CLIENT
     ├── QueueFullError                          HERALD_ERR_QUEUE_FULL
+    ├── LimitError                              HERALD_ERR_LIMIT (e.g. the channel table is full)
     ├── HeraldIOError (OSError)                 HERALD_ERR_IO
     │   └── StartIOError (StartError)           herald_start could not bind/start
     ├── HeraldTimeoutError (TimeoutError)       HERALD_ERR_TIMEOUT
@@ -47,6 +48,7 @@ __all__ = [
     "StoppedError",
     "UnknownClientError",
     "QueueFullError",
+    "LimitError",
     "HeraldIOError",
     "StartIOError",
     "HeraldTimeoutError",
@@ -148,6 +150,18 @@ class QueueFullError(HeraldError):
     default_status = Status.ERR_QUEUE_FULL
 
 
+class LimitError(HeraldError):
+    """A configured bound is reached; nothing was queued (``HERALD_ERR_LIMIT``).
+
+    For example a publication to a channel that does not exist yet while the channel table
+    holds ``max_channels`` channels. Unlike :class:`QueueFullError` it does not pass by
+    itself: retrying helps only once channels have been reclaimed (no subscribers and no
+    history left) or with a larger ``max_channels``.
+    """
+
+    default_status = Status.ERR_LIMIT
+
+
 class HeraldIOError(HeraldError, OSError):
     """An I/O error in the core, e.g. the port is already in use (``HERALD_ERR_IO``)."""
 
@@ -179,6 +193,7 @@ _BY_STATUS: Dict[int, Type[HeraldError]] = {
     Status.ERR_INVALID_HANDLE: InvalidHandleError,
     Status.ERR_UNKNOWN_CLIENT: UnknownClientError,
     Status.ERR_QUEUE_FULL: QueueFullError,
+    Status.ERR_LIMIT: LimitError,
     Status.ERR_IO: HeraldIOError,
     Status.ERR_TIMEOUT: HeraldTimeoutError,
     Status.ERR_STOPPED: StoppedError,
