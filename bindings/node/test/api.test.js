@@ -436,14 +436,14 @@ describe('start()', () => {
 
   it('accepts the memory bounds and the admin token, in both spellings', async () => {
     for (const options of [
-      { client_queue_bytes: 1 << 20, socket_send_buffer: 1 << 16, max_memory: 1 << 28, event_queue_bytes: 1 << 22, admin_token: 'admin-secret-1' },
-      { clientQueueBytes: 1 << 20, socketSendBuffer: 0, maxMemory: 1 << 28, eventQueueBytes: 1 << 22, adminToken: 'admin-secret-1' },
+      { client_queue_bytes: 1 << 20, socket_send_buffer: 1 << 16, max_memory: 1 << 28, event_queue_bytes: 1 << 22, admin_token: 'admin-secret-token-1' },
+      { clientQueueBytes: 1 << 20, socketSendBuffer: 0, maxMemory: 1 << 28, eventQueueBytes: 1 << 22, adminToken: 'admin-secret-token-1' },
     ]) {
       const s = await herald.start({ port: 0, ...options });
       try {
         const url = `http://127.0.0.1:${s.port}/api/ws/stats`;
         assert.equal((await fetch(url)).status, 401, 'the admin token is in force');
-        const res = await fetch(url, { headers: { authorization: 'Bearer admin-secret-1' } });
+        const res = await fetch(url, { headers: { authorization: 'Bearer admin-secret-token-1' } });
         assert.equal(res.status, 200);
         assert.equal(typeof (await res.json()).eventsDropped, 'number');
       } finally {
