@@ -85,7 +85,8 @@ fn route(
             );
             response
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        (method, _) => crate::assets::serve(&shared.config.static_files, method, path)
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! notifications, broadcasts and channel publications; clients subscribe to sessions
 //! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
 
+mod assets;
 mod auth;
 mod client;
 mod config;
@@ -25,6 +26,7 @@ mod wire;
 
 pub mod ffi;
 
+pub use assets::StaticFiles;
 pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
 pub use error::{Error, ErrorKind, Result};
