@@ -29,9 +29,11 @@ async fn serves_embedded_files_beside_the_websocket() {
     files
         .add("/", "text/html; charset=utf-8", b"<h1>dashboard</h1>")
         .unwrap();
-    let mut config = Config::default();
-    config.port = 0;
-    config.static_files = files.clone();
+    let config = Config {
+        port: 0,
+        static_files: files.clone(),
+        ..Config::default()
+    };
     let server = common::blocking(move || Server::start(config).unwrap()).await;
     let port = server.port();
 
