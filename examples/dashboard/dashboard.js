@@ -188,3 +188,4 @@ async function refreshStats() {
 }
 refreshStats();
 setInterval(refreshStats, STATS_EVERY_MS);
+client.on('connected', () => refreshStats());
