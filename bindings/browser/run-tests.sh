@@ -39,6 +39,9 @@ else
   (cd "$node_binding" && npm run build)
 fi
 
+step "npm ci (examples/node, whose page the browser tests open)"
+(cd "$repo/examples/node" && npm ci --ignore-scripts --no-audit --no-fund)
+
 step "the demo (cargo build --example demo)"
 (cd "$repo" && cargo build --example demo)
 

@@ -207,6 +207,64 @@ test('React hooks under StrictMode: one connection, one subscription each, every
   assert.deepEqual(errors, []);
 });
 
+test('while waiting to retry, the client reconnects at once when the browser comes back online', async () => {
+  let server = await startServer();
+  const port = server.port;
+  const { page, errors } = await newPage();
+  // Retries wait random(0, 10 min): only the online event can bring the page back quickly.
+  const slow = { minReconnectDelayMs: 600_000, maxReconnectDelayMs: 600_000 };
+  await page.evaluate(([url, options]) => window.startStream(url, 'wake', options), [wsUrl(server), slow]);
+  await eventually(async () => (await reportOf(page)).connects === 1, 'the first connection');
+  for (;;) {
+    await server.close();
+    server = await startServer({ port });
+    await eventually(async () => (await reportOf(page)).lastRetryInMs !== undefined, 'a scheduled retry');
+    const { lastRetryInMs, connects } = await reportOf(page);
+    if (lastRetryInMs > 20_000) break;
+    // A short draw (rare): let that retry happen and cut again.
+    await eventually(async () => (await reportOf(page)).connects > connects, 'the early retry', lastRetryInMs + 5_000);
+    await page.evaluate(() => (window.report.lastRetryInMs = undefined));
+  }
+  assert.equal(await page.evaluate(() => window.streamClient.state), 'reconnecting');
+  await context.setOffline(true);
+  await context.setOffline(false); // fires the page's 'online' event
+  await eventually(async () => (await page.evaluate(() => window.streamClient.state)) === 'connected', 'the reconnect on online', 5_000);
+  await page.close();
+  await server.close();
+  assert.deepEqual(errors, []);
+});
+
+test('the examples/node page (Express + Herald) follows a job with herald-client', async () => {
+  const example = join(REPO, 'examples', 'node');
+  assert.ok(existsSync(join(example, 'node_modules', 'express')), 'examples/node needs npm ci (run-tests.sh does)');
+  const child = spawn(process.execPath, ['server.js'], {
+    cwd: example,
+    env: { ...process.env, PORT: '0', HERALD_PORT: '0', JOB_STEP_MS: '60' },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  try {
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const { http: httpPort } = JSON.parse(await eventually(() => out.split('\n').find((l) => l.includes('"listening"')), 'the example to listen'));
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`http://127.0.0.1:${httpPort}/?session=browser-test`);
+    await page.waitForFunction(() => window.herald?.client.state === 'connected', null, { timeout: 10_000 });
+    await page.click('button');
+    await page.waitForFunction(() => document.getElementById('text').dataset.status === 'complete', null, { timeout: 15_000 });
+    assert.match(await page.locator('#text').textContent(), /^Done: 5 steps/);
+    assert.equal(await page.locator('#bar').evaluate((b) => b.value), 100);
+    // A reload restores the finished job from the session's history.
+    await page.reload();
+    await page.waitForFunction(() => document.getElementById('text').dataset.status === 'complete', null, { timeout: 10_000 });
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    child.kill('SIGTERM');
+  }
+});
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();

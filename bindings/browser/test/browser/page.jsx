@@ -10,12 +10,15 @@ import { useChannel, useHeraldClient, useJob } from '../../src/react.ts';
 const report = (window.report = { seen: [], gaps: [], closes: [], states: [], connects: 0, react: { received: [] } });
 
 /** A stream subscriber: records every publication it processes, every close and gap. */
-window.startStream = (url, channel) => {
-  const client = new HeraldClient(url, { minReconnectDelayMs: 20, maxReconnectDelayMs: 250 });
+window.startStream = (url, channel, options = { minReconnectDelayMs: 20, maxReconnectDelayMs: 250 }) => {
+  const client = new HeraldClient(url, options);
   window.streamClient = client;
   client.on('state', (s) => report.states.push(s));
   client.on('connected', () => report.connects++);
-  client.on('disconnected', (e) => report.closes.push(e.code));
+  client.on('disconnected', (e) => {
+    report.closes.push(e.code);
+    report.lastRetryInMs = e.retryInMs;
+  });
   const sub = client.subscribe(channel);
   sub.on('publication', (m) => report.seen.push({ n: m.n, seq: m.seq, epoch: m.epoch }));
   sub.on('gap', (g) => report.gaps.push(g));
