@@ -207,28 +207,41 @@ test('React hooks under StrictMode: one connection, one subscription each, every
   assert.deepEqual(errors, []);
 });
 
-test('while waiting to retry, the client reconnects at once when the browser comes back online', async () => {
+test('while waiting to retry, the client reconnects at once when the browser comes back online or the tab becomes visible', async () => {
   let server = await startServer();
   const port = server.port;
   const { page, errors } = await newPage();
-  // Retries wait random(0, 10 min): only the online event can bring the page back quickly.
+  // Retries wait random(0, 10 min): only the wake-up events can bring the page back quickly.
   const slow = { minReconnectDelayMs: 600_000, maxReconnectDelayMs: 600_000 };
   await page.evaluate(([url, options]) => window.startStream(url, 'wake', options), [wsUrl(server), slow]);
   await eventually(async () => (await reportOf(page)).connects === 1, 'the first connection');
-  for (;;) {
-    await server.close();
-    server = await startServer({ port });
-    await eventually(async () => (await reportOf(page)).lastRetryInMs !== undefined, 'a scheduled retry');
-    const { lastRetryInMs, connects } = await reportOf(page);
-    if (lastRetryInMs > 20_000) break;
-    // A short draw (rare): let that retry happen and cut again.
-    await eventually(async () => (await reportOf(page)).connects > connects, 'the early retry', lastRetryInMs + 5_000);
-    await page.evaluate(() => (window.report.lastRetryInMs = undefined));
+  const state = () => page.evaluate(() => window.streamClient.state);
+
+  /** Restarts the server until the page waits more than 20 s for its next retry. */
+  async function cutUntilLongRetry() {
+    for (;;) {
+      await page.evaluate(() => (window.report.lastRetryInMs = undefined));
+      const { connects } = await reportOf(page);
+      await server.close();
+      server = await startServer({ port });
+      await eventually(async () => (await reportOf(page)).lastRetryInMs !== undefined, 'a scheduled retry');
+      const { lastRetryInMs } = await reportOf(page);
+      if (lastRetryInMs > 20_000) return;
+      // A short draw (rare): let that retry happen, then cut again.
+      await eventually(async () => (await reportOf(page)).connects > connects, 'the early retry', lastRetryInMs + 5_000);
+    }
   }
-  assert.equal(await page.evaluate(() => window.streamClient.state), 'reconnecting');
+
+  await cutUntilLongRetry();
+  assert.equal(await state(), 'reconnecting');
   await context.setOffline(true);
   await context.setOffline(false); // fires the page's 'online' event
-  await eventually(async () => (await page.evaluate(() => window.streamClient.state)) === 'connected', 'the reconnect on online', 5_000);
+  await eventually(async () => (await state()) === 'connected', 'the reconnect on online', 5_000);
+
+  await cutUntilLongRetry();
+  assert.equal(await state(), 'reconnecting');
+  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange'))); // headless tabs are visible
+  await eventually(async () => (await state()) === 'connected', 'the reconnect on visibility', 5_000);
   await page.close();
   await server.close();
   assert.deepEqual(errors, []);

@@ -72,6 +72,53 @@ describe('connection', () => {
     assert.ok(Math.max(...delays.slice(5)) > 4, 'later attempts may wait beyond the first bound');
   });
 
+  test('getToken is asked before every attempt; a failing one counts as a failed attempt', async () => {
+    const tracked = trackedWebSocket();
+    let asked = 0;
+    const client = new HeraldClient(
+      wsUrl(server),
+      fastOptions(tracked, {
+        getToken: async () => {
+          asked++;
+          if (asked === 1) throw new Error('token service down');
+          return `t${asked}`;
+        },
+      }),
+    );
+    const failure = await once(client, 'tokenError');
+    assert.equal(failure.message, 'token service down');
+    await once(client, 'connected');
+    assert.equal(asked, 2);
+    assert.ok(tracked.current().url.endsWith('token=t2'));
+    assert.ok(tracked.kill());
+    await once(client, 'connected');
+    assert.equal(asked, 3, 'a fresh token for the reconnect');
+    assert.ok(tracked.current().url.endsWith('token=t3'));
+    client.disconnect();
+  });
+
+  test('a handler that throws does not stop the others nor the client', async () => {
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const reported = [];
+    const originalError = console.error;
+    console.error = (...args) => reported.push(args);
+    try {
+      let second = 0;
+      client.on('connected', () => {
+        throw new Error('app bug');
+      });
+      client.on('connected', () => second++);
+      await once(client, 'connected');
+      assert.equal(second, 1);
+      assert.equal(client.state, 'connected');
+      assert.ok(reported.some((args) => args.some((a) => a instanceof Error && a.message === 'app bug')));
+    } finally {
+      console.error = originalError;
+      client.disconnect();
+    }
+  });
+
   test('a refused URL or a missing WebSocket is a clear error', () => {
     assert.throws(() => new HeraldClient('http://127.0.0.1:1/ws', { autoConnect: false }), /ws:\/\/ or wss:\/\//);
     assert.throws(() => new HeraldClient('not a url'), TypeError);
