@@ -187,7 +187,10 @@ export class HeraldClient extends Emitter<ClientEvents> {
       existing.retain();
       return existing;
     }
-    const sub = new Subscription(typeof target === 'string' ? { channel: target } : target, channel, this.link, options);
+    // Only the protocol's keys go on the wire, whatever else the caller's object holds.
+    const request =
+      typeof target !== 'string' && 'sessionId' in target ? { sessionId: target.sessionId } : { channel };
+    const sub = new Subscription(request, channel, this.link, options);
     this.subs.set(channel, sub);
     sub.start();
     return sub;
