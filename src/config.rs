@@ -69,6 +69,9 @@ pub struct Config {
     /// Bytes of events queued for the host at most (with `event_queue_size`); beyond it
     /// events are dropped and counted.
     pub event_queue_bytes: usize,
+    /// Files served over HTTP on the same port (not JSON: set by Rust hosts).
+    #[serde(skip)]
+    pub static_files: crate::assets::StaticFiles,
 }
 
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
@@ -181,6 +184,7 @@ impl Default for Config {
             max_memory: 1024 * 1024 * 1024,
             admin_token: None,
             event_queue_bytes: 16 * 1024 * 1024,
+            static_files: Default::default(),
         }
     }
 }

@@ -81,7 +81,9 @@ fn route(
         .iter()
         .find(|e| e.method == req.method() && e.path == path)
     else {
-        return text(StatusCode::NOT_FOUND, "not found\n");
+        // The host's static files, if any; Herald's own routes take precedence.
+        return crate::assets::serve(&shared.config.static_files, req.method(), path)
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"));
     };
     if endpoint.access == Access::Admin && !admin_allowed(&shared, req.headers()) {
         return unauthorized();

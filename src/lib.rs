@@ -5,6 +5,7 @@
 //! notifications, broadcasts and channel publications; clients subscribe to sessions
 //! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
 
+mod assets;
 mod auth;
 mod client;
 mod config;
@@ -29,6 +30,7 @@ mod fuzz_tests;
 
 pub mod ffi;
 
+pub use assets::StaticFiles;
 pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
 pub use error::{Error, ErrorKind, Result};

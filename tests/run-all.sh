@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of every language: the Rust core (cargo test), then the Python,
-# Node and Go bindings. Installs what the suites need (pip, npm and Go packages) and
-# builds the core. Exits non-zero if any suite fails; the last line sums the suites.
+# Node and Go bindings, and the browser client (headless Chromium). Installs what the
+# suites need (pip, npm and Go packages, Debian's chromium) and builds the core.
+# Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,7 @@ suite "rust core" cargo test -p herald --locked
 suite "python binding" bash bindings/python/run-tests.sh
 suite "node binding" bash bindings/node/run-tests.sh
 suite "go binding" bash bindings/go/run-tests.sh
+suite "browser client" bash bindings/browser/run-tests.sh
 
 echo
 echo "=== summary"

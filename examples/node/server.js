@@ -77,6 +77,10 @@ async function main() {
   const app = express();
   app.use(express.json());
   app.use(express.static(path.join(__dirname, 'public')));
+  // The page's WebSocket client: herald-client, as one ES module (bindings/browser).
+  app.get('/herald-client.js', (req, res) => {
+    res.type('text/javascript').sendFile(path.join(__dirname, '..', 'dashboard', 'herald-client.js'));
+  });
 
   // The page needs to know where the WebSocket endpoint is.
   app.get('/api/config', (req, res) => {

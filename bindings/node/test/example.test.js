@@ -65,10 +65,14 @@ describe('examples/node', () => {
       body: JSON.stringify(body),
     });
 
-  it('serves the page and its config', async () => {
+  it('serves the page, its client module and its config', async () => {
     const page = await api('/');
     assert.equal(page.status, 200);
-    assert.match(await page.text(), /new WebSocket/);
+    assert.match(await page.text(), /import \{ HeraldClient \} from '\/herald-client\.js'/);
+    const client = await api('/herald-client.js');
+    assert.equal(client.status, 200);
+    assert.match(client.headers.get('content-type'), /javascript/);
+    assert.match(await client.text(), /herald-client/);
     assert.deepEqual(await (await api('/api/config')).json(), { wsPort: ports.ws, wsPath: '/ws' });
   });
 

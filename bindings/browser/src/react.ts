@@ -1,0 +1,105 @@
+// React hooks over HeraldClient. Each hook acquires in an effect and releases in that
+// effect's cleanup, so StrictMode's mount → unmount → mount leaves exactly one live
+// subscription (or client), and unmounting leaves none.
+
+import { useEffect, useRef, useState } from 'react';
+import { HeraldClient } from './client.js';
+import type { ConnectionState, HeraldClientOptions } from './client.js';
+import type { JobState } from './job.js';
+import type { Publication, Target } from './protocol.js';
+import { channelOf } from './protocol.js';
+import type { GapEvent, SubscribeOptions } from './subscription.js';
+
+/**
+ * A client for the component's lifetime (a new one when `url` changes; `null` url: none).
+ * Options are read when the client is made; pass `getToken` for tokens that change.
+ */
+export function useHeraldClient(
+  url: string | null,
+  options?: HeraldClientOptions,
+): { client: HeraldClient | null; state: ConnectionState } {
+  const optionsRef = useRef(options);
+  optionsRef.current = options;
+  const [client, setClient] = useState<HeraldClient | null>(null);
+  const [state, setState] = useState<ConnectionState>('disconnected');
+  useEffect(() => {
+    if (!url) return;
+    const c = new HeraldClient(url, { ...optionsRef.current, autoConnect: false });
+    const off = c.on('state', setState);
+    c.connect();
+    setClient(c);
+    setState(c.state);
+    return () => {
+      off();
+      c.disconnect();
+      setClient(null);
+      setState('disconnected');
+    };
+  }, [url]);
+  return { client, state };
+}
+
+export interface ChannelState {
+  /** The server confirmed the subscription on the current connection. */
+  subscribed: boolean;
+  /** The last publication processed. */
+  last: Publication | null;
+  /** The last failed recovery, if any: refetch what the channel describes. */
+  gap: GapEvent | null;
+}
+
+/**
+ * Subscribes while mounted; `onPublication` sees each publication once, in order
+ * (the latest function passed is called; it need not be memoized).
+ */
+export function useChannel(
+  client: HeraldClient | null,
+  target: Target | null,
+  onPublication?: (message: Publication) => void,
+  options?: SubscribeOptions,
+): ChannelState {
+  const handler = useRef(onPublication);
+  handler.current = onPublication;
+  const [state, setState] = useState<ChannelState>({ subscribed: false, last: null, gap: null });
+  const key = target === null ? null : `${typeof target === 'string' ? 'c' : 'sessionId' in target ? 's' : 'c'}:${channelOf(target)}`;
+  const history = options?.history;
+  useEffect(() => {
+    if (!client || target === null) return;
+    const sub = client.subscribe(target, { history });
+    const offs = [
+      sub.on('publication', (message) => {
+        setState((s) => ({ ...s, subscribed: true, last: message }));
+        handler.current?.(message);
+      }),
+      sub.on('subscribed', () => setState((s) => ({ ...s, subscribed: true }))),
+      sub.on('gap', (gap) => setState((s) => ({ ...s, gap }))),
+      client.on('state', (st) => st !== 'connected' && setState((s) => ({ ...s, subscribed: false }))),
+    ];
+    setState({ subscribed: sub.isLive, last: null, gap: null });
+    return () => {
+      for (const off of offs) off();
+      sub.unsubscribe();
+    };
+    // `key` stands for `target`: a new object literal each render must not resubscribe.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, key, history]);
+  return state;
+}
+
+/** The AI job on `sessionId` (see `HeraldClient.job`): idle, running with progress, complete or error. */
+export function useJob(client: HeraldClient | null, sessionId: string | null, options?: SubscribeOptions): JobState {
+  const [state, setState] = useState<JobState>({ status: 'idle' });
+  const history = options?.history;
+  useEffect(() => {
+    if (!client || !sessionId) return;
+    const job = client.job(sessionId, history === undefined ? undefined : { history });
+    setState(job.state);
+    const off = job.on('change', setState);
+    return () => {
+      off();
+      job.close();
+      setState({ status: 'idle' });
+    };
+  }, [client, sessionId, history]);
+  return state;
+}

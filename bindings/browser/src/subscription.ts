@@ -1,0 +1,150 @@
+import { Emitter } from './emitter.js';
+import type { Position, Publication, SubscribedMessage, Target } from './protocol.js';
+
+export interface SubscribeOptions {
+  /**
+   * On its first subscribe, replay up to this many past publications from the channel's
+   * history (the server keeps `history.size`, default 256), e.g. to rebuild a job's state
+   * after a page reload. Default 0: only what is published from now on.
+   */
+  history?: number;
+}
+
+/** Recovery failed: publications between `from` and `to` are lost; refetch your state. */
+export interface GapEvent {
+  /** The last position this subscription processed. */
+  from: Position;
+  /** Where the channel stands now; publications continue after it. */
+  to: Position;
+}
+
+export interface SubscriptionEvents {
+  /** A publication, each exactly once and in order. */
+  publication: Publication;
+  /** The server confirmed the subscription (on every connect, with its reply). */
+  subscribed: SubscribedMessage;
+  /** Recovery after a reconnect failed (history too short, or the server restarted). */
+  gap: GapEvent;
+}
+
+/** What a subscription needs from its client. */
+export interface SubscriptionLink {
+  /** Sends now if connected; returns false (and drops it) otherwise. */
+  sendNow(message: object): boolean;
+  release(subscription: Subscription): void;
+}
+
+type Phase =
+  /** Nothing sent on this connection yet. */
+  | 'idle'
+  /** Waiting for the reply of a subscribe; publications before it are stale or replayed after it. */
+  | 'awaiting'
+  /** Waiting for the reply of the one-time history request (see SubscribeOptions.history). */
+  | 'awaiting-history'
+  | 'live'
+  | 'closed';
+
+/**
+ * One channel (or session) subscription. It survives reconnects: on each one it
+ * subscribes again with `since` = the last position it processed, and drops any
+ * publication it has already seen, so its handlers see every publication once, in order.
+ */
+export class Subscription extends Emitter<SubscriptionEvents> {
+  readonly channel: string;
+  private phase: Phase = 'idle';
+  private last: Position | undefined;
+  private historyWanted: number;
+  private refs = 1;
+
+  constructor(
+    readonly target: Exclude<Target, string> | { channel: string },
+    channel: string,
+    private readonly link: SubscriptionLink,
+    options: SubscribeOptions = {},
+  ) {
+    super();
+    this.channel = channel;
+    this.historyWanted = Math.max(0, Math.floor(options.history ?? 0));
+  }
+
+  /** The last publication processed, as `{seq, epoch}`; undefined before the first reply. */
+  get position(): Position | undefined {
+    return this.last && { ...this.last };
+  }
+
+  /** True once the server confirmed the subscription on the current connection. */
+  get isLive(): boolean {
+    return this.phase === 'live';
+  }
+
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  /** Stops this subscription (once every caller of `subscribe` for it has called this). */
+  unsubscribe(): void {
+    if (this.phase === 'closed') return;
+    if (--this.refs > 0) return;
+    this.phase = 'closed';
+    this.removeAllHandlers();
+    this.link.release(this);
+  }
+
+  /** @internal another `subscribe()` of the same channel shares this one. */
+  retain(): void {
+    this.refs++;
+  }
+
+  /** @internal the connection is ready (or this subscription is new): subscribe. */
+  start(): void {
+    if (this.phase === 'closed') return;
+    const since = this.last;
+    const request: Record<string, unknown> = { type: 'subscribe', ...this.target };
+    if (since) request.since = since;
+    this.phase = this.link.sendNow(request) ? 'awaiting' : 'idle';
+  }
+
+  /** @internal the connection dropped. */
+  stop(): void {
+    if (this.phase !== 'closed') this.phase = 'idle';
+  }
+
+  /** @internal the reply to our subscribe. */
+  handleSubscribed(reply: SubscribedMessage): void {
+    const now: Position = { seq: reply.seq, epoch: reply.epoch };
+    if (this.phase === 'awaiting-history') {
+      // The one-time history request: on success the replay follows; otherwise only what comes next.
+      if (reply.recovered !== true) this.last = now;
+      this.phase = 'live';
+      this.emit('subscribed', reply);
+      return;
+    }
+    if (this.phase !== 'awaiting') return;
+    const from = this.last;
+    if (reply.recovered !== true) this.last = now;
+    if (!from && this.historyWanted > 0 && now.seq > 0) {
+      // Ask again, from up to `history` publications back; everything until that reply
+      // is replayed after it, so publications arriving meanwhile are dropped.
+      const since = { seq: Math.max(0, now.seq - this.historyWanted), epoch: now.epoch };
+      this.historyWanted = 0;
+      if (this.link.sendNow({ type: 'subscribe', ...this.target, since })) {
+        this.last = since;
+        this.phase = 'awaiting-history';
+        return;
+      }
+    }
+    this.historyWanted = 0;
+    this.phase = 'live';
+    this.emit('subscribed', reply);
+    if (from && reply.recovered === false) this.emit('gap', { from, to: now });
+  }
+
+  /** @internal a publication on this channel. */
+  handlePublication(message: Publication): void {
+    if (this.phase !== 'live') return;
+    const last = this.last;
+    if (last && last.epoch === message.epoch && message.seq <= last.seq) return; // already seen
+    this.last = { seq: message.seq, epoch: message.epoch };
+    this.emit('publication', message);
+  }
+}

@@ -1,0 +1,396 @@
+// HeraldClient against a real Herald server (Node binding), over real sockets.
+
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { HeraldClient } from '../dist/esm/index.js';
+import { eventually, fastOptions, once, sleep, startServer, trackedWebSocket, wsUrl } from './helpers.mjs';
+
+describe('connection', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  test('connects, reports its states, and reconnects when the socket is cut', async () => {
+    const tracked = trackedWebSocket();
+    const states = [];
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { autoConnect: false }));
+    client.on('state', (s) => states.push(s));
+    assert.equal(client.state, 'disconnected');
+    const serverSaw = new Promise((resolve) => server.once('connection', resolve));
+    client.connect();
+    const welcome = await once(client, 'connected');
+    assert.equal(client.state, 'connected');
+    assert.equal(client.clientId, welcome.clientId);
+    assert.equal((await serverSaw).clientId, welcome.clientId);
+
+    assert.ok(tracked.kill());
+    const lost = await once(client, 'disconnected');
+    assert.equal(lost.code, 1006);
+    assert.ok(lost.retryInMs >= 0 && lost.retryInMs <= 80, `retry delay ${lost.retryInMs} within the bounds`);
+    assert.equal(client.state, 'reconnecting');
+    const again = await once(client, 'connected');
+    assert.notEqual(again.clientId, welcome.clientId);
+    assert.equal(client.connectCount, 2);
+
+    client.disconnect();
+    assert.equal(client.state, 'disconnected');
+    assert.deepEqual(states, ['connecting', 'connected', 'reconnecting', 'connected', 'disconnected']);
+    await sleep(150);
+    assert.equal(tracked.sockets.length, 2, 'no attempt after disconnect()');
+  });
+
+  test('a connection that stops answering pings is detected and replaced', async () => {
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { pingIntervalMs: 50, pongTimeoutMs: 150 }));
+    await once(client, 'connected');
+    // Pings are answered while the link works.
+    await sleep(200);
+    assert.equal(client.state, 'connected');
+    tracked.deafen();
+    const lost = await once(client, 'disconnected');
+    assert.deepEqual([lost.code, lost.reason], [4000, 'no answer to ping']);
+    await once(client, 'connected');
+    assert.equal(tracked.sockets.length, 2);
+    client.disconnect();
+  });
+
+  test('backoff grows with failed attempts and stays within its bounds', async () => {
+    // Nothing listens on this port: every attempt fails.
+    const probe = await startServer();
+    const url = wsUrl(probe);
+    await probe.close();
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(url, { WebSocket: tracked.WebSocket, minReconnectDelayMs: 4, maxReconnectDelayMs: 40 });
+    const delays = [];
+    client.on('disconnected', (e) => e.retryInMs !== undefined && delays.push(e.retryInMs));
+    await eventually(() => delays.length >= 12, '12 failed attempts');
+    assert.equal(client.state, 'connecting', 'never connected: still "connecting"');
+    client.disconnect();
+    assert.ok(delays.every((d) => d >= 0 && d <= 40), `delays ${delays} within [0, 40]`);
+    assert.ok(Math.max(...delays.slice(5)) > 4, 'later attempts may wait beyond the first bound');
+  });
+
+  test('getToken is asked before every attempt; a failing one counts as a failed attempt', async () => {
+    const tracked = trackedWebSocket();
+    let asked = 0;
+    const client = new HeraldClient(
+      wsUrl(server),
+      fastOptions(tracked, {
+        getToken: async () => {
+          asked++;
+          if (asked === 1) throw new Error('token service down');
+          return `t${asked}`;
+        },
+      }),
+    );
+    const failure = await once(client, 'tokenError');
+    assert.equal(failure.message, 'token service down');
+    await once(client, 'connected');
+    assert.equal(asked, 2);
+    assert.ok(tracked.current().url.endsWith('token=t2'));
+    assert.ok(tracked.kill());
+    await once(client, 'connected');
+    assert.equal(asked, 3, 'a fresh token for the reconnect');
+    assert.ok(tracked.current().url.endsWith('token=t3'));
+    client.disconnect();
+  });
+
+  test('a handler that throws does not stop the others nor the client', async () => {
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const reported = [];
+    const originalError = console.error;
+    console.error = (...args) => reported.push(args);
+    try {
+      let second = 0;
+      client.on('connected', () => {
+        throw new Error('app bug');
+      });
+      client.on('connected', () => second++);
+      await once(client, 'connected');
+      assert.equal(second, 1);
+      assert.equal(client.state, 'connected');
+      assert.ok(reported.some((args) => args.some((a) => a instanceof Error && a.message === 'app bug')));
+    } finally {
+      console.error = originalError;
+      client.disconnect();
+    }
+  });
+
+  test('a refused URL or a missing WebSocket is a clear error', () => {
+    assert.throws(() => new HeraldClient('http://127.0.0.1:1/ws', { autoConnect: false }), /ws:\/\/ or wss:\/\//);
+    assert.throws(() => new HeraldClient('not a url'), TypeError);
+    if (typeof globalThis.WebSocket === 'undefined') {
+      assert.throws(() => new HeraldClient('ws://127.0.0.1:1/ws'), /pass options.WebSocket/);
+    }
+  });
+});
+
+describe('recovery', () => {
+  test('over many forced disconnects every publication arrives exactly once, in order', async () => {
+    const server = await startServer();
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const sub = client.subscribe('stream');
+    const seen = [];
+    const gaps = [];
+    sub.on('publication', (m) => seen.push(m.n));
+    sub.on('gap', (g) => gaps.push(g));
+    await once(sub, 'subscribed');
+
+    let published = 0;
+    let cuts = 0;
+    const publisher = setInterval(() => {
+      for (let i = 0; i < 2; i++) server.publish('stream', { type: 'tick', n: ++published });
+    }, 2);
+    // Cut the socket under the client every 30 ms (once it is back) while the stream runs.
+    while (cuts < 25) {
+      await sleep(30);
+      if (tracked.kill()) cuts++;
+    }
+    await sleep(30);
+    clearInterval(publisher);
+    const total = published;
+    await eventually(() => seen.length >= total, `all ${total} publications (have ${seen.length})`);
+    await sleep(50);
+    client.disconnect();
+    await server.close();
+
+    assert.ok(cuts >= 20, `at least 20 forced disconnects (${cuts})`);
+    assert.deepEqual(gaps, []);
+    assert.equal(seen.length, total, 'no duplicate');
+    assert.deepEqual(seen, Array.from({ length: total }, (_, i) => i + 1), 'in order, none missing');
+    assert.ok(client.connectCount > cuts / 2, `reconnected (${client.connectCount} connections for ${cuts} cuts)`);
+  });
+
+  test('a gap beyond the history is reported, then publications continue', async () => {
+    const server = await startServer({ history: { size: 2 } });
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const sub = client.subscribe({ channel: 'news' });
+    const seen = [];
+    sub.on('publication', (m) => seen.push(m.n));
+    await once(sub, 'subscribed');
+    server.publish('news', { n: 1 });
+    await eventually(() => seen.length === 1, 'the first publication');
+    client.disconnect();
+    for (let n = 2; n <= 10; n++) server.publish('news', { n });
+    const gap = once(sub, 'gap');
+    client.connect();
+    const { from, to } = await gap;
+    assert.equal(from.seq, 1);
+    assert.equal(to.seq, 10);
+    assert.equal(from.epoch, to.epoch);
+    server.publish('news', { n: 11 });
+    await eventually(() => seen.includes(11), 'the next publication');
+    assert.deepEqual(seen, [1, 11]);
+    client.disconnect();
+    await server.close();
+  });
+
+  test('a host stop and restart on the same port: the client comes back and reports the lost history', async () => {
+    let server = await startServer();
+    const port = server.port;
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const sub = client.subscribe({ sessionId: 's1' });
+    const seen = [];
+    sub.on('publication', (m) => seen.push(m.progress.n));
+    await once(sub, 'subscribed');
+    server.notifyAIProgress('s1', { n: 1 });
+    await eventually(() => seen.length === 1, 'the first notification');
+
+    const closed = once(client, 'disconnected');
+    await server.close();
+    assert.equal((await closed).code, 1001);
+    server = await startServer({ port });
+    const gap = await once(sub, 'gap');
+    assert.notEqual(gap.to.epoch, gap.from.epoch, 'a new server is a new epoch');
+    server.notifyAIProgress('s1', { n: 2 });
+    await eventually(() => seen.length === 2, 'the notification after the restart');
+    assert.deepEqual(seen, [1, 2]);
+    client.disconnect();
+    await server.close();
+  });
+
+  test('unsubscribe and subscribe again at once (as React StrictMode does): no stale reply, no duplicate', async () => {
+    const server = await startServer();
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    await once(client, 'connected');
+    server.publish('c', { n: 1 });
+    const first = client.subscribe('c', { history: 10 });
+    first.unsubscribe();
+    const second = client.subscribe('c', { history: 10 });
+    assert.notEqual(first, second);
+    const seen = [];
+    let replies = 0;
+    second.on('publication', (m) => seen.push(m.n));
+    second.on('subscribed', () => replies++);
+    await once(second, 'subscribed');
+    server.publish('c', { n: 2 });
+    await eventually(() => seen.includes(2), 'the live publication');
+    await sleep(50);
+    assert.deepEqual(seen, [1, 2], 'history then live, each once');
+    assert.equal(replies, 1);
+    assert.equal(server.getStats().subscriptions, 1);
+    second.unsubscribe();
+    await eventually(() => server.getStats().subscriptions === 0, 'the server to drop the subscription');
+    client.disconnect();
+    await server.close();
+  });
+});
+
+describe('authorization', () => {
+  const secret = 'a-test-secret-of-32-bytes-length!';
+  let server;
+  before(async () => {
+    server = await startServer({ auth: { required: true, jwt_secret: secret, public_channels: ['*'] } });
+  });
+  after(() => server.close());
+
+  test('1008: asks for a new token once, then stops and reports', async () => {
+    const tracked = trackedWebSocket();
+    let asked = 0;
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { getToken: async () => `bad-${++asked}` }));
+    const refused = await once(client, 'unauthorized');
+    assert.equal(refused.code, 1008);
+    assert.equal(client.state, 'disconnected');
+    await sleep(300);
+    assert.equal(asked, 2, 'one fresh token, then no loop');
+    assert.equal(tracked.sockets.length, 2);
+    assert.ok(tracked.urls().every((u, i) => u.endsWith(`token=bad-${i + 1}`)), tracked.urls().join(' '));
+  });
+
+  test('1008 then a good token: connected', async () => {
+    const { hs256 } = await import('./jwt.mjs');
+    const tracked = trackedWebSocket();
+    const tokens = ['expired-or-bad', hs256({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 60 }, secret)];
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { getToken: () => tokens.shift() }));
+    await once(client, 'connected');
+    assert.equal(tracked.sockets.length, 2);
+    assert.equal(server.getStats().clients.find((c) => c.id === client.clientId).userId, 'ann');
+    client.disconnect();
+  });
+
+  test('a static token refused twice stops too', async () => {
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { token: 'nope' }));
+    await once(client, 'unauthorized');
+    await sleep(200);
+    assert.equal(tracked.sockets.length, 2);
+  });
+});
+
+describe('outgoing queue', () => {
+  test('messages sent while disconnected are queued (bounded, oldest dropped) and flushed on connect', async () => {
+    const server = await startServer();
+    const received = [];
+    server.on('message', (e) => received.push(e.message.n));
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked, { autoConnect: false, maxQueuedMessages: 3 }));
+    const dropped = [];
+    client.on('dropped', (m) => dropped.push(m.n));
+    for (let n = 1; n <= 5; n++) assert.equal(client.send({ type: 'chat', n }), false);
+    assert.equal(client.queued, 3);
+    assert.deepEqual(dropped, [1, 2]);
+    client.connect();
+    await eventually(() => received.length === 3, 'the queued messages at the server');
+    assert.deepEqual(received, [3, 4, 5]);
+    assert.equal(client.queued, 0);
+    assert.equal(client.send({ type: 'chat', n: 6 }), true);
+    await eventually(() => received.length === 4, 'a live message');
+
+    // Cut: sent during the outage, delivered after the reconnect, in order.
+    assert.ok(tracked.kill());
+    await once(client, 'disconnected');
+    client.send({ type: 'chat', n: 7 });
+    client.send({ type: 'chat', n: 8 });
+    await eventually(() => received.length === 6, 'messages queued during the outage');
+    assert.deepEqual(received, [3, 4, 5, 6, 7, 8]);
+    client.disconnect();
+    await server.close();
+  });
+});
+
+describe('jobs', () => {
+  test('idle -> running with progress -> complete, then error on the next job', async () => {
+    const server = await startServer();
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const job = client.job('j1');
+    const statuses = [];
+    job.on('change', (s) => statuses.push(s.status));
+    assert.deepEqual(job.state, { status: 'idle' });
+    await once(client, 'connected');
+    await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
+    server.notifyAIStart('j1', { prompt: 'p' });
+    server.notifyAIProgress('j1', { percent: 50 });
+    await eventually(() => job.state.progress?.percent === 50, 'progress');
+    assert.deepEqual(job.state, { status: 'running', task: { prompt: 'p' }, progress: { percent: 50 } });
+    server.notifyAIComplete('j1', { output: 'done' });
+    await eventually(() => job.state.status === 'complete', 'completion');
+    assert.deepEqual(job.state.result, { output: 'done' });
+    server.notifyAIStart('j1', { prompt: 'q' });
+    server.notifyAIError('j1', { message: 'overloaded' });
+    await eventually(() => job.state.status === 'error', 'the error');
+    assert.deepEqual(job.state, { status: 'error', task: { prompt: 'q' }, error: { message: 'overloaded' } });
+    assert.deepEqual(statuses, ['running', 'running', 'complete', 'running', 'error']);
+    job.close();
+    client.disconnect();
+    await server.close();
+  });
+
+  test('a new client (a reloaded page) restores the job from history', async () => {
+    const server = await startServer();
+    server.notifyAIStart('j2', { prompt: 'old' });
+    server.notifyAIComplete('j2', { output: 'old result' });
+    server.notifyAIStart('j2', { prompt: 'current' });
+    server.notifyAIProgress('j2', { percent: 40 });
+    await eventually(() => server.getHistory('session:j2').length === 4, 'the history');
+
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const job = client.job('j2');
+    await eventually(() => job.state.progress?.percent === 40, 'the restored state');
+    assert.deepEqual(job.state, { status: 'running', task: { prompt: 'current' }, progress: { percent: 40 } });
+    server.notifyAIProgress('j2', { percent: 80 });
+    await eventually(() => job.state.progress?.percent === 80, 'the live progress');
+
+    // A job on a session with nothing yet stays idle.
+    const idle = client.job('nothing-here');
+    await sleep(100);
+    assert.deepEqual(idle.state, { status: 'idle' });
+    idle.close();
+    job.close();
+    client.disconnect();
+    await server.close();
+  });
+
+  test('a job keeps its state through forced disconnects during the stream', async () => {
+    const server = await startServer();
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const job = client.job('j3');
+    const percents = [];
+    job.on('change', (s) => s.progress && percents.push(s.progress.percent));
+    await once(client, 'connected');
+    await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
+    server.notifyAIStart('j3', { prompt: 'long' });
+    for (let p = 1; p <= 100; p++) {
+      server.notifyAIProgress('j3', { percent: p });
+      if (p % 10 === 0) {
+        tracked.kill();
+        await sleep(15);
+      }
+    }
+    server.notifyAIComplete('j3', { output: 'ok' });
+    await eventually(() => job.state.status === 'complete', 'completion');
+    assert.deepEqual(percents, Array.from({ length: 100 }, (_, i) => i + 1));
+    job.close();
+    client.disconnect();
+    await server.close();
+  });
+});

@@ -1,0 +1,52 @@
+// Compiled by test/package.test.mjs against the built .d.ts files, as an app would use them.
+import { HeraldClient } from 'herald-client';
+import type { JobState, ProtocolMessage, ServerMessage } from 'herald-client';
+import { useJob } from 'herald-client/react';
+
+function describeMessage(message: ProtocolMessage): string {
+  switch (message.type) {
+    case 'connection':
+      return message.clientId;
+    case 'pong':
+      return message.timestamp;
+    case 'error':
+      return message.error.code;
+    case 'subscribed':
+      return `${message.seq}@${message.epoch} ${message.recovered ?? ''}`;
+    case 'unsubscribed':
+      return message.channel ?? message.sessionId ?? 'all';
+    case 'ai_start':
+      return JSON.stringify(message.task);
+    case 'ai_progress':
+      return JSON.stringify(message.progress);
+    case 'ai_complete':
+      return JSON.stringify(message.result);
+    case 'ai_error':
+      return JSON.stringify(message.error);
+    default: {
+      // Every type is handled: adding one to the union without a case fails here.
+      const unhandled: never = message;
+      return unhandled;
+    }
+  }
+}
+
+function describeJob(state: JobState): string {
+  switch (state.status) {
+    case 'idle':
+      return 'idle';
+    case 'running':
+      return `running ${String(state.progress?.percent ?? 0)}`;
+    case 'complete':
+      return JSON.stringify(state.result);
+    case 'error':
+      return JSON.stringify(state.error);
+  }
+}
+
+const client = new HeraldClient('ws://127.0.0.1:1/ws', { autoConnect: false, getToken: async () => 't' });
+client.on('message', (m: ServerMessage) => void m);
+client.on('state', (s) => void s);
+const sub = client.subscribe({ sessionId: 's' });
+sub.on('gap', ({ from, to }) => void (from.seq + to.seq));
+export { describeMessage, describeJob, useJob, sub };

@@ -1,0 +1,69 @@
+//! Static files served on the WebSocket port, over a real socket.
+
+mod common;
+
+use common::WAIT;
+use herald::{Config, Server, StaticFiles};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn request(port: u16, method: &str, path: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    raw
+}
+
+#[tokio::test]
+async fn serves_embedded_files_beside_the_websocket() {
+    let files = StaticFiles::default();
+    files
+        .add("/", "text/html; charset=utf-8", b"<h1>dashboard</h1>")
+        .unwrap();
+    let config = Config {
+        port: 0,
+        static_files: files.clone(),
+        ..Config::default()
+    };
+    let server = common::blocking(move || Server::start(config).unwrap()).await;
+    let port = server.port();
+
+    let page = request(port, "GET", "/").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("content-type: text/html; charset=utf-8"),
+        "{page}"
+    );
+    assert!(page.ends_with("<h1>dashboard</h1>"), "{page}");
+
+    // Added after start: the server shares the host's handle.
+    files
+        .add("/app.js", "text/javascript; charset=utf-8", b"1+1")
+        .unwrap();
+    assert!(request(port, "GET", "/app.js").await.ends_with("1+1"));
+    let head = request(port, "HEAD", "/app.js").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("content-length: 3"),
+        "{head}"
+    );
+
+    assert!(request(port, "GET", "/missing")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(request(port, "POST", "/").await.starts_with("HTTP/1.1 404"));
+    // The server's own routes win.
+    assert!(request(port, "GET", "/healthz").await.ends_with("ok\n"));
+    let mut client = common::connect(&server, "").await;
+    common::send(&mut client.ws, r#"{"type":"ping"}"#).await;
+    assert_eq!(common::next_json(&mut client.ws).await["type"], "pong");
+    common::blocking(move || server.stop(std::time::Duration::from_secs(5)).unwrap()).await;
+}
