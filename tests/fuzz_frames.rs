@@ -248,7 +248,7 @@ enum Ending {
     Drop,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Case {
     /// The request, mutated in a few cases: hostile HTTP before the frames.
     handshake_edits: Vec<support::Mutation>,
@@ -256,6 +256,20 @@ struct Case {
     /// Where the stream is cut into separate writes, with a short pause between them.
     cuts: Vec<Index>,
     ending: Ending,
+}
+
+/// The stream in hex, so a failing case can be replayed with `xxd -r -p` or saved to the
+/// corpus as is.
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let hex: String = self.stream.iter().map(|b| format!("{b:02x}")).collect();
+        f.debug_struct("Case")
+            .field("handshake_edits", &self.handshake_edits)
+            .field("stream_hex", &hex)
+            .field("cuts", &self.cuts)
+            .field("ending", &self.ending)
+            .finish()
+    }
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -597,10 +611,19 @@ fn case_with_health(
     tally: &Tally,
     round: usize,
 ) -> Result<(), String> {
+    let started = Instant::now();
+    let panics = support::panics();
     run_case(server.port(), case, tally)?;
+    if started.elapsed() > Duration::from_secs(1) {
+        eprintln!("slow case ({:.1?}): {case:?}", started.elapsed());
+    }
     healthz(server.port())?;
     if round.is_multiple_of(CLIENT_CHECK_EVERY) {
         normal_client_is_served(server, round)?;
+    }
+    // A panic in a connection task after its socket closed shows up here.
+    if support::panics() != panics {
+        return Err("a panic in the server (its message is above)".into());
     }
     Ok(())
 }
