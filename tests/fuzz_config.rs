@@ -14,24 +14,9 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 const TARGET: &str = "config";
-
-/// Panics anywhere in this test process, Herald's runtime threads included.
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-fn count_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            previous(info);
-        }));
-    });
-}
 
 /// Parses `text` and checks what comes back: an accepted config validates and survives a
 /// round trip; a refusal is an `InvalidConfig` that says so.
@@ -274,7 +259,6 @@ fn accepted_config() -> impl Strategy<Value = Config> {
 
 #[test]
 fn whatever_the_parser_accepts_starts_without_a_panic() {
-    count_panics();
     let cases = support::cases(24).min(2000);
     let mut config = support::config("config_start", cases);
     config.max_global_rejects = 100_000;
@@ -282,7 +266,7 @@ fn whatever_the_parser_accepts_starts_without_a_panic() {
     let started = Instant::now();
     let (ran, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let result = runner.run(&accepted_config(), |config| {
-        let before = PANICS.load(Ordering::SeqCst);
+        let before = support::panics();
         match Server::start(config.clone()) {
             Ok(server) => {
                 ran.fetch_add(1, Ordering::Relaxed);
@@ -297,11 +281,7 @@ fn whatever_the_parser_accepts_starts_without_a_panic() {
                 assert_ne!(e.kind(), ErrorKind::Panic, "{e}");
             }
         }
-        assert_eq!(
-            PANICS.load(Ordering::SeqCst),
-            before,
-            "a panic with {config:?}"
-        );
+        assert_eq!(support::panics(), before, "a panic with {config:?}");
         Ok(())
     });
     eprintln!(

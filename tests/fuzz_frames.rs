@@ -220,8 +220,10 @@ fn frame_stream() -> impl Strategy<Value = Vec<u8>> {
         .map(|(_, b)| b)
         .collect();
     let segment = prop_oneof![
-        3 => frame().prop_map(|f| vec![f]),
-        2 => fragmented_message(),
+        6 => frame().prop_map(|f| vec![f]),
+        4 => fragmented_message(),
+        // A burst of one frame (pings, pongs, small messages), bounded.
+        1 => (frame(), 2usize..200).prop_map(|(f, n)| vec![f; n]),
     ];
     let frames = prop::collection::vec(segment, 1..6).prop_map(|segments| {
         let mut bytes = Vec::new();
@@ -248,14 +250,32 @@ enum Ending {
     Drop,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Case {
     /// The request, mutated in a few cases: hostile HTTP before the frames.
     handshake_edits: Vec<support::Mutation>,
     stream: Vec<u8>,
     /// Where the stream is cut into separate writes, with a short pause between them.
     cuts: Vec<Index>,
+    /// Host notifications to the client's session, one before each write: the server
+    /// writes to the socket while it reads the garbage.
+    publications: usize,
     ending: Ending,
+}
+
+/// The stream in hex, so a failing case can be replayed with `xxd -r -p` or saved to the
+/// corpus as is.
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let hex: String = self.stream.iter().map(|b| format!("{b:02x}")).collect();
+        f.debug_struct("Case")
+            .field("handshake_edits", &self.handshake_edits)
+            .field("stream_hex", &hex)
+            .field("cuts", &self.cuts)
+            .field("publications", &self.publications)
+            .field("ending", &self.ending)
+            .finish()
+    }
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -263,24 +283,30 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![9 => Just(Vec::new()), 1 => support::mutations()],
         frame_stream(),
         prop::collection::vec(any::<Index>(), 0..4),
+        prop_oneof![2 => Just(0usize), 1 => 1usize..4],
         prop_oneof![
             6 => Just(Ending::HalfCloseAndRead),
             1 => Just(Ending::Reset),
             1 => Just(Ending::Drop),
         ],
     )
-        .prop_map(|(handshake_edits, stream, cuts, ending)| Case {
-            handshake_edits,
-            stream,
-            cuts,
-            ending,
-        })
+        .prop_map(
+            |(handshake_edits, stream, cuts, publications, ending)| Case {
+                handshake_edits,
+                stream,
+                cuts,
+                publications,
+                ending,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
 // Running a case
 // ---------------------------------------------------------------------------
 
+/// The fuzz clients' session, which the host publishes to during a case.
+const SESSION: &str = "fuzz";
 const REQUEST: &[u8] = b"GET /ws?sessionId=fuzz HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
@@ -430,9 +456,9 @@ fn run_mangled_handshake(mut socket: TcpStream, case: &Case, tally: &Tally) -> R
     }
 }
 
-fn run_case(port: u16, case: &Case, tally: &Tally) -> Result<(), String> {
+fn run_case(server: &Server, case: &Case, tally: &Tally) -> Result<(), String> {
     let mut socket =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        TcpStream::connect(("127.0.0.1", server.port())).map_err(|e| format!("connect: {e}"))?;
     socket.set_read_timeout(Some(CASE_DEADLINE)).unwrap();
     socket.set_write_timeout(Some(CASE_DEADLINE)).unwrap();
     socket.set_nodelay(true).unwrap();
@@ -457,7 +483,13 @@ fn run_case(port: u16, case: &Case, tally: &Tally) -> Result<(), String> {
     points.push(case.stream.len());
     points.sort_unstable();
     points.dedup();
-    for piece in points.windows(2) {
+    for (i, piece) in points.windows(2).enumerate() {
+        if i < case.publications {
+            let progress = format!(r#"{{"write":{i}}}"#);
+            server
+                .notify_ai_progress(SESSION, &progress)
+                .map_err(|e| format!("notify: {e}"))?;
+        }
         if socket.write_all(&case.stream[piece[0]..piece[1]]).is_err() {
             break; // the server closed already; what it sent is still read below
         }
@@ -597,10 +629,19 @@ fn case_with_health(
     tally: &Tally,
     round: usize,
 ) -> Result<(), String> {
-    run_case(server.port(), case, tally)?;
+    let started = Instant::now();
+    let panics = support::panics();
+    run_case(server, case, tally)?;
+    if started.elapsed() > Duration::from_secs(1) {
+        eprintln!("slow case ({:.1?}): {case:?}", started.elapsed());
+    }
     healthz(server.port())?;
     if round.is_multiple_of(CLIENT_CHECK_EVERY) {
         normal_client_is_served(server, round)?;
+    }
+    // A panic in a connection task after its socket closed shows up here.
+    if support::panics() != panics {
+        return Err("a panic in the server (its message is above)".into());
     }
     Ok(())
 }
@@ -615,6 +656,7 @@ fn corpus_replays() {
                 handshake_edits: Vec::new(),
                 stream: stream.clone(),
                 cuts: Vec::new(),
+                publications: 1,
                 ending,
             };
             if let Err(e) = case_with_health(&server, &case, &tally, round) {

@@ -6,6 +6,24 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+/// Panics anywhere in this process since the hook went in, Herald's runtime threads
+/// included (a panicking connection task would otherwise only look like a closed socket).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn panics() -> usize {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    PANICS.load(Ordering::SeqCst)
+}
 
 /// `PROPTEST_CASES` overrides the default count of every target (for long runs).
 pub fn cases(default: u32) -> u32 {
