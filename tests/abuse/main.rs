@@ -79,10 +79,16 @@ fn main() {
         }
         let started = Instant::now();
         let outcome = runtime.block_on(async {
-            match tokio::time::timeout(ATTACK_TIMEOUT, tokio::spawn(attack())).await {
+            let task = tokio::spawn(attack());
+            let abort = task.abort_handle();
+            match tokio::time::timeout(ATTACK_TIMEOUT, task).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(panic)) => Outcome::broken(format!("the attack panicked: {panic}")),
-                Err(_) => Outcome::broken(format!("the attack took over {ATTACK_TIMEOUT:?}")),
+                Err(_) => {
+                    // Its sockets, tasks and child processes go with it.
+                    abort.abort();
+                    Outcome::broken(format!("the attack took over {ATTACK_TIMEOUT:?}"))
+                }
             }
         });
         let line = outcome.line(id, name, started.elapsed());
