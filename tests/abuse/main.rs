@@ -65,6 +65,12 @@ fn main() {
         (Some("--stop-race"), Some(session)) => host::stop_race(session),
         _ => {}
     }
+    if args.iter().any(|a| a == "--list") {
+        for (id, name, _) in attacks() {
+            println!("{id}: test ({name})");
+        }
+        return;
+    }
     // Arguments that are not options select attacks by id (f1 … f9).
     let selected: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()

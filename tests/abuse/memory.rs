@@ -20,8 +20,9 @@ const RSS_ABORT: u64 = 1024 * MIB;
 const PING_FLOOD_CLIENTS: usize = 10;
 /// Longest flood; it ends sooner once the server has closed every flooder.
 const PING_FLOOD_TIME: Duration = Duration::from_secs(6);
-/// 10 clients × 1 MiB `client_queue_bytes`, plus the runtime's and allocator's slack.
-const PING_FLOOD_GROWTH_MAX: u64 = 48 * MIB;
+/// Once pings count against the rate limit, a flooder is closed after ~150 of them: what
+/// remains is 10 connections' read buffers and the runtime's and allocator's slack.
+const PING_FLOOD_GROWTH_MAX: u64 = 32 * MIB;
 /// Pings of the largest control payload, to make each pong as big as possible.
 const PING_PAYLOAD: usize = 125;
 
