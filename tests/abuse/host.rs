@@ -218,6 +218,8 @@ impl Paced {
 /// subscribe to the session, stream a task (start, four progress, complete), read the
 /// stats, stop with 5 s. Prints `port N` first and `stopped ok|err …` last.
 pub fn stop_race(session: &str) -> ! {
+    // On one CPU shared with the other runs' hosts: a busy host, where the race shows.
+    pin_to_first_cpu();
     let server = start(r#"{"port":0}"#);
     println!("port {}", server.port());
     let channel = format!("session:{session}");
@@ -253,4 +255,14 @@ pub fn stop_race(session: &str) -> ! {
         Some(e) => println!("stopped {}", error_line(&e)),
     }
     std::process::exit(0);
+}
+
+/// Restricts this process (and the threads it starts afterwards) to CPU 0.
+fn pin_to_first_cpu() {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }

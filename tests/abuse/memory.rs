@@ -51,6 +51,10 @@ const FANOUT_PAD: usize = 0;
 /// After the last publication, how long the healthy reader may take to read the rest
 /// (generous: a debug build fanning out to 1001 sockets on a busy machine lags behind).
 const FANOUT_DRAIN: Duration = Duration::from_secs(20);
+/// Bytes a stalled socket may pin in the kernel send queue: the default
+/// `socket_send_buffer` of 128 KiB, doubled by the kernel, with slack. The old code let
+/// each grow to megabytes before its own queue counted anything.
+const KERNEL_QUEUE_MAX: u64 = 512 * 1024;
 /// After the reader is done, how long to keep watching for the stalled ones' eviction.
 const FANOUT_EVICTION_WAIT: Duration = Duration::from_secs(3);
 /// The healthy reader must come through every round; on the old code it was evicted in
@@ -493,12 +497,14 @@ async fn fanout_round(o: &mut Outcome, prefix: &str) -> bool {
     let mut samples = Vec::new();
     let mut publish_result = String::from("running");
     let mut tcp_peak = tcp_memory();
+    let mut queue_peak = 0u64;
     let mut reader_done_at = None;
     while !guard.tripped() {
         let stats = child.stats().await.unwrap_or(Value::Null);
         let all_evicted = count(&stats, "evictions") >= STALLED as u64;
         samples.push((started.elapsed(), stats));
         tcp_peak = tcp_peak.max(tcp_memory());
+        queue_peak = queue_peak.max(largest_send_queue(child.port));
         if publish_result == "running" {
             if let Some(r) = o.step(child.cmd("paced-wait 0").await) {
                 publish_result = r;
@@ -543,6 +549,7 @@ async fn fanout_round(o: &mut Outcome, prefix: &str) -> bool {
         format!("peak_rss:{}", mib(peak)),
         format!("growth:{}", mib(peak.saturating_sub(base.rss))),
         format!("tcp_mem_peak_machine_wide:{}", mib(tcp_peak)),
+        format!("largest_kernel_send_queue:{}KiB", queue_peak / 1024),
     ];
     o.fig(&format!("{prefix}fanout"), summary.join(","));
     o.expect(
@@ -556,6 +563,14 @@ async fn fanout_round(o: &mut Outcome, prefix: &str) -> bool {
     o.expect(
         got == FANOUT_COUNT,
         format!("{prefix}: healthy reader got {got} of {FANOUT_COUNT}: {how}"),
+    );
+    o.expect(
+        queue_peak <= KERNEL_QUEUE_MAX,
+        format!(
+            "{prefix}: a stalled socket pinned {} KiB in the kernel send queue (bound {} KiB)",
+            queue_peak / 1024,
+            KERNEL_QUEUE_MAX / 1024
+        ),
     );
     drop(stalled);
     child.finish().await;
@@ -573,6 +588,30 @@ fn tcp_memory() -> u64 {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The largest kernel send queue among the server's established sockets on `port`, in
+/// bytes, from /proc/net/tcp (the host's side of each connection: local port = `port`).
+fn largest_send_queue(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (address, _remote, state, queues) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            let established = state == "01";
+            let tx = u64::from_str_radix(queues.split(':').next()?, 16).ok()?;
+            (established && address.ends_with(&local)).then_some(tx)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Finding 6: clients send large messages while the host pulls no events. Expected:

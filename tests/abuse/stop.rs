@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 const STOP_RUNS: usize = 50;
-/// Runs at once: keeps the total short, and a busy machine is where the race shows.
+/// Runs at once, their hosts all on one CPU: keeps the total short, and a busy host is
+/// where the race shows.
 const STOP_PARALLEL: usize = 8;
 const MESSAGE_WAIT: Duration = Duration::from_secs(10);
 
