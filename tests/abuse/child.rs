@@ -21,6 +21,9 @@ pub struct Child {
     stderr: Arc<Mutex<String>>,
     pub pid: u32,
     pub port: u16,
+    /// Set once an answer did not come in time: a late answer would be taken for the next
+    /// command's, so every later command fails with this instead.
+    out_of_step: Option<String>,
 }
 
 /// How a child that was asked to start ended its first line.
@@ -96,6 +99,7 @@ impl Child {
                 stderr,
                 pid,
                 port,
+                out_of_step: None,
             })));
         }
         let status = tokio::time::timeout(ANSWER_WAIT, process.wait())
@@ -119,6 +123,9 @@ impl Child {
 
     pub async fn cmd_within(&mut self, line: &str, wait: Duration) -> Result<String, String> {
         let short: String = line.chars().take(60).collect();
+        if let Some(why) = &self.out_of_step {
+            return Err(format!("not sent {short:?}: {why}"));
+        }
         self.stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -135,7 +142,11 @@ impl Child {
                 self.stderr_tail()
             )),
             Ok(Err(e)) => Err(format!("reading the host's answer to {short:?}: {e}")),
-            Err(_) => Err(format!("host did not answer {short:?} within {wait:?}")),
+            Err(_) => {
+                let why = format!("host did not answer {short:?} within {wait:?}");
+                self.out_of_step = Some(why.clone());
+                Err(why)
+            }
         }
     }
 
