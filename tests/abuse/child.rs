@@ -209,6 +209,14 @@ fn tail(text: &str, max: usize) -> String {
     text[start..].to_string()
 }
 
+/// Ends a host and records a failure if it panicked at any point of the attack.
+pub async fn finish(o: &mut crate::outcome::Outcome, child: Child) {
+    let (_, stderr) = child.finish().await;
+    if let Some(line) = stderr.lines().find(|l| l.contains("panicked")) {
+        o.fail(format!("the host panicked: {line}"));
+    }
+}
+
 /// Resident memory of a process, from /proc/<pid>/status, in bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {

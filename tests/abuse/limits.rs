@@ -162,7 +162,7 @@ pub async fn channel_table_full() -> Outcome {
         format!("notify to a new session on a full table: {last:?} (expected err limit …)"),
     );
     drop(fillers);
-    child.finish().await;
+    crate::child::finish(&mut o, child).await;
     o
 }
 
@@ -277,7 +277,7 @@ pub async fn stats_protected() -> Outcome {
     }
     for (_, child, ws, ..) in servers {
         drop(ws);
-        child.finish().await;
+        crate::child::finish(&mut o, child).await;
     }
     o
 }

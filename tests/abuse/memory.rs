@@ -291,7 +291,7 @@ pub async fn ping_flood() -> Outcome {
         );
     }
     drop(attackers);
-    child.finish().await;
+    crate::child::finish(&mut o, child).await;
     o
 }
 
@@ -369,7 +369,7 @@ pub async fn replay_amplification() -> Outcome {
         format!("{evicted} of {REPLAY_CLIENTS} replaying clients evicted"),
     );
     drop(attackers);
-    child.finish().await;
+    crate::child::finish(&mut o, child).await;
     o
 }
 
@@ -576,7 +576,7 @@ async fn fanout_round(o: &mut Outcome, prefix: &str) -> bool {
         ),
     );
     drop(stalled);
-    child.finish().await;
+    crate::child::finish(o, child).await;
     true
 }
 
@@ -669,6 +669,6 @@ pub async fn event_flood() -> Outcome {
         ),
     );
     drop(attackers);
-    child.finish().await;
+    crate::child::finish(&mut o, child).await;
     o
 }

@@ -78,6 +78,6 @@ pub async fn protocol_errors() -> Outcome {
         }
         Err(e) => o.fail(format!("duplicate key request: {e}")),
     }
-    child.finish().await;
+    crate::child::finish(&mut o, child).await;
     o
 }
