@@ -5,9 +5,14 @@ use serde_json::Value;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout, Command};
+
+pub const MIB: u64 = 1024 * 1024;
+/// An attack stops once the host's RSS passes this: the finding is shown by then, and the
+/// machine is shared.
+pub const RSS_ABORT: u64 = 1024 * MIB;
 
 /// Longest wait for the child to start and for any one command's answer.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -277,5 +282,25 @@ impl Guard {
 
     pub fn tripped(&self) -> bool {
         self.tripped.load(Ordering::Relaxed)
+    }
+}
+
+pub fn count(stats: &Value, key: &str) -> u64 {
+    stats[key].as_u64().unwrap_or(0)
+}
+
+/// Polls the host's stats until `done` holds or `wait` passes; the last stats either way.
+pub async fn stats_until(
+    child: &mut Child,
+    wait: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let stats = child.stats().await?;
+        if done(&stats) || Instant::now() >= deadline {
+            return Ok(stats);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

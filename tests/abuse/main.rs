@@ -6,7 +6,11 @@
 //! some. Each prints one line with its figures and PASS or FAIL; the last line is
 //! `N passed, N failed`, and any failure makes the exit status non-zero.
 
+mod admin;
+mod attackers;
 mod child;
+mod config;
+mod fanout;
 mod host;
 mod limits;
 mod memory;
@@ -31,13 +35,13 @@ fn attacks() -> Vec<(&'static str, &'static str, Attack)> {
             Box::pin(memory::replay_amplification())
         }),
         ("f3", "stalled subscribers vs a healthy reader", || {
-            Box::pin(memory::stalled_subscribers())
+            Box::pin(fanout::stalled_subscribers())
         }),
         ("f4", "channel table full", || {
             Box::pin(limits::channel_table_full())
         }),
         ("f5", "stats in secure mode", || {
-            Box::pin(limits::stats_protected())
+            Box::pin(admin::stats_protected())
         }),
         ("f6", "host events bounded in bytes", || {
             Box::pin(memory::event_flood())
@@ -49,7 +53,7 @@ fn attacks() -> Vec<(&'static str, &'static str, Attack)> {
             Box::pin(protocol::protocol_errors())
         }),
         ("f9", "config numbers out of range", || {
-            Box::pin(limits::config_overflow())
+            Box::pin(config::config_overflow())
         }),
     ]
 }
