@@ -73,6 +73,10 @@ impl CloseReason {
     }
 }
 
+/// Bytes charged per queued message on top of its frame: its queue slot and the
+/// frame's handle (the frame's bytes are shared between subscribers).
+pub(crate) const QUEUED_MESSAGE_OVERHEAD: usize = std::mem::size_of::<Outbound>();
+
 /// One entry of a client's queue.
 pub(crate) enum Outbound {
     Message(Frame),
@@ -90,11 +94,15 @@ impl Outbound {
         }
     }
 
-    /// Bytes it puts on the wire, frame headers included.
+    /// What it costs to hold: its bytes on the wire, frame headers included, plus the
+    /// queue's own memory per message, which dominates for small messages.
     pub fn byte_len(&self) -> usize {
         match self {
-            Outbound::Message(frame) => frame.wire_len(),
-            Outbound::Replay(frames) => frames.iter().map(Frame::wire_len).sum(),
+            Outbound::Message(frame) => frame.wire_len() + QUEUED_MESSAGE_OVERHEAD,
+            Outbound::Replay(frames) => frames
+                .iter()
+                .map(|frame| frame.wire_len() + QUEUED_MESSAGE_OVERHEAD)
+                .sum(),
         }
     }
 }

@@ -164,7 +164,7 @@ impl Default for Config {
             heartbeat_interval_ms: 30_000,
             heartbeat_timeout_ms: 60_000,
             max_message_size: 64 * 1024,
-            client_queue_size: 1024,
+            client_queue_size: 8192,
             max_connections: 100_000,
             worker_threads: 0,
             publish_queue_size: 65_536,

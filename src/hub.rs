@@ -244,17 +244,15 @@ impl Hub {
             // A replay that could never fit the client's byte budget is refused, not
             // sent to evict it: the client refetches instead.
             let replay = replay
-                .map(|entries| entries.map(|entry| entry.text.clone()).collect::<Vec<_>>())
-                .filter(|missed| {
-                    client.fits_budget(missed.iter().map(Frame::wire_len).sum::<usize>())
-                });
+                .map(|entries| Outbound::Replay(entries.map(|entry| entry.text.clone()).collect()))
+                .filter(|missed| client.fits_budget(missed.byte_len()));
             match replay {
                 Some(missed) => {
                     if reply {
                         client.enqueue(protocol::subscribed(target, &position, Some(true)));
                     }
-                    if !missed.is_empty() {
-                        self.deliver(client, Outbound::Replay(missed));
+                    if missed.message_count() > 0 {
+                        self.deliver(client, missed);
                     }
                     Counters::add(&self.counters.recoveries, 1);
                     true
