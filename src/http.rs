@@ -22,8 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
 /// default would dominate idle memory. Larger frames grow it on demand.
 const READ_BUFFER_SIZE: usize = 128;
-/// tungstenite's own write buffer: room for a close frame or a pong (at most 131 bytes).
-const CONTROL_WRITE_BUFFER: usize = 256;
+/// tungstenite's own write buffer: room for a pong and a close frame (at most 131 bytes
+/// each), so a pending pong never crowds out the close.
+const CONTROL_WRITE_BUFFER: usize = 512;
 
 type Body = Full<Bytes>;
 

@@ -101,6 +101,8 @@ pub(crate) struct WireIo<S> {
     control_bytes: usize,
     /// Bytes written since the start, to tell a socket that takes bytes from a stalled one.
     written_total: u64,
+    /// The close frame has been queued: later control writes are dropped.
+    close_sent: bool,
 }
 
 struct Chunk {
@@ -119,6 +121,7 @@ impl<S> WireIo<S> {
             queued_bytes: 0,
             control_bytes: 0,
             written_total: 0,
+            close_sent: false,
         }
     }
 
@@ -234,6 +237,32 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireIo<S> {
     }
 }
 
+/// Where the first close frame in `buf` ends, if there is one. `buf` holds whole
+/// unmasked server frames, as tungstenite writes them.
+fn close_frame_end(buf: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at + 2 <= buf.len() {
+        let opcode = buf[at] & 0x0f;
+        let (header, len) = match buf[at + 1] & 0x7f {
+            126 => (
+                4,
+                usize::from(u16::from_be_bytes([*buf.get(at + 2)?, *buf.get(at + 3)?])),
+            ),
+            127 => {
+                let bytes: [u8; 8] = buf.get(at + 2..at + 10)?.try_into().ok()?;
+                (10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
+            }
+            len => (2, usize::from(len)),
+        };
+        let end = at.checked_add(header)?.checked_add(len)?;
+        if opcode == 0x8 {
+            return Some(end.min(buf.len()));
+        }
+        at = end;
+    }
+    None
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -241,10 +270,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.close_sent {
+            // Nothing follows a close frame on the wire (tungstenite writes a pong it
+            // still held after the close frame it was asked to send).
+            return Poll::Ready(Ok(buf.len()));
+        }
         if this.control_bytes >= CONTROL_LIMIT {
             ready!(this.poll_send(cx))?;
         }
-        this.push_control(Bytes::copy_from_slice(buf));
+        let kept = match close_frame_end(buf) {
+            Some(end) => {
+                this.close_sent = true;
+                &buf[..end]
+            }
+            None => buf,
+        };
+        this.push_control(Bytes::copy_from_slice(kept));
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -275,6 +316,18 @@ mod tests {
             assert_eq!(frame.as_str(), text);
             assert_eq!(frame.text_len(), len);
         }
+    }
+
+    #[test]
+    fn nothing_follows_a_close_frame() {
+        let pong = [0x8a, 0x01, b'p'];
+        let close = [0x88, 0x02, 0x03, 0xe8];
+        assert_eq!(close_frame_end(&pong), None);
+        assert_eq!(
+            close_frame_end(&[&pong[..], &close, &pong].concat()),
+            Some(7)
+        );
+        assert_eq!(close_frame_end(&close), Some(4));
     }
 
     #[test]
