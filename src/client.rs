@@ -291,21 +291,25 @@ impl Client {
         self.queue().bytes + self.wire_bytes.load(Ordering::Relaxed)
     }
 
-    /// The socket took bytes, or had none to take: the stall clock restarts while
-    /// bytes still wait, and stops when none do.
-    pub fn note_write_progress(&self, now_ms: u64, pending: bool) {
-        let since = if pending { now_ms.max(1) } else { 0 };
-        self.stalled_since_ms.store(since, Ordering::Relaxed);
+    /// Nothing waits for the socket: no stall.
+    pub fn clear_write_stall(&self) {
+        self.stalled_since_ms.store(0, Ordering::Relaxed);
     }
 
-    /// The socket took nothing: the stall clock runs from now unless it already runs.
-    pub fn note_write_blocked(&self, now_ms: u64) {
-        let _ = self.stalled_since_ms.compare_exchange(
-            0,
-            now_ms.max(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    /// Bytes wait for the socket: the stall clock restarts if it took some since the
+    /// last look, and otherwise keeps running (or starts).
+    pub fn note_write(&self, now_ms: u64, progressed: bool) {
+        let now = now_ms.max(1);
+        if progressed {
+            self.stalled_since_ms.store(now, Ordering::Relaxed);
+        } else {
+            let _ = self.stalled_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// How long bytes have waited for a socket that takes none.

@@ -210,16 +210,15 @@ impl Connection {
     /// for the heartbeat timeout is evicted).
     fn account_writer(&mut self) {
         let wire = self.ws.get_ref();
-        self.client.set_wire_bytes(wire.queued_bytes());
-        let pending = wire.queued_bytes() > 0;
-        let written = wire.written_total();
-        if written != self.last_written || !pending {
-            self.last_written = written;
-            self.client
-                .note_write_progress(self.shared.now_ms(), pending);
+        let (pending, written) = (wire.queued_bytes(), wire.written_total());
+        self.client.set_wire_bytes(pending);
+        if pending == 0 {
+            self.client.clear_write_stall();
         } else {
-            self.client.note_write_blocked(self.shared.now_ms());
+            let progressed = written != self.last_written;
+            self.client.note_write(self.shared.now_ms(), progressed);
         }
+        self.last_written = written;
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
