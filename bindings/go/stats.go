@@ -28,8 +28,18 @@ type Stats struct {
 	// Publications counts messages published to channels (notify, publish,
 	// broadcast to user).
 	Publications uint64 `json:"publications"`
-	// Evictions counts clients disconnected because their queue overflowed.
+	// Evictions counts clients evicted with 1013: over their byte or message
+	// budget, a stalled socket, or the server over Config.MaxMemory.
 	Evictions uint64 `json:"evictions"`
+	// WriteStalls counts, of those, clients whose socket took no byte for
+	// Config.HeartbeatTimeoutMS.
+	WriteStalls uint64 `json:"writeStalls"`
+	// MemoryEvictions counts, of those, clients evicted because the server
+	// was over Config.MaxMemory.
+	MemoryEvictions uint64 `json:"memoryEvictions"`
+	// ProtocolErrors counts clients closed for framing errors (1002) or
+	// invalid UTF-8 (1007).
+	ProtocolErrors uint64 `json:"protocolErrors"`
 	// HeartbeatTimeouts counts clients closed for not answering heartbeats.
 	HeartbeatTimeouts uint64 `json:"heartbeatTimeouts"`
 	// InvalidMessages counts client messages answered with an error.
@@ -78,6 +88,13 @@ type Stats struct {
 	Subscriptions uint64 `json:"subscriptions"`
 	// HistoryBytes is the size of all kept history.
 	HistoryBytes uint64 `json:"historyBytes"`
+	// QueuedBytes is the bytes waiting for clients, each subscriber's copy of
+	// a shared frame counted.
+	QueuedBytes uint64 `json:"queuedBytes"`
+	// MemoryBytes is QueuedBytes plus history: what Config.MaxMemory bounds.
+	MemoryBytes uint64 `json:"memoryBytes"`
+	// MaxMemory is the Config.MaxMemory bound.
+	MaxMemory uint64 `json:"maxMemory"`
 	// EventsQueued is the number of events waiting in the core for Events.
 	EventsQueued uint64 `json:"eventsQueued"`
 	// EventsQueuedBytes is the estimated size of those events, bounded by
@@ -118,6 +135,9 @@ type ClientStats struct {
 	Subscriptions uint64 `json:"subscriptions"`
 	// Queued is the number of messages waiting in the client's queue.
 	Queued uint64 `json:"queued"`
+	// QueuedBytes is the bytes waiting for the client (its queue and its
+	// socket writer), bounded by Config.ClientQueueBytes.
+	QueuedBytes uint64 `json:"queuedBytes"`
 	// MessagesSent counts messages sent to this client.
 	MessagesSent uint64 `json:"messagesSent"`
 	// IdleMS is the time since the client was last heard from, in

@@ -287,6 +287,8 @@ export interface ClientStats {
   subscriptions: number;
   /** Messages waiting in the client's queue. */
   queued: number;
+  /** Bytes waiting for this client (its queue and its socket writer), bounded by `client_queue_bytes`. */
+  queuedBytes: number;
   /** Messages sent to this client. */
   messagesSent: number;
   /** Time since anything arrived from the client, in ms. */
@@ -307,11 +309,17 @@ export interface Stats {
   /** Messages dropped (e.g. for evicted clients). */
   messagesDropped: number;
   publications: number;
-  /** Clients closed because their queue overflowed. */
+  /** Clients evicted with 1013: over their byte or message budget, a stalled socket, or the server over `max_memory`. */
   evictions: number;
+  /** Of those, clients whose socket took no byte for `heartbeat_timeout_ms`. */
+  writeStalls: number;
+  /** Of those, clients evicted because the server was over `max_memory`. */
+  memoryEvictions: number;
   heartbeatTimeouts: number;
   invalidMessages: number;
   oversizedMessages: number;
+  /** Clients closed for framing errors (1002) or invalid UTF-8 (1007). */
+  protocolErrors: number;
   /** Sockets refused because `max_connections` was reached. */
   rejectedConnections: number;
   /** Sockets refused because their IP reached `max_connections_per_ip`. */
@@ -339,6 +347,12 @@ export interface Stats {
   channels: number;
   subscriptions: number;
   historyBytes: number;
+  /** Bytes waiting for clients, each subscriber's copy of a shared frame counted. */
+  queuedBytes: number;
+  /** `queuedBytes` plus history: what `max_memory` bounds. */
+  memoryBytes: number;
+  /** The `max_memory` bound. */
+  maxMemory: number;
   /** Events waiting to be emitted. */
   eventsQueued: number;
   /** Estimated bytes of the events waiting to be emitted (bounded by `event_queue_bytes`). */

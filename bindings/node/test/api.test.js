@@ -308,8 +308,16 @@ describe('events and listeners', () => {
     const server = await herald.start({ port: 0 });
     const c = await Client.connect(server.port);
     try {
+      // Events are delivered in order on one thread: once a later client message has
+      // reached a listener, every earlier event has been delivered or skipped.
+      const settle = async (tag) => {
+        const heard = new Promise((resolve) => server.once('message', resolve));
+        c.send({ type: 'settle', tag });
+        assert.equal((await withTimeout(heard, `message ${tag}`)).message.tag, tag);
+      };
       c.send({ type: 'subscribe', channel: 'unheard' });
       await c.next({ type: 'subscribed', channel: 'unheard' });
+      await settle('before-listener');
 
       const seen = [];
       const onSubscribe = (e) => seen.push(e.channel);
@@ -328,6 +336,7 @@ describe('events and listeners', () => {
       server.off('subscribe', onSubscribe);
       c.send({ type: 'subscribe', channel: 'unheard-2' });
       await c.next({ type: 'subscribed', channel: 'unheard-2' });
+      await settle('after-removal');
       const again = new Promise((resolve) => server.on('subscribe', resolve));
       c.send({ type: 'subscribe', channel: 'heard-2' });
       await c.next({ type: 'subscribed', channel: 'heard-2' });
