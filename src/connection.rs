@@ -395,8 +395,11 @@ impl Connection {
             }
             self.credit_sent();
         } else {
-            // An evicted or vanished client gets nothing more.
+            // An evicted or vanished client gets nothing more, and what it held is
+            // released now, not after the close handshake's grace period.
             self.ws.get_mut().discard_unstarted_messages();
+            drop(left);
+            self.client.set_wire_bytes(self.ws.get_ref().queued_bytes());
         }
         let frame = (reason != CloseReason::PeerGone).then(|| CloseFrame {
             code: CloseCode::from(reason.code()),

@@ -253,3 +253,43 @@ async fn a_stop_right_after_subscribed_delivers_what_was_published_before_it() {
         streamer.join().unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_max_memory_the_largest_queues_go_first() {
+    // Three clients that never read and one that does; 2 MiB for everything. Each
+    // client's own budget (1 MiB) would let the three hold 3 MiB: the server-wide bound
+    // evicts them first, the largest first, and the reader keeps everything.
+    const MESSAGES: u64 = 500;
+    let server = start(
+        r#"{"max_memory":2097152,"client_queue_bytes":1048576,"socket_send_buffer":4096,
+            "history":{"size":0}}"#,
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(connect(&server, "?sessionId=mem").await);
+    }
+    let mut reader = connect(&server, "?sessionId=mem").await;
+    wait_stats(&server, |s| s["subscriptions"] == 4).await;
+    let read = tokio::spawn(async move {
+        for n in 1..=MESSAGES {
+            let m = next_json(&mut reader.ws).await;
+            assert_eq!(m["progress"]["n"], n, "the reader misses nothing");
+        }
+    });
+    let pad = "m".repeat(8 * 1024);
+    for n in 1..=MESSAGES {
+        server
+            .notify_ai_progress("mem", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+        // Paced, so the guard's task runs between publications as it would in production.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    read.await.unwrap();
+    let stats = wait_stats(&server, |s| s["memoryEvictions"].as_u64() >= Some(1)).await;
+    assert!(
+        stats["memoryBytes"].as_u64().unwrap() <= 2097152,
+        "back under max_memory: {stats}"
+    );
+    assert_eq!(stats["writeStalls"], 0, "{stats}");
+    drop(stalled);
+}
