@@ -216,7 +216,17 @@ impl Client {
     /// Queues a message without waiting. A full queue (by count or by bytes) evicts the
     /// client: one slow reader must never hold up the others.
     pub fn enqueue(&self, message: impl Into<Outbound>) -> Delivery {
-        let message = message.into();
+        self.push(message.into(), true)
+    }
+
+    /// [`Client::enqueue`] for one subscriber of a fan-out: the caller has added the
+    /// bytes to the server-wide gauge once for all subscribers, and takes back those of
+    /// the messages not queued.
+    pub fn enqueue_for_fanout(&self, message: Frame) -> Delivery {
+        self.push(Outbound::Message(message), false)
+    }
+
+    fn push(&self, message: Outbound, count_in_gauge: bool) -> Delivery {
         let bytes = message.byte_len();
         let mut queue = self.queue();
         if queue.closed {
@@ -236,11 +246,14 @@ impl Client {
                 Delivery::Closed
             };
         }
+        // Counted before the connection can take it, so the gauge never goes below zero.
+        if count_in_gauge {
+            self.memory.add_queued(bytes);
+        }
         queue.entries.push_back(message);
         queue.bytes += bytes;
         let was_empty = queue.entries.len() == 1;
         drop(queue);
-        self.memory.add_queued(bytes);
         if was_empty {
             self.waker.wake();
         }

@@ -148,7 +148,25 @@ impl Hub {
     }
 
     fn deliver(&self, client: &Client, message: impl Into<Outbound>) {
-        match client.enqueue(message) {
+        self.count_delivery(client, client.enqueue(message));
+    }
+
+    /// Queues one frame for many clients, with one update of the memory gauge: counted
+    /// for all before any connection can take it, then given back for those not queued.
+    fn fan_out<'a>(&self, clients: impl ExactSizeIterator<Item = &'a Arc<Client>>, frame: &Frame) {
+        let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
+        self.memory.add_queued(clients.len() * bytes);
+        let mut refused = 0;
+        for client in clients {
+            let delivery = client.enqueue_for_fanout(frame.clone());
+            refused += usize::from(delivery != Delivery::Queued);
+            self.count_delivery(client, delivery);
+        }
+        self.memory.sub_queued(refused * bytes);
+    }
+
+    fn count_delivery(&self, client: &Client, delivery: Delivery) {
+        match delivery {
             Delivery::Queued => {}
             Delivery::Evicted => {
                 Counters::add(&self.counters.evictions, 1);
@@ -369,9 +387,7 @@ impl Hub {
         }
         ch.seq += 1;
         let text = message.close_with_position(ch.seq, &ch.epoch);
-        for client in ch.subscribers.values() {
-            self.deliver(client, text.clone());
-        }
+        self.fan_out(ch.subscribers.values(), &text);
         if !keep_history {
             if ch.is_idle() {
                 channels.map.remove(channel);
@@ -401,14 +417,8 @@ impl Hub {
     }
 
     pub fn broadcast(&self, text: &Frame) {
-        for client in self
-            .clients
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            self.deliver(client, text.clone());
-        }
+        let clients = self.clients.read().unwrap_or_else(|p| p.into_inner());
+        self.fan_out(clients.values(), text);
     }
 
     /// Queues for one client; false when it is not connected.
