@@ -8,44 +8,20 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "test-secret-of-at-least-16-bytes";
 const ADMIN: &str = "admin-token-7f3c9a1e5b";
 
-struct Reply {
-    status: u16,
-    /// Header lines, lower-cased.
-    headers: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request with extra header lines ("Name: value\r\n" each).
-async fn get(port: u16, path: &str, extra_headers: &str) -> Reply {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut raw))
-        .await
-        .expect("no reply in time")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a full HTTP reply");
-    Reply {
-        status: head[9..12].parse().unwrap(),
-        headers: head.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
+/// One GET with extra header lines ("Name: value\r\n" each).
+async fn get(port: u16, path: &str, extra_headers: &str) -> HttpReply {
+    http(port, "GET", path, extra_headers).await
 }
 
 fn stats_path() -> &'static str {
     "/api/ws/stats"
 }
 
-fn assert_refused(reply: &Reply, client_id: &str, case: &str) {
+fn assert_refused(reply: &HttpReply, client_id: &str, case: &str) {
     assert_eq!(reply.status, 401, "{case}: {}", reply.body);
     assert!(
         reply.headers.contains("\r\nwww-authenticate: bearer"),

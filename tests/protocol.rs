@@ -5,7 +5,6 @@ use futures_util::SinkExt;
 use herald::ErrorKind;
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 fn is_iso_millis(v: &Value) -> bool {
@@ -260,25 +259,8 @@ async fn bad_host_input_is_refused_with_clear_errors() {
 }
 
 async fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let reply = http(port, "GET", path, "").await;
+    (reply.status, reply.body)
 }
 
 #[tokio::test]

@@ -2,25 +2,10 @@
 
 mod common;
 
-use common::WAIT;
 use herald::{Config, Server, StaticFiles};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn request(port: u16, method: &str, path: &str) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tcp.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    raw
+    common::http_raw(port, method, path, "").await
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use futures_util::{SinkExt, StreamExt};
 use herald::{Config, Server};
 use serde_json::Value;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -108,4 +109,37 @@ pub async fn wait_stats(server: &Server, pred: impl Fn(&Value) -> bool) -> Value
 /// Runs a blocking server call off the async test's thread (stop blocks).
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// One HTTP/1.1 request over a raw socket, with extra header lines ("Name: value\r\n"
+/// each); the whole reply as it came.
+pub async fn http_raw(port: u16, method: &str, path: &str, extra_headers: &str) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut raw))
+        .await
+        .expect("no reply in time")
+        .unwrap();
+    raw
+}
+
+pub struct HttpReply {
+    pub status: u16,
+    /// Status and header lines, lower-cased.
+    pub headers: String,
+    pub body: String,
+}
+
+/// [`http_raw`], split into status, headers and body.
+pub async fn http(port: u16, method: &str, path: &str, extra_headers: &str) -> HttpReply {
+    let raw = http_raw(port, method, path, extra_headers).await;
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a full HTTP reply");
+    HttpReply {
+        status: head[9..12].parse().unwrap(),
+        headers: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
 }
