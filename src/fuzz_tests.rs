@@ -8,7 +8,6 @@ mod support;
 
 use crate::protocol::{parse_client_message, ClientMessage, InvalidMessage, Target, MAX_NAME_LEN};
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
 use serde_json::Value;
 
 const TARGET: &str = "client_message";
@@ -218,20 +217,7 @@ fn corpus_seeds_keep_their_meaning() {
 
 #[test]
 fn client_messages_never_panic_and_keep_the_invariants() {
-    let mut runner = TestRunner::new(support::config(TARGET, 2000));
-    let started = std::time::Instant::now();
-    let ran = std::sync::atomic::AtomicUsize::new(0);
-    let result = runner.run(&any_text(), |text| {
-        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        check(&text);
-        Ok(())
-    });
-    eprintln!(
-        "fuzz {TARGET}: {} cases in {:.1?}",
-        ran.into_inner(),
-        started.elapsed()
-    );
-    result.unwrap();
+    support::run_counted(TARGET, 2000, any_text(), |text| check(&text));
 }
 
 #[test]

@@ -190,20 +190,9 @@ fn corpus_replays() {
 
 #[test]
 fn the_config_parser_never_panics() {
-    let mut runner = TestRunner::new(support::config(TARGET, 1500));
-    let started = Instant::now();
-    let ran = AtomicUsize::new(0);
-    let result = runner.run(&any_config_text(), |text| {
-        ran.fetch_add(1, Ordering::Relaxed);
+    support::run_counted(TARGET, 1500, any_config_text(), |text| {
         check_parse(&text);
-        Ok(())
     });
-    eprintln!(
-        "fuzz {TARGET}: {} cases in {:.1?}",
-        ran.into_inner(),
-        started.elapsed()
-    );
-    result.unwrap();
 }
 
 /// Asks for `/healthz` over a raw socket; the status line.

@@ -269,3 +269,29 @@ pub fn deep_nesting() -> impl Strategy<Value = String> {
             text
         })
 }
+
+/// Runs `check` on cases of `strategy` with `target`'s config (`default_cases` unless
+/// PROPTEST_CASES says otherwise), prints how many ran and how long it took, and fails
+/// with proptest's minimal case.
+#[allow(dead_code)]
+pub fn run_counted<S: Strategy>(
+    target: &'static str,
+    default_cases: u32,
+    strategy: S,
+    check: impl Fn(S::Value),
+) {
+    let mut runner = proptest::test_runner::TestRunner::new(config(target, default_cases));
+    let started = std::time::Instant::now();
+    let ran = AtomicUsize::new(0);
+    let result = runner.run(&strategy, |value| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        check(value);
+        Ok(())
+    });
+    eprintln!(
+        "fuzz {target}: {} cases in {:.1?}",
+        ran.into_inner(),
+        started.elapsed()
+    );
+    result.unwrap();
+}
