@@ -273,7 +273,6 @@ pub fn deep_nesting() -> impl Strategy<Value = String> {
 /// Runs `check` on cases of `strategy` with `target`'s config (`default_cases` unless
 /// PROPTEST_CASES says otherwise), prints how many ran and how long it took, and fails
 /// with proptest's minimal case.
-#[allow(dead_code)]
 pub fn run_counted<S: Strategy>(
     target: &'static str,
     default_cases: u32,
