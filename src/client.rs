@@ -2,7 +2,7 @@
 //! liveness, and a way to ask its connection to close.
 
 use crate::memory::MemoryGauge;
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use futures_util::task::AtomicWaker;
 use std::collections::{vec_deque, VecDeque};
 use std::net::SocketAddr;
@@ -159,7 +159,7 @@ pub(crate) struct Client {
     last_seen_ms: AtomicU64,
     alive: AtomicBool,
     state: AtomicU8,
-    /// Channels this client is in; changed only under the hub's channel lock.
+    /// Channels this client is in; changed only under the fan-out's channel lock.
     pub subscriptions: Mutex<Vec<Arc<str>>>,
     pub messages_sent: AtomicU64,
 }

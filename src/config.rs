@@ -538,10 +538,10 @@ mod tests {
             (r#"{"history":{"ttl_ms":0}}"#, "history.ttl_ms"),
             (
                 r#"{"max_memory":1048576,"client_queue_bytes":2097152}"#,
-                r#"{"admin_token":""}"#,
-                r#"{"admin_token":"short"}"#,
                 "max_memory",
             ),
+            (r#"{"admin_token":""}"#, "admin_token"),
+            (r#"{"admin_token":"short"}"#, "admin_token"),
         ] {
             let message = invalid_config_message(json);
             assert!(message.contains(key), "{json}: {message}");

@@ -6,14 +6,12 @@
 //! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
 
 mod auth;
+mod broker;
 mod client;
 mod config;
-mod connection;
 mod error;
 mod events;
-mod history;
-mod http;
-mod hub;
+mod fanout;
 mod limits;
 mod logging;
 mod memory;
@@ -21,8 +19,7 @@ mod protocol;
 mod server;
 mod stats;
 mod time;
-mod tls;
-mod wire;
+mod transport;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -6,7 +6,7 @@
 //! `seq` and `epoch` without serializing again.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{Frame, HEADER_ROOM};
+use crate::transport::wire::{Frame, HEADER_ROOM};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -266,7 +266,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// The hub channel name.
+    /// The channel name.
     pub fn channel(&self) -> String {
         match self {
             Target::Session(s) => session_channel(s),

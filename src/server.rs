@@ -6,12 +6,12 @@ use crate::client::{Client, CloseReason, QueueLimits};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
-use crate::hub::{ChannelHold, Hub, HubLimits};
+use crate::fanout::{ChannelHold, Fanout, FanoutLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::{ClientSnapshot, Counters, Snapshot};
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ enum Command {
 /// State shared by every task of one server.
 pub(crate) struct Shared {
     pub config: Config,
-    pub hub: Hub,
+    pub fanout: Fanout,
     pub counters: Arc<Counters>,
     pub events: Arc<EventQueue>,
     pub auth: AuthGate,
@@ -105,7 +105,7 @@ impl Shared {
 
     pub fn stats_json(&self) -> String {
         let now = self.now_ms();
-        let mut clients = self.hub.clients();
+        let mut clients = self.fanout.clients();
         clients.sort_by_key(|c| c.key);
         let listed: Vec<_> = clients
             .iter()
@@ -124,7 +124,7 @@ impl Shared {
                 idle_ms: now.saturating_sub(client.last_seen_ms()),
             })
             .collect();
-        let size = self.hub.size();
+        let size = self.fanout.size();
         let snapshot = Snapshot {
             counters: &self.counters,
             clients_listed: listed.len(),
@@ -211,7 +211,11 @@ impl Server {
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
         let auth = AuthGate::new(&config.auth)?;
-        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::transport::tls::acceptor)
+            .transpose()?;
         let listener = {
             let _guard = runtime.enter();
             bind(&config)?
@@ -221,7 +225,7 @@ impl Server {
             .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
         let seed = random_seed();
         let counters = Arc::new(Counters::default());
-        let limits = HubLimits {
+        let limits = FanoutLimits {
             history: config.history.clone(),
             max_channels: config.max_channels,
             max_subscriptions_per_client: config.max_subscriptions_per_client,
@@ -229,7 +233,7 @@ impl Server {
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
         let shared = Arc::new(Shared {
-            hub: Hub::new(
+            fanout: Fanout::new(
                 limits,
                 epoch_seed,
                 Arc::clone(&counters),
@@ -324,8 +328,8 @@ impl Server {
     /// Submits a publication holding its channel's place, so that a full channel table
     /// is an error here and never a publication dropped at dispatch.
     fn submit_publish(&self, channel: String, message: OpenObject) -> Result<()> {
-        let hub = &self.inner.shared.hub;
-        let hold = hub.hold_channel(&channel)?;
+        let fanout = &self.inner.shared.fanout;
+        let hold = fanout.hold_channel(&channel)?;
         self.inner
             .commands
             .try_send(Command::Publish {
@@ -339,7 +343,7 @@ impl Server {
                     mpsc::error::TrySendError::Closed(c) => (c, Error::stopped()),
                 };
                 if let Command::Publish { channel, hold, .. } = command {
-                    hub.release_hold(&channel, hold);
+                    fanout.release_hold(&channel, hold);
                 }
                 error
             })
@@ -395,7 +399,7 @@ impl Server {
     pub fn send(&self, client_id: &str, message_json: &str) -> Result<()> {
         self.check_running()?;
         let message = protocol::host_message(message_json, None)?.close();
-        if self.inner.shared.hub.client(client_id).is_none() {
+        if self.inner.shared.fanout.client(client_id).is_none() {
             return Err(Error::new(
                 ErrorKind::UnknownClient,
                 format!("no connected client has id {client_id:?}"),
@@ -417,7 +421,7 @@ impl Server {
     pub fn history_json(&self, channel: &str) -> Result<String> {
         self.check_running()?;
         protocol::check_name("channel", channel)?;
-        Ok(self.inner.shared.hub.history_json(channel))
+        Ok(self.inner.shared.fanout.history_json(channel))
     }
 
     /// Installs (or with `None` removes) the event handler. It runs on a dedicated
@@ -503,7 +507,7 @@ impl Inner {
                     let _ = dispatched.await;
                 }
                 shared.closing_clients.store(true, Ordering::SeqCst);
-                for client in shared.hub.clients() {
+                for client in shared.fanout.clients() {
                     client.request_close(CloseReason::Shutdown);
                 }
                 loop {
@@ -622,14 +626,18 @@ async fn accept_loop(
         }
         let shared = Arc::clone(&shared);
         let Some(tls) = &tls else {
-            tokio::spawn(crate::http::serve_socket(shared, tcp, remote, slot));
+            tokio::spawn(crate::transport::http::serve_socket(
+                shared, tcp, remote, slot,
+            ));
             continue;
         };
         let handshake = tls.accept(tcp);
         tokio::spawn(async move {
             let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
             match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(stream)) => crate::http::serve_socket(shared, stream, remote, slot).await,
+                Ok(Ok(stream)) => {
+                    crate::transport::http::serve_socket(shared, stream, remote, slot).await
+                }
                 Ok(Err(e)) => {
                     Counters::add(&shared.counters.tls_failures, 1);
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -649,10 +657,10 @@ async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
                     channel,
                     message,
                     hold,
-                } => shared.hub.publish(&channel, message, hold),
-                Command::Broadcast(message) => shared.hub.broadcast(&message),
+                } => shared.fanout.publish(&channel, message, hold),
+                Command::Broadcast(message) => shared.fanout.broadcast(&message),
                 Command::Send { client_id, message } => {
-                    shared.hub.send(&client_id, message);
+                    shared.fanout.send(&client_id, message);
                 }
                 Command::Barrier(done) => {
                     let _ = done.send(());
@@ -673,7 +681,7 @@ async fn heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         let now = shared.now_ms();
         let timeout = shared.config.heartbeat_timeout_ms;
-        for client in shared.hub.clients() {
+        for client in shared.fanout.clients() {
             // Pings keep a client "alive" even if it never reads: a socket that took no
             // byte for as long is evicted all the same.
             if client.write_stalled_for(now) > timeout {
@@ -699,7 +707,7 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = ticks.tick() => shared.hub.expire_history(Instant::now()),
+            _ = ticks.tick() => shared.fanout.expire_history(Instant::now()),
         }
     }
 }
@@ -720,7 +728,7 @@ async fn memory_guard(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
             continue;
         }
         let mut clients: Vec<(usize, Arc<Client>)> = shared
-            .hub
+            .fanout
             .clients()
             .into_iter()
             .map(|client| (client.queued_bytes(), client))
@@ -741,7 +749,7 @@ async fn memory_guard(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
         }
         if total > target {
             let history_target = target.saturating_sub(memory.queued());
-            shared.hub.trim_history(history_target);
+            shared.fanout.trim_history(history_target);
         }
     }
 }

@@ -1,32 +1,34 @@
-//! The hub: who is connected, which channels exist, who listens to each, and what
-//! each channel published recently. Publishing and subscribing take the same lock,
-//! so a subscriber's replay and its live messages never overlap or leave a gap.
+//! The local fan-out: who is connected to this node, which channels its clients listen
+//! to, and handing each publication, framed once, to every local subscriber's queue.
+//! With the in-memory broker each channel entry also holds the channel's log
+//! ([`ChannelLog`]), so publishing and subscribing take the same lock and a
+//! subscriber's replay and its live messages never overlap or leave a gap.
 
+use crate::broker::memory::ChannelLog;
 use crate::client::{Client, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::history::{Entry, History};
 use crate::memory::MemoryGauge;
-use crate::protocol::{self, OpenObject, Position, Since, Target};
+use crate::protocol::{self, OpenObject, Since, Target};
 use crate::stats::Counters;
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-pub(crate) struct HubLimits {
+pub(crate) struct FanoutLimits {
     pub history: HistoryConfig,
     pub max_channels: usize,
     pub max_subscriptions_per_client: usize,
 }
 
-pub(crate) struct Hub {
+pub(crate) struct Fanout {
     clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
     channels: Mutex<Channels>,
     room: ChannelRoom,
-    limits: HubLimits,
+    limits: FanoutLimits,
     epoch_seed: String,
     counters: Arc<Counters>,
     memory: Arc<MemoryGauge>,
@@ -92,23 +94,14 @@ struct Channel {
     /// The map's key, shared with every subscriber's list of channels.
     name: Arc<str>,
     subscribers: HashMap<u64, Arc<Client>>,
-    seq: u64,
-    epoch: Arc<str>,
-    history: History,
+    log: ChannelLog,
     /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
     pinned: usize,
 }
 
 impl Channel {
-    fn position(&self) -> Position {
-        Position {
-            seq: self.seq,
-            epoch: self.epoch.to_string(),
-        }
-    }
-
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
+        self.subscribers.is_empty() && self.log.history.is_empty() && self.pinned == 0
     }
 }
 
@@ -125,14 +118,14 @@ pub(crate) struct HubSize {
     pub history_bytes: usize,
 }
 
-impl Hub {
+impl Fanout {
     pub fn new(
-        limits: HubLimits,
+        limits: FanoutLimits,
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
-    ) -> Hub {
-        Hub {
+    ) -> Fanout {
+        Fanout {
             clients: RwLock::default(),
             channels: Mutex::default(),
             room: ChannelRoom::new(limits.max_channels),
@@ -234,20 +227,13 @@ impl Hub {
         let channels = &mut *channels;
         let channel = channels.get_or_create_for_client(&name, self)?;
         let name = Arc::clone(&channel.name);
-        let position = channel.position();
+        let position = channel.log.position();
         let recovered = since.map(|since| {
-            let replay = if *since.epoch == *channel.epoch {
-                channel.history.after(since.seq, channel.seq)
-            } else {
-                None
-            };
             // A replay that could never fit the client's byte budget is refused, not
             // sent to evict it: the client refetches instead.
-            let replay = replay
-                .map(|entries| entries.map(|entry| entry.text.clone()).collect::<Vec<_>>())
-                .filter(|missed| {
-                    client.fits_budget(missed.iter().map(Frame::wire_len).sum::<usize>())
-                });
+            let replay = channel.log.replay(since).filter(|missed| {
+                client.fits_budget(missed.iter().map(Frame::wire_len).sum::<usize>())
+            });
             match replay {
                 Some(missed) => {
                     if reply {
@@ -338,7 +324,7 @@ impl Hub {
         ))
     }
 
-    /// Gives back what [`Hub::hold_channel`] took, for a publication never dispatched.
+    /// Gives back what [`Fanout::hold_channel`] took, for a publication never dispatched.
     pub fn release_hold(&self, channel: &str, hold: ChannelHold) {
         let mut channels = self.channels();
         channels.release(channel, hold, &self.room);
@@ -369,8 +355,7 @@ impl Hub {
         if let ChannelHold::Pinned = hold {
             ch.pinned -= 1;
         }
-        ch.seq += 1;
-        let text = message.close_with_position(ch.seq, &ch.epoch);
+        let text = ch.log.append(message);
         for client in ch.subscribers.values() {
             self.deliver(client, text.clone());
         }
@@ -381,13 +366,7 @@ impl Hub {
             }
             return;
         }
-        let entry = Entry {
-            seq: ch.seq,
-            text,
-            at: Instant::now(),
-        };
-        let added = entry.cost();
-        let freed = ch.history.push(entry, self.limits.history.size);
+        let (added, freed) = ch.log.keep(text, self.limits.history.size);
         channels.history_bytes = channels.history_bytes + added - freed;
         if channels.history_bytes > self.limits.history.max_bytes {
             channels.trim_history(self.limits.history.max_bytes / 10 * 9, &self.room);
@@ -429,7 +408,7 @@ impl Hub {
         let channels = self.channels();
         let mut out = String::from("[");
         if let Some(ch) = channels.map.get(channel) {
-            for (i, entry) in ch.history.iter().enumerate() {
+            for (i, entry) in ch.log.history.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -448,7 +427,7 @@ impl Hub {
         let mut freed = 0;
         let mut removed = 0;
         channels.map.retain(|_, ch| {
-            freed += ch.history.expire(now, ttl);
+            freed += ch.log.history.expire(now, ttl);
             let keep = !ch.is_idle();
             removed += usize::from(!keep);
             keep
@@ -473,7 +452,7 @@ impl Hub {
 impl Channels {
     /// The channel for a client's subscribe, created if there is room above the part
     /// of the table kept for the host.
-    fn get_or_create_for_client(&mut self, name: &str, hub: &Hub) -> Result<&mut Channel> {
+    fn get_or_create_for_client(&mut self, name: &str, hub: &Fanout) -> Result<&mut Channel> {
         if !self.map.contains_key(name) {
             if !hub.room.take_for_client() {
                 Counters::add(&hub.counters.channels_rejected, 1);
@@ -491,16 +470,14 @@ impl Channels {
     }
 
     /// Creates a channel; its place in the table was taken by the caller.
-    fn create(&mut self, name: &str, hub: &Hub) -> &mut Channel {
+    fn create(&mut self, name: &str, hub: &Fanout) -> &mut Channel {
         self.epochs_issued += 1;
         let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
         let key: Arc<str> = name.into();
         let channel = Channel {
             name: Arc::clone(&key),
             subscribers: HashMap::new(),
-            seq: 0,
-            epoch,
-            history: History::default(),
+            log: ChannelLog::new(epoch),
             pinned: 0,
         };
         self.map.entry(key).or_insert(channel)
@@ -540,7 +517,8 @@ impl Channels {
             .map
             .iter()
             .filter_map(|(name, ch)| {
-                ch.history
+                ch.log
+                    .history
                     .oldest_at()
                     .map(|at| Reverse((at, Arc::clone(name))))
             })
@@ -552,10 +530,10 @@ impl Channels {
             let Some(ch) = self.map.get_mut(&name) else {
                 continue;
             };
-            if let Some(entry) = ch.history.pop_oldest() {
+            if let Some(entry) = ch.log.history.pop_oldest() {
                 self.history_bytes -= entry.cost();
             }
-            match ch.history.oldest_at() {
+            match ch.log.history.oldest_at() {
                 Some(at) => oldest.push(Reverse((at, name))),
                 None if ch.is_idle() => {
                     self.map.remove(&name);
