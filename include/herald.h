@@ -85,6 +85,11 @@ typedef enum herald_status {
    * A configured bound is reached (the channel table is full, say). Nothing was queued.
    */
   HERALD_ERR_LIMIT = 13,
+  /**
+   * The broker (Redis) is unreachable or did not confirm the publication in time.
+   * Nothing was published, or after a timeout, possibly was: never OK-and-lost.
+   */
+  HERALD_ERR_UNAVAILABLE = 14,
 } herald_status;
 
 /**

@@ -34,6 +34,10 @@ pub(crate) enum CloseReason {
     RateLimited,
     /// The server is stopping: queued messages go out first.
     Shutdown,
+    /// This node may have missed publications of a channel the client is in (its
+    /// broker link dropped, or a gap showed): the client reconnects and recovers with
+    /// `since`, which tells it whether anything was lost.
+    Resync,
     /// The peer closed or the socket failed: only flush what is pending.
     PeerGone,
 }
@@ -48,6 +52,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => 1009,
             CloseReason::RateLimited => 1008,
             CloseReason::Shutdown => 1001,
+            CloseReason::Resync => 1012,
             CloseReason::PeerGone => 1000,
         }
     }
@@ -68,6 +73,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => "message too big",
             CloseReason::RateLimited => "rate limit exceeded",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::Resync => "missed publications: reconnect and recover",
             CloseReason::PeerGone => "closed by client",
         }
     }

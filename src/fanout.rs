@@ -5,7 +5,9 @@
 //! subscriber's replay and its live messages never overlap or leave a gap.
 
 use crate::broker::memory::ChannelLog;
-use crate::client::{Client, Delivery, Outbound};
+use crate::broker::redis::{Fetched, RedisBroker};
+use crate::broker::{Publication, Watcher};
+use crate::client::{Client, CloseReason, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::memory::MemoryGauge;
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct FanoutLimits {
     pub history: HistoryConfig,
+    /// Publications kept for one subscribe in flight (the client's queue size).
+    pub pending_buffer: usize,
     pub max_channels: usize,
     pub max_subscriptions_per_client: usize,
 }
@@ -32,6 +36,9 @@ pub(crate) struct Fanout {
     epoch_seed: String,
     counters: Arc<Counters>,
     memory: Arc<MemoryGauge>,
+    /// With a remote broker: told when a channel gains its first local subscriber and
+    /// loses its last. `None` with the in-memory broker.
+    watcher: Option<Arc<dyn Watcher>>,
 }
 
 /// Free places in the channel table. Every channel is created with a place taken
@@ -97,11 +104,26 @@ struct Channel {
     log: ChannelLog,
     /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
     pinned: usize,
+    /// With a remote broker: clients whose subscribe is reading the channel's position
+    /// (and replay) from the broker, and what was published meanwhile.
+    pending: Vec<Pending>,
+}
+
+/// A subscribe in flight with a remote broker: live publications are kept until its
+/// replay is known, then delivered after it without duplicates.
+struct Pending {
+    key: u64,
+    buffered: Vec<(u64, Arc<str>, Frame)>,
+    /// More arrived than the client's queue could ever hold.
+    overflowed: bool,
 }
 
 impl Channel {
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.log.history.is_empty() && self.pinned == 0
+        self.subscribers.is_empty()
+            && self.log.history.is_empty()
+            && self.pinned == 0
+            && self.pending.is_empty()
     }
 }
 
@@ -124,6 +146,7 @@ impl Fanout {
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
+        watcher: Option<Arc<dyn Watcher>>,
     ) -> Fanout {
         Fanout {
             clients: RwLock::default(),
@@ -133,6 +156,7 @@ impl Fanout {
             epoch_seed,
             counters,
             memory,
+            watcher,
         }
     }
 
@@ -175,7 +199,7 @@ impl Fanout {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         for name in subscribed {
-            channels.remove_subscriber(&name, client.key, &self.room);
+            channels.remove_subscriber(&name, client.key, self);
         }
     }
 
@@ -295,9 +319,248 @@ impl Fanout {
         });
         drop(subscriptions);
         for name in &left {
-            channels.remove_subscriber(name, client.key, &self.room);
+            channels.remove_subscriber(name, client.key, self);
         }
         left
+    }
+
+    // -- with a remote broker -----------------------------------------------
+
+    /// Subscribes through a remote broker. The client waits as pending while the
+    /// channel's position (and, with `since`, its replay) is read from the broker;
+    /// publications arriving meanwhile are kept, and after the reply and replay only
+    /// those past the last one replayed are delivered: no gap, no duplicate.
+    pub async fn subscribe_remote(
+        &self,
+        broker: &RedisBroker,
+        client: &Arc<Client>,
+        target: &Target,
+        since: Option<&Since>,
+        reply: bool,
+    ) -> Result<Subscription> {
+        let name: Arc<str> = {
+            let mut channels = self.channels();
+            let requested = target.channel();
+            let already = client
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|subscribed| **subscribed == *requested);
+            if already {
+                // Nothing to recover: it has been receiving all along.
+                let channel = channels.get_or_create_for_client(&requested, self)?;
+                if reply {
+                    let recovered = since.map(|_| true);
+                    client.enqueue(protocol::subscribed(
+                        target,
+                        &channel.log.position(),
+                        recovered,
+                    ));
+                }
+                return Ok(Subscription {
+                    channel: Arc::clone(&channel.name),
+                    newly_subscribed: false,
+                });
+            }
+            if client.subscription_count() >= self.limits.max_subscriptions_per_client {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "subscription limit reached ({} per client)",
+                        self.limits.max_subscriptions_per_client
+                    ),
+                ));
+            }
+            let channel = channels.get_or_create_for_client(&requested, self)?;
+            channel.pending.push(Pending {
+                key: client.key,
+                buffered: Vec::new(),
+                overflowed: false,
+            });
+            Arc::clone(&channel.name)
+        };
+        let mut guard = PendingGuard {
+            fanout: self,
+            channel: Arc::clone(&name),
+            key: client.key,
+            armed: true,
+        };
+        let fetched = if broker.ready(&name).await {
+            broker.fetch(&name, since).await
+        } else {
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "redis broker: not connected",
+            ))
+        };
+        guard.armed = false;
+        self.finish_remote_subscribe(client, target, since, reply, &name, fetched)
+    }
+
+    fn finish_remote_subscribe(
+        &self,
+        client: &Arc<Client>,
+        target: &Target,
+        since: Option<&Since>,
+        reply: bool,
+        name: &Arc<str>,
+        fetched: Result<Fetched>,
+    ) -> Result<Subscription> {
+        let mut channels = self.channels();
+        let channels = &mut *channels;
+        let ch = channels
+            .map
+            .get_mut(name)
+            .expect("a pending subscribe keeps its channel");
+        let at = ch
+            .pending
+            .iter()
+            .position(|p| p.key == client.key)
+            .expect("a pending subscribe is finished once");
+        let pending = ch.pending.swap_remove(at);
+        if client.close_requested().is_some() {
+            // Gone meanwhile: unregistering did not know of this subscribe.
+            if ch.is_idle() {
+                channels.reclaim(name, self);
+            }
+            return Err(Error::new(ErrorKind::Stopped, "client closed"));
+        }
+        let (position, replay) = match fetched {
+            Ok(fetched) => {
+                let known = &*ch.log.epoch;
+                let newer = known.is_empty()
+                    || (*known == *fetched.position.epoch && fetched.position.seq > ch.log.seq);
+                if newer {
+                    ch.log.seq = fetched.position.seq;
+                    ch.log.epoch = fetched.position.epoch.as_str().into();
+                }
+                (fetched.position, fetched.replay)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, channel = %name, "subscribe without the broker");
+                (ch.log.position(), None)
+            }
+        };
+        let epoch = &position.epoch;
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut last = position.seq;
+        let recovered = since.map(|_| {
+            let Some(entries) = &replay else {
+                return false;
+            };
+            frames = entries
+                .iter()
+                .map(|(seq, body)| OpenObject::from_text(body).close_with_position(*seq, epoch))
+                .collect();
+            client.fits_budget(frames.iter().map(Frame::wire_len).sum::<usize>())
+        });
+        if recovered == Some(false) {
+            frames.clear();
+        }
+        match recovered {
+            Some(true) => Counters::add(&self.counters.recoveries, 1),
+            Some(false) => Counters::add(&self.counters.recoveries_failed, 1),
+            None => {}
+        }
+        if let Some(true) = recovered {
+            last = replay
+                .as_ref()
+                .and_then(|r| r.last().map(|(seq, _)| *seq))
+                .unwrap_or(last)
+                .max(since.map_or(0, |s| s.seq));
+        }
+        if reply {
+            client.enqueue(protocol::subscribed(target, &position, recovered));
+        }
+        if !frames.is_empty() {
+            self.deliver(client, Outbound::Replay(frames));
+        }
+        let mut out_of_epoch = pending.overflowed;
+        for (seq, pub_epoch, frame) in pending.buffered {
+            if *pub_epoch != **epoch && !epoch.is_empty() {
+                out_of_epoch = true;
+            } else if seq > last {
+                self.deliver(client, frame);
+                last = seq;
+            }
+        }
+        if out_of_epoch && client.request_close(CloseReason::Resync) {
+            client.close_queue();
+        }
+        let newly_subscribed = ch
+            .subscribers
+            .insert(client.key, Arc::clone(client))
+            .is_none();
+        if newly_subscribed {
+            channels.subscriptions += 1;
+            client
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Arc::clone(name));
+        }
+        Ok(Subscription {
+            channel: Arc::clone(name),
+            newly_subscribed,
+        })
+    }
+
+    /// A publication from a remote broker: framed once, queued for every local
+    /// subscriber. A gap in seq or a new epoch means this node missed something: the
+    /// channel's clients are asked to reconnect and recover, never left silently short.
+    pub fn deliver_remote(&self, publication: Publication) {
+        let mut channels = self.channels();
+        let Some(ch) = channels.map.get_mut(&*publication.channel) else {
+            return; // no local subscriber any more
+        };
+        let known = !ch.log.epoch.is_empty();
+        let same_epoch = *ch.log.epoch == *publication.epoch;
+        if known && same_epoch && publication.seq <= ch.log.seq {
+            return; // already delivered
+        }
+        if known && !(same_epoch && publication.seq == ch.log.seq + 1) {
+            for client in ch.subscribers.values() {
+                if client.request_close(CloseReason::Resync) {
+                    client.close_queue();
+                }
+            }
+        }
+        ch.log.seq = publication.seq;
+        if !same_epoch {
+            ch.log.epoch = Arc::clone(&publication.epoch);
+        }
+        let frame = publication
+            .body
+            .close_with_position(publication.seq, &publication.epoch);
+        for client in ch.subscribers.values() {
+            self.deliver(client, frame.clone());
+        }
+        for pending in &mut ch.pending {
+            if pending.buffered.len() >= self.limits.pending_buffer {
+                pending.overflowed = true;
+            } else if !pending.overflowed {
+                let epoch = Arc::clone(&publication.epoch);
+                pending
+                    .buffered
+                    .push((publication.seq, epoch, frame.clone()));
+            }
+        }
+    }
+
+    /// The link to the broker was restored: what was published meanwhile never came
+    /// here, so every subscriber on this node reconnects and recovers with `since`.
+    pub fn resync_all(&self) {
+        let mut channels = self.channels();
+        for ch in channels.map.values_mut() {
+            ch.log.epoch = "".into();
+            ch.log.seq = 0;
+            for client in ch.subscribers.values() {
+                if client.request_close(CloseReason::Resync) {
+                    client.close_queue();
+                }
+            }
+        }
     }
 
     // -- publishing -------------------------------------------------------
@@ -471,14 +734,25 @@ impl Channels {
 
     /// Creates a channel; its place in the table was taken by the caller.
     fn create(&mut self, name: &str, hub: &Fanout) -> &mut Channel {
-        self.epochs_issued += 1;
-        let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
         let key: Arc<str> = name.into();
+        // With a remote broker the position is the broker's, learnt when the first
+        // subscribe reads it or the first publication arrives.
+        let epoch: Arc<str> = match &hub.watcher {
+            Some(watcher) => {
+                watcher.watch(&key);
+                "".into()
+            }
+            None => {
+                self.epochs_issued += 1;
+                format!("{}{}", hub.epoch_seed, self.epochs_issued).into()
+            }
+        };
         let channel = Channel {
             name: Arc::clone(&key),
             subscribers: HashMap::new(),
             log: ChannelLog::new(epoch),
             pinned: 0,
+            pending: Vec::new(),
         };
         self.map.entry(key).or_insert(channel)
     }
@@ -499,14 +773,24 @@ impl Channels {
         }
     }
 
-    fn remove_subscriber(&mut self, name: &str, key: u64, room: &ChannelRoom) {
+    fn remove_subscriber(&mut self, name: &str, key: u64, hub: &Fanout) {
         if let Some(ch) = self.map.get_mut(name) {
             if ch.subscribers.remove(&key).is_some() {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {
-                self.map.remove(name);
-                room.give_back();
+                self.reclaim(name, hub);
+            }
+        }
+    }
+
+    /// Removes an idle channel: its place goes back to the table, and a remote broker
+    /// stops sending it here.
+    fn reclaim(&mut self, name: &str, hub: &Fanout) {
+        if let Some((key, _)) = self.map.remove_entry(name) {
+            hub.room.give_back();
+            if let Some(watcher) = &hub.watcher {
+                watcher.unwatch(&key);
             }
         }
     }
@@ -540,6 +824,30 @@ impl Channels {
                     room.give_back();
                 }
                 None => {}
+            }
+        }
+    }
+}
+
+/// Drops a pending subscribe whose future was dropped (its connection closed) before
+/// it finished, so the channel can be reclaimed.
+struct PendingGuard<'a> {
+    fanout: &'a Fanout,
+    channel: Arc<str>,
+    key: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut channels = self.fanout.channels();
+        if let Some(ch) = channels.map.get_mut(&self.channel) {
+            ch.pending.retain(|p| p.key != self.key);
+            if ch.is_idle() {
+                channels.reclaim(&self.channel, self.fanout);
             }
         }
     }

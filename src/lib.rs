@@ -27,7 +27,9 @@ mod fuzz_tests;
 pub mod ffi;
 
 pub use auth::{AuthDecision, AuthRequest, Authorizer};
-pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
+pub use config::{
+    AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
 pub use server::Server;

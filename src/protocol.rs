@@ -215,6 +215,20 @@ impl ObjectWriter {
 pub struct OpenObject(Vec<u8>);
 
 impl OpenObject {
+    /// The text so far (no closing brace), as a broker stores and forwards it.
+    pub fn text(&self) -> &str {
+        // Built by the writer from UTF-8 pieces, or copied from a `&str`.
+        std::str::from_utf8(&self.0[TEXT_START..]).expect("open objects hold UTF-8 text")
+    }
+
+    /// An open object received from a broker: `text` as [`OpenObject::text`] gave it.
+    pub fn from_text(text: &str) -> OpenObject {
+        let mut buf = Vec::with_capacity(TEXT_START + text.len() + 48);
+        buf.resize(TEXT_START, 0);
+        buf.extend_from_slice(text.as_bytes());
+        OpenObject(buf)
+    }
+
     pub fn close(mut self) -> Frame {
         self.0.push(b'}');
         Frame::from_room(self.0)

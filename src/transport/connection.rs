@@ -489,7 +489,16 @@ async fn subscribe(
         client.enqueue(protocol::error("forbidden", &why));
         return None;
     }
-    match shared.fanout.subscribe(client, target, since, reply) {
+    let subscribed = match &shared.broker {
+        Some(broker) => {
+            shared
+                .fanout
+                .subscribe_remote(broker, client, target, since, reply)
+                .await
+        }
+        None => shared.fanout.subscribe(client, target, since, reply),
+    };
+    match subscribed {
         Ok(sub) if sub.newly_subscribed => Some(Event::subscribed(&client.id, &sub.channel)),
         Ok(_) => None,
         Err(e) => {
