@@ -113,9 +113,14 @@ struct Channel {
 /// replay is known, then delivered after it without duplicates.
 struct Pending {
     key: u64,
+    client: Arc<Client>,
     buffered: Vec<(u64, Arc<str>, Frame)>,
     /// More arrived than the client's queue could ever hold.
     overflowed: bool,
+    /// Set once the subscribe finished with the client already past this node's live
+    /// stream (it read a position whose publications are still on their way here):
+    /// it joins the live subscribers once a publication after this seq arrives.
+    after: Option<u64>,
 }
 
 impl Channel {
@@ -375,8 +380,10 @@ impl Fanout {
             let channel = channels.get_or_create_for_client(&requested, self)?;
             channel.pending.push(Pending {
                 key: client.key,
+                client: Arc::clone(client),
                 buffered: Vec::new(),
                 overflowed: false,
+                after: None,
             });
             Arc::clone(&channel.name)
         };
@@ -416,7 +423,7 @@ impl Fanout {
         let at = ch
             .pending
             .iter()
-            .position(|p| p.key == client.key)
+            .position(|p| p.key == client.key && p.after.is_none())
             .expect("a pending subscribe is finished once");
         let pending = ch.pending.swap_remove(at);
         if client.close_requested().is_some() {
@@ -428,10 +435,9 @@ impl Fanout {
         }
         let (position, replay) = match fetched {
             Ok(fetched) => {
-                let known = &*ch.log.epoch;
-                let newer = known.is_empty()
-                    || (*known == *fetched.position.epoch && fetched.position.seq > ch.log.seq);
-                if newer {
+                if ch.log.epoch.is_empty() {
+                    // The first position this node learns: the live stream goes on
+                    // from here.
                     ch.log.seq = fetched.position.seq;
                     ch.log.epoch = fetched.position.epoch.as_str().into();
                 }
@@ -488,10 +494,23 @@ impl Fanout {
         if out_of_epoch && client.request_close(CloseReason::Resync) {
             client.close_queue();
         }
-        let newly_subscribed = ch
-            .subscribers
-            .insert(client.key, Arc::clone(client))
-            .is_none();
+        let ahead = *ch.log.epoch == **epoch && last > ch.log.seq;
+        let newly_subscribed = if ahead {
+            // Publications up to `last` are still on their way to this node: the
+            // client has them already, the live subscribers not yet.
+            ch.pending.push(Pending {
+                key: client.key,
+                client: Arc::clone(client),
+                buffered: Vec::new(),
+                overflowed: false,
+                after: Some(last),
+            });
+            true
+        } else {
+            ch.subscribers
+                .insert(client.key, Arc::clone(client))
+                .is_none()
+        };
         if newly_subscribed {
             channels.subscriptions += 1;
             client
@@ -519,8 +538,10 @@ impl Fanout {
         if known && same_epoch && publication.seq <= ch.log.seq {
             return; // already delivered
         }
-        if known && !(same_epoch && publication.seq == ch.log.seq + 1) {
-            for client in ch.subscribers.values() {
+        let gap = known && !(same_epoch && publication.seq == ch.log.seq + 1);
+        if gap {
+            let waiting = ch.pending.iter().filter(|p| p.after.is_some());
+            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -536,16 +557,29 @@ impl Fanout {
         for client in ch.subscribers.values() {
             self.deliver(client, frame.clone());
         }
-        for pending in &mut ch.pending {
-            if pending.buffered.len() >= self.limits.pending_buffer {
-                pending.overflowed = true;
-            } else if !pending.overflowed {
-                let epoch = Arc::clone(&publication.epoch);
-                pending
-                    .buffered
-                    .push((publication.seq, epoch, frame.clone()));
-            }
+        if ch.pending.is_empty() {
+            return;
         }
+        let subscribers = &mut ch.subscribers;
+        ch.pending.retain_mut(|pending| match pending.after {
+            Some(after) if !gap && publication.seq > after => {
+                self.deliver(&pending.client, frame.clone());
+                subscribers.insert(pending.key, Arc::clone(&pending.client));
+                false
+            }
+            Some(_) => true,
+            None => {
+                if pending.buffered.len() >= self.limits.pending_buffer {
+                    pending.overflowed = true;
+                } else if !pending.overflowed {
+                    let epoch = Arc::clone(&publication.epoch);
+                    pending
+                        .buffered
+                        .push((publication.seq, epoch, frame.clone()));
+                }
+                true
+            }
+        });
     }
 
     /// The link to the broker was restored: what was published meanwhile never came
@@ -555,7 +589,8 @@ impl Fanout {
         for ch in channels.map.values_mut() {
             ch.log.epoch = "".into();
             ch.log.seq = 0;
-            for client in ch.subscribers.values() {
+            let waiting = ch.pending.iter().filter(|p| p.after.is_some());
+            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -775,7 +810,9 @@ impl Channels {
 
     fn remove_subscriber(&mut self, name: &str, key: u64, hub: &Fanout) {
         if let Some(ch) = self.map.get_mut(name) {
-            if ch.subscribers.remove(&key).is_some() {
+            let before = ch.pending.len();
+            ch.pending.retain(|p| p.key != key || p.after.is_none());
+            if ch.subscribers.remove(&key).is_some() || ch.pending.len() < before {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {

@@ -224,6 +224,14 @@ async fn a_hundred_moves_between_nodes_lose_and_repeat_nothing() {
         epoch: reply["epoch"].as_str().unwrap().to_string(),
     };
     drop(first);
+    // One client per node stays all along: subscribes landing on its node mid-stream
+    // must not cost it a publication.
+    let mut stayers = Vec::new();
+    for server in &nodes {
+        let mut stayer = connect(server, "").await;
+        subscribe(&mut stayer.ws, "sessionId", "job").await;
+        stayers.push(stayer);
+    }
     // Publishes all along, one every half millisecond or so, at most 20000.
     let running = Arc::new(AtomicBool::new(true));
     let published = Arc::new(AtomicU64::new(0));
@@ -265,6 +273,19 @@ async fn a_hundred_moves_between_nodes_lose_and_repeat_nothing() {
     }
     running.store(false, Ordering::Relaxed);
     publisher.join().unwrap();
+    let last = published.load(Ordering::Relaxed);
+    for stayer in &mut stayers {
+        let mut expected = 1;
+        loop {
+            let m = next_json(&mut stayer.ws).await;
+            let seq = m["seq"].as_u64().unwrap();
+            assert_eq!(seq, expected, "a stayer missed or repeated a publication");
+            expected = seq + 1;
+            if seq == last {
+                break;
+            }
+        }
+    }
     assert!(seen.len() >= 100 && published.load(Ordering::Relaxed) >= seen.len() as u64);
     let recoveries: u64 = nodes
         .iter()
