@@ -87,9 +87,9 @@ impl From<ErrorKind> for herald_status {
 pub type herald_event_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
 
-/// Starts a server and returns once its socket is bound. `config_json` is a JSON
-/// object (every key optional; NULL means all defaults). Returns NULL on failure; see
-/// `herald_last_error`.
+/// Starts a server and returns once its socket is bound (and, with the Redis broker,
+/// once Redis answered). `config_json` is a JSON object (every key optional; NULL
+/// means all defaults). Returns NULL on failure; see `herald_last_error`.
 #[no_mangle]
 pub extern "C" fn herald_start(config_json: *const c_char) -> *mut herald_server {
     guard_ptr(|| {
