@@ -159,6 +159,27 @@ async fn publications_from_any_node_reach_every_node_once_in_order() {
             (Some("all"), Some(1))
         );
     }
+    // So does the emitter's, and a user's clients hear what is sent to the user.
+    emitter.broadcast(r#"{"type":"all","n":2}"#).unwrap();
+    for client in &mut clients {
+        assert_eq!(next_json(&mut client.ws).await["n"], 2);
+    }
+    let mut user_a = connect(&nodes[0], "?userId=ada").await;
+    let mut user_b = connect(&nodes[2], "?userId=ada").await;
+    // The user channel is subscribed once Redis answered the node.
+    for server in [&nodes[0], &nodes[2]] {
+        common::wait_stats(server, |s| s["subscriptions"] == 3).await;
+    }
+    emitter
+        .broadcast_to_user("ada", r#"{"type":"for_ada"}"#)
+        .unwrap();
+    for user in [&mut user_a, &mut user_b] {
+        let m = next_json(&mut user.ws).await;
+        assert_eq!(
+            (m["type"].as_str(), m["seq"].as_u64()),
+            (Some("for_ada"), Some(1))
+        );
+    }
     // `send` from the emitter reaches one client on another node; unknown ids fail.
     let target = clients[5].id.clone();
     emitter.send(&target, r#"{"type":"direct"}"#).unwrap();
