@@ -287,6 +287,8 @@ export interface ClientStats {
   subscriptions: number;
   /** Messages waiting in the client's queue. */
   queued: number;
+  /** Bytes waiting for this client (its queue and its socket writer). */
+  queuedBytes: number;
   /** Messages sent to this client. */
   messagesSent: number;
   /** Time since anything arrived from the client, in ms. */
@@ -312,6 +314,18 @@ export interface Stats {
   heartbeatTimeouts: number;
   invalidMessages: number;
   oversizedMessages: number;
+  /** Clients closed for breaking the framing rules (1002) or invalid UTF-8 (1007). */
+  protocolErrors: number;
+  /** Of the evictions: clients evicted because the server was over `max_memory`. */
+  memoryEvictions: number;
+  /** Of the evictions: sockets that took no byte for `heartbeat_timeout_ms`. */
+  writeStalls: number;
+  /** Bytes waiting for clients (each subscriber's copy of a shared frame counted). */
+  queuedBytes: number;
+  /** `queuedBytes` plus history: what `max_memory` bounds. */
+  memoryBytes: number;
+  /** The `max_memory` bound. */
+  maxMemory: number;
   /** Sockets refused because `max_connections` was reached. */
   rejectedConnections: number;
   /** Sockets refused because their IP reached `max_connections_per_ip`. */
@@ -350,6 +364,11 @@ export interface Stats {
   path: string;
   /** Core version. */
   version: string;
+  /**
+   * The broker: `{ kind: 'memory' }`, or for Redis `{ kind: 'redis', node, connected,
+   * reconnects, publishRoundTripUs, publishErrors }`.
+   */
+  broker: { kind: 'memory' | 'redis'; [key: string]: unknown };
   [key: string]: unknown;
 }
 
@@ -449,7 +468,9 @@ export type Authorizer = (request: AuthRequest) => AuthDecision | boolean | Prom
  * not connected), `HERALD_QUEUE_FULL`, `HERALD_LIMIT` (a configured bound is
  * reached, e.g. a publication to a new channel while `max_channels` channels
  * exist; nothing was queued), `HERALD_IO` (e.g. port in use),
- * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`.
+ * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`,
+ * `HERALD_UNAVAILABLE` (the Redis broker did not take a publication: unreachable,
+ * or no confirmation in time, when it may have been made; never OK-and-lost).
  * Arguments of the wrong type throw a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
  */
 export interface HeraldError extends Error {
@@ -467,6 +488,7 @@ export interface HeraldError extends Error {
     | 'HERALD_TIMEOUT'
     | 'HERALD_STOPPED'
     | 'HERALD_PANIC'
+    | 'HERALD_UNAVAILABLE'
     | (string & {});
 }
 
