@@ -343,10 +343,15 @@ impl Config {
             return fail("invalid config: max_memory must be >= client_queue_bytes".into());
         }
         if let Some(redis) = self.redis() {
-            if !(redis.url.starts_with("redis://") || redis.url.starts_with("rediss://")) {
+            if redis.url.starts_with("rediss://") {
                 return fail(
-                    "invalid config: broker.redis.url must start with redis:// or rediss://".into(),
+                    "invalid config: broker.redis.url: rediss:// (TLS) is not supported by this \
+                     build; reach Redis over a trusted network or a TLS tunnel"
+                        .into(),
                 );
+            }
+            if !redis.url.starts_with("redis://") {
+                return fail("invalid config: broker.redis.url must start with redis://".into());
             }
             if redis.prefix.len() > 64 || redis.prefix.chars().any(char::is_control) {
                 return fail("invalid config: broker.redis.prefix must be at most 64 characters, none a control character".into());

@@ -394,10 +394,15 @@ fn a_node_without_its_redis_does_not_start_and_an_emitter_needs_a_broker() {
     assert!(err.message().contains("cannot reach"), "{}", err.message());
     let err = Config::from_json(r#"{"listen":false}"#).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    let err = Config::from_json(r#"{"broker":{"redis":{"url":"http://x"}}}"#).unwrap_err();
-    assert!(
-        err.message().contains("broker.redis.url"),
-        "{}",
-        err.message()
-    );
+    for url in ["http://x", "rediss://x"] {
+        let json = format!(r#"{{"broker":{{"redis":{{"url":"{url}"}}}}}}"#);
+        let err = Config::from_json(&json).unwrap_err();
+        assert!(
+            err.message().contains("broker.redis.url"),
+            "{}",
+            err.message()
+        );
+    }
+    let err = Config::from_json(r#"{"broker":{}}"#).unwrap_err();
+    assert!(err.message().contains("broker"), "{}", err.message());
 }
