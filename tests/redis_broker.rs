@@ -381,6 +381,51 @@ async fn redis_killed_mid_stream_every_loss_is_visible() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_link_is_restored_and_clients_recover_what_redis_kept() {
+    let redis = Redis::start();
+    let prefix = "link:";
+    let a = node(&redis, prefix, "{}");
+    let b = node(&redis, prefix, "{}");
+    let mut client = connect(&b, "").await;
+    let reply = subscribe(&mut client.ws, "channel", "feed").await;
+    let epoch = reply["epoch"].as_str().unwrap().to_string();
+    for i in 1..=5 {
+        a.publish("feed", &format!(r#"{{"type":"note","i":{i}}}"#))
+            .unwrap();
+    }
+    assert_eq!(
+        read_publications(&mut client, 5).await.last(),
+        Some(&(5, 5))
+    );
+    // Redis drops every node's PUB/SUB connection; its data stays.
+    redis.query(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for server in [&a, &b] {
+        common::wait_stats(server, |s| {
+            s["broker"]["connected"] == true && s["broker"]["reconnects"] == 1
+        })
+        .await;
+    }
+    // B may have missed publications while its link was down: its client is told.
+    assert_eq!(close_code(&mut client.ws).await, Some(1012));
+    for i in 6..=10 {
+        a.publish("feed", &format!(r#"{{"type":"note","i":{i}}}"#))
+            .unwrap();
+    }
+    let mut back = connect(&b, "").await;
+    send(
+        &mut back.ws,
+        &format!(
+            r#"{{"type":"subscribe","channel":"feed","since":{{"seq":5,"epoch":"{epoch}"}}}}"#
+        ),
+    )
+    .await;
+    let reply = next_json(&mut back.ws).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let got = read_publications(&mut back, 5).await;
+    assert_eq!(got, (6..=10).map(|i| (i, i)).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_node_without_its_redis_does_not_start_and_an_emitter_needs_a_broker() {
     let redis = Redis::start();
