@@ -116,6 +116,8 @@ async fn publications_from_any_node_reach_every_node_once_in_order() {
     let nodes: Vec<Server> = (0..3).map(|_| node(&redis, prefix, "{}")).collect();
     let emitter = emitter(&redis, prefix);
     assert_eq!(emitter.port(), 0, "an emitter has no socket");
+    // A worker publishes right after it starts.
+    emitter.publish("warmup", r#"{"type":"w"}"#).unwrap();
     let mut clients = Vec::new();
     for server in &nodes {
         for _ in 0..2 {

@@ -178,14 +178,25 @@ impl RedisBroker {
             recover_script: Script::new(RECOVER_LUA),
             history_script: Script::new(HISTORY_LUA),
         };
-        let (command, pubsub) = broker.open().await.map_err(|e| {
+        let cannot_reach = |e: Error| {
             unavailable(format!(
                 "cannot reach {}: {}",
                 redact(&config.url),
                 e.message()
             ))
-        })?;
+        };
+        let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
+        // Listening for broadcasts and sends before the host can make any, and connected
+        // from the first call on: a worker that publishes right after starting is not
+        // refused.
+        let topics = [broker.broadcast_topic(), broker.node_topic(&broker.node_id)];
+        tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
+            .await
+            .map_err(|_| unavailable("SUBSCRIBE timed out"))
+            .and_then(|done| done.map_err(unavailable))
+            .map_err(cannot_reach)?;
         *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+        broker.connected.store(true, Ordering::Release);
         Ok((Arc::new(broker), pubsub))
     }
 
@@ -418,6 +429,8 @@ impl RedisBroker {
         let mut backoff = MIN_BACKOFF;
         let mut restored = false;
         loop {
+            // The first link comes from `connect`, already listening to this node's topics.
+            let reconnecting = first.is_none();
             let link = match first.take() {
                 Some(pubsub) => Ok((None, pubsub)),
                 None => self.open().await.map(|(c, p)| (Some(c), p)),
@@ -438,9 +451,17 @@ impl RedisBroker {
                 }
             };
             let (mut sink, mut stream) = pubsub.split();
-            let mut topics = vec![self.broadcast_topic(), self.node_topic(&self.node_id)];
+            let mut topics = Vec::new();
+            if reconnecting {
+                topics.push(self.broadcast_topic());
+                topics.push(self.node_topic(&self.node_id));
+            }
             topics.extend(watched.keys().map(|c| self.channel_topic(c)));
-            let subscribed = tokio::time::timeout(self.timeout, sink.subscribe(&topics)).await;
+            let subscribed = if topics.is_empty() {
+                Ok(Ok(()))
+            } else {
+                tokio::time::timeout(self.timeout, sink.subscribe(&topics)).await
+            };
             if !matches!(subscribed, Ok(Ok(()))) {
                 if !self
                     .idle(&mut control, &mut watched, jitter(backoff), &mut shutdown)
