@@ -59,6 +59,10 @@ const HEADER: &str = r#"
  * - They fail instead of dropping: HERALD_ERR_QUEUE_FULL when the publish queue is
  *   full, HERALD_ERR_LIMIT when a notify, publish or broadcast to a user needs a new
  *   channel while max_channels channels exist. Either way nothing was queued.
+ * - With the Redis broker ("broker": {"redis": ...}) they wait instead for Redis to
+ *   take the publication, at most broker.redis.timeout_ms, and return
+ *   HERALD_ERR_UNAVAILABLE when it did not (after a timeout: it may have); never
+ *   OK-and-lost. "listen": false starts an emitter: no socket, only the broker.
  * - A server handle is valid from herald_start() until herald_stop(); afterwards
  *   (or if it never existed) calls return HERALD_ERR_INVALID_HANDLE, never crash.
  * - No panic crosses this boundary: an internal error is HERALD_ERR_PANIC.

@@ -15,6 +15,10 @@
  * - They fail instead of dropping: HERALD_ERR_QUEUE_FULL when the publish queue is
  *   full, HERALD_ERR_LIMIT when a notify, publish or broadcast to a user needs a new
  *   channel while max_channels channels exist. Either way nothing was queued.
+ * - With the Redis broker ("broker": {"redis": ...}) they wait instead for Redis to
+ *   take the publication, at most broker.redis.timeout_ms, and return
+ *   HERALD_ERR_UNAVAILABLE when it did not (after a timeout: it may have); never
+ *   OK-and-lost. "listen": false starts an emitter: no socket, only the broker.
  * - A server handle is valid from herald_start() until herald_stop(); afterwards
  *   (or if it never existed) calls return HERALD_ERR_INVALID_HANDLE, never crash.
  * - No panic crosses this boundary: an internal error is HERALD_ERR_PANIC.
@@ -85,6 +89,11 @@ typedef enum herald_status {
    * A configured bound is reached (the channel table is full, say). Nothing was queued.
    */
   HERALD_ERR_LIMIT = 13,
+  /**
+   * The broker (Redis) is unreachable or did not confirm the publication in time.
+   * Nothing was published, or after a timeout, possibly was: never OK-and-lost.
+   */
+  HERALD_ERR_UNAVAILABLE = 14,
 } herald_status;
 
 /**
@@ -113,9 +122,9 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Starts a server and returns once its socket is bound. `config_json` is a JSON
- * object (every key optional; NULL means all defaults). Returns NULL on failure; see
- * `herald_last_error`.
+ * Starts a server and returns once its socket is bound (and, with the Redis broker,
+ * once Redis answered). `config_json` is a JSON object (every key optional; NULL
+ * means all defaults). Returns NULL on failure; see `herald_last_error`.
  */
 struct herald_server *herald_start(const char *config_json);
 

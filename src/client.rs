@@ -2,7 +2,7 @@
 //! liveness, and a way to ask its connection to close.
 
 use crate::memory::MemoryGauge;
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use futures_util::task::AtomicWaker;
 use std::collections::{vec_deque, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +34,10 @@ pub(crate) enum CloseReason {
     RateLimited,
     /// The server is stopping: queued messages go out first.
     Shutdown,
+    /// This node may have missed publications of a channel the client is in (its
+    /// broker link dropped, or a gap showed): the client reconnects and recovers with
+    /// `since`, which tells it whether anything was lost.
+    Resync,
     /// The peer closed or the socket failed: only flush what is pending.
     PeerGone,
 }
@@ -48,6 +52,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => 1009,
             CloseReason::RateLimited => 1008,
             CloseReason::Shutdown => 1001,
+            CloseReason::Resync => 1012,
             CloseReason::PeerGone => 1000,
         }
     }
@@ -68,6 +73,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => "message too big",
             CloseReason::RateLimited => "rate limit exceeded",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::Resync => "missed publications: reconnect and recover",
             CloseReason::PeerGone => "closed by client",
         }
     }
@@ -167,7 +173,7 @@ pub(crate) struct Client {
     last_seen_ms: AtomicU64,
     alive: AtomicBool,
     state: AtomicU8,
-    /// Channels this client is in; changed only under the hub's channel lock.
+    /// Channels this client is in; changed only under the fan-out's channel lock.
     pub subscriptions: Mutex<Vec<Arc<str>>>,
     pub messages_sent: AtomicU64,
 }

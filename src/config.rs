@@ -72,6 +72,42 @@ pub struct Config {
     /// Files served over HTTP on the same port (not JSON: set by Rust hosts).
     #[serde(skip)]
     pub static_files: crate::assets::StaticFiles,
+    /// Serve WebSocket clients (the default). `false` starts an emitter: no socket, only
+    /// a broker, for processes that publish and serve nobody (workers, jobs, scripts).
+    pub listen: bool,
+    /// Where publications are sequenced and kept: in this process (the default) or in
+    /// Redis, shared by every node and emitter that names the same Redis and prefix.
+    pub broker: Option<BrokerConfig>,
+}
+
+/// The broker: `{"redis": {"url": "redis://127.0.0.1:6379", "prefix": "herald:"}}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub redis: Option<RedisConfig>,
+}
+
+/// A Redis broker.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and PUB/SUB channel, so several apps can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// How long a host call waits for Redis to confirm a publication (and how long a
+    /// connection attempt may take); past it the call fails.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_prefix() -> String {
+    "herald:".into()
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    2000
 }
 
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
@@ -185,6 +221,8 @@ impl Default for Config {
             admin_token: None,
             event_queue_bytes: 16 * 1024 * 1024,
             static_files: Default::default(),
+            listen: true,
+            broker: None,
         }
     }
 }
@@ -308,6 +346,33 @@ impl Config {
         if self.max_memory < self.client_queue_bytes {
             return fail("invalid config: max_memory must be >= client_queue_bytes".into());
         }
+        if let Some(redis) = self.redis() {
+            if redis.url.starts_with("rediss://") {
+                return fail(
+                    "invalid config: broker.redis.url: rediss:// (TLS) is not supported by this \
+                     build; reach Redis over a trusted network or a TLS tunnel"
+                        .into(),
+                );
+            }
+            if !redis.url.starts_with("redis://") {
+                return fail("invalid config: broker.redis.url must start with redis://".into());
+            }
+            if redis.prefix.len() > 64 || redis.prefix.chars().any(char::is_control) {
+                return fail("invalid config: broker.redis.prefix must be at most 64 characters, none a control character".into());
+            }
+            if !(1..=60_000).contains(&redis.timeout_ms) {
+                return fail(format!(
+                    "invalid config: broker.redis.timeout_ms must be between 1 and 60000, got {}",
+                    redis.timeout_ms
+                ));
+            }
+        } else if self.broker.is_some() {
+            return fail("invalid config: broker must name a broker (\"redis\")".into());
+        }
+        if !self.listen && self.redis().is_none() {
+            // An emitter without a broker would publish to nobody.
+            return fail("invalid config: listen: false needs a broker (broker.redis)".into());
+        }
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             // An empty or short token is a typo or a guessable secret, never intended.
             return fail("invalid config: admin_token must be at least 16 characters".into());
@@ -384,6 +449,11 @@ impl Config {
             Bound::new("max_memory", self.max_memory, MIB, TIB),
             Bound::new("event_queue_bytes", self.event_queue_bytes, KIB, 4 * GIB),
         ]
+    }
+
+    /// The Redis broker's settings, when one is configured.
+    pub fn redis(&self) -> Option<&RedisConfig> {
+        self.broker.as_ref().and_then(|b| b.redis.as_ref())
     }
 
     pub(crate) fn worker_thread_count(&self) -> usize {

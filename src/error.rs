@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Timeout,
     /// The server has been stopped.
     Stopped,
+    /// The broker (Redis) is unreachable or did not confirm in time: the publication
+    /// was not made, or, after a timeout, may not have been.
+    Unavailable,
     /// A panic was caught at the boundary.
     Panic,
 }
@@ -49,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Stopped => "stopped",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Panic => "panic",
         }
     }

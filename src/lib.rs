@@ -7,14 +7,12 @@
 
 mod assets;
 mod auth;
+mod broker;
 mod client;
 mod config;
-mod connection;
 mod error;
 mod events;
-mod history;
-mod http;
-mod hub;
+mod fanout;
 mod limits;
 mod logging;
 mod memory;
@@ -22,8 +20,7 @@ mod protocol;
 mod server;
 mod stats;
 mod time;
-mod tls;
-mod wire;
+mod transport;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -32,7 +29,9 @@ pub mod ffi;
 
 pub use assets::StaticFiles;
 pub use auth::{AuthDecision, AuthRequest, Authorizer};
-pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
+pub use config::{
+    AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
 pub use server::Server;

@@ -51,7 +51,7 @@ impl MemoryGauge {
         self.queued.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// History keeps its own count under the hub's lock; this mirrors it.
+    /// History keeps its own count under the fan-out's lock; this mirrors it.
     pub fn set_history(&self, bytes: usize) {
         self.history.store(bytes, Ordering::Relaxed);
         if self.total() > self.limit {

@@ -6,7 +6,7 @@
 //! `seq` and `epoch` without serializing again.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{Frame, HEADER_ROOM};
+use crate::transport::wire::{Frame, HEADER_ROOM};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -215,6 +215,20 @@ impl ObjectWriter {
 pub struct OpenObject(Vec<u8>);
 
 impl OpenObject {
+    /// The text so far (no closing brace), as a broker stores and forwards it.
+    pub fn text(&self) -> &str {
+        // Built by the writer from UTF-8 pieces, or copied from a `&str`.
+        std::str::from_utf8(&self.0[TEXT_START..]).expect("open objects hold UTF-8 text")
+    }
+
+    /// An open object received from a broker: `text` as [`OpenObject::text`] gave it.
+    pub fn from_text(text: &str) -> OpenObject {
+        let mut buf = Vec::with_capacity(TEXT_START + text.len() + 48);
+        buf.resize(TEXT_START, 0);
+        buf.extend_from_slice(text.as_bytes());
+        OpenObject(buf)
+    }
+
     pub fn close(mut self) -> Frame {
         self.0.push(b'}');
         Frame::from_room(self.0)
@@ -266,7 +280,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// The hub channel name.
+    /// The channel name.
     pub fn channel(&self) -> String {
         match self {
             Target::Session(s) => session_channel(s),

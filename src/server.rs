@@ -2,16 +2,18 @@
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
 use crate::auth::{AuthDecision, AuthGate, Authorizer};
+use crate::broker::redis::RedisBroker;
+use crate::broker::Watcher;
 use crate::client::{Client, CloseReason, QueueLimits};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
-use crate::hub::{ChannelHold, Hub, HubLimits};
+use crate::fanout::{ChannelHold, Fanout, FanoutLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
-use crate::stats::{ClientSnapshot, Counters, Snapshot};
-use crate::wire::Frame;
+use crate::stats::{BrokerStats, ClientSnapshot, Counters, Snapshot};
+use crate::transport::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -46,13 +48,15 @@ enum Command {
 /// State shared by every task of one server.
 pub(crate) struct Shared {
     pub config: Config,
-    pub hub: Hub,
+    pub fanout: Fanout,
     pub counters: Arc<Counters>,
     pub events: Arc<EventQueue>,
     pub auth: AuthGate,
     pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
+    /// The Redis broker; `None` with the in-memory one.
+    pub broker: Option<Arc<RedisBroker>>,
     started: Instant,
     stopping: AtomicBool,
     /// Set by a stop once the host calls made before it are dispatched: from then on
@@ -86,7 +90,15 @@ impl Shared {
     ) -> Arc<Client> {
         let key = self.next_client.fetch_add(1, Ordering::Relaxed);
         // A bijective mix of a random seed and a counter: unique and hard to guess.
-        let id = format!("{:016x}", splitmix64(self.id_seed ^ key));
+        let id = match &self.broker {
+            // Prefixed with the node, so a host on any node can route a `send` to it.
+            Some(broker) => format!(
+                "{}-{:016x}",
+                broker.node_id(),
+                splitmix64(self.id_seed ^ key)
+            ),
+            None => format!("{:016x}", splitmix64(self.id_seed ^ key)),
+        };
         Client::new(
             key,
             id.into(),
@@ -105,7 +117,7 @@ impl Shared {
 
     pub fn stats_json(&self) -> String {
         let now = self.now_ms();
-        let mut clients = self.hub.clients();
+        let mut clients = self.fanout.clients();
         clients.sort_by_key(|c| c.key);
         let listed: Vec<_> = clients
             .iter()
@@ -124,7 +136,7 @@ impl Shared {
                 idle_ms: now.saturating_sub(client.last_seen_ms()),
             })
             .collect();
-        let size = self.hub.size();
+        let size = self.fanout.size();
         let snapshot = Snapshot {
             counters: &self.counters,
             clients_listed: listed.len(),
@@ -143,12 +155,16 @@ impl Shared {
             port: self.port,
             path: &self.config.path,
             version: crate::version(),
+            broker: match &self.broker {
+                Some(broker) => BrokerStats::Redis(broker.health()),
+                None => BrokerStats::Memory { kind: "memory" },
+            },
         };
         serde_json::to_string(&snapshot).expect("stats always serialize")
     }
 }
 
-fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -195,7 +211,9 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     runtime: Mutex<Option<Runtime>>,
     shutdown: watch::Sender<bool>,
+    /// 0.0.0.0:0 for an emitter (`listen: false`).
     local_addr: SocketAddr,
+    handle: tokio::runtime::Handle,
 }
 
 impl Server {
@@ -211,31 +229,67 @@ impl Server {
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the runtime: {e}")))?;
         let auth = AuthGate::new(&config.auth)?;
-        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-        let listener = {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::transport::tls::acceptor)
+            .transpose()?;
+        let listener = if config.listen {
             let _guard = runtime.enter();
-            bind(&config)?
+            Some(bind(&config)?)
+        } else {
+            None
         };
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        let local_addr = match &listener {
+            Some(listener) => listener
+                .local_addr()
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let seed = random_seed();
+        let broker = match config.redis() {
+            Some(redis) => {
+                let node_id = format!("{:08x}", splitmix64(seed.rotate_left(17)) as u32);
+                let connect = RedisBroker::connect(
+                    redis,
+                    &config.history,
+                    node_id,
+                    splitmix64(seed ^ 0x5eed),
+                );
+                // On a thread of its own: the host may call this from inside a runtime.
+                let connected = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| runtime.block_on(connect))
+                        .join()
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(ErrorKind::Panic, "panic connecting to Redis"))
+                        })
+                });
+                Some(connected?)
+            }
+            None => None,
+        };
         let counters = Arc::new(Counters::default());
-        let limits = HubLimits {
+        let limits = FanoutLimits {
             history: config.history.clone(),
             max_channels: config.max_channels,
             max_subscriptions_per_client: config.max_subscriptions_per_client,
+            pending_buffer: config.client_queue_size,
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
         let shared = Arc::new(Shared {
-            hub: Hub::new(
+            fanout: Fanout::new(
                 limits,
                 epoch_seed,
                 Arc::clone(&counters),
                 Arc::clone(&memory),
+                broker
+                    .as_ref()
+                    .map(|(b, _)| Arc::clone(b) as Arc<dyn Watcher>),
             ),
             memory,
+            broker: broker.as_ref().map(|(b, _)| Arc::clone(b)),
             counters,
             events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
@@ -251,22 +305,29 @@ impl Server {
         });
         let (commands, command_rx) = mpsc::channel(shared.config.publish_queue_size);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        runtime.spawn(accept_loop(
-            Arc::clone(&shared),
-            listener,
-            tls,
-            shutdown_rx.clone(),
-        ));
+        if let Some(listener) = listener {
+            runtime.spawn(accept_loop(
+                Arc::clone(&shared),
+                listener,
+                tls,
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Some((broker, pubsub)) = broker {
+            runtime.spawn(broker.run(Arc::clone(&shared), pubsub, shutdown_rx.clone()));
+        }
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
         runtime.spawn(memory_guard(Arc::clone(&shared), shutdown_rx.clone()));
-        if shared.config.history.size > 0 {
+        if shared.config.history.size > 0 && shared.broker.is_none() {
             runtime.spawn(housekeeping(Arc::clone(&shared), shutdown_rx));
         }
-        tracing::info!(%local_addr, path = %shared.config.path, "herald listening");
+        tracing::info!(%local_addr, path = %shared.config.path, "herald started");
+        let handle = runtime.handle().clone();
         Ok(Server {
             inner: Arc::new(Inner {
                 shared,
+                handle,
                 commands,
                 runtime: Mutex::new(Some(runtime)),
                 shutdown,
@@ -324,8 +385,14 @@ impl Server {
     /// Submits a publication holding its channel's place, so that a full channel table
     /// is an error here and never a publication dropped at dispatch.
     fn submit_publish(&self, channel: String, message: OpenObject) -> Result<()> {
-        let hub = &self.inner.shared.hub;
-        let hold = hub.hold_channel(&channel)?;
+        if let Some(broker) = &self.inner.shared.broker {
+            let broker = Arc::clone(broker);
+            self.through_broker(async move { broker.publish(&channel, message.text()).await })?;
+            Counters::add(&self.inner.shared.counters.publications, 1);
+            return Ok(());
+        }
+        let fanout = &self.inner.shared.fanout;
+        let hold = fanout.hold_channel(&channel)?;
         self.inner
             .commands
             .try_send(Command::Publish {
@@ -339,10 +406,55 @@ impl Server {
                     mpsc::error::TrySendError::Closed(c) => (c, Error::stopped()),
                 };
                 if let Command::Publish { channel, hold, .. } = command {
-                    hub.release_hold(&channel, hold);
+                    fanout.release_hold(&channel, hold);
                 }
                 error
             })
+    }
+
+    /// Runs a broker call on the runtime and waits for it: the host learns whether Redis
+    /// took it. Fails at once while the broker is disconnected, and after the broker
+    /// timeout at most.
+    fn through_broker<T: Send + 'static>(
+        &self,
+        call: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let broker = self
+            .inner
+            .shared
+            .broker
+            .as_ref()
+            .expect("a broker call needs a broker");
+        if !broker.is_connected() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "redis broker: not connected to Redis (reconnecting)",
+            ));
+        }
+        let timeout = Duration::from_millis(
+            self.inner
+                .shared
+                .config
+                .redis()
+                .map_or(2000, |r| r.timeout_ms),
+        );
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.inner.handle.spawn(async move {
+            let result = match tokio::time::timeout(timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "redis broker: no answer within {} ms; the call may or may not have taken effect",
+                        timeout.as_millis()
+                    ),
+                )),
+            };
+            let _ = done.send(result);
+        });
+        answer
+            .recv_timeout(timeout + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err(Error::stopped()))
     }
 
     /// `ai_start` to the subscribers of a session; `task_json` is a JSON object.
@@ -369,6 +481,11 @@ impl Server {
     pub fn broadcast(&self, message_json: &str) -> Result<()> {
         self.check_running()?;
         let message = protocol::host_message(message_json, None)?.close();
+        if let Some(broker) = &self.inner.shared.broker {
+            // Every node delivers it, this one included, when Redis hands it back.
+            let broker = Arc::clone(broker);
+            return self.through_broker(async move { broker.broadcast(message.as_str()).await });
+        }
         self.submit(Command::Broadcast(message))
     }
 
@@ -395,11 +512,27 @@ impl Server {
     pub fn send(&self, client_id: &str, message_json: &str) -> Result<()> {
         self.check_running()?;
         let message = protocol::host_message(message_json, None)?.close();
-        if self.inner.shared.hub.client(client_id).is_none() {
-            return Err(Error::new(
+        let unknown = || {
+            Error::new(
                 ErrorKind::UnknownClient,
                 format!("no connected client has id {client_id:?}"),
-            ));
+            )
+        };
+        if self.inner.shared.fanout.client(client_id).is_none() {
+            let Some(broker) = &self.inner.shared.broker else {
+                return Err(unknown());
+            };
+            // A client of another node: its id starts with that node's id.
+            let Some((node, _)) = client_id.split_once('-') else {
+                return Err(unknown());
+            };
+            if node == broker.node_id() {
+                return Err(unknown());
+            }
+            let (broker, node, id) = (Arc::clone(broker), node.to_string(), client_id.to_string());
+            let listened = self
+                .through_broker(async move { broker.send(&node, &id, message.as_str()).await })?;
+            return if listened { Ok(()) } else { Err(unknown()) };
         }
         self.submit(Command::Send {
             client_id: client_id.to_string(),
@@ -417,7 +550,13 @@ impl Server {
     pub fn history_json(&self, channel: &str) -> Result<String> {
         self.check_running()?;
         protocol::check_name("channel", channel)?;
-        Ok(self.inner.shared.hub.history_json(channel))
+        if let Some(broker) = &self.inner.shared.broker {
+            let (broker, channel) = (Arc::clone(broker), channel.to_string());
+            let frames = self.through_broker(async move { broker.history(&channel).await })?;
+            let texts: Vec<&str> = frames.iter().map(|f| f.as_str()).collect();
+            return Ok(format!("[{}]", texts.join(",")));
+        }
+        Ok(self.inner.shared.fanout.history_json(channel))
     }
 
     /// Installs (or with `None` removes) the event handler. It runs on a dedicated
@@ -503,7 +642,7 @@ impl Inner {
                     let _ = dispatched.await;
                 }
                 shared.closing_clients.store(true, Ordering::SeqCst);
-                for client in shared.hub.clients() {
+                for client in shared.fanout.clients() {
                     client.request_close(CloseReason::Shutdown);
                 }
                 loop {
@@ -622,14 +761,18 @@ async fn accept_loop(
         }
         let shared = Arc::clone(&shared);
         let Some(tls) = &tls else {
-            tokio::spawn(crate::http::serve_socket(shared, tcp, remote, slot));
+            tokio::spawn(crate::transport::http::serve_socket(
+                shared, tcp, remote, slot,
+            ));
             continue;
         };
         let handshake = tls.accept(tcp);
         tokio::spawn(async move {
             let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
             match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(stream)) => crate::http::serve_socket(shared, stream, remote, slot).await,
+                Ok(Ok(stream)) => {
+                    crate::transport::http::serve_socket(shared, stream, remote, slot).await
+                }
                 Ok(Err(e)) => {
                     Counters::add(&shared.counters.tls_failures, 1);
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -649,10 +792,10 @@ async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
                     channel,
                     message,
                     hold,
-                } => shared.hub.publish(&channel, message, hold),
-                Command::Broadcast(message) => shared.hub.broadcast(&message),
+                } => shared.fanout.publish(&channel, message, hold),
+                Command::Broadcast(message) => shared.fanout.broadcast(&message),
                 Command::Send { client_id, message } => {
-                    shared.hub.send(&client_id, message);
+                    shared.fanout.send(&client_id, message);
                 }
                 Command::Barrier(done) => {
                     let _ = done.send(());
@@ -673,7 +816,7 @@ async fn heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         let now = shared.now_ms();
         let timeout = shared.config.heartbeat_timeout_ms;
-        for client in shared.hub.clients() {
+        for client in shared.fanout.clients() {
             // Pings keep a client "alive" even if it never reads: a socket that took no
             // byte for as long is evicted all the same.
             if client.write_stalled_for(now) > timeout {
@@ -699,7 +842,7 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = ticks.tick() => shared.hub.expire_history(Instant::now()),
+            _ = ticks.tick() => shared.fanout.expire_history(Instant::now()),
         }
     }
 }
@@ -720,7 +863,7 @@ async fn memory_guard(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
             continue;
         }
         let mut clients: Vec<(usize, Arc<Client>)> = shared
-            .hub
+            .fanout
             .clients()
             .into_iter()
             .map(|client| (client.queued_bytes(), client))
@@ -741,7 +884,7 @@ async fn memory_guard(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
         }
         if total > target {
             let history_target = target.saturating_sub(memory.queued());
-            shared.hub.trim_history(history_target);
+            shared.fanout.trim_history(history_target);
         }
     }
 }

@@ -73,6 +73,15 @@ pub(crate) struct Snapshot<'a> {
     pub port: u16,
     pub path: &'a str,
     pub version: &'static str,
+    /// `{"kind":"memory"}`, or the Redis broker's health.
+    pub broker: BrokerStats,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum BrokerStats {
+    Memory { kind: &'static str },
+    Redis(crate::broker::redis::Health),
 }
 
 /// One listed client.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of every language: the Rust core (cargo test), then the Python,
 # Node and Go bindings, and the browser client (headless Chromium). Installs what the
-# suites need (pip, npm and Go packages, Debian's chromium) and builds the core.
-# Exits non-zero if any suite fails; the last line sums the suites.
+# suites need (pip, npm and Go packages, Debian's chromium, and redis-server for the Redis
+# broker's tests) and builds the core. Exits non-zero if any suite fails; the last line
+# sums the suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,18 @@ suite() {
     fi
 }
 
+# The Redis broker's tests start their own redis-server on a free loopback port.
+install_redis() {
+    command -v redis-server >/dev/null && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
+    fi
+    command -v redis-server >/dev/null
+}
+
+suite "redis-server" install_redis
 suite "rust core" cargo test -p herald --locked
 suite "python binding" bash bindings/python/run-tests.sh
 suite "node binding" bash bindings/node/run-tests.sh

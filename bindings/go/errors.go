@@ -33,6 +33,10 @@ var (
 	// does not pass by itself (channels are reclaimed once they have no
 	// subscribers and no history left).
 	ErrLimit = errors.New("herald: limit reached")
+	// ErrUnavailable reports that the broker (Redis) did not take a
+	// publication: it is unreachable, or did not confirm in time (then the
+	// publication may have been made). Never OK-and-lost.
+	ErrUnavailable = errors.New("herald: broker unavailable")
 	// ErrIO reports an I/O failure in the core, such as a port already in use
 	// at Start.
 	ErrIO = errors.New("herald: I/O error")
@@ -68,6 +72,7 @@ const (
 	StatusStopped         Status = 11
 	StatusPanic           Status = 12
 	StatusLimit           Status = 13
+	StatusUnavailable     Status = 14
 )
 
 var statusNames = map[Status]string{
@@ -85,6 +90,7 @@ var statusNames = map[Status]string{
 	StatusStopped:         "HERALD_ERR_STOPPED",
 	StatusPanic:           "HERALD_ERR_PANIC",
 	StatusLimit:           "HERALD_ERR_LIMIT",
+	StatusUnavailable:     "HERALD_ERR_UNAVAILABLE",
 }
 
 // String returns the C enumerator name, e.g. "HERALD_ERR_QUEUE_FULL".
@@ -117,6 +123,8 @@ func (s Status) sentinel() error {
 		return ErrQueueFull
 	case StatusLimit:
 		return ErrLimit
+	case StatusUnavailable:
+		return ErrUnavailable
 	case StatusIO:
 		return ErrIO
 	case StatusTimeout:

@@ -364,6 +364,11 @@ export interface Stats {
   path: string;
   /** Core version. */
   version: string;
+  /**
+   * The broker: `{ kind: 'memory' }`, or for Redis `{ kind: 'redis', node, connected,
+   * reconnects, publishRoundTripUs, publishErrors }`.
+   */
+  broker: { kind: 'memory' | 'redis'; [key: string]: unknown };
   [key: string]: unknown;
 }
 
@@ -463,7 +468,9 @@ export type Authorizer = (request: AuthRequest) => AuthDecision | boolean | Prom
  * not connected), `HERALD_QUEUE_FULL`, `HERALD_LIMIT` (a configured bound is
  * reached, e.g. a publication to a new channel while `max_channels` channels
  * exist; nothing was queued), `HERALD_IO` (e.g. port in use),
- * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`.
+ * `HERALD_TIMEOUT`, `HERALD_STOPPED` (the server was closed), `HERALD_PANIC`,
+ * `HERALD_UNAVAILABLE` (the Redis broker did not take a publication: unreachable,
+ * or no confirmation in time, when it may have been made; never OK-and-lost).
  * Arguments of the wrong type throw a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
  */
 export interface HeraldError extends Error {
@@ -481,6 +488,7 @@ export interface HeraldError extends Error {
     | 'HERALD_TIMEOUT'
     | 'HERALD_STOPPED'
     | 'HERALD_PANIC'
+    | 'HERALD_UNAVAILABLE'
     | (string & {});
 }
 

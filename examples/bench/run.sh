@@ -99,6 +99,23 @@ if command -v go >/dev/null && [ -f "$ROOT/bindings/go/go.mod" ]; then
   fi
 fi
 
+# The C host again, publishing through the Redis broker (a redis-server of the kit's
+# own on a free loopback port, no persistence, killed on exit): herald-c-redis.
+REDIS_PID=""
+stop_redis() { if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi; }
+trap stop_redis EXIT
+REDIS_ARGS=()
+if command -v redis-server >/dev/null; then
+  REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.1; done
+  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=redis://127.0.0.1:$REDIS_PORT $KIT/hosts/c/build/herald-c-host")
+  SERVERS+=(herald-c-redis); COST_HOSTS+=(herald-c-redis)
+else
+  NOTES+=("herald-c-redis skipped: redis-server missing (apt-get install -y redis-server)")
+fi
+
 join() { local IFS=,; echo "$*"; }
 for n in "${NOTES[@]+"${NOTES[@]}"}"; do say "note: $n"; done
 
@@ -109,7 +126,7 @@ say "servers: $(join "${SERVERS[@]}"); notify-cost hosts: $(join "${COST_HOSTS[@
   --kit "$KIT" --repo "$ROOT" \
   --servers "$(join "${SERVERS[@]}")" --cost-hosts "$(join "${COST_HOSTS[@]}")" \
   --json "$OUT/results.json" --markdown "$OUT/results.md" --logs "$OUT/logs" \
-  "${ARGS[@]+"${ARGS[@]}"}"
+  "${REDIS_ARGS[@]+"${REDIS_ARGS[@]}"}" "${ARGS[@]+"${ARGS[@]}"}"
 
 if [ "$WRITE" = 1 ]; then
   MD="$ROOT/BENCHMARKS.md"

@@ -55,6 +55,9 @@ pub enum herald_status {
     HERALD_ERR_PANIC = 12,
     /// A configured bound is reached (the channel table is full, say). Nothing was queued.
     HERALD_ERR_LIMIT = 13,
+    /// The broker (Redis) is unreachable or did not confirm the publication in time.
+    /// Nothing was published, or after a timeout, possibly was: never OK-and-lost.
+    HERALD_ERR_UNAVAILABLE = 14,
 }
 
 impl From<ErrorKind> for herald_status {
@@ -74,6 +77,7 @@ impl From<ErrorKind> for herald_status {
             ErrorKind::Stopped => HERALD_ERR_STOPPED,
             ErrorKind::Panic => HERALD_ERR_PANIC,
             ErrorKind::Limit => HERALD_ERR_LIMIT,
+            ErrorKind::Unavailable => HERALD_ERR_UNAVAILABLE,
         }
     }
 }
@@ -83,9 +87,9 @@ impl From<ErrorKind> for herald_status {
 pub type herald_event_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
 
-/// Starts a server and returns once its socket is bound. `config_json` is a JSON
-/// object (every key optional; NULL means all defaults). Returns NULL on failure; see
-/// `herald_last_error`.
+/// Starts a server and returns once its socket is bound (and, with the Redis broker,
+/// once Redis answered). `config_json` is a JSON object (every key optional; NULL
+/// means all defaults). Returns NULL on failure; see `herald_last_error`.
 #[no_mangle]
 pub extern "C" fn herald_start(config_json: *const c_char) -> *mut herald_server {
     guard_ptr(|| {

@@ -19,6 +19,7 @@ from ._ffi import Status, library_path
 from ._server import Authorizer, Event, EventStream, Message, Server, core_version
 from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
+    BrokerUnavailableError,
     HeraldError,
     HeraldIOError,
     HeraldLibraryError,
@@ -74,6 +75,7 @@ __all__ = [
     "UnknownClientError",
     "QueueFullError",
     "LimitError",
+    "BrokerUnavailableError",
     "HeraldIOError",
     "StartIOError",
     "HeraldTimeoutError",

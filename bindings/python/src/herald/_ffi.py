@@ -58,6 +58,7 @@ class Status(enum.IntEnum):
     ERR_STOPPED = 11
     ERR_PANIC = 12
     ERR_LIMIT = 13
+    ERR_UNAVAILABLE = 14
 
 
 #: ``typedef void (*herald_event_callback)(void *user_data, const char *event_json);``

@@ -21,6 +21,7 @@ derives from the closest built-in exception, so ``except ValueError`` / ``except
     ├── UnknownClientError (LookupError)        HERALD_ERR_UNKNOWN_CLIENT
     ├── QueueFullError                          HERALD_ERR_QUEUE_FULL
     ├── LimitError                              HERALD_ERR_LIMIT (e.g. the channel table is full)
+    ├── BrokerUnavailableError                  HERALD_ERR_UNAVAILABLE (Redis did not take it)
     ├── HeraldIOError (OSError)                 HERALD_ERR_IO
     │   └── StartIOError (StartError)           herald_start could not bind/start
     ├── HeraldTimeoutError (TimeoutError)       HERALD_ERR_TIMEOUT
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownClientError",
     "QueueFullError",
     "LimitError",
+    "BrokerUnavailableError",
     "HeraldIOError",
     "StartIOError",
     "HeraldTimeoutError",
@@ -162,6 +164,17 @@ class LimitError(HeraldError):
     default_status = Status.ERR_LIMIT
 
 
+class BrokerUnavailableError(HeraldError):
+    """The Redis broker did not take the publication (``HERALD_ERR_UNAVAILABLE``).
+
+    Redis is unreachable (the node is reconnecting), or did not confirm within
+    ``broker.redis.timeout_ms``, in which case the publication may have been made.
+    Never OK-and-lost.
+    """
+
+    default_status = Status.ERR_UNAVAILABLE
+
+
 class HeraldIOError(HeraldError, OSError):
     """An I/O error in the core, e.g. the port is already in use (``HERALD_ERR_IO``)."""
 
@@ -194,6 +207,7 @@ _BY_STATUS: Dict[int, Type[HeraldError]] = {
     Status.ERR_UNKNOWN_CLIENT: UnknownClientError,
     Status.ERR_QUEUE_FULL: QueueFullError,
     Status.ERR_LIMIT: LimitError,
+    Status.ERR_UNAVAILABLE: BrokerUnavailableError,
     Status.ERR_IO: HeraldIOError,
     Status.ERR_TIMEOUT: HeraldTimeoutError,
     Status.ERR_STOPPED: StoppedError,

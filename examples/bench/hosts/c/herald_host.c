@@ -7,7 +7,8 @@
  *   push <M> <rate> <size>  -> PUSHED <M> <elapsed_ns> <retries>
  *   cost <K> <size>         -> COST <K> <elapsed_ns> <errors> <calling thread's CPU ns>
  *   quit
- * Environment: BENCH_CLIENT_QUEUE (client_queue_size, default 4096), BENCH_SESSION ("bench").
+ * Environment: BENCH_CLIENT_QUEUE (client_queue_size, default 4096), BENCH_SESSION ("bench"),
+ * BENCH_REDIS (a redis:// URL: publish through the Redis broker instead of in memory).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,8 +72,17 @@ int main(void) {
     const char *session = getenv("BENCH_SESSION");
     if (!queue) queue = "4096";
     if (!session) session = "bench";
-    char config[256];
-    snprintf(config, sizeof config, "{\"port\":0,\"client_queue_size\":%s}", queue);
+    /* BENCH_REDIS=redis://host:port: the same host through the Redis broker. */
+    const char *redis = getenv("BENCH_REDIS");
+    char config[512];
+    if (redis && *redis) {
+        snprintf(config, sizeof config,
+                 "{\"port\":0,\"client_queue_size\":%s,"
+                 "\"broker\":{\"redis\":{\"url\":\"%s\",\"prefix\":\"bench:\"}}}",
+                 queue, redis);
+    } else {
+        snprintf(config, sizeof config, "{\"port\":0,\"client_queue_size\":%s}", queue);
+    }
     herald_server *server = herald_start(config);
     if (!server) {
         fprintf(stderr, "herald_start failed: %s\n", herald_last_error());

@@ -1,6 +1,6 @@
 //! A channel's recent publications, bounded by count and age, for recovery.
 
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

@@ -46,8 +46,7 @@ impl Frame {
         }
     }
 
-    /// Frames a copy of `text`.
-    #[cfg(test)]
+    /// Frames a copy of `text` (a message that arrived from a broker, say).
     pub fn text(text: &str) -> Frame {
         let mut buf = Vec::with_capacity(HEADER_ROOM + text.len());
         buf.resize(HEADER_ROOM, 0);

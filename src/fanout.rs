@@ -1,35 +1,44 @@
-//! The hub: who is connected, which channels exist, who listens to each, and what
-//! each channel published recently. Publishing and subscribing take the same lock,
-//! so a subscriber's replay and its live messages never overlap or leave a gap.
+//! The local fan-out: who is connected to this node, which channels its clients listen
+//! to, and handing each publication, framed once, to every local subscriber's queue.
+//! With the in-memory broker each channel entry also holds the channel's log
+//! ([`ChannelLog`]), so publishing and subscribing take the same lock and a
+//! subscriber's replay and its live messages never overlap or leave a gap.
 
-use crate::client::{Client, Delivery, Outbound};
+use crate::broker::memory::ChannelLog;
+use crate::broker::redis::{Fetched, RedisBroker};
+use crate::broker::{Publication, Watcher};
+use crate::client::{Client, CloseReason, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::history::{Entry, History};
 use crate::memory::MemoryGauge;
-use crate::protocol::{self, OpenObject, Position, Since, Target};
+use crate::protocol::{self, OpenObject, Since, Target};
 use crate::stats::Counters;
-use crate::wire::Frame;
+use crate::transport::wire::Frame;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-pub(crate) struct HubLimits {
+pub(crate) struct FanoutLimits {
     pub history: HistoryConfig,
+    /// Publications kept for one subscribe in flight (the client's queue size).
+    pub pending_buffer: usize,
     pub max_channels: usize,
     pub max_subscriptions_per_client: usize,
 }
 
-pub(crate) struct Hub {
+pub(crate) struct Fanout {
     clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
     channels: Mutex<Channels>,
     room: ChannelRoom,
-    limits: HubLimits,
+    limits: FanoutLimits,
     epoch_seed: String,
     counters: Arc<Counters>,
     memory: Arc<MemoryGauge>,
+    /// With a remote broker: told when a channel gains its first local subscriber and
+    /// loses its last. `None` with the in-memory broker.
+    watcher: Option<Arc<dyn Watcher>>,
 }
 
 /// Free places in the channel table. Every channel is created with a place taken
@@ -92,23 +101,34 @@ struct Channel {
     /// The map's key, shared with every subscriber's list of channels.
     name: Arc<str>,
     subscribers: HashMap<u64, Arc<Client>>,
-    seq: u64,
-    epoch: Arc<str>,
-    history: History,
+    log: ChannelLog,
     /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
     pinned: usize,
+    /// With a remote broker: clients whose subscribe is reading the channel's position
+    /// (and replay) from the broker, and what was published meanwhile.
+    pending: Vec<Pending>,
+}
+
+/// A subscribe in flight with a remote broker: live publications are kept until its
+/// replay is known, then delivered after it without duplicates.
+struct Pending {
+    key: u64,
+    client: Arc<Client>,
+    buffered: Vec<(u64, Arc<str>, Frame)>,
+    /// More arrived than the client's queue could ever hold.
+    overflowed: bool,
+    /// Set once the subscribe finished with the client already past this node's live
+    /// stream (it read a position whose publications are still on their way here):
+    /// it joins the live subscribers once a publication after this seq arrives.
+    after: Option<u64>,
 }
 
 impl Channel {
-    fn position(&self) -> Position {
-        Position {
-            seq: self.seq,
-            epoch: self.epoch.to_string(),
-        }
-    }
-
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
+        self.subscribers.is_empty()
+            && self.log.history.is_empty()
+            && self.pinned == 0
+            && self.pending.is_empty()
     }
 }
 
@@ -125,14 +145,15 @@ pub(crate) struct HubSize {
     pub history_bytes: usize,
 }
 
-impl Hub {
+impl Fanout {
     pub fn new(
-        limits: HubLimits,
+        limits: FanoutLimits,
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
-    ) -> Hub {
-        Hub {
+        watcher: Option<Arc<dyn Watcher>>,
+    ) -> Fanout {
+        Fanout {
             clients: RwLock::default(),
             channels: Mutex::default(),
             room: ChannelRoom::new(limits.max_channels),
@@ -140,6 +161,7 @@ impl Hub {
             epoch_seed,
             counters,
             memory,
+            watcher,
         }
     }
 
@@ -200,7 +222,7 @@ impl Hub {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         for name in subscribed {
-            channels.remove_subscriber(&name, client.key, &self.room);
+            channels.remove_subscriber(&name, client.key, self);
         }
     }
 
@@ -252,17 +274,14 @@ impl Hub {
         let channels = &mut *channels;
         let channel = channels.get_or_create_for_client(&name, self)?;
         let name = Arc::clone(&channel.name);
-        let position = channel.position();
+        let position = channel.log.position();
         let recovered = since.map(|since| {
-            let replay = if *since.epoch == *channel.epoch {
-                channel.history.after(since.seq, channel.seq)
-            } else {
-                None
-            };
             // A replay that could never fit the client's byte budget is refused, not
             // sent to evict it: the client refetches instead.
-            let replay = replay
-                .map(|entries| Outbound::Replay(entries.map(|entry| entry.text.clone()).collect()))
+            let replay = channel
+                .log
+                .replay(since)
+                .map(Outbound::Replay)
                 .filter(|missed| client.fits_budget(missed.byte_len()));
             match replay {
                 Some(missed) => {
@@ -325,9 +344,278 @@ impl Hub {
         });
         drop(subscriptions);
         for name in &left {
-            channels.remove_subscriber(name, client.key, &self.room);
+            channels.remove_subscriber(name, client.key, self);
         }
         left
+    }
+
+    // -- with a remote broker -----------------------------------------------
+
+    /// Subscribes through a remote broker. The client waits as pending while the
+    /// channel's position (and, with `since`, its replay) is read from the broker;
+    /// publications arriving meanwhile are kept, and after the reply and replay only
+    /// those past the last one replayed are delivered: no gap, no duplicate.
+    pub async fn subscribe_remote(
+        &self,
+        broker: &RedisBroker,
+        client: &Arc<Client>,
+        target: &Target,
+        since: Option<&Since>,
+        reply: bool,
+    ) -> Result<Subscription> {
+        let name: Arc<str> = {
+            let mut channels = self.channels();
+            let requested = target.channel();
+            let already = client
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|subscribed| **subscribed == *requested);
+            if already {
+                // Nothing to recover: it has been receiving all along.
+                let channel = channels.get_or_create_for_client(&requested, self)?;
+                if reply {
+                    let recovered = since.map(|_| true);
+                    client.enqueue(protocol::subscribed(
+                        target,
+                        &channel.log.position(),
+                        recovered,
+                    ));
+                }
+                return Ok(Subscription {
+                    channel: Arc::clone(&channel.name),
+                    newly_subscribed: false,
+                });
+            }
+            if client.subscription_count() >= self.limits.max_subscriptions_per_client {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "subscription limit reached ({} per client)",
+                        self.limits.max_subscriptions_per_client
+                    ),
+                ));
+            }
+            let channel = channels.get_or_create_for_client(&requested, self)?;
+            channel.pending.push(Pending {
+                key: client.key,
+                client: Arc::clone(client),
+                buffered: Vec::new(),
+                overflowed: false,
+                after: None,
+            });
+            Arc::clone(&channel.name)
+        };
+        let mut guard = PendingGuard {
+            fanout: self,
+            channel: Arc::clone(&name),
+            key: client.key,
+            armed: true,
+        };
+        let fetched = if broker.ready(&name).await {
+            broker.fetch(&name, since).await
+        } else {
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "redis broker: not connected",
+            ))
+        };
+        guard.armed = false;
+        self.finish_remote_subscribe(client, target, since, reply, &name, fetched)
+    }
+
+    fn finish_remote_subscribe(
+        &self,
+        client: &Arc<Client>,
+        target: &Target,
+        since: Option<&Since>,
+        reply: bool,
+        name: &Arc<str>,
+        fetched: Result<Fetched>,
+    ) -> Result<Subscription> {
+        let mut channels = self.channels();
+        let channels = &mut *channels;
+        let ch = channels
+            .map
+            .get_mut(name)
+            .expect("a pending subscribe keeps its channel");
+        let at = ch
+            .pending
+            .iter()
+            .position(|p| p.key == client.key && p.after.is_none())
+            .expect("a pending subscribe is finished once");
+        let pending = ch.pending.swap_remove(at);
+        if client.close_requested().is_some() {
+            // Gone meanwhile: unregistering did not know of this subscribe.
+            if ch.is_idle() {
+                channels.reclaim(name, self);
+            }
+            return Err(Error::new(ErrorKind::Stopped, "client closed"));
+        }
+        let (position, replay) = match fetched {
+            Ok(fetched) => {
+                if ch.log.epoch.is_empty() {
+                    // The first position this node learns: the live stream goes on
+                    // from here.
+                    ch.log.seq = fetched.position.seq;
+                    ch.log.epoch = fetched.position.epoch.as_str().into();
+                }
+                (fetched.position, fetched.replay)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, channel = %name, "subscribe without the broker");
+                (ch.log.position(), None)
+            }
+        };
+        let epoch = &position.epoch;
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut last = position.seq;
+        let recovered = since.map(|_| {
+            let Some(entries) = &replay else {
+                return false;
+            };
+            frames = entries
+                .iter()
+                .map(|(seq, body)| OpenObject::from_text(body).close_with_position(*seq, epoch))
+                .collect();
+            client.fits_budget(frames.iter().map(Frame::wire_len).sum::<usize>())
+        });
+        if recovered == Some(false) {
+            frames.clear();
+        }
+        match recovered {
+            Some(true) => Counters::add(&self.counters.recoveries, 1),
+            Some(false) => Counters::add(&self.counters.recoveries_failed, 1),
+            None => {}
+        }
+        if let Some(true) = recovered {
+            last = replay
+                .as_ref()
+                .and_then(|r| r.last().map(|(seq, _)| *seq))
+                .unwrap_or(last)
+                .max(since.map_or(0, |s| s.seq));
+        }
+        if reply {
+            client.enqueue(protocol::subscribed(target, &position, recovered));
+        }
+        if !frames.is_empty() {
+            self.deliver(client, Outbound::Replay(frames));
+        }
+        let mut out_of_epoch = pending.overflowed;
+        for (seq, pub_epoch, frame) in pending.buffered {
+            if *pub_epoch != **epoch && !epoch.is_empty() {
+                out_of_epoch = true;
+            } else if seq > last {
+                self.deliver(client, frame);
+                last = seq;
+            }
+        }
+        if out_of_epoch && client.request_close(CloseReason::Resync) {
+            client.close_queue();
+        }
+        let ahead = *ch.log.epoch == **epoch && last > ch.log.seq;
+        let newly_subscribed = if ahead {
+            // Publications up to `last` are still on their way to this node: the
+            // client has them already, the live subscribers not yet.
+            ch.pending.push(Pending {
+                key: client.key,
+                client: Arc::clone(client),
+                buffered: Vec::new(),
+                overflowed: false,
+                after: Some(last),
+            });
+            true
+        } else {
+            ch.subscribers
+                .insert(client.key, Arc::clone(client))
+                .is_none()
+        };
+        if newly_subscribed {
+            channels.subscriptions += 1;
+            client
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Arc::clone(name));
+        }
+        Ok(Subscription {
+            channel: Arc::clone(name),
+            newly_subscribed,
+        })
+    }
+
+    /// A publication from a remote broker: framed once, queued for every local
+    /// subscriber. A gap in seq or a new epoch means this node missed something: the
+    /// channel's clients are asked to reconnect and recover, never left silently short.
+    pub fn deliver_remote(&self, publication: Publication) {
+        let mut channels = self.channels();
+        let Some(ch) = channels.map.get_mut(&*publication.channel) else {
+            return; // no local subscriber any more
+        };
+        let known = !ch.log.epoch.is_empty();
+        let same_epoch = *ch.log.epoch == *publication.epoch;
+        if known && same_epoch && publication.seq <= ch.log.seq {
+            return; // already delivered
+        }
+        let gap = known && !(same_epoch && publication.seq == ch.log.seq + 1);
+        if gap {
+            let waiting = ch.pending.iter().filter(|p| p.after.is_some());
+            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+                if client.request_close(CloseReason::Resync) {
+                    client.close_queue();
+                }
+            }
+        }
+        ch.log.seq = publication.seq;
+        if !same_epoch {
+            ch.log.epoch = Arc::clone(&publication.epoch);
+        }
+        let frame = publication
+            .body
+            .close_with_position(publication.seq, &publication.epoch);
+        for client in ch.subscribers.values() {
+            self.deliver(client, frame.clone());
+        }
+        if ch.pending.is_empty() {
+            return;
+        }
+        let subscribers = &mut ch.subscribers;
+        ch.pending.retain_mut(|pending| match pending.after {
+            Some(after) if !gap && publication.seq > after => {
+                self.deliver(&pending.client, frame.clone());
+                subscribers.insert(pending.key, Arc::clone(&pending.client));
+                false
+            }
+            Some(_) => true,
+            None => {
+                if pending.buffered.len() >= self.limits.pending_buffer {
+                    pending.overflowed = true;
+                } else if !pending.overflowed {
+                    let epoch = Arc::clone(&publication.epoch);
+                    pending
+                        .buffered
+                        .push((publication.seq, epoch, frame.clone()));
+                }
+                true
+            }
+        });
+    }
+
+    /// The link to the broker was restored: what was published meanwhile never came
+    /// here, so every subscriber on this node reconnects and recovers with `since`.
+    pub fn resync_all(&self) {
+        let mut channels = self.channels();
+        for ch in channels.map.values_mut() {
+            ch.log.epoch = "".into();
+            ch.log.seq = 0;
+            let waiting = ch.pending.iter().filter(|p| p.after.is_some());
+            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+                if client.request_close(CloseReason::Resync) {
+                    client.close_queue();
+                }
+            }
+        }
     }
 
     // -- publishing -------------------------------------------------------
@@ -354,7 +642,7 @@ impl Hub {
         ))
     }
 
-    /// Gives back what [`Hub::hold_channel`] took, for a publication never dispatched.
+    /// Gives back what [`Fanout::hold_channel`] took, for a publication never dispatched.
     pub fn release_hold(&self, channel: &str, hold: ChannelHold) {
         let mut channels = self.channels();
         channels.release(channel, hold, &self.room);
@@ -385,8 +673,7 @@ impl Hub {
         if let ChannelHold::Pinned = hold {
             ch.pinned -= 1;
         }
-        ch.seq += 1;
-        let text = message.close_with_position(ch.seq, &ch.epoch);
+        let text = ch.log.append(message);
         self.fan_out(ch.subscribers.values(), &text);
         if !keep_history {
             if ch.is_idle() {
@@ -395,13 +682,7 @@ impl Hub {
             }
             return;
         }
-        let entry = Entry {
-            seq: ch.seq,
-            text,
-            at: Instant::now(),
-        };
-        let added = entry.cost();
-        let freed = ch.history.push(entry, self.limits.history.size);
+        let (added, freed) = ch.log.keep(text, self.limits.history.size);
         channels.history_bytes = channels.history_bytes + added - freed;
         if channels.history_bytes > self.limits.history.max_bytes {
             channels.trim_history(self.limits.history.max_bytes / 10 * 9, &self.room);
@@ -437,7 +718,7 @@ impl Hub {
         let channels = self.channels();
         let mut out = String::from("[");
         if let Some(ch) = channels.map.get(channel) {
-            for (i, entry) in ch.history.iter().enumerate() {
+            for (i, entry) in ch.log.history.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -456,7 +737,7 @@ impl Hub {
         let mut freed = 0;
         let mut removed = 0;
         channels.map.retain(|_, ch| {
-            freed += ch.history.expire(now, ttl);
+            freed += ch.log.history.expire(now, ttl);
             let keep = !ch.is_idle();
             removed += usize::from(!keep);
             keep
@@ -481,7 +762,7 @@ impl Hub {
 impl Channels {
     /// The channel for a client's subscribe, created if there is room above the part
     /// of the table kept for the host.
-    fn get_or_create_for_client(&mut self, name: &str, hub: &Hub) -> Result<&mut Channel> {
+    fn get_or_create_for_client(&mut self, name: &str, hub: &Fanout) -> Result<&mut Channel> {
         if !self.map.contains_key(name) {
             if !hub.room.take_for_client() {
                 Counters::add(&hub.counters.channels_rejected, 1);
@@ -499,17 +780,26 @@ impl Channels {
     }
 
     /// Creates a channel; its place in the table was taken by the caller.
-    fn create(&mut self, name: &str, hub: &Hub) -> &mut Channel {
-        self.epochs_issued += 1;
-        let epoch: Arc<str> = format!("{}{}", hub.epoch_seed, self.epochs_issued).into();
+    fn create(&mut self, name: &str, hub: &Fanout) -> &mut Channel {
         let key: Arc<str> = name.into();
+        // With a remote broker the position is the broker's, learnt when the first
+        // subscribe reads it or the first publication arrives.
+        let epoch: Arc<str> = match &hub.watcher {
+            Some(watcher) => {
+                watcher.watch(&key);
+                "".into()
+            }
+            None => {
+                self.epochs_issued += 1;
+                format!("{}{}", hub.epoch_seed, self.epochs_issued).into()
+            }
+        };
         let channel = Channel {
             name: Arc::clone(&key),
             subscribers: HashMap::new(),
-            seq: 0,
-            epoch,
-            history: History::default(),
+            log: ChannelLog::new(epoch),
             pinned: 0,
+            pending: Vec::new(),
         };
         self.map.entry(key).or_insert(channel)
     }
@@ -530,14 +820,26 @@ impl Channels {
         }
     }
 
-    fn remove_subscriber(&mut self, name: &str, key: u64, room: &ChannelRoom) {
+    fn remove_subscriber(&mut self, name: &str, key: u64, hub: &Fanout) {
         if let Some(ch) = self.map.get_mut(name) {
-            if ch.subscribers.remove(&key).is_some() {
+            let before = ch.pending.len();
+            ch.pending.retain(|p| p.key != key || p.after.is_none());
+            if ch.subscribers.remove(&key).is_some() || ch.pending.len() < before {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {
-                self.map.remove(name);
-                room.give_back();
+                self.reclaim(name, hub);
+            }
+        }
+    }
+
+    /// Removes an idle channel: its place goes back to the table, and a remote broker
+    /// stops sending it here.
+    fn reclaim(&mut self, name: &str, hub: &Fanout) {
+        if let Some((key, _)) = self.map.remove_entry(name) {
+            hub.room.give_back();
+            if let Some(watcher) = &hub.watcher {
+                watcher.unwatch(&key);
             }
         }
     }
@@ -548,7 +850,8 @@ impl Channels {
             .map
             .iter()
             .filter_map(|(name, ch)| {
-                ch.history
+                ch.log
+                    .history
                     .oldest_at()
                     .map(|at| Reverse((at, Arc::clone(name))))
             })
@@ -560,16 +863,40 @@ impl Channels {
             let Some(ch) = self.map.get_mut(&name) else {
                 continue;
             };
-            if let Some(entry) = ch.history.pop_oldest() {
+            if let Some(entry) = ch.log.history.pop_oldest() {
                 self.history_bytes -= entry.cost();
             }
-            match ch.history.oldest_at() {
+            match ch.log.history.oldest_at() {
                 Some(at) => oldest.push(Reverse((at, name))),
                 None if ch.is_idle() => {
                     self.map.remove(&name);
                     room.give_back();
                 }
                 None => {}
+            }
+        }
+    }
+}
+
+/// Drops a pending subscribe whose future was dropped (its connection closed) before
+/// it finished, so the channel can be reclaimed.
+struct PendingGuard<'a> {
+    fanout: &'a Fanout,
+    channel: Arc<str>,
+    key: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut channels = self.fanout.channels();
+        if let Some(ch) = channels.map.get_mut(&self.channel) {
+            ch.pending.retain(|p| p.key != self.key);
+            if ch.is_idle() {
+                channels.reclaim(&self.channel, self.fanout);
             }
         }
     }

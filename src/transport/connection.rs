@@ -9,7 +9,7 @@ use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
 use crate::stats::Counters;
 use crate::time::now_iso;
-use crate::wire::{WireIo, PING};
+use crate::transport::wire::{WireIo, PING};
 use futures_util::StreamExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -111,7 +111,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         remote,
     );
     client.enqueue(protocol::connection(&client.id));
-    shared.hub.register(Arc::clone(&client));
+    shared.fanout.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
     // The URL's subscriptions exist before the host hears of the client, so a host that
@@ -351,7 +351,7 @@ impl Connection {
         let peer_close = self.close_handshake(reason).await;
         drop(slot);
         let (shared, client) = (&self.shared, &self.client);
-        shared.hub.unregister(client);
+        shared.fanout.unregister(client);
         client.set_wire_bytes(0);
         client.mark_closed();
         Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
@@ -452,7 +452,7 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
             }));
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
-            for channel in shared.hub.unsubscribe(client, target.as_ref()) {
+            for channel in shared.fanout.unsubscribe(client, target.as_ref()) {
                 shared
                     .events
                     .push(Event::unsubscribed(&client.id, &channel));
@@ -491,7 +491,16 @@ async fn subscribe(
         client.enqueue(protocol::error("forbidden", &why));
         return None;
     }
-    match shared.hub.subscribe(client, target, since, reply) {
+    let subscribed = match &shared.broker {
+        Some(broker) => {
+            shared
+                .fanout
+                .subscribe_remote(broker, client, target, since, reply)
+                .await
+        }
+        None => shared.fanout.subscribe(client, target, since, reply),
+    };
+    match subscribed {
         Ok(sub) if sub.newly_subscribed => Some(Event::subscribed(&client.id, &sub.channel)),
         Ok(_) => None,
         Err(e) => {

@@ -1,10 +1,10 @@
 //! HTTP on the WebSocket port: the upgrade itself, `/healthz` and `/api/ws/stats`.
 
-use crate::connection::{self, Handshake, Upgrade};
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
 use crate::server::Shared;
 use crate::stats::Counters;
+use crate::transport::connection::{self, Handshake, Upgrade};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};

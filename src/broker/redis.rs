@@ -1,0 +1,716 @@
+//! The Redis broker: channels shared by every node and emitter that use the same Redis
+//! and key prefix.
+//!
+//! - **Sequencing** is one Lua script per publication, atomic in Redis: the channel's
+//!   seq (`HINCRBY`), its epoch (created when missing, so a Redis that lost its data
+//!   gives every channel a new epoch), the stream entry (`XADD` with id `seq-0`,
+//!   `MAXLEN ~ history.size`, the stream expiring `history.ttl_ms` after the last
+//!   publication) and the `PUBLISH` to the nodes, in that order.
+//! - **Fan-out**: each node subscribes (PUB/SUB) only to the channels its local clients
+//!   are in, and unsubscribes when the last one leaves; one Redis message per
+//!   publication per node, framed once on that node.
+//! - **Recovery** reads the stream (`XRANGE` from `since + 1`), on whichever node.
+//! - **Host calls** wait for Redis to confirm, at most `timeout_ms`, or fail at once
+//!   while the link is down: an error, never OK-and-lost.
+//! - **The link** (one command connection, one PUB/SUB connection) reconnects with
+//!   backoff and resubscribes; the clients of this node are then asked to reconnect
+//!   and recover, since publications may have been missed meanwhile.
+
+use super::{Publication, Watcher};
+use crate::config::{HistoryConfig, RedisConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::{OpenObject, Position, Since};
+use crate::server::Shared;
+use crate::transport::wire::Frame;
+use futures_util::{FutureExt, StreamExt};
+use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
+use redis::{AsyncConnectionConfig, Script, Value};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A channel's seq and epoch outlive its history by this much at least, so a client
+/// that comes back within a day learns its position is gone (a new epoch) rather than
+/// meeting a seq that restarted from 1.
+const META_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// KEYS: meta, stream. ARGV: topic, body, history size, ttl ms, meta ttl ms, epoch
+/// candidate. A new epoch drops any stream left from an older one, so stream ids
+/// (`seq-0`) always grow.
+const PUBLISH_LUA: &str = r"
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[6]) == 1 then
+  redis.call('DEL', KEYS[2])
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'b', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('PUBLISH', ARGV[1], string.format('%d:', seq) .. epoch .. ':' .. ARGV[2])
+return {seq, epoch}
+";
+
+/// KEYS: meta, stream. ARGV: since seq ('' for none), most entries to replay, epoch
+/// candidate, meta ttl ms. Returns {seq, epoch, entries}.
+const RECOVER_LUA: &str = r"
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+local seq = tonumber(meta[1] or '0')
+local entries = {}
+if ARGV[1] ~= '' then
+  local since = tonumber(ARGV[1])
+  if since < seq and seq - since <= tonumber(ARGV[2]) then
+    entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', since + 1), '+', 'COUNT', seq - since)
+  end
+end
+return {seq, meta[2], entries}
+";
+
+/// KEYS: meta, stream. ARGV: most entries. Returns {epoch or '', newest first}.
+const HISTORY_LUA: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return {'', {}} end
+return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
+";
+
+/// Broker health, for stats.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Health {
+    pub kind: &'static str,
+    pub node: String,
+    pub connected: bool,
+    pub reconnects: u64,
+    pub publish_round_trip_us: u64,
+    pub publish_errors: u64,
+}
+
+/// Stream entries as (seq, body), oldest first.
+pub(crate) type Entries = Vec<(u64, String)>;
+
+/// What a subscribe with or without `since` reads from Redis.
+pub(crate) struct Fetched {
+    pub position: Position,
+    /// Every publication after `since`, in order, when Redis still holds all of them.
+    pub replay: Option<Entries>,
+}
+
+enum Control {
+    /// A local channel gained its first subscriber: subscribe to its topic.
+    Watch(Arc<str>),
+    /// It lost its last one.
+    Unwatch(Arc<str>),
+    /// Answered true once the topic's subscription is live (after every earlier Watch).
+    Ready(Arc<str>, oneshot::Sender<bool>),
+}
+
+pub(crate) struct RedisBroker {
+    client: redis::Client,
+    prefix: String,
+    node_id: String,
+    timeout: Duration,
+    history_size: usize,
+    ttl_ms: u64,
+    command: RwLock<Option<MultiplexedConnection>>,
+    control: mpsc::UnboundedSender<Control>,
+    control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
+    /// Woken when a command found the connection broken, so the link reconnects now.
+    link_lost: Notify,
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+    publish_rtt_us: AtomicU64,
+    publish_errors: AtomicU64,
+    epoch_seed: u64,
+    epochs: AtomicU64,
+    publish_script: Script,
+    recover_script: Script,
+    history_script: Script,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Unavailable, format!("redis broker: {what}"))
+}
+
+impl RedisBroker {
+    /// Connects, or fails when Redis cannot be reached within the timeout: a node that
+    /// starts without its broker would serve clients that hear nothing.
+    pub async fn connect(
+        config: &RedisConfig,
+        history: &HistoryConfig,
+        node_id: String,
+        epoch_seed: u64,
+    ) -> Result<(Arc<RedisBroker>, PubSub)> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("invalid config: broker.redis.url: {e}"),
+            )
+        })?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let broker = RedisBroker {
+            client,
+            prefix: config.prefix.clone(),
+            node_id,
+            timeout: Duration::from_millis(config.timeout_ms),
+            history_size: history.size,
+            ttl_ms: history.ttl_ms.max(1),
+            command: RwLock::new(None),
+            control,
+            control_rx: Mutex::new(Some(control_rx)),
+            link_lost: Notify::new(),
+            connected: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+            publish_rtt_us: AtomicU64::new(0),
+            publish_errors: AtomicU64::new(0),
+            epoch_seed,
+            epochs: AtomicU64::new(0),
+            publish_script: Script::new(PUBLISH_LUA),
+            recover_script: Script::new(RECOVER_LUA),
+            history_script: Script::new(HISTORY_LUA),
+        };
+        let cannot_reach = |e: Error| {
+            unavailable(format!(
+                "cannot reach {}: {}",
+                redact(&config.url),
+                e.message()
+            ))
+        };
+        let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
+        // Listening for broadcasts and sends before the host can make any, and connected
+        // from the first call on: a worker that publishes right after starting is not
+        // refused.
+        let topics = [broker.broadcast_topic(), broker.node_topic(&broker.node_id)];
+        tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
+            .await
+            .map_err(|_| unavailable("SUBSCRIBE timed out"))
+            .and_then(|done| done.map_err(unavailable))
+            .map_err(cannot_reach)?;
+        *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+        broker.connected.store(true, Ordering::Release);
+        Ok((Arc::new(broker), pubsub))
+    }
+
+    async fn open(&self) -> Result<(MultiplexedConnection, PubSub)> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let command = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(unavailable)?;
+        let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| unavailable("connection timed out"))?
+            .map_err(unavailable)?;
+        Ok((command, pubsub))
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub fn health(&self) -> Health {
+        Health {
+            kind: "redis",
+            node: self.node_id.clone(),
+            connected: self.is_connected(),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn meta_key(&self, channel: &str) -> String {
+        format!("{}meta:{channel}", self.prefix)
+    }
+
+    fn stream_key(&self, channel: &str) -> String {
+        format!("{}stream:{channel}", self.prefix)
+    }
+
+    fn channel_topic(&self, channel: &str) -> String {
+        format!("{}ch:{channel}", self.prefix)
+    }
+
+    fn broadcast_topic(&self) -> String {
+        format!("{}broadcast", self.prefix)
+    }
+
+    fn node_topic(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    fn new_epoch(&self) -> String {
+        let n = self.epochs.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}", crate::server::splitmix64(self.epoch_seed ^ n))
+    }
+
+    /// The command connection, or `Unavailable` at once while the link is down.
+    fn connection(&self) -> Result<MultiplexedConnection> {
+        if !self.is_connected() {
+            return Err(unavailable("not connected to Redis"));
+        }
+        self.command
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| unavailable("not connected to Redis"))
+    }
+
+    /// A failed command: a broken connection wakes the link to reconnect.
+    fn failed(&self, e: redis::RedisError) -> Error {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+            self.link_lost.notify_one();
+        }
+        unavailable(e)
+    }
+
+    /// Sequences and publishes; Ok once Redis holds the publication.
+    pub async fn publish(&self, channel: &str, body: &str) -> Result<Position> {
+        let mut conn = self.connection()?;
+        let started = Instant::now();
+        let result: redis::RedisResult<(u64, String)> = self
+            .publish_script
+            .key(self.meta_key(channel))
+            .key(self.stream_key(channel))
+            .arg(self.channel_topic(channel))
+            .arg(body)
+            .arg(self.history_size)
+            .arg(self.ttl_ms)
+            .arg(META_TTL_MS.max(self.ttl_ms))
+            .arg(self.new_epoch())
+            .invoke_async(&mut conn)
+            .await;
+        match result {
+            Ok((seq, epoch)) => {
+                let us = started.elapsed().as_micros() as u64;
+                self.publish_rtt_us.store(us, Ordering::Relaxed);
+                Ok(Position { seq, epoch })
+            }
+            Err(e) => {
+                self.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(self.failed(e))
+            }
+        }
+    }
+
+    /// PUBLISH to every node: their local clients each get `text`.
+    pub async fn broadcast(&self, text: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        redis::cmd("PUBLISH")
+            .arg(self.broadcast_topic())
+            .arg(text)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// To a client of another node: false when that node is not listening.
+    pub async fn send(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
+        let mut conn = self.connection()?;
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(self.node_topic(node))
+            .arg(format!("{client_id}\n{text}"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(receivers > 0)
+    }
+
+    /// The channel's position and, with `since`, what came after it.
+    pub async fn fetch(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
+        let mut conn = self.connection()?;
+        let max_replay = self.history_size.max(1) * 2;
+        let value: Value = self
+            .recover_script
+            .key(self.meta_key(channel))
+            .key(self.stream_key(channel))
+            .arg(since.map(|s| s.seq.to_string()).unwrap_or_default())
+            .arg(max_replay)
+            .arg(self.new_epoch())
+            .arg(META_TTL_MS.max(self.ttl_ms))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let (seq, epoch, entries) = parse_recover(value)?;
+        let replay = since.and_then(|since| {
+            if since.epoch != epoch || since.seq > seq {
+                return None;
+            }
+            let expected = (since.seq + 1..=seq).collect::<Vec<_>>();
+            let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
+            (seqs == expected).then_some(entries)
+        });
+        Ok(Fetched {
+            position: Position { seq, epoch },
+            replay,
+        })
+    }
+
+    /// The channel's history as closed JSON texts, oldest first.
+    pub async fn history(&self, channel: &str) -> Result<Vec<Frame>> {
+        let mut conn = self.connection()?;
+        let value: Value = self
+            .history_script
+            .key(self.meta_key(channel))
+            .key(self.stream_key(channel))
+            .arg(self.history_size.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Value::Array(mut parts) = value else {
+            return Err(unavailable("unexpected reply to the history script"));
+        };
+        let entries = parts
+            .pop()
+            .map(parse_entries)
+            .transpose()?
+            .unwrap_or_default();
+        let epoch = parts
+            .pop()
+            .map(bulk_string)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .rev()
+            .map(|(seq, body)| OpenObject::from_text(&body).close_with_position(seq, &epoch))
+            .collect())
+    }
+
+    /// Waits until the channel's topic is subscribed on this node; false while the
+    /// link is down.
+    pub async fn ready(&self, channel: &Arc<str>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Ready(Arc::clone(channel), tx))
+            .is_err()
+        {
+            return false;
+        }
+        matches!(tokio::time::timeout(self.timeout, rx).await, Ok(Ok(true)))
+    }
+
+    /// Keeps the link: PUB/SUB messages to the fan-out, subscriptions following the
+    /// local channels, reconnection with backoff. Ends at shutdown.
+    pub async fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        first: PubSub,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let Some(mut control) = self
+            .control_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut watched: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut first = Some(first);
+        let mut backoff = MIN_BACKOFF;
+        let mut restored = false;
+        loop {
+            // The first link comes from `connect`, already listening to this node's topics.
+            let reconnecting = first.is_none();
+            let link = match first.take() {
+                Some(pubsub) => Ok((None, pubsub)),
+                None => self.open().await.map(|(c, p)| (Some(c), p)),
+            };
+            let (command, pubsub) = match link {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis broker: reconnect failed");
+                    let wait = jitter(backoff);
+                    if !self
+                        .idle(&mut control, &mut watched, wait, &mut shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let mut topics = Vec::new();
+            if reconnecting {
+                topics.push(self.broadcast_topic());
+                topics.push(self.node_topic(&self.node_id));
+            }
+            topics.extend(watched.keys().map(|c| self.channel_topic(c)));
+            let subscribed = if topics.is_empty() {
+                Ok(Ok(()))
+            } else {
+                tokio::time::timeout(self.timeout, sink.subscribe(&topics)).await
+            };
+            if !matches!(subscribed, Ok(Ok(()))) {
+                if !self
+                    .idle(&mut control, &mut watched, jitter(backoff), &mut shutdown)
+                    .await
+                {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            if let Some(command) = command {
+                *self.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+            }
+            // A failure noticed before this link existed is not about it.
+            let _ = self.link_lost.notified().now_or_never();
+            self.connected.store(true, Ordering::Release);
+            if restored {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("redis broker: reconnected");
+                // Publications made while the link was down never reached this node.
+                shared.fanout.resync_all();
+            }
+            restored = true;
+            backoff = MIN_BACKOFF;
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = self.link_lost.notified() => break,
+                    message = stream.next() => match message {
+                        Some(message) => self.receive(&shared, &message),
+                        None => break,
+                    },
+                    command = control.recv() => match command {
+                        Some(command) => {
+                            if !self.apply(command, &mut watched, Some(&mut sink)).await {
+                                break;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+            self.connected.store(false, Ordering::Release);
+            *self.command.write().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::warn!("redis broker: link lost; reconnecting");
+        }
+    }
+
+    /// While disconnected: keeps the subscription counts for `wait`; false at shutdown.
+    async fn idle(
+        &self,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+        watched: &mut HashMap<Arc<str>, usize>,
+        wait: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return false,
+                _ = &mut deadline => return true,
+                command = control.recv() => match command {
+                    Some(command) => {
+                        self.apply(command, watched, None).await;
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Applies a subscription change; false when the link failed doing it.
+    async fn apply(
+        &self,
+        command: Control,
+        watched: &mut HashMap<Arc<str>, usize>,
+        sink: Option<&mut PubSubSink>,
+    ) -> bool {
+        match command {
+            Control::Watch(channel) => {
+                let count = watched.entry(Arc::clone(&channel)).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    if let Some(sink) = sink {
+                        let topic = self.channel_topic(&channel);
+                        let done = tokio::time::timeout(self.timeout, sink.subscribe(topic)).await;
+                        return matches!(done, Ok(Ok(())));
+                    }
+                }
+            }
+            Control::Unwatch(channel) => {
+                let Some(count) = watched.get_mut(&channel) else {
+                    return true;
+                };
+                *count -= 1;
+                if *count == 0 {
+                    watched.remove(&channel);
+                    if let Some(sink) = sink {
+                        let topic = self.channel_topic(&channel);
+                        let done =
+                            tokio::time::timeout(self.timeout, sink.unsubscribe(topic)).await;
+                        return matches!(done, Ok(Ok(())));
+                    }
+                }
+            }
+            Control::Ready(channel, answer) => {
+                let _ = answer.send(sink.is_some() && watched.contains_key(&channel));
+            }
+        }
+        true
+    }
+
+    /// One PUB/SUB message to the fan-out.
+    fn receive(&self, shared: &Shared, message: &redis::Msg) {
+        let topic = message.get_channel_name();
+        let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) else {
+            return;
+        };
+        let Some(topic) = topic.strip_prefix(self.prefix.as_str()) else {
+            return;
+        };
+        if let Some(channel) = topic.strip_prefix("ch:") {
+            match parse_publication(channel, payload) {
+                Some(publication) => shared.fanout.deliver_remote(publication),
+                None => tracing::warn!(channel, "redis broker: malformed publication"),
+            }
+        } else if topic == "broadcast" {
+            shared.fanout.broadcast(&Frame::text(payload));
+        } else if topic.strip_prefix("node:") == Some(self.node_id.as_str()) {
+            if let Some((client_id, text)) = payload.split_once('\n') {
+                shared.fanout.send(client_id, Frame::text(text));
+            }
+        }
+    }
+}
+
+impl Watcher for RedisBroker {
+    fn watch(&self, channel: &Arc<str>) {
+        let _ = self.control.send(Control::Watch(Arc::clone(channel)));
+    }
+
+    fn unwatch(&self, channel: &Arc<str>) {
+        let _ = self.control.send(Control::Unwatch(Arc::clone(channel)));
+    }
+}
+
+/// `seq:epoch:body` as the publish script sends it.
+fn parse_publication(channel: &str, payload: &str) -> Option<Publication> {
+    let (seq, rest) = payload.split_once(':')?;
+    let (epoch, body) = rest.split_once(':')?;
+    Some(Publication {
+        channel: channel.into(),
+        seq: seq.parse().ok()?,
+        epoch: epoch.into(),
+        body: OpenObject::from_text(body),
+    })
+}
+
+fn bulk_string(value: Value) -> Result<String> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|_| unavailable("a reply was not UTF-8"))
+        }
+        Value::SimpleString(s) => Ok(s),
+        Value::Nil => Ok(String::new()),
+        other => Err(unavailable(format!("unexpected reply {other:?}"))),
+    }
+}
+
+fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {
+    let Value::Array(parts) = value else {
+        return Err(unavailable("unexpected reply to the recover script"));
+    };
+    let mut parts = parts.into_iter();
+    let seq = match parts.next() {
+        Some(Value::Int(seq)) => seq.max(0) as u64,
+        _ => return Err(unavailable("the recover script returned no seq")),
+    };
+    let epoch = parts
+        .next()
+        .map(bulk_string)
+        .transpose()?
+        .unwrap_or_default();
+    let entries = parts
+        .next()
+        .map(parse_entries)
+        .transpose()?
+        .unwrap_or_default();
+    Ok((seq, epoch, entries))
+}
+
+/// Stream entries `[[id, [field, value]], …]` as (seq, body).
+fn parse_entries(value: Value) -> Result<Entries> {
+    let Value::Array(entries) = value else {
+        return Ok(Vec::new());
+    };
+    let bad = || unavailable("malformed stream entry");
+    entries
+        .into_iter()
+        .map(|entry| {
+            let Value::Array(entry) = entry else {
+                return Err(bad());
+            };
+            let mut entry = entry.into_iter();
+            let id = bulk_string(entry.next().ok_or_else(bad)?)?;
+            let seq = id
+                .split_once('-')
+                .and_then(|(seq, _)| seq.parse().ok())
+                .ok_or_else(bad)?;
+            let Some(Value::Array(fields)) = entry.next() else {
+                return Err(bad());
+            };
+            let body = fields.into_iter().nth(1).ok_or_else(bad)?;
+            Ok((seq, bulk_string(body)?))
+        })
+        .collect()
+}
+
+/// Up to a quarter more, so nodes that lost Redis together do not all knock at once.
+fn jitter(backoff: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    backoff + backoff / 4 * (nanos % 1000) / 1000
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publications_parse_and_passwords_stay_out_of_messages() {
+        let p = parse_publication("c", r#"7:abc:{"type":"x","a":"b:c""#).expect("parses");
+        assert_eq!((p.seq, &*p.epoch), (7, "abc"));
+        assert_eq!(p.body.text(), r#"{"type":"x","a":"b:c""#);
+        assert!(parse_publication("c", "x:abc:{").is_none());
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

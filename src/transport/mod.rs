@@ -1,0 +1,7 @@
+//! The transport: HTTP routes and the WebSocket upgrade, one task per connection,
+//! frames shared by every socket, and TLS.
+
+pub(crate) mod connection;
+pub(crate) mod http;
+pub(crate) mod tls;
+pub(crate) mod wire;
