@@ -5,6 +5,7 @@ use crate::auth::Credentials;
 use crate::client::{Client, CloseReason, Outbound};
 use crate::events::Event;
 use crate::limits::{RateLimiter, SocketSlot, Verdict};
+use crate::metrics::Stamp;
 use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
 use crate::stats::Counters;
@@ -153,6 +154,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         in_flight: None,
         peer_close: None,
         unsent: 0,
+        oldest_unsent: None,
         last_written: 0,
     })
 }
@@ -176,6 +178,8 @@ struct Connection {
     peer_close: Option<CloseFrame>,
     /// Messages handed to the socket and not yet written.
     unsent: u64,
+    /// The stamp of the oldest host message among them, observed once they are written.
+    oldest_unsent: Option<Stamp>,
     /// The writer's byte count when last looked at, to tell progress from a stall.
     last_written: u64,
 }
@@ -274,7 +278,7 @@ impl Connection {
                 self.client.take_queued(MAX_BATCH, |entries| {
                     wire.reserve(entries.len());
                     for entry in entries {
-                        self.unsent += push_entry(wire, entry);
+                        self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
                     }
                 });
             }
@@ -294,6 +298,9 @@ impl Connection {
             Counters::add(&self.shared.counters.messages_sent, self.unsent);
             Counters::add(&self.client.messages_sent, self.unsent);
             self.unsent = 0;
+        }
+        if let Some(stamp) = self.oldest_unsent.take() {
+            self.shared.latency.observe(stamp);
         }
     }
 
@@ -383,7 +390,7 @@ impl Connection {
             // bounds its drain; any other drain gets the close grace period.
             let wire = self.ws.get_mut();
             for entry in left {
-                self.unsent += push_entry(wire, entry);
+                self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
             }
             let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
             let drained = if reason == CloseReason::Shutdown {
@@ -422,11 +429,18 @@ impl Connection {
     }
 }
 
-/// Queues an entry's frames on the socket; returns how many messages it held.
-fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound) -> u64 {
+/// Queues an entry's frames on the socket; returns how many messages it held. A live
+/// host message's stamp is kept in `oldest` unless an older one is there (replays are
+/// history, not latency).
+fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound, oldest: &mut Option<Stamp>) -> u64 {
     let messages = entry.message_count() as u64;
     match entry {
-        Outbound::Message(frame) => wire.push_message(&frame),
+        Outbound::Message(frame) => {
+            if oldest.is_none() {
+                *oldest = frame.stamp();
+            }
+            wire.push_message(&frame)
+        }
         Outbound::Replay(frames) => frames.iter().for_each(|frame| wire.push_message(frame)),
     }
     messages

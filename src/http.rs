@@ -1,4 +1,4 @@
-//! HTTP on the WebSocket port: the upgrade itself, `/healthz` and `/api/ws/stats`.
+//! HTTP on the WebSocket port: the upgrade itself, `/healthz`, `/api/ws/stats` and `/metrics`.
 
 use crate::connection::{self, Handshake, Upgrade};
 use crate::limits::SocketSlot;
@@ -121,7 +121,22 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::Admin,
         serve: stats,
     },
+    Endpoint {
+        method: Method::GET,
+        path: "/metrics",
+        access: Access::Admin,
+        serve: metrics,
+    },
 ];
+
+fn metrics(shared: &Shared) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(shared))));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
 
 fn stats(shared: &Shared) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(shared.stats_json())));

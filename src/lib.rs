@@ -18,6 +18,7 @@ mod hub;
 mod limits;
 mod logging;
 mod memory;
+mod metrics;
 mod protocol;
 mod server;
 mod stats;

@@ -10,7 +10,7 @@ use crate::hub::{ChannelHold, Hub, HubLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
-use crate::stats::{ClientSnapshot, Counters, Snapshot};
+use crate::stats::{ClientSnapshot, Counters, Gauges, Snapshot};
 use crate::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -53,6 +53,7 @@ pub(crate) struct Shared {
     pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
+    pub latency: crate::metrics::LatencyHistogram,
     started: Instant,
     stopping: AtomicBool,
     /// Set by a stop once the host calls made before it are dispatched: from then on
@@ -124,22 +125,11 @@ impl Shared {
                 idle_ms: now.saturating_sub(client.last_seen_ms()),
             })
             .collect();
-        let size = self.hub.size();
         let snapshot = Snapshot {
             counters: &self.counters,
+            gauges: Gauges::read(self),
             clients_listed: listed.len(),
             clients: listed,
-            open_sockets: self.sockets.open(),
-            channels: size.channels,
-            subscriptions: size.subscriptions,
-            history_bytes: size.history_bytes,
-            queued_bytes: self.memory.queued(),
-            memory_bytes: self.memory.total(),
-            max_memory: self.memory.limit(),
-            events_queued: self.events.len(),
-            events_queued_bytes: self.events.bytes(),
-            events_dropped: self.events.dropped(),
-            uptime_ms: now,
             port: self.port,
             path: &self.config.path,
             version: crate::version(),
@@ -241,6 +231,7 @@ impl Server {
             auth,
             sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),
+            latency: Default::default(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             closing_clients: AtomicBool::new(false),
