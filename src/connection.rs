@@ -115,6 +115,13 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     shared.hub.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
+    tracing::debug!(
+        client = %client.id,
+        user = user_id.as_deref().unwrap_or("-"),
+        session = session_id.as_deref().unwrap_or("-"),
+        %remote,
+        "client connected"
+    );
     // The URL's subscriptions exist before the host hears of the client, so a host that
     // notifies a session as soon as it sees `connected` cannot race them.
     let mut subscribed = Vec::new();
@@ -368,6 +375,8 @@ impl Connection {
             (_, Some(frame)) => (Some(u16::from(frame.code)), frame.reason.to_string()),
             _ => (None, "connection lost".to_string()),
         };
+        let shown_code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        tracing::debug!(client = %client.id, code = %shown_code, %reason, "client closed");
         shared.events.push(Event::Disconnected {
             client_id: client.id.to_string(),
             user_id: client.user_id.as_deref().map(str::to_string),
@@ -465,6 +474,7 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.hub.unsubscribe(client, target.as_ref()) {
+                tracing::debug!(client = %client.id, %channel, "unsubscribed");
                 shared
                     .events
                     .push(Event::unsubscribed(&client.id, &channel));
@@ -499,12 +509,16 @@ async fn subscribe(
         .await
     {
         Counters::add(&shared.counters.forbidden, 1);
+        tracing::debug!(client = %client.id, %channel, "subscribe refused");
         let why = format!("not allowed to subscribe to {channel:?}");
         client.enqueue(protocol::error("forbidden", &why));
         return None;
     }
     match shared.hub.subscribe(client, target, since, reply) {
-        Ok(sub) if sub.newly_subscribed => Some(Event::subscribed(&client.id, &sub.channel)),
+        Ok(sub) if sub.newly_subscribed => {
+            tracing::debug!(client = %client.id, channel = %sub.channel, "subscribed");
+            Some(Event::subscribed(&client.id, &sub.channel))
+        }
         Ok(_) => None,
         Err(e) => {
             client.enqueue(protocol::error("subscribe_failed", e.message()));

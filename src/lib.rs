@@ -36,6 +36,7 @@ pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
+pub use logging::{dropped_log_records, set_log_handler, LogHandler, LogLevel, LogRecord};
 pub use server::Server;
 
 /// The library version.
