@@ -72,6 +72,9 @@ pub struct Config {
     /// Files served over HTTP on the same port (not JSON: set by Rust hosts).
     #[serde(skip)]
     pub static_files: crate::assets::StaticFiles,
+    /// Host HTTP routes on the same port (not JSON: set by Rust hosts).
+    #[serde(skip)]
+    pub http_routes: crate::host_routes::HttpRoutes,
 }
 
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
@@ -185,6 +188,7 @@ impl Default for Config {
             admin_token: None,
             event_queue_bytes: 16 * 1024 * 1024,
             static_files: Default::default(),
+            http_routes: Default::default(),
         }
     }
 }

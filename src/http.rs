@@ -45,7 +45,12 @@ pub(crate) async fn serve_socket<I>(
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
         let slot = Arc::clone(&slot);
-        async move { Ok::<_, Infallible>(route(shared, req, remote, &slot)) }
+        async move {
+            if let Some(host) = host_route(&shared, req.uri().path()) {
+                return Ok::<_, Infallible>(crate::host_routes::serve(host, req).await);
+            }
+            Ok(route(shared, req, remote, &slot))
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -66,6 +71,15 @@ pub(crate) async fn serve_socket<I>(
 }
 
 type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
+
+/// The host's route for `path`, unless one of Herald's own routes has it.
+fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRoute> {
+    let own = path == shared.config.path || ENDPOINTS.iter().any(|e| e.path == path);
+    if own {
+        return None;
+    }
+    shared.config.http_routes.find(path)
+}
 
 fn route(
     shared: Arc<Shared>,

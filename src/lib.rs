@@ -13,6 +13,7 @@ mod connection;
 mod error;
 mod events;
 mod history;
+mod host_routes;
 mod http;
 mod hub;
 mod limits;
@@ -36,6 +37,7 @@ pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{AuthConfig, Config, HistoryConfig, RateLimitConfig, TlsConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
+pub use host_routes::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
 pub use logging::{dropped_log_records, set_log_handler, LogHandler, LogLevel, LogRecord};
 pub use server::Server;
 
