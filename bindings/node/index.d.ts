@@ -645,3 +645,22 @@ export declare function start(options?: ServerOptions): Promise<HeraldServer>;
 
 /** Version of the Herald core the addon was built from. */
 export declare const version: string;
+
+/** One log record of the core. */
+export interface LogRecord {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The Rust module that logged, e.g. `herald::connection`. */
+  target: string;
+  /** The message, then its fields as ` key=value`. */
+  message: string;
+}
+
+/**
+ * Routes the core's log records at `level` (default `info`) and more severe to
+ * `callback`, on the main thread; `onLog(null)` stops. Process-wide; never keeps
+ * the process alive.
+ */
+export declare function onLog(
+  callback: ((record: LogRecord) => void) | null,
+  options?: { level?: LogRecord['level'] },
+): void;
