@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 /// Everything a host can tune. Field names are the JSON keys.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to bind.
@@ -80,7 +80,7 @@ pub struct Config {
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
 /// host authorizer is in place, channel rules apply: `user:U` only for U itself, other
 /// channels only as the token's `channels` claim, the authorizer, or `public_channels` allow.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Close clients that do not authenticate with 1008 right after the handshake.
@@ -102,7 +102,7 @@ pub struct AuthConfig {
 }
 
 /// A token bucket per client.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained client messages per second; 0 turns the limit off.
@@ -114,7 +114,7 @@ pub struct RateLimitConfig {
 }
 
 /// PEM files for `wss://`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: String,
@@ -147,7 +147,7 @@ impl Default for RateLimitConfig {
 }
 
 /// Bounded per-channel history.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Publications kept per channel; 0 turns history off.

@@ -52,7 +52,7 @@ macro_rules! stats_keys {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Default, Serialize)]
+        #[derive(Default, Serialize, schemars::JsonSchema)]
         #[serde(rename_all = "camelCase")]
         pub(crate) struct $name {
             $( #[doc = $help] pub $field: $ty, )*
@@ -188,8 +188,9 @@ impl Gauges {
 }
 
 /// What `/api/ws/stats` and `herald_stats` answer: the counters plus what is held now.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Stats")]
 pub(crate) struct Snapshot<'a> {
     #[serde(flatten)]
     pub counters: &'a Counters,
@@ -203,7 +204,7 @@ pub(crate) struct Snapshot<'a> {
 }
 
 /// One listed client.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClientSnapshot<'a> {
     pub id: &'a str,
