@@ -287,6 +287,8 @@ export interface ClientStats {
   subscriptions: number;
   /** Messages waiting in the client's queue. */
   queued: number;
+  /** Bytes waiting for this client (its queue and its socket writer), bounded by `clientQueueBytes`. */
+  queuedBytes: number;
   /** Messages sent to this client. */
   messagesSent: number;
   /** Time since anything arrived from the client, in ms. */
@@ -336,6 +338,18 @@ export interface Stats {
   channelsRejected: number;
   recoveries: number;
   recoveriesFailed: number;
+  /** Clients closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007). */
+  protocolErrors: number;
+  /** Of `evictions`: sockets that took no byte for the heartbeat timeout. */
+  writeStalls: number;
+  /** Of `evictions`: clients evicted because the server was over `maxMemory`. */
+  memoryEvictions: number;
+  /** Bytes waiting for clients, each subscriber's copy of a shared frame counted. */
+  queuedBytes: number;
+  /** `queuedBytes` plus history: what `maxMemory` bounds. */
+  memoryBytes: number;
+  /** The `maxMemory` bound in force. */
+  maxMemory: number;
   channels: number;
   subscriptions: number;
   historyBytes: number;
