@@ -115,9 +115,22 @@ impl fmt::Debug for HttpRoutes {
     }
 }
 
+/// Equal when they route the same prefixes to the same handlers.
 impl PartialEq for HttpRoutes {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.routes, &other.routes)
+        if Arc::ptr_eq(&self.routes, &other.routes) {
+            return true;
+        }
+        let (a, b) = (
+            self.routes.read().unwrap_or_else(|p| p.into_inner()),
+            other.routes.read().unwrap_or_else(|p| p.into_inner()),
+        );
+        a.len() == b.len()
+            && a.iter().zip(b.iter()).all(|(x, y)| {
+                x.prefix == y.prefix
+                    && x.max_body == y.max_body
+                    && Arc::ptr_eq(&x.handler, &y.handler)
+            })
     }
 }
 
@@ -170,4 +183,29 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_by_prefix_and_compare_by_handler() {
+        let routes = HttpRoutes::default();
+        assert_eq!(routes, HttpRoutes::default());
+        let handler: HttpHandler = Arc::new(|_| HttpResponse::json(200, "{}"));
+        routes.add("/api/", 16, Arc::clone(&handler)).unwrap();
+        assert!(routes.find("/api/publish").is_some());
+        assert!(routes.find("/apix").is_none());
+        assert!(routes.add("api/", 16, Arc::clone(&handler)).is_err());
+        assert!(routes.add("/a?b", 16, Arc::clone(&handler)).is_err());
+        let same = HttpRoutes::default();
+        same.add("/api/", 16, handler).unwrap();
+        assert_eq!(routes, same);
+        let other = HttpRoutes::default();
+        other
+            .add("/api/", 16, Arc::new(|_| HttpResponse::json(200, "{}")))
+            .unwrap();
+        assert_ne!(routes, other);
+    }
 }
