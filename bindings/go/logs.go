@@ -40,8 +40,9 @@ var (
 
 // RouteLogs sends the core's log records at level and above to logger (nil: slog.Default()),
 // each with the attribute "target", the Rust module that logged (herald::connection …).
-// The routing is process-wide, like the core's logging. The first Start routes to
-// slog.Default() at the lowest level it has enabled, unless RouteLogs was called before.
+// The routing is process-wide, like the core's logging. The first Start routes to its
+// Config.Logger (or slog.Default()) at the lowest level that logger has enabled, unless
+// RouteLogs or StopLogs was called before.
 func RouteLogs(l *slog.Logger, level slog.Level) error {
 	logsMu.Lock()
 	defer logsMu.Unlock()
@@ -58,23 +59,25 @@ func StopLogs() error {
 	return setLogHandler(1, false)
 }
 
-// ensureLogs is called by Start: routes to slog.Default() unless the host chose already.
-func ensureLogs() {
+// ensureLogs is called by Start: routes to l (nil: slog.Default()) unless the host
+// chose already with RouteLogs or StopLogs.
+func ensureLogs(l *slog.Logger) {
 	logsMu.Lock()
 	chosen := logsChosen
 	logsMu.Unlock()
 	if chosen {
 		return
 	}
+	target := loggerOrDefault(l)
 	level := slog.LevelError
-	for _, l := range []slog.Level{LevelTrace, slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
-		if slog.Default().Enabled(context.Background(), l) {
-			level = l
+	for _, candidate := range []slog.Level{LevelTrace, slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if target.Enabled(context.Background(), candidate) {
+			level = candidate
 			break
 		}
 	}
 	// A process whose Rust part has its own tracing subscriber keeps it.
-	_ = RouteLogs(nil, level)
+	_ = RouteLogs(l, level)
 }
 
 func setLogHandler(maxLevel int, install bool) error {
