@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
     pub latency: crate::metrics::LatencyHistogram,
+    /// The host calls' queue, to read its depth (weak: it does not keep it open).
+    publish_queue: mpsc::WeakSender<Command>,
     started: Instant,
     stopping: AtomicBool,
     /// Set by a stop once the host calls made before it are dispatched: from then on
@@ -68,6 +70,13 @@ impl Shared {
     /// Milliseconds since the server started: a cheap monotonic clock for liveness.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Host calls waiting for the dispatcher.
+    pub fn publish_queue_depth(&self) -> usize {
+        self.publish_queue
+            .upgrade()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -218,6 +227,7 @@ impl Server {
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
+        let (commands, command_rx) = mpsc::channel(config.publish_queue_size);
         let shared = Arc::new(Shared {
             hub: Hub::new(
                 limits,
@@ -232,6 +242,7 @@ impl Server {
             sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),
             latency: Default::default(),
+            publish_queue: commands.downgrade(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             closing_clients: AtomicBool::new(false),
@@ -240,7 +251,6 @@ impl Server {
             port: local_addr.port(),
             config,
         });
-        let (commands, command_rx) = mpsc::channel(shared.config.publish_queue_size);
         let (shutdown, shutdown_rx) = watch::channel(false);
         runtime.spawn(accept_loop(
             Arc::clone(&shared),

@@ -157,6 +157,8 @@ stats_keys! {
         Gauge memory_bytes,
         /// The max_memory bound.
         Gauge max_memory,
+        /// Host calls waiting for the dispatcher (bounded by publish_queue_size).
+        Gauge publish_queue_depth,
         /// Events waiting for the host.
         Gauge events_queued,
         /// Estimated bytes of the events waiting for the host.
@@ -179,6 +181,7 @@ impl Gauges {
             queued_bytes: shared.memory.queued() as u64,
             memory_bytes: shared.memory.total() as u64,
             max_memory: shared.memory.limit() as u64,
+            publish_queue_depth: shared.publish_queue_depth() as u64,
             events_queued: shared.events.len() as u64,
             events_queued_bytes: shared.events.bytes() as u64,
             events_dropped: shared.events.dropped(),

@@ -94,6 +94,9 @@ type Stats struct {
 	Subscriptions uint64 `json:"subscriptions"`
 	// HistoryBytes is the size of all kept history.
 	HistoryBytes uint64 `json:"historyBytes"`
+	// PublishQueueDepth is the number of host calls waiting for the core's
+	// dispatcher, bounded by Config.PublishQueueSize.
+	PublishQueueDepth uint64 `json:"publishQueueDepth"`
 	// EventsQueued is the number of events waiting in the core for Events.
 	EventsQueued uint64 `json:"eventsQueued"`
 	// EventsQueuedBytes is the estimated size of those events, bounded by

@@ -353,6 +353,8 @@ export interface Stats {
   channels: number;
   subscriptions: number;
   historyBytes: number;
+  /** Host calls waiting for the core's dispatcher (bounded by `publishQueueSize`). */
+  publishQueueDepth: number;
   /** Events waiting to be emitted. */
   eventsQueued: number;
   /** Estimated bytes of the events waiting to be emitted (bounded by `event_queue_bytes`). */
