@@ -120,13 +120,14 @@ async fn the_publish_api_reaches_websocket_clients() {
     let (status, body) = herald.post(
         "/api/notify/progress",
         Some(KEY),
-        r#"{"sessionId":"job","percent":50,"note":"half"}"#,
+        r#"{"sessionId":"job","percent":50,"op":"kept"}"#,
     );
     assert_eq!((status, &body), (202, &json!({"ok": true})));
     let m = next_json(&mut ws).await;
     assert_eq!(m["type"], "ai_progress");
     assert_eq!(m["sessionId"], "job");
-    assert_eq!(m["progress"], json!({"percent": 50, "note": "half"}));
+    // Outside a batch, "op" is the payload's own key.
+    assert_eq!(m["progress"], json!({"percent": 50, "op": "kept"}));
 
     let (status, _) = herald.post(
         "/api/publish",
@@ -146,7 +147,7 @@ async fn the_publish_api_reaches_websocket_clients() {
 
     let batch = r#"[
         {"op":"notify/start","sessionId":"job","model":"m"},
-        {"op":"publish","channel":"news","data":{"n":2}},
+        {"op":"publish","channel":"n\u0065ws","data":{"n":2}},
         {"op":"publish","channel":"news"},
         {"op":"teleport"},
         {"op":"notify/complete","sessionId":"job","text":"done"}

@@ -64,7 +64,7 @@ impl Api {
         if op == "batch" {
             return batch(server, body);
         }
-        match perform(server, op, body) {
+        match perform(server, op, body, &["sessionId"]) {
             Ok(()) => HttpResponse::json(202, r#"{"ok":true}"#),
             Err(e) => error_response(&e),
         }
@@ -108,24 +108,25 @@ fn constant_time_eq(expected: &str, given: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// One operation; `body` is its JSON object.
-fn perform(server: &Server, op: &str, body: &str) -> Result<(), Error> {
+/// One operation; `body` is its JSON object. A notification's payload is the body's
+/// other keys, less `not_payload`.
+fn perform(server: &Server, op: &str, body: &str, not_payload: &[&str]) -> Result<(), Error> {
     let fields = Fields::parse(body)?;
     match op {
-        "publish" => server.publish(fields.string("channel")?, fields.object("data")?),
+        "publish" => server.publish(&fields.string("channel")?, fields.object("data")?),
         "broadcast" => match fields.optional_string("userId")? {
-            Some(user) => server.broadcast_to_user(user, fields.object("data")?),
+            Some(user) => server.broadcast_to_user(&user, fields.object("data")?),
             None => server.broadcast(fields.object("data")?),
         },
-        "send" => server.send(fields.string("clientId")?, fields.object("data")?),
+        "send" => server.send(&fields.string("clientId")?, fields.object("data")?),
         notify => {
             let session = fields.string("sessionId")?;
-            let payload = fields.rest(&["sessionId", "op"]);
+            let payload = fields.rest(not_payload);
             match notify {
-                "notify/start" => server.notify_ai_start(session, &payload),
-                "notify/progress" => server.notify_ai_progress(session, &payload),
-                "notify/complete" => server.notify_ai_complete(session, &payload),
-                "notify/error" => server.notify_ai_error(session, &payload),
+                "notify/start" => server.notify_ai_start(&session, &payload),
+                "notify/progress" => server.notify_ai_progress(&session, &payload),
+                "notify/complete" => server.notify_ai_complete(&session, &payload),
+                "notify/error" => server.notify_ai_error(&session, &payload),
                 other => Err(invalid(format!("unknown operation {other:?}"))),
             }
         }
@@ -155,10 +156,10 @@ fn batch(server: &Server, body: &str) -> HttpResponse {
     for item in items {
         let outcome = Fields::parse(item.get()).and_then(|fields| {
             let op = fields.string("op")?;
-            if !is_known(op) {
+            if !is_known(&op) {
                 return Err(invalid(format!("unknown op {op:?}")));
             }
-            perform(server, op, item.get())
+            perform(server, &op, item.get(), &["sessionId", "op"])
         });
         results.push(match outcome {
             Ok(()) => {
@@ -239,17 +240,16 @@ impl<'a> Fields<'a> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
-    fn optional_string(&self, key: &str) -> Result<Option<&'a str>, Error> {
+    fn optional_string(&self, key: &str) -> Result<Option<String>, Error> {
         let Some(raw) = self.get(key) else {
             return Ok(None);
         };
-        // Borrowed: a string with escapes is not a valid id or channel name anyway.
-        serde_json::from_str::<&str>(raw.get())
+        serde_json::from_str::<String>(raw.get())
             .map(Some)
-            .map_err(|_| invalid(format!("{key} must be a string without escapes")))
+            .map_err(|_| invalid(format!("{key} must be a string")))
     }
 
-    fn string(&self, key: &str) -> Result<&'a str, Error> {
+    fn string(&self, key: &str) -> Result<String, Error> {
         self.optional_string(key)?
             .ok_or_else(|| invalid(format!("{key} is required")))
     }
