@@ -56,38 +56,64 @@ impl Stamp {
     }
 }
 
+/// Shards of the histogram: each thread writes to its own (most of the time), so
+/// connections on different runtime threads do not contend for one cache line.
+const SHARDS: usize = 8;
+
 /// A histogram of publish-to-write latency, updated with relaxed atomics (no lock).
 #[derive(Default)]
 pub(crate) struct LatencyHistogram {
+    shards: [Shard; SHARDS],
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
     /// Observations per bucket (not cumulative); the last one is +Inf.
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
+}
+
+/// This thread's shard.
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+    }
+    INDEX.with(|index| *index)
 }
 
 impl LatencyHistogram {
     pub fn observe(&self, stamp: Stamp) {
         let us = stamp.elapsed_us();
         let bucket = BUCKETS_US.partition_point(|&bound| bound < us);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        let shard = &self.shards[shard_index()];
+        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        shard.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Per-bucket counts by upper bound in seconds (the encoder accumulates them),
     /// the count and the sum in seconds.
     fn read(&self) -> (Vec<(f64, u64)>, u64, f64) {
-        let buckets: Vec<(f64, u64)> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, count)| {
+        let buckets: Vec<(f64, u64)> = (0..=BUCKETS_US.len())
+            .map(|i| {
                 let bound = BUCKETS_US
                     .get(i)
                     .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-                (bound, count.load(Ordering::Relaxed))
+                let count = self
+                    .shards
+                    .iter()
+                    .map(|s| s.buckets[i].load(Ordering::Relaxed));
+                (bound, count.sum())
             })
             .collect();
         let count = buckets.iter().map(|&(_, n)| n).sum();
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum_us: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.sum_us.load(Ordering::Relaxed))
+            .sum();
+        let sum = sum_us as f64 / 1e6;
         (buckets, count, sum)
     }
 }
@@ -204,6 +230,19 @@ mod tests {
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 2);
         assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(sum >= 0.0);
+    }
+
+    #[test]
+    fn observations_from_many_threads_are_all_counted() {
+        let histogram = LatencyHistogram::default();
+        std::thread::scope(|scope| {
+            for _ in 0..SHARDS + 3 {
+                scope.spawn(|| (0..100).for_each(|_| histogram.observe(Stamp::now())));
+            }
+        });
+        let (buckets, count, _) = histogram.read();
+        assert_eq!(count, 100 * (SHARDS as u64 + 3));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), count);
     }
 
     #[test]
