@@ -97,6 +97,18 @@ typedef enum herald_status {
 } herald_status;
 
 /**
+ * Log levels, most severe first: a handler installed for a level receives that level
+ * and every more severe one.
+ */
+typedef enum herald_log_level {
+  HERALD_LOG_ERROR = 1,
+  HERALD_LOG_WARN = 2,
+  HERALD_LOG_INFO = 3,
+  HERALD_LOG_DEBUG = 4,
+  HERALD_LOG_TRACE = 5,
+} herald_log_level;
+
+/**
  * An opaque server handle, from `herald_start` until `herald_stop`.
  */
 typedef struct herald_server herald_server;
@@ -106,6 +118,16 @@ typedef struct herald_server herald_server;
  * unsubscribed, client_message). `event_json` is valid only during the call.
  */
 typedef void (*herald_event_callback)(void *user_data, const char *event_json);
+
+/**
+ * Receives one log record: its level, its target (the module
+ * that logged, e.g. `herald::connection`) and its message (text, then ` key=value`
+ * fields). The strings are valid only during the call.
+ */
+typedef void (*herald_log_callback)(void *user_data,
+                                    enum herald_log_level level,
+                                    const char *target,
+                                    const char *message);
 
 /**
  * Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
@@ -220,6 +242,20 @@ void herald_string_free(char *string);
 enum herald_status herald_set_event_handler(struct herald_server *server,
                                             herald_event_callback callback,
                                             void *user_data);
+
+/**
+ * Installs (or, with a NULL callback, removes) the process-wide log handler, for records
+ * of `max_level` (a `herald_log_level`) and more severe. It is called on a dedicated
+ * Herald thread, one record at a time, never on an I/O thread; past 4096 records
+ * waiting, records are dropped. A call already under way may finish after this returns
+ * with a NULL callback, so keep `user_data` valid until then. Independent of
+ * `HERALD_LOG`, which logs to stderr. `HERALD_ERR_INVALID_ARGUMENT` for a level out of
+ * range; `HERALD_ERR_IO` if the process already has another tracing subscriber (a Rust
+ * host's own), which then receives Herald's records instead.
+ */
+enum herald_status herald_set_log_handler(int32_t max_level,
+                                          herald_log_callback callback,
+                                          void *user_data);
 
 /**
  * Installs (or, with a NULL callback, removes) the host authorizer. It is asked on

@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 /// Everything a host can tune. Field names are the JSON keys.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to bind.
@@ -72,6 +72,9 @@ pub struct Config {
     /// Files served over HTTP on the same port (not JSON: set by Rust hosts).
     #[serde(skip)]
     pub static_files: crate::assets::StaticFiles,
+    /// Host HTTP routes on the same port (not JSON: set by Rust hosts).
+    #[serde(skip)]
+    pub http_routes: crate::host_routes::HttpRoutes,
     /// Serve WebSocket clients (the default). `false` starts an emitter: no socket, only
     /// a broker, for processes that publish and serve nobody (workers, jobs, scripts).
     pub listen: bool,
@@ -81,14 +84,14 @@ pub struct Config {
 }
 
 /// The broker: `{"redis": {"url": "redis://127.0.0.1:6379", "prefix": "herald:"}}`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     pub redis: Option<RedisConfig>,
 }
 
 /// A Redis broker.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
@@ -113,7 +116,7 @@ fn default_redis_timeout_ms() -> u64 {
 /// Authentication and channel permissions. When any of `required`, a JWT key or a
 /// host authorizer is in place, channel rules apply: `user:U` only for U itself, other
 /// channels only as the token's `channels` claim, the authorizer, or `public_channels` allow.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Close clients that do not authenticate with 1008 right after the handshake.
@@ -135,7 +138,7 @@ pub struct AuthConfig {
 }
 
 /// A token bucket per client.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained client messages per second; 0 turns the limit off.
@@ -147,7 +150,7 @@ pub struct RateLimitConfig {
 }
 
 /// PEM files for `wss://`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: String,
@@ -180,7 +183,7 @@ impl Default for RateLimitConfig {
 }
 
 /// Bounded per-channel history.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Publications kept per channel; 0 turns history off.
@@ -223,6 +226,7 @@ impl Default for Config {
             static_files: Default::default(),
             listen: true,
             broker: None,
+            http_routes: Default::default(),
         }
     }
 }

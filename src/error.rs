@@ -37,6 +37,23 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of their C status codes.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::NullArgument,
+        ErrorKind::InvalidUtf8,
+        ErrorKind::InvalidJson,
+        ErrorKind::InvalidArgument,
+        ErrorKind::InvalidConfig,
+        ErrorKind::InvalidHandle,
+        ErrorKind::UnknownClient,
+        ErrorKind::QueueFull,
+        ErrorKind::Io,
+        ErrorKind::Timeout,
+        ErrorKind::Stopped,
+        ErrorKind::Panic,
+        ErrorKind::Limit,
+    ];
+
     /// A stable snake_case name, used as the error code in bindings.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 /// Something a client did, for the host.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -50,6 +50,7 @@ pub enum Event {
         client_id: String,
         user_id: Option<String>,
         session_id: Option<String>,
+        #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
         message: Box<RawValue>,
         timestamp: String,
     },

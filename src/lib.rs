@@ -10,12 +10,15 @@ mod auth;
 mod broker;
 mod client;
 mod config;
+mod contract;
 mod error;
 mod events;
 mod fanout;
+mod host_routes;
 mod limits;
 mod logging;
 mod memory;
+mod metrics;
 mod protocol;
 mod server;
 mod stats;
@@ -32,8 +35,11 @@ pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{
     AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
 };
+pub use contract::contract_schema;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
+pub use host_routes::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
+pub use logging::{dropped_log_records, set_log_handler, LogHandler, LogLevel, LogRecord};
 pub use server::Server;
 
 /// The library version.

@@ -1,21 +1,255 @@
-//! Logs to stderr when `HERALD_LOG` is set (tracing EnvFilter syntax); quiet otherwise.
+//! Herald's logs go two ways, both off by default:
+//!
+//! - to stderr when `HERALD_LOG` is set (tracing EnvFilter syntax): plain text, coloured
+//!   only when stderr is a terminal, or one JSON object a line with
+//!   `HERALD_LOG_FORMAT=json`;
+//! - to the host's logger through [`set_log_handler`] (`herald_set_log_handler` in C),
+//!   which each binding routes into Python `logging`, Go `slog` or a Node callback.
+//!
+//! The handler runs on a dedicated thread fed by a bounded queue, never on an I/O
+//! thread: a slow host logger delays no client, and past the bound records are dropped
+//! and counted ([`dropped_log_records`]).
+//!
+//! A Rust host that installed its own tracing subscriber keeps it: Herald's logs then
+//! go there, and neither of the above is installed.
 
-use std::sync::Once;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
+/// Records waiting for the host's handler at most.
+const HOST_QUEUE: usize = 4096;
+
+/// One log record for the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    /// The module that logged, e.g. `herald::connection`.
+    pub target: String,
+    /// The message, then its fields as ` key=value`.
+    pub message: String,
+}
+
+/// Severity, most severe first; the numbers are the C ABI's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl LogLevel {
+    pub fn from_number(n: i64) -> Option<LogLevel> {
+        Some(match n {
+            1 => LogLevel::Error,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Info,
+            4 => LogLevel::Debug,
+            5 => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+
+    fn of(level: &Level) -> LogLevel {
+        match *level {
+            Level::ERROR => LogLevel::Error,
+            Level::WARN => LogLevel::Warn,
+            Level::INFO => LogLevel::Info,
+            Level::DEBUG => LogLevel::Debug,
+            Level::TRACE => LogLevel::Trace,
+        }
+    }
+}
+
+/// Receives Herald's log records, on Herald's log thread, one at a time.
+pub type LogHandler = Arc<dyn Fn(&LogRecord) + Send + Sync>;
+
+/// Installs (or with `None` removes) the process-wide log handler, for records at
+/// `max_level` or more severe. A call already under way may finish after this returns.
+/// Returns false when a tracing subscriber of the host's own was installed first, in
+/// which case Herald's records go to that subscriber instead.
+pub fn set_log_handler(max_level: LogLevel, handler: Option<LogHandler>) -> bool {
+    let host = host();
+    let installed = handler.is_some();
+    *host.handler.lock().unwrap_or_else(|p| p.into_inner()) = handler;
+    // 0 turns the layer off: records are not even formatted.
+    let level = if installed { max_level as u8 } else { 0 };
+    host.max_level.store(level, Ordering::Relaxed);
+    install()
+}
+
+/// Records dropped because the host's handler did not keep up.
+pub fn dropped_log_records() -> u64 {
+    host().dropped.load(Ordering::Relaxed)
+}
+
+/// Called when a server starts: logs to stderr if `HERALD_LOG` asks for it.
 pub(crate) fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let Ok(filter) = std::env::var("HERALD_LOG") else {
-            return;
-        };
-        let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-            eprintln!("herald: ignoring invalid HERALD_LOG {filter:?}: {e}");
-            tracing_subscriber::EnvFilter::new("off")
-        });
-        // A host that installed its own subscriber keeps it.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
+    if std::env::var_os("HERALD_LOG").is_some() {
+        install();
+    }
+}
+
+/// Installs Herald's subscriber once: the stderr layer (if `HERALD_LOG` is set) and the
+/// host handler's layer. False if another subscriber was there first.
+fn install() -> bool {
+    static INSTALL: Once = Once::new();
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    INSTALL.call_once(|| {
+        let ok = tracing_subscriber::registry()
+            .with(stderr_layer())
+            .with(HostLayer)
+            .try_init()
+            .is_ok();
+        let _ = INSTALLED.set(ok);
     });
+    INSTALLED.get().copied().unwrap_or(false)
+}
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+fn stderr_layer() -> Option<BoxedLayer> {
+    let filter = std::env::var("HERALD_LOG").ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("herald: ignoring invalid HERALD_LOG {filter:?}: {e}");
+        tracing_subscriber::EnvFilter::new("off")
+    });
+    let format = std::env::var("HERALD_LOG_FORMAT").unwrap_or_default();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    Some(match format.as_str() {
+        "json" => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_filter(filter)
+            .boxed(),
+        other => {
+            if !other.is_empty() && other != "text" {
+                eprintln!("herald: unknown HERALD_LOG_FORMAT {other:?}; using text (or: json)");
+            }
+            // Colour codes only for a person at a terminal, never in a file or a pipe.
+            layer
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter)
+                .boxed()
+        }
+    })
+}
+
+/// The host handler, its level and the queue to its thread.
+struct Host {
+    handler: Mutex<Option<LogHandler>>,
+    /// The least severe level delivered (a [`LogLevel`] number); 0 delivers nothing.
+    max_level: AtomicU8,
+    queue: SyncSender<LogRecord>,
+    dropped: AtomicU64,
+}
+
+thread_local! {
+    static ON_LOG_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let (queue, records) = sync_channel::<LogRecord>(HOST_QUEUE);
+        std::thread::Builder::new()
+            .name("herald-log".into())
+            .spawn(move || {
+                ON_LOG_THREAD.with(|on| on.set(true));
+                for record in records {
+                    let handler = host()
+                        .handler
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(handler) = handler {
+                        // A panicking handler loses its record, not the log thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            handler(&record)
+                        }));
+                    }
+                }
+            })
+            .expect("cannot start Herald's log thread");
+        Host {
+            handler: Mutex::new(None),
+            max_level: AtomicU8::new(0),
+            queue,
+            dropped: AtomicU64::new(0),
+        }
+    })
+}
+
+/// Forwards Herald's own records (target `herald…`) to the host's handler.
+struct HostLayer;
+
+impl<S: Subscriber> Layer<S> for HostLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let meta = event.metadata();
+        let host = host();
+        let level = LogLevel::of(meta.level());
+        if level as u8 > host.max_level.load(Ordering::Relaxed)
+            || !meta.target().starts_with("herald")
+            // What the handler itself makes Herald log would loop back to it.
+            || ON_LOG_THREAD.with(|on| on.get())
+        {
+            return;
+        }
+        let mut message = Message::default();
+        event.record(&mut message);
+        let record = LogRecord {
+            level,
+            target: meta.target().to_string(),
+            message: message.finish(),
+        };
+        if let Err(TrySendError::Full(_)) = host.queue.try_send(record) {
+            host.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The `message` field first, then the others as ` key=value`.
+#[derive(Default)]
+struct Message {
+    text: String,
+    fields: String,
+}
+
+impl Message {
+    fn finish(mut self) -> String {
+        if self.text.is_empty() {
+            self.fields.trim_start().to_string()
+        } else {
+            self.text.push_str(&self.fields);
+            self.text
+        }
+    }
+}
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.text.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.text, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
 }

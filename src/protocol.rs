@@ -6,6 +6,7 @@
 //! `seq` and `epoch` without serializing again.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Stamp;
 use crate::transport::wire::{Frame, HEADER_ROOM};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -202,7 +203,10 @@ impl ObjectWriter {
 
     /// Leaves the object open for `seq`/`epoch`.
     pub fn open(self) -> OpenObject {
-        OpenObject(self.buf)
+        OpenObject {
+            buf: self.buf,
+            stamp: None,
+        }
     }
 
     pub fn finish(self) -> Frame {
@@ -212,13 +216,17 @@ impl ObjectWriter {
 
 /// A JSON object with at least one field and no closing brace yet.
 #[derive(Debug)]
-pub struct OpenObject(Vec<u8>);
+pub struct OpenObject {
+    buf: Vec<u8>,
+    /// Set on host messages: the start of their publish-to-write latency.
+    stamp: Option<Stamp>,
+}
 
 impl OpenObject {
     /// The text so far (no closing brace), as a broker stores and forwards it.
     pub fn text(&self) -> &str {
         // Built by the writer from UTF-8 pieces, or copied from a `&str`.
-        std::str::from_utf8(&self.0[TEXT_START..]).expect("open objects hold UTF-8 text")
+        std::str::from_utf8(&self.buf[TEXT_START..]).expect("open objects hold UTF-8 text")
     }
 
     /// An open object received from a broker: `text` as [`OpenObject::text`] gave it.
@@ -226,23 +234,30 @@ impl OpenObject {
         let mut buf = Vec::with_capacity(TEXT_START + text.len() + 48);
         buf.resize(TEXT_START, 0);
         buf.extend_from_slice(text.as_bytes());
-        OpenObject(buf)
+        // Not stamped: its publish-to-write latency began on another node.
+        OpenObject { buf, stamp: None }
+    }
+
+    /// Marks this as a host message made now.
+    fn stamped_now(mut self) -> Self {
+        self.stamp = Some(Stamp::now());
+        self
     }
 
     pub fn close(mut self) -> Frame {
-        self.0.push(b'}');
-        Frame::from_room(self.0)
+        self.buf.push(b'}');
+        Frame::from_room(self.buf).stamped(self.stamp)
     }
 
     /// Closes the object after appending the channel position of this publication.
     pub fn close_with_position(mut self, seq: u64, epoch: &str) -> Frame {
         use std::io::Write;
-        self.0.extend_from_slice(b",\"seq\":");
-        let _ = write!(self.0, "{seq}");
-        self.0.extend_from_slice(b",\"epoch\":");
-        let _ = serde_json::to_writer(&mut self.0, epoch);
-        self.0.push(b'}');
-        Frame::from_room(self.0)
+        self.buf.extend_from_slice(b",\"seq\":");
+        let _ = write!(self.buf, "{seq}");
+        self.buf.extend_from_slice(b",\"epoch\":");
+        let _ = serde_json::to_writer(&mut self.buf, epoch);
+        self.buf.push(b'}');
+        Frame::from_room(self.buf).stamped(self.stamp)
     }
 }
 
@@ -338,7 +353,8 @@ pub(crate) fn ai_notification(
             .str("sessionId", session_id)
             .raw(event.payload_key(), payload.get())
             .timestamp()
-            .open(),
+            .open()
+            .stamped_now(),
     )
 }
 
@@ -363,7 +379,7 @@ pub(crate) fn host_message(message_json: &str, channel: Option<&str>) -> Result<
     if let Some(channel) = channel {
         w = w.str("channel", channel);
     }
-    Ok(w.open())
+    Ok(w.open().stamped_now())
 }
 
 fn validate_object<'a>(what: &str, json: &'a str) -> Result<&'a RawValue> {

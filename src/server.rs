@@ -12,7 +12,7 @@ use crate::fanout::{ChannelHold, Fanout, FanoutLimits};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
-use crate::stats::{BrokerStats, ClientSnapshot, Counters, Snapshot};
+use crate::stats::{BrokerStats, ClientSnapshot, Counters, Gauges, Snapshot};
 use crate::transport::wire::Frame;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     pub memory: Arc<MemoryGauge>,
     /// The Redis broker; `None` with the in-memory one.
     pub broker: Option<Arc<RedisBroker>>,
+    pub latency: crate::metrics::LatencyHistogram,
+    /// The host calls' queue, to read its depth (weak: it does not keep it open).
+    publish_queue: mpsc::WeakSender<Command>,
     started: Instant,
     stopping: AtomicBool,
     /// Set by a stop once the host calls made before it are dispatched: from then on
@@ -71,6 +74,13 @@ impl Shared {
     /// Milliseconds since the server started: a cheap monotonic clock for liveness.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Host calls waiting for the dispatcher.
+    pub fn publish_queue_depth(&self) -> usize {
+        self.publish_queue
+            .upgrade()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -136,22 +146,11 @@ impl Shared {
                 idle_ms: now.saturating_sub(client.last_seen_ms()),
             })
             .collect();
-        let size = self.fanout.size();
         let snapshot = Snapshot {
             counters: &self.counters,
+            gauges: Gauges::read(self),
             clients_listed: listed.len(),
             clients: listed,
-            open_sockets: self.sockets.open(),
-            channels: size.channels,
-            subscriptions: size.subscriptions,
-            history_bytes: size.history_bytes,
-            queued_bytes: self.memory.queued(),
-            memory_bytes: self.memory.total(),
-            max_memory: self.memory.limit(),
-            events_queued: self.events.len(),
-            events_queued_bytes: self.events.bytes(),
-            events_dropped: self.events.dropped(),
-            uptime_ms: now,
             port: self.port,
             path: &self.config.path,
             version: crate::version(),
@@ -278,6 +277,7 @@ impl Server {
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
+        let (commands, command_rx) = mpsc::channel(config.publish_queue_size);
         let shared = Arc::new(Shared {
             fanout: Fanout::new(
                 limits,
@@ -295,6 +295,8 @@ impl Server {
             auth,
             sockets: SocketLimits::new(config.max_connections, config.max_connections_per_ip),
             connection_closed: Notify::new(),
+            latency: Default::default(),
+            publish_queue: commands.downgrade(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             closing_clients: AtomicBool::new(false),
@@ -303,7 +305,6 @@ impl Server {
             port: local_addr.port(),
             config,
         });
-        let (commands, command_rx) = mpsc::channel(shared.config.publish_queue_size);
         let (shutdown, shutdown_rx) = watch::channel(false);
         if let Some(listener) = listener {
             runtime.spawn(accept_loop(

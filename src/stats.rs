@@ -1,42 +1,133 @@
-//! Counters an operator reads from `/api/ws/stats` and `herald_stats`.
+//! Counters an operator reads from `/api/ws/stats`, `/metrics` and `herald_stats`.
+//!
+//! Each stats key is declared once, below: the macro makes the struct the stats JSON
+//! serializes and the table `/metrics` reads, so a new key reaches both.
 
+use crate::server::Shared;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every counter is a stats key of the same name in camelCase.
-#[derive(Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Counters {
-    pub total_connections: AtomicU64,
-    pub active_connections: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub rejected_per_ip: AtomicU64,
-    pub handshake_timeouts: AtomicU64,
-    pub tls_failures: AtomicU64,
-    pub origin_rejected: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub forbidden: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub rate_limit_closes: AtomicU64,
-    pub messages_sent: AtomicU64,
-    pub messages_received: AtomicU64,
-    /// Messages that could not be queued for a client (it was evicted or closing).
-    pub messages_dropped: AtomicU64,
-    pub evictions: AtomicU64,
-    pub heartbeat_timeouts: AtomicU64,
-    pub invalid_messages: AtomicU64,
-    /// Connections closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007).
-    pub protocol_errors: AtomicU64,
-    /// Clients evicted because the server was over `max_memory`.
-    pub memory_evictions: AtomicU64,
-    /// Clients evicted because their socket took no byte for the heartbeat timeout.
-    pub write_stalls: AtomicU64,
-    pub oversized_messages: AtomicU64,
-    pub publications: AtomicU64,
-    pub publish_queue_full: AtomicU64,
-    pub channels_rejected: AtomicU64,
-    pub recoveries: AtomicU64,
-    pub recoveries_failed: AtomicU64,
+/// How a value is exposed to Prometheus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Only ever grows (exposed with the `_total` suffix).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// One stats key as a metric: its field name (snake_case; the stats key is the same in
+/// camelCase), its help text, and its kind.
+#[derive(Debug)]
+pub(crate) struct MetricInfo {
+    pub field: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+}
+
+/// A value that `/metrics` can read.
+pub(crate) trait Reading {
+    fn reading(&self) -> u64;
+}
+
+impl Reading for AtomicU64 {
+    fn reading(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+impl Reading for u64 {
+    fn reading(&self) -> u64 {
+        *self
+    }
+}
+
+/// Declares a struct of stats keys, each with a one-line doc (the metric's help) and
+/// its kind, and `METRICS` / `for_each_metric` over them in declaration order.
+macro_rules! stats_keys {
+    (
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident: $ty:ty {
+            $( #[doc = $help:literal] $kind:ident $field:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Default, Serialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub(crate) struct $name {
+            $( #[doc = $help] pub $field: $ty, )*
+        }
+
+        impl $name {
+            pub const METRICS: &'static [MetricInfo] = &[
+                $( MetricInfo { field: stringify!($field), help: $help, kind: Kind::$kind }, )*
+            ];
+
+            /// Calls `f` with each key's description and current value.
+            pub fn for_each_metric(&self, mut f: impl FnMut(&'static MetricInfo, u64)) {
+                let mut metrics = Self::METRICS.iter();
+                $( f(metrics.next().expect("one entry per field"), self.$field.reading()); )*
+            }
+        }
+    };
+}
+
+stats_keys! {
+    /// Every counter is a stats key of the same name in camelCase.
+    pub(crate) struct Counters: AtomicU64 {
+        /// WebSocket clients ever connected.
+        Counter total_connections,
+        /// WebSocket clients connected now.
+        Gauge active_connections,
+        /// Sockets refused because max_connections sockets were open.
+        Counter rejected_connections,
+        /// Sockets refused by max_connections_per_ip.
+        Counter rejected_per_ip,
+        /// Sockets dropped before finishing their HTTP request or TLS handshake in time.
+        Counter handshake_timeouts,
+        /// Failed TLS handshakes.
+        Counter tls_failures,
+        /// Upgrades refused because of their Origin.
+        Counter origin_rejected,
+        /// Clients closed with 1008 at connect (bad or missing token, authorizer denial).
+        Counter auth_failures,
+        /// Subscribes refused.
+        Counter forbidden,
+        /// Client messages refused by the rate limit.
+        Counter rate_limited,
+        /// Clients closed for exceeding the rate limit.
+        Counter rate_limit_closes,
+        /// Messages written to clients.
+        Counter messages_sent,
+        /// Messages read from clients.
+        Counter messages_received,
+        /// Messages that could not be queued for a client (it was evicted or closing).
+        Counter messages_dropped,
+        /// Clients evicted with 1013, for any reason.
+        Counter evictions,
+        /// Clients closed for silence (1001).
+        Counter heartbeat_timeouts,
+        /// Client messages with bad JSON or shapes, answered with an error.
+        Counter invalid_messages,
+        /// Connections closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007).
+        Counter protocol_errors,
+        /// Clients evicted because the server was over max_memory.
+        Counter memory_evictions,
+        /// Clients evicted because their socket took no byte for the heartbeat timeout.
+        Counter write_stalls,
+        /// Client frames over max_message_size (closed with 1009).
+        Counter oversized_messages,
+        /// Host publications dispatched.
+        Counter publications,
+        /// Host calls refused because the publish queue was full.
+        Counter publish_queue_full,
+        /// Channels not created because the channel table was full.
+        Counter channels_rejected,
+        /// Recoveries answered with recovered true.
+        Counter recoveries,
+        /// Recoveries answered with recovered false.
+        Counter recoveries_failed,
+    }
 }
 
 impl Counters {
@@ -49,27 +140,67 @@ impl Counters {
     }
 }
 
+stats_keys! {
+    /// What the server holds now, read when asked.
+    pub(crate) struct Gauges: u64 {
+        /// Sockets open now, HTTP included.
+        Gauge open_sockets,
+        /// Channels the hub holds.
+        Gauge channels,
+        /// Subscriptions over all channels.
+        Gauge subscriptions,
+        /// Bytes of history over all channels.
+        Gauge history_bytes,
+        /// Bytes waiting for clients, each subscriber's copy of a shared frame counted.
+        Gauge queued_bytes,
+        /// Queued bytes plus history: what max_memory bounds.
+        Gauge memory_bytes,
+        /// The max_memory bound.
+        Gauge max_memory,
+        /// Host calls waiting for the dispatcher (bounded by publish_queue_size).
+        Gauge publish_queue_depth,
+        /// Events waiting for the host.
+        Gauge events_queued,
+        /// Estimated bytes of the events waiting for the host.
+        Gauge events_queued_bytes,
+        /// Events dropped because the event queue was full.
+        Counter events_dropped,
+        /// Milliseconds since the server started.
+        Gauge uptime_ms,
+    }
+}
+
+impl Gauges {
+    pub fn read(shared: &Shared) -> Gauges {
+        let size = shared.fanout.size();
+        Gauges {
+            open_sockets: shared.sockets.open(),
+            channels: size.channels as u64,
+            subscriptions: size.subscriptions as u64,
+            history_bytes: size.history_bytes as u64,
+            queued_bytes: shared.memory.queued() as u64,
+            memory_bytes: shared.memory.total() as u64,
+            max_memory: shared.memory.limit() as u64,
+            publish_queue_depth: shared.publish_queue_depth() as u64,
+            events_queued: shared.events.len() as u64,
+            events_queued_bytes: shared.events.bytes() as u64,
+            events_dropped: shared.events.dropped(),
+            uptime_ms: shared.now_ms(),
+        }
+    }
+}
+
 /// What `/api/ws/stats` and `herald_stats` answer: the counters plus what is held now.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Stats")]
 pub(crate) struct Snapshot<'a> {
     #[serde(flatten)]
     pub counters: &'a Counters,
+    #[serde(flatten)]
+    pub gauges: Gauges,
     pub clients: Vec<ClientSnapshot<'a>>,
     pub clients_listed: usize,
-    pub open_sockets: u64,
-    pub channels: usize,
-    pub subscriptions: usize,
-    pub history_bytes: usize,
-    /// Bytes waiting for clients, each subscriber's copy of a shared frame counted.
-    pub queued_bytes: usize,
-    /// `queuedBytes` plus history: what `max_memory` bounds.
-    pub memory_bytes: usize,
-    pub max_memory: usize,
-    pub events_queued: usize,
-    pub events_queued_bytes: usize,
-    pub events_dropped: u64,
-    pub uptime_ms: u64,
     pub port: u16,
     pub path: &'a str,
     pub version: &'static str,
@@ -77,7 +208,8 @@ pub(crate) struct Snapshot<'a> {
     pub broker: BrokerStats,
 }
 
-#[derive(Serialize)]
+/// Which broker, and for Redis its health.
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum BrokerStats {
     Memory { kind: &'static str },
@@ -85,7 +217,7 @@ pub(crate) enum BrokerStats {
 }
 
 /// One listed client.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClientSnapshot<'a> {
     pub id: &'a str,

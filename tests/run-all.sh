@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of every language: the Rust core (cargo test), then the Python,
-# Node and Go bindings, and the browser client (headless Chromium). Installs what the
-# suites need (pip, npm and Go packages, Debian's chromium, and redis-server for the Redis
+# Runs every check and test of every language: rustfmt, clippy (warnings are errors) and a
+# build with the declared rust-version, the Rust core (cargo test), then the Python, Node
+# and Go bindings, and the browser client (headless Chromium). Installs what the suites
+# need (pip, npm and Go packages, Debian's chromium, and redis-server for the Redis
 # broker's tests) and builds the core. Exits non-zero if any suite fails; the last line
 # sums the suites.
 set -uo pipefail
@@ -39,6 +40,21 @@ install_redis() {
 }
 
 suite "redis-server" install_redis
+
+# The declared minimum Rust version, read from Cargo.toml; rustup installs it if missing.
+msrv_check() {
+    local msrv
+    msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+    [ -n "$msrv" ] || { echo "no rust-version in Cargo.toml" >&2; return 1; }
+    rustup toolchain list | grep -q "^$msrv" ||
+        rustup toolchain install "$msrv" --profile minimal || return 1
+    # Its own target directory: another compiler's artifacts would rebuild everything.
+    CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check -p herald --all-targets --locked
+}
+
+suite "rustfmt" cargo fmt --all --check
+suite "clippy" cargo clippy --all-targets --locked -- -D warnings
+suite "rust-version build" msrv_check
 suite "rust core" cargo test -p herald --locked
 suite "python binding" bash bindings/python/run-tests.sh
 suite "node binding" bash bindings/node/run-tests.sh

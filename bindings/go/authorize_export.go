@@ -1,6 +1,6 @@
 package herald
 
-// This file holds the only //export of the package. A file with //export may
+// Files named *_export.go hold the package's //exports. A file with //export may
 // have only declarations in its cgo preamble, so the C side of the
 // authorizer (the callback that calls heraldGoAuthorize) is in authorize.go.
 

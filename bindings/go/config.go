@@ -89,6 +89,13 @@ type Config struct {
 	// TLS makes the server serve wss:// (and https:// for its HTTP
 	// endpoints) with the given PEM files; nil serves plain ws://.
 	TLS *TLSConfig `json:"tls,omitempty"`
+	// Listen serves WebSocket clients (nil: the core default, true); false
+	// starts an emitter that only publishes through Broker (a worker, a job).
+	Listen *bool `json:"listen,omitempty"`
+	// Broker is where publications are sequenced and kept; nil keeps them in
+	// this process. A Redis broker shares them between every node and emitter
+	// that names the same Redis and prefix.
+	Broker *BrokerConfig `json:"broker,omitempty"`
 	// AdminToken is the Bearer token for GET /api/ws/stats (and every admin
 	// endpoint): when set, a request without "Authorization: Bearer <token>"
 	// gets 401. Unset, the endpoints are open in open mode and always answer
@@ -180,6 +187,24 @@ type RateLimitConfig struct {
 	// seconds before the client is closed; nil keeps the core default (50)
 	// and a pointer to 0 closes a client at its first refused message.
 	MaxViolations *int `json:"max_violations,omitempty"`
+}
+
+// BrokerConfig is the core's "broker" object.
+type BrokerConfig struct {
+	// Redis shares publications, history and recovery through a Redis server.
+	Redis *RedisConfig `json:"redis,omitempty"`
+}
+
+// RedisConfig is the core's "broker.redis" object.
+type RedisConfig struct {
+	// URL is redis://[user:password@]host:port[/db].
+	URL string `json:"url"`
+	// Prefix of every key and PUB/SUB channel ("" keeps the core default,
+	// "herald:"), so several apps can share one Redis.
+	Prefix string `json:"prefix,omitempty"`
+	// TimeoutMS is how long a host call waits for Redis to confirm a
+	// publication (0 keeps the core default, 2000).
+	TimeoutMS int `json:"timeout_ms,omitempty"`
 }
 
 // TLSConfig names the PEM files the server uses to serve wss:// (the core's

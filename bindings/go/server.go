@@ -78,6 +78,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, goError("start", ErrInvalidConfig, "cannot encode config", err)
 	}
 	cjs := cString(js)
+	ensureLogs(cfg.Logger)
 
 	h, st, msg := func() (*C.herald_server, Status, string) {
 		runtime.LockOSThread()

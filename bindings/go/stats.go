@@ -82,6 +82,22 @@ type Stats struct {
 	Recoveries uint64 `json:"recoveries"`
 	// RecoveriesFailed counts recoveries that could not be served.
 	RecoveriesFailed uint64 `json:"recoveriesFailed"`
+	// ProtocolErrors counts clients closed for breaking the framing rules
+	// (1002) or sending invalid UTF-8 (1007).
+	ProtocolErrors uint64 `json:"protocolErrors"`
+	// WriteStalls counts clients evicted because their socket took no byte
+	// for the heartbeat timeout (included in Evictions).
+	WriteStalls uint64 `json:"writeStalls"`
+	// MemoryEvictions counts clients evicted because the server was over
+	// Config.MaxMemory (included in Evictions).
+	MemoryEvictions uint64 `json:"memoryEvictions"`
+	// QueuedBytes is the bytes waiting for clients, each subscriber's copy of
+	// a shared frame counted.
+	QueuedBytes uint64 `json:"queuedBytes"`
+	// MemoryBytes is QueuedBytes plus history: what Config.MaxMemory bounds.
+	MemoryBytes uint64 `json:"memoryBytes"`
+	// MaxMemory is the Config.MaxMemory bound in force.
+	MaxMemory uint64 `json:"maxMemory"`
 	// Channels is the number of channels the server currently holds.
 	Channels uint64 `json:"channels"`
 	// Subscriptions is the number of current client subscriptions.
@@ -95,6 +111,9 @@ type Stats struct {
 	MemoryBytes uint64 `json:"memoryBytes"`
 	// MaxMemory is the Config.MaxMemory bound.
 	MaxMemory uint64 `json:"maxMemory"`
+	// PublishQueueDepth is the number of host calls waiting for the core's
+	// dispatcher, bounded by Config.PublishQueueSize.
+	PublishQueueDepth uint64 `json:"publishQueueDepth"`
 	// EventsQueued is the number of events waiting in the core for Events.
 	EventsQueued uint64 `json:"eventsQueued"`
 	// EventsQueuedBytes is the estimated size of those events, bounded by
@@ -135,7 +154,7 @@ type ClientStats struct {
 	Subscriptions uint64 `json:"subscriptions"`
 	// Queued is the number of messages waiting in the client's queue.
 	Queued uint64 `json:"queued"`
-	// QueuedBytes is the bytes waiting for the client (its queue and its
+	// QueuedBytes is the bytes waiting for this client (its queue and its
 	// socket writer), bounded by Config.ClientQueueBytes.
 	QueuedBytes uint64 `json:"queuedBytes"`
 	// MessagesSent counts messages sent to this client.

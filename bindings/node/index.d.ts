@@ -92,6 +92,10 @@ export interface ServerOptions {
   rateLimit?: RateLimitOptions;
   /** Serve `wss://` with these PEM files. */
   tls?: TlsOptions;
+  /** Serve WebSocket clients (default true); `false` starts an emitter that only publishes through `broker`. */
+  listen?: boolean;
+  /** Where publications are sequenced and kept; `{ redis: { url } }` shares them between processes. */
+  broker?: BrokerOptions;
   /**
    * Bytes queued for one client at most, counting every way bytes wait for it (its
    * queue, replays, pongs and error replies, the socket writer's buffer); over it the
@@ -194,6 +198,22 @@ export interface RateLimitOptions {
 }
 
 /** PEM files for `wss://` (TLS 1.2 and 1.3); paths are relative to the process's working directory. */
+/** `broker.redis`: a Redis shared by every node and emitter that names it (and the same prefix). */
+export interface RedisOptions {
+  /** `redis://[user:password@]host:port[/db]`. */
+  url: string;
+  /** Prefix of every key and PUB/SUB channel, so several apps can share one Redis. Default "herald:". */
+  prefix?: string;
+  /** How long a host call waits for Redis to confirm a publication. Default 2000. */
+  timeout_ms?: number;
+  timeoutMs?: number;
+}
+
+/** `broker`: where publications are sequenced and kept (default: in this process). */
+export interface BrokerOptions {
+  redis?: RedisOptions;
+}
+
 export interface TlsOptions {
   /** Path of the certificate chain, PEM. */
   cert: string;
@@ -287,7 +307,7 @@ export interface ClientStats {
   subscriptions: number;
   /** Messages waiting in the client's queue. */
   queued: number;
-  /** Bytes waiting for this client (its queue and its socket writer), bounded by `client_queue_bytes`. */
+  /** Bytes waiting for this client (its queue and its socket writer), bounded by `clientQueueBytes`. */
   queuedBytes: number;
   /** Messages sent to this client. */
   messagesSent: number;
@@ -344,6 +364,18 @@ export interface Stats {
   channelsRejected: number;
   recoveries: number;
   recoveriesFailed: number;
+  /** Clients closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007). */
+  protocolErrors: number;
+  /** Of `evictions`: sockets that took no byte for the heartbeat timeout. */
+  writeStalls: number;
+  /** Of `evictions`: clients evicted because the server was over `maxMemory`. */
+  memoryEvictions: number;
+  /** Bytes waiting for clients, each subscriber's copy of a shared frame counted. */
+  queuedBytes: number;
+  /** `queuedBytes` plus history: what `maxMemory` bounds. */
+  memoryBytes: number;
+  /** The `maxMemory` bound in force. */
+  maxMemory: number;
   channels: number;
   subscriptions: number;
   historyBytes: number;
@@ -353,6 +385,8 @@ export interface Stats {
   memoryBytes: number;
   /** The `max_memory` bound. */
   maxMemory: number;
+  /** Host calls waiting for the core's dispatcher (bounded by `publishQueueSize`). */
+  publishQueueDepth: number;
   /** Events waiting to be emitted. */
   eventsQueued: number;
   /** Estimated bytes of the events waiting to be emitted (bounded by `event_queue_bytes`). */
@@ -667,3 +701,22 @@ export declare function start(options?: ServerOptions): Promise<HeraldServer>;
 
 /** Version of the Herald core the addon was built from. */
 export declare const version: string;
+
+/** One log record of the core. */
+export interface LogRecord {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The Rust module that logged, e.g. `herald::connection`. */
+  target: string;
+  /** The message, then its fields as ` key=value`. */
+  message: string;
+}
+
+/**
+ * Routes the core's log records at `level` (default `info`) and more severe to
+ * `callback`, on the main thread; `onLog(null)` stops. Process-wide; never keeps
+ * the process alive.
+ */
+export declare function onLog(
+  callback: ((record: LogRecord) => void) | null,
+  options?: { level?: LogRecord['level'] },
+): void;

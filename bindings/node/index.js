@@ -447,8 +447,30 @@ async function start(options) {
   return new HeraldServer(CONSTRUCT, nativeServer, state);
 }
 
+/** Log level names, most severe first, and the core's numbers for them. */
+const LOG_LEVELS = { error: 1, warn: 2, info: 3, debug: 4, trace: 5 };
+
+/**
+ * Routes the core's log records at `level` and more severe to `callback`, called on
+ * the main thread with `{ level, target, message }`; `onLog(null)` stops. Process-wide,
+ * like the core's logging; it never keeps the process alive.
+ */
+function onLog(callback, { level = 'info' } = {}) {
+  const number = LOG_LEVELS[level];
+  if (number === undefined) {
+    throw typeError(`level must be one of ${Object.keys(LOG_LEVELS).join(', ')}, not ${describe(level)}`);
+  }
+  if (callback === null || callback === undefined) {
+    native.setLogHandler(number, null);
+    return;
+  }
+  if (typeof callback !== 'function') throw typeError(`callback must be a function or null, not ${describe(callback)}`);
+  native.setLogHandler(number, (json) => callback(JSON.parse(json)));
+}
+
 module.exports = {
   start,
   HeraldServer,
+  onLog,
   version: native.version(),
 };

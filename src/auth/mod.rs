@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// A question for the host authorizer. Answer it with `Server::authorize_reply(id, …)`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -61,7 +61,7 @@ impl AuthRequest {
 
 /// The host's answer. On connect, `userId` names the user (channel `user:<id>`) and
 /// `channels` lists patterns the client may subscribe to without asking again.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthDecision {
     pub allow: bool,

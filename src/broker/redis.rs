@@ -84,7 +84,7 @@ return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 ";
 
 /// Broker health, for stats.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Health {
     pub kind: &'static str,

@@ -287,6 +287,97 @@ pub extern "C" fn herald_set_event_handler(
     })
 }
 
+/// Log levels, most severe first: a handler installed for a level receives that level
+/// and every more severe one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum herald_log_level {
+    HERALD_LOG_ERROR = 1,
+    HERALD_LOG_WARN = 2,
+    HERALD_LOG_INFO = 3,
+    HERALD_LOG_DEBUG = 4,
+    HERALD_LOG_TRACE = 5,
+}
+
+impl From<crate::LogLevel> for herald_log_level {
+    fn from(level: crate::LogLevel) -> Self {
+        use crate::LogLevel::*;
+        match level {
+            Error => herald_log_level::HERALD_LOG_ERROR,
+            Warn => herald_log_level::HERALD_LOG_WARN,
+            Info => herald_log_level::HERALD_LOG_INFO,
+            Debug => herald_log_level::HERALD_LOG_DEBUG,
+            Trace => herald_log_level::HERALD_LOG_TRACE,
+        }
+    }
+}
+
+/// Receives one log record: its level, its target (the module
+/// that logged, e.g. `herald::connection`) and its message (text, then ` key=value`
+/// fields). The strings are valid only during the call.
+pub type herald_log_callback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: herald_log_level,
+        target: *const c_char,
+        message: *const c_char,
+    ),
+>;
+
+/// Installs (or, with a NULL callback, removes) the process-wide log handler, for records
+/// of `max_level` (a `herald_log_level`) and more severe. It is called on a dedicated
+/// Herald thread, one record at a time, never on an I/O thread; past 4096 records
+/// waiting, records are dropped. A call already under way may finish after this returns
+/// with a NULL callback, so keep `user_data` valid until then. Independent of
+/// `HERALD_LOG`, which logs to stderr. `HERALD_ERR_INVALID_ARGUMENT` for a level out of
+/// range; `HERALD_ERR_IO` if the process already has another tracing subscriber (a Rust
+/// host's own), which then receives Herald's records instead.
+#[no_mangle]
+pub extern "C" fn herald_set_log_handler(
+    max_level: i32,
+    callback: herald_log_callback,
+    user_data: *mut c_void,
+) -> herald_status {
+    guard(|| {
+        let level = crate::LogLevel::from_number(i64::from(max_level)).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("max_level must be 1 (error) to 5 (trace), not {max_level}"),
+            )
+        })?;
+        let handler = callback.map(|callback| {
+            let user_data = UserData::new(user_data);
+            Arc::new(move |record: &crate::LogRecord| {
+                let target = c_text(&record.target);
+                let message = c_text(&record.message);
+                // SAFETY: the host registered this callback for exactly this use; the
+                // strings outlive the call.
+                unsafe {
+                    callback(
+                        user_data.get(),
+                        herald_log_level::from(record.level),
+                        target.as_ptr(),
+                        message.as_ptr(),
+                    )
+                };
+            }) as crate::LogHandler
+        });
+        if crate::set_log_handler(level, handler) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Io,
+                "another tracing subscriber is installed in this process; Herald logs there",
+            ))
+        }
+    })
+}
+
+/// A C string of `text`, NULs escaped (a client's input may end up in a log line).
+fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', "\\0")).expect("NULs were escaped")
+}
+
 /// Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
 /// "tokenUserId","query","headers","origin","remoteAddr"}` or `{"type":"subscribe","id",
 /// "clientId","userId","channel"}`. Answer with `herald_authorize_reply`, from inside the

@@ -5,6 +5,7 @@ use crate::auth::Credentials;
 use crate::client::{Client, CloseReason, Outbound};
 use crate::events::Event;
 use crate::limits::{RateLimiter, SocketSlot, Verdict};
+use crate::metrics::Stamp;
 use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::server::Shared;
 use crate::stats::Counters;
@@ -114,6 +115,13 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     shared.fanout.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
+    tracing::debug!(
+        client = %client.id,
+        user = user_id.as_deref().unwrap_or("-"),
+        session = session_id.as_deref().unwrap_or("-"),
+        %remote,
+        "client connected"
+    );
     // The URL's subscriptions exist before the host hears of the client, so a host that
     // notifies a session as soon as it sees `connected` cannot race them.
     let mut subscribed = Vec::new();
@@ -153,6 +161,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         in_flight: None,
         peer_close: None,
         unsent: 0,
+        oldest_unsent: None,
         last_written: 0,
     })
 }
@@ -176,6 +185,8 @@ struct Connection {
     peer_close: Option<CloseFrame>,
     /// Messages handed to the socket and not yet written.
     unsent: u64,
+    /// The stamp of the oldest host message among them, observed once they are written.
+    oldest_unsent: Option<Stamp>,
     /// The writer's byte count when last looked at, to tell progress from a stall.
     last_written: u64,
 }
@@ -273,7 +284,7 @@ impl Connection {
                 self.client.take_queued(MAX_BATCH, |entries| {
                     wire.reserve(entries.len());
                     for entry in entries {
-                        self.unsent += push_entry(wire, entry);
+                        self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
                     }
                 });
             }
@@ -293,6 +304,9 @@ impl Connection {
             Counters::add(&self.shared.counters.messages_sent, self.unsent);
             Counters::add(&self.client.messages_sent, self.unsent);
             self.unsent = 0;
+        }
+        if let Some(stamp) = self.oldest_unsent.take() {
+            self.shared.latency.observe(stamp);
         }
     }
 
@@ -360,6 +374,8 @@ impl Connection {
             (_, Some(frame)) => (Some(u16::from(frame.code)), frame.reason.to_string()),
             _ => (None, "connection lost".to_string()),
         };
+        let shown_code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        tracing::debug!(client = %client.id, code = %shown_code, %reason, "client closed");
         shared.events.push(Event::Disconnected {
             client_id: client.id.to_string(),
             user_id: client.user_id.as_deref().map(str::to_string),
@@ -382,7 +398,7 @@ impl Connection {
             // bounds its drain; any other drain gets the close grace period.
             let wire = self.ws.get_mut();
             for entry in left {
-                self.unsent += push_entry(wire, entry);
+                self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
             }
             let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
             let drained = if reason == CloseReason::Shutdown {
@@ -424,11 +440,18 @@ impl Connection {
     }
 }
 
-/// Queues an entry's frames on the socket; returns how many messages it held.
-fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound) -> u64 {
+/// Queues an entry's frames on the socket; returns how many messages it held. A live
+/// host message's stamp is kept in `oldest` unless an older one is there (replays are
+/// history, not latency).
+fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound, oldest: &mut Option<Stamp>) -> u64 {
     let messages = entry.message_count() as u64;
     match entry {
-        Outbound::Message(frame) => wire.push_message(&frame),
+        Outbound::Message(frame) => {
+            if oldest.is_none() {
+                *oldest = frame.stamp();
+            }
+            wire.push_message(&frame)
+        }
         Outbound::Replay(frames) => frames.iter().for_each(|frame| wire.push_message(frame)),
     }
     messages
@@ -453,6 +476,7 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.fanout.unsubscribe(client, target.as_ref()) {
+                tracing::debug!(client = %client.id, %channel, "unsubscribed");
                 shared
                     .events
                     .push(Event::unsubscribed(&client.id, &channel));
@@ -487,6 +511,7 @@ async fn subscribe(
         .await
     {
         Counters::add(&shared.counters.forbidden, 1);
+        tracing::debug!(client = %client.id, %channel, "subscribe refused");
         let why = format!("not allowed to subscribe to {channel:?}");
         client.enqueue(protocol::error("forbidden", &why));
         return None;
@@ -501,7 +526,10 @@ async fn subscribe(
         None => shared.fanout.subscribe(client, target, since, reply),
     };
     match subscribed {
-        Ok(sub) if sub.newly_subscribed => Some(Event::subscribed(&client.id, &sub.channel)),
+        Ok(sub) if sub.newly_subscribed => {
+            tracing::debug!(client = %client.id, channel = %sub.channel, "subscribed");
+            Some(Event::subscribed(&client.id, &sub.channel))
+        }
         Ok(_) => None,
         Err(e) => {
             client.enqueue(protocol::error("subscribe_failed", e.message()));

@@ -1,4 +1,4 @@
-//! HTTP on the WebSocket port: the upgrade itself, `/healthz` and `/api/ws/stats`.
+//! HTTP on the WebSocket port: the upgrade itself, `/healthz`, `/api/ws/stats` and `/metrics`.
 
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
@@ -46,7 +46,12 @@ pub(crate) async fn serve_socket<I>(
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
         let slot = Arc::clone(&slot);
-        async move { Ok::<_, Infallible>(route(shared, req, remote, &slot)) }
+        async move {
+            if let Some(host) = host_route(&shared, req.uri().path()) {
+                return Ok::<_, Infallible>(crate::host_routes::serve(host, req).await);
+            }
+            Ok(route(shared, req, remote, &slot))
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -67,6 +72,15 @@ pub(crate) async fn serve_socket<I>(
 }
 
 type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
+
+/// The host's route for `path`, unless one of Herald's own routes has it.
+fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRoute> {
+    let own = path == shared.config.path || ENDPOINTS.iter().any(|e| e.path == path);
+    if own {
+        return None;
+    }
+    shared.config.http_routes.find(path)
+}
 
 fn route(
     shared: Arc<Shared>,
@@ -122,7 +136,22 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::Admin,
         serve: stats,
     },
+    Endpoint {
+        method: Method::GET,
+        path: "/metrics",
+        access: Access::Admin,
+        serve: metrics,
+    },
 ];
+
+fn metrics(shared: &Shared) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(shared))));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
 
 fn stats(shared: &Shared) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(shared.stats_json())));

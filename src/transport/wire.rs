@@ -6,6 +6,7 @@
 //! reference to it. tungstenite still reads the client's frames and answers pings and
 //! closes; whatever it writes joins the same ordered queue, so frames never interleave.
 
+use crate::metrics::Stamp;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -24,6 +25,9 @@ pub(crate) const HEADER_ROOM: usize = 10;
 pub(crate) struct Frame {
     bytes: Bytes,
     header_len: u8,
+    /// When the host made this message, for the publish-to-write latency; `None` for
+    /// Herald's own replies. It sits in padding: a frame is no larger for it.
+    stamp: Option<Stamp>,
 }
 
 impl Frame {
@@ -43,7 +47,18 @@ impl Frame {
         Frame {
             bytes: Bytes::from(buf).slice(start..),
             header_len: header_len as u8,
+            stamp: None,
         }
+    }
+
+    /// The same frame, stamped with the time the host made its message.
+    pub fn stamped(mut self, stamp: Option<Stamp>) -> Frame {
+        self.stamp = stamp;
+        self
+    }
+
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.stamp
     }
 
     /// Frames a copy of `text` (a message that arrived from a broker, say).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._auth import AuthDecision, AuthRequest, Decision
 from ._ffi import Status, library_path
+from ._logging import forward_logs
 from ._server import Authorizer, Event, EventStream, Message, Server, core_version
 from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
@@ -59,6 +60,7 @@ __all__ = [
     "TlsConfig",
     "Status",
     "core_version",
+    "forward_logs",
     "library_path",
     "HeraldError",
     "HeraldLibraryError",

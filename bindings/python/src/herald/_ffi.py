@@ -31,6 +31,7 @@ from typing import List, Optional
 __all__ = [
     "Status",
     "EVENT_CALLBACK",
+    "LOG_CALLBACK",
     "AUTHORIZE_CALLBACK",
     "lib",
     "library_path",
@@ -69,6 +70,10 @@ EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_char_p)
 #: const char *request_json);``
 AUTHORIZE_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint64, c_char_p)
 
+#: ``typedef void (*herald_log_callback)(void *user_data, enum herald_log_level level,
+#: const char *target, const char *message);``
+LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_int, c_char_p, c_char_p)
+
 _STATUS = c_int  # C enum herald_status
 _HANDLE = c_void_p  # herald_server *, opaque
 _OUT_STRING = POINTER(c_void_p)  # char ** (owned by the core, freed with herald_string_free)
@@ -91,6 +96,7 @@ _SIGNATURES = {
     "herald_set_event_handler": (_STATUS, [_HANDLE, EVENT_CALLBACK, c_void_p]),
     "herald_set_authorizer": (_STATUS, [_HANDLE, AUTHORIZE_CALLBACK, c_void_p]),
     "herald_authorize_reply": (_STATUS, [_HANDLE, c_uint64, c_char_p]),
+    "herald_set_log_handler": (_STATUS, [c_int, LOG_CALLBACK, c_void_p]),
     "herald_next_event": (_STATUS, [_HANDLE, c_uint32, _OUT_STRING]),
     "herald_stop": (_STATUS, [_HANDLE, c_uint32]),
     "herald_last_error": (c_char_p, []),

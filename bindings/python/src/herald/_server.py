@@ -33,7 +33,7 @@ from typing import (
     Union,
 )
 
-from . import _ffi
+from . import _ffi, _logging
 from ._auth import AuthDecision, AuthRequest, Decision, decision_json, deny_json
 from ._ffi import Status
 from .errors import (
@@ -761,6 +761,7 @@ class Server:
         except (TypeError, ValueError) as exc:
             raise NotSerializableError(f"server configuration is not JSON-serializable: {exc}") from exc
         lib = _ffi.lib()
+        _logging.ensure_forwarding()
         handle = lib.herald_start(config_json)
         if not handle:
             # Both read on this thread, right after the failure.

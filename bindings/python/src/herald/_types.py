@@ -56,6 +56,23 @@ class TlsConfig(TypedDict):
     key: Union[str, "os.PathLike[str]"]
 
 
+class RedisConfig(TypedDict, total=False):
+    """``broker.redis``: ``url`` (``redis://[user:password@]host:port[/db]``, required),
+    ``prefix`` of every key and PUB/SUB channel (default ``"herald:"``), ``timeout_ms`` a host
+    call waits for Redis to confirm a publication (default 2000)."""
+
+    url: str
+    prefix: str
+    timeout_ms: int
+
+
+class BrokerConfig(TypedDict, total=False):
+    """``broker``: where publications are sequenced and kept; ``{"redis": {...}}`` shares them
+    between every node and emitter that names the same Redis and prefix."""
+
+    redis: RedisConfig
+
+
 class ServerConfig(TypedDict, total=False):
     """Keyword arguments of :class:`herald.Server`: the core's JSON configuration keys.
 
@@ -104,3 +121,5 @@ class ServerConfig(TypedDict, total=False):
     max_memory: int
     admin_token: Optional[str]
     event_queue_bytes: int
+    listen: bool
+    broker: Optional[BrokerConfig]
