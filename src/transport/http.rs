@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// Log target: the module's name before the transport folder, which hosts filter on.
+const LOG_TARGET: &str = "herald::http";
+
 /// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
 /// default would dominate idle memory. Larger frames grow it on demand.
 const READ_BUFFER_SIZE: usize = 128;
@@ -62,11 +65,11 @@ pub(crate) async fn serve_socket<I>(
     match tokio::time::timeout(timeout, connection).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) if !e.is_timeout() => {
-            tracing::debug!(%remote, error = %e, "http connection ended with an error")
+            tracing::debug!(target: LOG_TARGET, %remote, error = %e, "http connection ended with an error")
         }
         Ok(Err(_)) | Err(_) => {
             Counters::add(&shared.counters.handshake_timeouts, 1);
-            tracing::debug!(%remote, "dropping a socket that did not upgrade in time");
+            tracing::debug!(target: LOG_TARGET, %remote, "dropping a socket that did not upgrade in time");
         }
     }
 }
