@@ -16,6 +16,22 @@ const path = require('node:path');
 const pkgDir = path.resolve(__dirname, '..');
 const dest = path.join(pkgDir, 'herald.node');
 
+/**
+ * Says what the build is doing. npm hides install scripts' output (unless
+ * --foreground-scripts), so the line also goes to the terminal when there is one.
+ */
+function progress(message) {
+  const line = `herald: ${message}\n`;
+  process.stderr.write(line);
+  if (!process.stderr.isTTY) {
+    try {
+      fs.writeFileSync('/dev/tty', line);
+    } catch {
+      // no terminal (CI, a pipe): stderr is enough
+    }
+  }
+}
+
 function fail(message) {
   console.error(`herald: ${message}`);
   process.exit(1);
@@ -49,7 +65,12 @@ const args = [
 ];
 if (release) args.push('--release');
 
+progress(
+  `compiling the native addon from source (${release ? 'release' : 'debug'}); this usually takes ` +
+    `${release ? '3 to 6' : '1 to 3'} minutes on 2 cores (npm shows cargo's progress with --foreground-scripts)`,
+);
 console.error(`herald: ${cargo} ${args.join(' ')}`);
+const started = Date.now();
 const run = spawnSync(cargo, args, {
   cwd: pkgDir,
   stdio: ['ignore', 'pipe', 'inherit'], // cargo's progress and diagnostics go straight to stderr
@@ -92,4 +113,5 @@ if (!artifact) fail('cargo did not report the herald_node cdylib');
 const tmp = `${dest}.${process.pid}.tmp`;
 fs.copyFileSync(artifact, tmp);
 fs.renameSync(tmp, dest);
+progress(`addon compiled in ${Math.round((Date.now() - started) / 1000)} s`);
 console.error(`herald: installed ${path.relative(process.cwd(), dest) || dest} (from ${artifact})`);
