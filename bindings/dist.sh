@@ -55,6 +55,15 @@ mkdir -p "$addon_pkg" "$main_pkg"
 cp "$release/libherald_node.so" "$addon_pkg/herald.node"
 strip --strip-unneeded "$addon_pkg/herald.node"
 cp bindings/node/index.js bindings/node/index.d.ts bindings/node/README.md "$main_pkg/"
+# The sources for `npx herald-build-addon`, the fallback where no prebuilt addon exists:
+# the core and the binding's crate as a two-member workspace (the repository's test
+# targets and other members are left out).
+mkdir -p "$main_pkg/scripts" "$main_pkg/core/node"
+cp bindings/node/scripts/build.js "$main_pkg/scripts/"
+cp -r Cargo.lock build.rs src include "$main_pkg/core/"
+sed -e 's|^members = .*|members = [".", "node"]|' -e '/^\[\[test\]\]/,$d' Cargo.toml > "$main_pkg/core/Cargo.toml"
+cp -r bindings/node/build.rs bindings/node/src "$main_pkg/core/node/"
+sed 's|path = "\.\./\.\."|path = ".."|' bindings/node/Cargo.toml > "$main_pkg/core/node/Cargo.toml"
 node - "$root/bindings/node/package.json" "$main_pkg" "$addon_pkg" "$platform" <<'JS'
 const fs = require('node:fs');
 const path = require('node:path');
@@ -75,10 +84,12 @@ fs.writeFileSync(path.join(addonDir, 'package.json'), JSON.stringify({
   files: ['herald.node'],
 }, null, 2) + '\n');
 fs.writeFileSync(path.join(addonDir, 'README.md'), `# ${addonName}\n\nThe prebuilt native addon of \`${pkg.name}\` for ${platform}. Install \`${pkg.name}\`, not this package.\n`);
-// The main package: JavaScript and types; no install script (nothing to compile).
+// The main package: JavaScript, types and the sources of the fallback build; no install
+// script (nothing to compile where the platform package applies).
 delete pkg.scripts;
 delete pkg.devDependencies;
-pkg.files = ['index.js', 'index.d.ts', 'README.md'];
+pkg.files = ['index.js', 'index.d.ts', 'README.md', 'scripts/build.js', 'core/'];
+pkg.bin = { 'herald-build-addon': 'scripts/build.js' };
 pkg.optionalDependencies = { [addonName]: pkg.version };
 // index.d.ts extends Node's EventEmitter: TypeScript users need @types/node, declared here
 // (optional, so JavaScript users install nothing more).

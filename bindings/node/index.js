@@ -44,8 +44,8 @@ function findAddon() {
   } catch {
     const err = new Error(
       `herald: no native addon: neither ${built} (a from-source build) nor the prebuilt package ${pkg} ` +
-        'is installed. Prebuilt addons exist for linux-x64-gnu; elsewhere build from a Herald checkout ' +
-        '(`npm install /path/to/herald/bindings/node`, needs cargo), or set HERALD_NODE_ADDON to a built addon',
+        'is installed. Prebuilt addons exist for linux-x64-gnu; elsewhere build it from source with ' +
+        '`npx herald-build-addon` (needs cargo; a few minutes), or set HERALD_NODE_ADDON to a built addon',
     );
     err.code = 'HERALD_ADDON_NOT_FOUND';
     throw err;
