@@ -46,6 +46,12 @@ for lib in "$work/wheel-check/herald/libherald.so" "$work/package/herald.node"; 
     if readelf -S "$lib" | grep -q '\.symtab'; then echo "$lib is not stripped" >&2; exit 1; fi
 done
 
+# The main npm package carries the sources of its from-source fallback (npx herald-build-addon).
+for f in package/scripts/build.js package/core/Cargo.toml package/core/Cargo.lock package/core/src/lib.rs \
+    package/core/node/Cargo.toml package/core/node/src/lib.rs; do
+    tar -tzf "$npm_main" | grep -qx "$f" || { echo "$npm_main lacks $f" >&2; exit 1; }
+done
+
 step "Python: a fresh venv, pip install the wheel"
 "$python" -m venv "$work/venv"
 t=$(now_ms)
