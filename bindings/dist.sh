@@ -23,8 +23,11 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)"
 platform=linux-x64-gnu
 
 profile="${HERALD_DIST_PROFILE:-release}"
-step "cargo build --profile $profile (core library and Node addon)"
-cargo build --profile "$profile" --locked -p herald --lib -p herald-node
+# The same two builds as the Go and Node suites (tests/run-all.sh), so after them both
+# are no-ops: the core's libraries, then the addon.
+step "cargo build --profile $profile (core libraries, then the Node addon)"
+cargo build --profile "$profile" --locked
+cargo build --profile "$profile" --locked -p herald-node
 release="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 rm -rf "$stage" "$dist"

@@ -43,13 +43,15 @@ ls -l "$dist"
 "$python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("herald/libherald.so", sys.argv[2])' "$wheel" "$work/wheel-check"
 tar -xzf "$npm_addon" -C "$work" package/herald.node
 for lib in "$work/wheel-check/herald/libherald.so" "$work/package/herald.node"; do
-    if readelf -S "$lib" | grep -q '\.symtab'; then echo "$lib is not stripped" >&2; exit 1; fi
+    sections="$(readelf -S "$lib")"
+    if grep -q '\.symtab' <<< "$sections"; then echo "$lib is not stripped" >&2; exit 1; fi
 done
 
 # The main npm package carries the sources of its from-source fallback (npx herald-build-addon).
+main_files="$(tar -tzf "$npm_main")" # listed once: `tar | grep -q` fails under pipefail when grep quits early
 for f in package/scripts/build.js package/core/Cargo.toml package/core/Cargo.lock package/core/src/lib.rs \
     package/core/node/Cargo.toml package/core/node/src/lib.rs; do
-    tar -tzf "$npm_main" | grep -qx "$f" || { echo "$npm_main lacks $f" >&2; exit 1; }
+    grep -qx "$f" <<< "$main_files" || { echo "$npm_main lacks $f" >&2; exit 1; }
 done
 
 step "Python: a fresh venv, pip install the wheel"
