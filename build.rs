@@ -25,6 +25,7 @@ fn main() {
         usize_is_size_t: true,
         sys_includes: vec!["stdint.h".into(), "stddef.h".into()],
         no_includes: true,
+        after_includes: Some(version_macros()),
         ..Default::default()
     };
 
@@ -39,6 +40,19 @@ fn main() {
         std::fs::copy(&out, crate_dir.join("include/herald.h"))
             .expect("copying the header into include/");
     }
+}
+
+/// The crate's version as macros, so C code can check at compile time what it builds
+/// against (`herald_version()` gives the library's at run time).
+fn version_macros() -> String {
+    let part = |key: &str| std::env::var(key).expect("set by cargo");
+    format!(
+        "\n#define HERALD_VERSION_MAJOR {}\n#define HERALD_VERSION_MINOR {}\n#define HERALD_VERSION_PATCH {}\n#define HERALD_VERSION_STRING \"{}\"",
+        part("CARGO_PKG_VERSION_MAJOR"),
+        part("CARGO_PKG_VERSION_MINOR"),
+        part("CARGO_PKG_VERSION_PATCH"),
+        part("CARGO_PKG_VERSION"),
+    )
 }
 
 const HEADER: &str = r#"

@@ -32,6 +32,11 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#define HERALD_VERSION_MAJOR 0
+#define HERALD_VERSION_MINOR 1
+#define HERALD_VERSION_PATCH 0
+#define HERALD_VERSION_STRING "0.1.0"
+
 /**
  * The result of every call that can fail. `herald_last_error` gives the message.
  */

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of every language: rustfmt, clippy (warnings are errors) and a
 # build with the declared rust-version, the Rust core (cargo test), then the Python, Node
-# and Go bindings, and the browser client (headless Chromium). Installs what the suites
-# need (pip, npm and Go packages, Debian's chromium, and redis-server for the Redis
-# broker's tests) and builds the core. Exits non-zero if any suite fails; the last line
-# sums the suites.
+# and Go bindings, the artifacts of bindings/dist.sh installed without cargo, and the
+# browser client (headless Chromium). Installs what the suites need (pip, npm and Go
+# packages, Debian's chromium, and redis-server for the Redis broker's tests) and builds
+# the core. Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +59,8 @@ suite "rust core" cargo test -p herald --locked
 suite "python binding" bash bindings/python/run-tests.sh
 suite "node binding" bash bindings/node/run-tests.sh
 suite "go binding" bash bindings/go/run-tests.sh
+# After the Node and Go suites: dist.sh then reuses their release build of the core and addon.
+suite "packaging" bash bindings/packaging/run-tests.sh
 suite "browser client" bash bindings/browser/run-tests.sh
 
 echo

@@ -1,4 +1,4 @@
-//go:build !herald_dynamic && !herald_external
+//go:build !herald_dynamic && !herald_external && !herald_pkgconfig
 
 package herald
 

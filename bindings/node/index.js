@@ -3,25 +3,57 @@
 // Herald for Node: a thin EventEmitter layer over the native addon (src/lib.rs).
 //
 // The addon is loaded from $HERALD_NODE_ADDON if set, else from ./herald.node
-// (produced by `npm run build`, which `npm install` runs).
+// (produced by `npm run build`, which `npm install` of a checkout runs), else from
+// the prebuilt platform package (herald-linux-x64-gnu).
 
 const fs = require('node:fs');
 const path = require('node:path');
 const { EventEmitter } = require('node:events');
 
-function loadAddon() {
+/**
+ * The prebuilt addon's package for this platform, napi-rs style: `herald-linux-x64-gnu`
+ * (listed in optionalDependencies of the published package, so npm installs only the
+ * one matching the host's os, cpu and libc).
+ */
+function platformPackage() {
+  let abi = '';
+  if (process.platform === 'linux') {
+    const report = process.report && process.report.getReport();
+    abi = report && report.header && report.header.glibcVersionRuntime ? '-gnu' : '-musl';
+  }
+  return `herald-${process.platform}-${process.arch}${abi}`;
+}
+
+/** Where the addon is: $HERALD_NODE_ADDON, a from-source build, or the platform package. */
+function findAddon() {
   const fromEnv = process.env.HERALD_NODE_ADDON;
-  const file = fromEnv ? path.resolve(fromEnv) : path.join(__dirname, 'herald.node');
-  if (!fs.existsSync(file)) {
+  if (fromEnv) {
+    const file = path.resolve(fromEnv);
+    if (!fs.existsSync(file)) {
+      const err = new Error(`herald: HERALD_NODE_ADDON points at ${file}, which does not exist`);
+      err.code = 'HERALD_ADDON_NOT_FOUND';
+      throw err;
+    }
+    return file;
+  }
+  const built = path.join(__dirname, 'herald.node');
+  if (fs.existsSync(built)) return built;
+  const pkg = platformPackage();
+  try {
+    return require.resolve(`${pkg}/herald.node`);
+  } catch {
     const err = new Error(
-      fromEnv
-        ? `herald: HERALD_NODE_ADDON points at ${file}, which does not exist`
-        : `herald: native addon not found at ${file}; build it with \`npm run build\` in ${__dirname} ` +
-            '(needs cargo), or set HERALD_NODE_ADDON to the path of a built addon',
+      `herald: no native addon: neither ${built} (a from-source build) nor the prebuilt package ${pkg} ` +
+        'is installed. Prebuilt addons exist for linux-x64-gnu; elsewhere build it from source with ' +
+        '`npx herald-build-addon` (needs cargo; a few minutes), or set HERALD_NODE_ADDON to a built addon',
     );
     err.code = 'HERALD_ADDON_NOT_FOUND';
     throw err;
   }
+}
+
+function loadAddon() {
+  const file = findAddon();
   // process.dlopen rather than require(): the addon may keep its cargo name
   // (libherald_node.so / .dylib / herald_node.dll) when given by HERALD_NODE_ADDON.
   const mod = { exports: {} };

@@ -5,6 +5,8 @@ Environment knobs:
   CARGO               cargo executable (default: `cargo` on PATH)
   HERALD_CARGO_PROFILE  cargo profile (default: release)
   CARGO_TARGET_DIR    honoured by cargo as usual (the artifact path is read from cargo's output)
+  HERALD_PREBUILT_LIBRARY  path of an already built (e.g. stripped) libherald: bundled as is,
+                      cargo is not run (bindings/dist.sh uses it)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from setuptools import setup
@@ -37,8 +40,27 @@ def _library_name() -> str:
     return "libherald.so"
 
 
+def progress(message: str) -> None:
+    """Tell the user what the build is doing. pip captures a build's output (shown only
+    with `pip install -v`), so the message also goes to the terminal when there is one."""
+    line = f"herald: {message}"
+    print(line, file=sys.stderr, flush=True)
+    if not sys.stderr.isatty():
+        try:
+            with open("/dev/tty", "w") as tty:
+                tty.write(line + "\n")
+        except OSError:
+            pass
+
+
 def build_core() -> Path:
     """Run `cargo build` for the root crate and return the path of the cdylib."""
+    prebuilt = os.environ.get("HERALD_PREBUILT_LIBRARY")
+    if prebuilt:
+        if not Path(prebuilt).is_file():
+            raise SystemExit(f"herald: HERALD_PREBUILT_LIBRARY={prebuilt} is not a file")
+        progress(f"bundling the prebuilt core {prebuilt} (cargo not run)")
+        return Path(prebuilt)
     if not MANIFEST.is_file():
         raise SystemExit(
             f"herald: cannot find the core crate at {MANIFEST}. Build from a source checkout "
@@ -52,10 +74,16 @@ def build_core() -> Path:
         cargo, "build", "--manifest-path", str(MANIFEST), "-p", "herald", "--lib",
         "--profile", profile, "--message-format=json-render-diagnostics",
     ]
+    progress(
+        "compiling the Rust core from source; this usually takes 3 to 6 minutes on 2 cores "
+        "(`pip install -v` shows cargo's progress; a prebuilt wheel needs no compiler)"
+    )
     print("herald: " + " ".join(cmd), file=sys.stderr, flush=True)
+    started = time.monotonic()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, check=False, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"herald: cargo build failed with exit code {proc.returncode}")
+    progress(f"core compiled in {time.monotonic() - started:.0f} s")
     wanted = _library_name()
     found = None
     for line in proc.stdout.splitlines():

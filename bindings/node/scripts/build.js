@@ -5,6 +5,8 @@
 //
 //   node scripts/build.js            release build (what `npm install` / `npm run build` do)
 //   node scripts/build.js --debug    debug build
+//   npx herald-build-addon           in an app: builds the installed package's addon from
+//                                    the sources it carries (where no prebuilt one exists)
 //
 // Environment: CARGO (cargo binary, default "cargo"), CARGO_TARGET_DIR (honoured by cargo),
 // HERALD_NODE_SKIP_BUILD=1 (do nothing; e.g. when HERALD_NODE_ADDON points at a prebuilt addon).
@@ -16,6 +18,22 @@ const path = require('node:path');
 const pkgDir = path.resolve(__dirname, '..');
 const dest = path.join(pkgDir, 'herald.node');
 
+/**
+ * Says what the build is doing. npm hides install scripts' output (unless
+ * --foreground-scripts), so the line also goes to the terminal when there is one.
+ */
+function progress(message) {
+  const line = `herald: ${message}\n`;
+  process.stderr.write(line);
+  if (!process.stderr.isTTY) {
+    try {
+      fs.writeFileSync('/dev/tty', line);
+    } catch {
+      // no terminal (CI, a pipe): stderr is enough
+    }
+  }
+}
+
 function fail(message) {
   console.error(`herald: ${message}`);
   process.exit(1);
@@ -26,14 +44,17 @@ if (process.env.HERALD_NODE_SKIP_BUILD === '1') {
   process.exit(0);
 }
 
-// The crate is a member of the Herald repository's cargo workspace and depends
-// on the core by path, so it can only be built from a checkout (npm links a
-// local folder dependency, so `npm install ./bindings/node` builds in place).
-if (!fs.existsSync(path.join(pkgDir, '..', '..', 'Cargo.toml'))) {
+// Sources: the published package carries the core and the binding's crate under
+// core/ (a two-member workspace); in a checkout the crate is a member of the Herald
+// repository's workspace and depends on the core by path (npm links a local folder
+// dependency, so `npm install ./bindings/node` builds in place).
+const packagedManifest = path.join(pkgDir, 'core', 'node', 'Cargo.toml');
+const manifest = fs.existsSync(packagedManifest) ? packagedManifest : path.join(pkgDir, 'Cargo.toml');
+if (manifest !== packagedManifest && !fs.existsSync(path.join(pkgDir, '..', '..', 'Cargo.toml'))) {
   fail(
-    `cannot build: ${pkgDir} is not inside a Herald repository checkout ` +
-      '(was the package copied, e.g. with --install-links?). Install it from the checkout, ' +
-      'or set HERALD_NODE_SKIP_BUILD=1 and HERALD_NODE_ADDON=/path/to/herald.node.',
+    `cannot build: ${pkgDir} is neither the published package (with its core/ sources) nor inside a ` +
+      'Herald repository checkout (was the package copied, e.g. with --install-links?). Install it from the ' +
+      'checkout, or set HERALD_NODE_SKIP_BUILD=1 and HERALD_NODE_ADDON=/path/to/herald.node.',
   );
 }
 
@@ -44,12 +65,17 @@ const args = [
   '-p',
   'herald-node',
   '--manifest-path',
-  path.join(pkgDir, 'Cargo.toml'),
+  manifest,
   '--message-format=json-render-diagnostics',
 ];
 if (release) args.push('--release');
 
+progress(
+  `compiling the native addon from source (${release ? 'release' : 'debug'}); this usually takes ` +
+    `${release ? '3 to 6' : '1 to 3'} minutes on 2 cores (npm shows cargo's progress with --foreground-scripts)`,
+);
 console.error(`herald: ${cargo} ${args.join(' ')}`);
+const started = Date.now();
 const run = spawnSync(cargo, args, {
   cwd: pkgDir,
   stdio: ['ignore', 'pipe', 'inherit'], // cargo's progress and diagnostics go straight to stderr
@@ -92,4 +118,5 @@ if (!artifact) fail('cargo did not report the herald_node cdylib');
 const tmp = `${dest}.${process.pid}.tmp`;
 fs.copyFileSync(artifact, tmp);
 fs.renameSync(tmp, dest);
+progress(`addon compiled in ${Math.round((Date.now() - started) / 1000)} s`);
 console.error(`herald: installed ${path.relative(process.cwd(), dest) || dest} (from ${artifact})`);
