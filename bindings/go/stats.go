@@ -115,6 +115,9 @@ type Stats struct {
 	// Version is the core's version.
 	Version string `json:"version"`
 
+	// Broker is the broker's health (Kind "memory" or "redis").
+	Broker BrokerStats `json:"broker"`
+
 	// Raw is the whole stats document as the core reported it, including
 	// fields this version of the binding does not map.
 	Raw json.RawMessage `json:"-"`
@@ -180,4 +183,21 @@ func parseStats(raw []byte) (Stats, error) {
 	}
 	s.Raw = json.RawMessage(raw)
 	return s, nil
+}
+
+// BrokerStats is the "broker" object of the stats: Kind is "memory" (the
+// default, nothing else is set) or "redis", with the link's health.
+type BrokerStats struct {
+	Kind string `json:"kind"`
+	// Node is this process's id in Redis (client ids start with it).
+	Node string `json:"node,omitempty"`
+	// Connected is false while the link to Redis is down.
+	Connected bool `json:"connected"`
+	// Reconnects counts the links to Redis restored.
+	Reconnects uint64 `json:"reconnects"`
+	// PublishRoundTripUS is the last publication's round trip to Redis, in
+	// microseconds.
+	PublishRoundTripUS uint64 `json:"publishRoundTripUs"`
+	// PublishErrors counts publications Redis did not take.
+	PublishErrors uint64 `json:"publishErrors"`
 }
