@@ -74,8 +74,8 @@ func TestCoreLogsReachSlog(t *testing.T) {
 		}
 		return true
 	})
-	if target != "herald::transport::connection" {
-		t.Errorf("target = %q, want herald::transport::connection", target)
+	if target != "herald::connection" {
+		t.Errorf("target = %q, want herald::connection", target)
 	}
 	if !strings.Contains(r.Message, "session=slogged") {
 		t.Errorf("message = %q", r.Message)

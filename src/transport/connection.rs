@@ -26,6 +26,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+/// The target of this module's log lines: the documented `herald::connection`, which
+/// hosts filter on, whatever the module's path.
+const LOG_TARGET: &str = "herald::connection";
+
 /// Most queue entries moved to the socket at a time.
 const MAX_BATCH: usize = 256;
 /// Most client frames handled per poll before the task yields to others.
@@ -74,7 +78,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
-            tracing::debug!(%remote, error = %e, "upgrade failed");
+            tracing::debug!(target: LOG_TARGET, %remote, error = %e, "upgrade failed");
             return None;
         }
     };
@@ -94,7 +98,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         Err(why) => {
             // Closing right after the handshake is what a browser can observe (1008).
             Counters::add(&shared.counters.auth_failures, 1);
-            tracing::debug!(%remote, why, "unauthorized");
+            tracing::debug!(target: LOG_TARGET, %remote, why, "unauthorized");
             let reason = Utf8Bytes::from_static("Unauthorized");
             let frame = CloseFrame {
                 code: CloseCode::Policy,
@@ -115,7 +119,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     shared.fanout.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
     Counters::add(&shared.counters.active_connections, 1);
-    tracing::debug!(
+    tracing::debug!(target: LOG_TARGET,
         client = %client.id,
         user = user_id.as_deref().unwrap_or("-"),
         session = session_id.as_deref().unwrap_or("-"),
@@ -209,7 +213,7 @@ impl Connection {
         self.account_writer();
         match written {
             Poll::Ready(Err(e)) => {
-                tracing::debug!(client = %self.client.id, error = %e, "write failed");
+                tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "write failed");
                 Poll::Ready(CloseReason::PeerGone)
             }
             _ => Poll::Pending,
@@ -244,23 +248,23 @@ impl Connection {
                 Some(Ok(message)) => message,
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     Counters::add(&self.shared.counters.oversized_messages, 1);
-                    tracing::debug!(client = %self.client.id, size, max_size, "closing: message too big");
+                    tracing::debug!(target: LOG_TARGET, client = %self.client.id, size, max_size, "closing: message too big");
                     return Poll::Ready(CloseReason::MessageTooBig);
                 }
                 Some(Err(WsError::Utf8(_))) => {
                     Counters::add(&self.shared.counters.protocol_errors, 1);
-                    tracing::debug!(client = %self.client.id, "closing: invalid UTF-8");
+                    tracing::debug!(target: LOG_TARGET, client = %self.client.id, "closing: invalid UTF-8");
                     return Poll::Ready(CloseReason::InvalidPayload);
                 }
                 Some(Err(WsError::Protocol(e)))
                     if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
                 {
                     Counters::add(&self.shared.counters.protocol_errors, 1);
-                    tracing::debug!(client = %self.client.id, error = %e, "closing: protocol error");
+                    tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "closing: protocol error");
                     return Poll::Ready(CloseReason::ProtocolError);
                 }
                 Some(Err(e)) => {
-                    tracing::debug!(client = %self.client.id, error = %e, "read failed");
+                    tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "read failed");
                     return Poll::Ready(CloseReason::PeerGone);
                 }
                 None => return Poll::Ready(CloseReason::PeerGone),
@@ -375,7 +379,7 @@ impl Connection {
             _ => (None, "connection lost".to_string()),
         };
         let shown_code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
-        tracing::debug!(client = %client.id, code = %shown_code, %reason, "client closed");
+        tracing::debug!(target: LOG_TARGET, client = %client.id, code = %shown_code, %reason, "client closed");
         shared.events.push(Event::Disconnected {
             client_id: client.id.to_string(),
             user_id: client.user_id.as_deref().map(str::to_string),
@@ -476,7 +480,7 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
         }
         Ok(ClientMessage::Unsubscribe { target }) => {
             for channel in shared.fanout.unsubscribe(client, target.as_ref()) {
-                tracing::debug!(client = %client.id, %channel, "unsubscribed");
+                tracing::debug!(target: LOG_TARGET, client = %client.id, %channel, "unsubscribed");
                 shared
                     .events
                     .push(Event::unsubscribed(&client.id, &channel));
@@ -511,7 +515,7 @@ async fn subscribe(
         .await
     {
         Counters::add(&shared.counters.forbidden, 1);
-        tracing::debug!(client = %client.id, %channel, "subscribe refused");
+        tracing::debug!(target: LOG_TARGET, client = %client.id, %channel, "subscribe refused");
         let why = format!("not allowed to subscribe to {channel:?}");
         client.enqueue(protocol::error("forbidden", &why));
         return None;
@@ -527,7 +531,7 @@ async fn subscribe(
     };
     match subscribed {
         Ok(sub) if sub.newly_subscribed => {
-            tracing::debug!(client = %client.id, channel = %sub.channel, "subscribed");
+            tracing::debug!(target: LOG_TARGET, client = %client.id, channel = %sub.channel, "subscribed");
             Some(Event::subscribed(&client.id, &sub.channel))
         }
         Ok(_) => None,
