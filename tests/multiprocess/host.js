@@ -15,7 +15,8 @@ async function main() {
     broker: { redis: { url: process.env.HERALD_REDIS_URL, prefix: process.env.HERALD_REDIS_PREFIX } },
   });
   console.log(`ready ${server.getStats().port}`);
-  for await (const line of readline.createInterface({ input: process.stdin })) {
+  const lines = readline.createInterface({ input: process.stdin });
+  for await (const line of lines) {
     const [command, ...words] = line.trim().split(' ');
     if (command === 'stop') break;
     try {
@@ -28,6 +29,7 @@ async function main() {
     }
   }
   await server.close();
+  process.stdin.destroy(); // else the open pipe keeps the process alive
   console.log('stopped');
 }
 
