@@ -111,7 +111,7 @@ fn stderr_is_plain_text_when_it_is_not_a_terminal() {
     let stderr = child_stderr(None);
     assert!(stderr.contains("client connected"), "{stderr}");
     assert!(stderr.contains("client closed"), "{stderr}");
-    assert!(stderr.contains("herald listening"), "{stderr}");
+    assert!(stderr.contains("herald started"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "ANSI codes in a pipe: {stderr:?}");
 }
 
