@@ -59,6 +59,7 @@ suite "rust core" cargo test -p herald --locked
 suite "python binding" bash bindings/python/run-tests.sh
 suite "node binding" bash bindings/node/run-tests.sh
 suite "go binding" bash bindings/go/run-tests.sh
+suite "multi-process (Python, Node, Go hosts, one Redis)" bindings/python/.venv/bin/python tests/multiprocess/run.py
 # After the Node and Go suites: dist.sh then reuses their release build of the core and addon.
 suite "packaging" bash bindings/packaging/run-tests.sh
 suite "browser client" bash bindings/browser/run-tests.sh

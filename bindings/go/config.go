@@ -233,6 +233,10 @@ type HistoryConfig struct {
 // RateLimitConfig{MessagesPerSecond: herald.Int(0)}.
 func Int(v int) *int { return &v }
 
+// Bool returns a pointer to v, for the Config fields where false differs
+// from "unset": Config{Listen: herald.Bool(false)} starts an emitter.
+func Bool(v bool) *bool { return &v }
+
 // configJSON returns the JSON text passed to herald_start.
 func (c Config) configJSON() ([]byte, error) {
 	return json.Marshal(c)

@@ -82,15 +82,6 @@ type Stats struct {
 	Recoveries uint64 `json:"recoveries"`
 	// RecoveriesFailed counts recoveries that could not be served.
 	RecoveriesFailed uint64 `json:"recoveriesFailed"`
-	// ProtocolErrors counts clients closed for breaking the framing rules
-	// (1002) or sending invalid UTF-8 (1007).
-	ProtocolErrors uint64 `json:"protocolErrors"`
-	// WriteStalls counts clients evicted because their socket took no byte
-	// for the heartbeat timeout (included in Evictions).
-	WriteStalls uint64 `json:"writeStalls"`
-	// MemoryEvictions counts clients evicted because the server was over
-	// Config.MaxMemory (included in Evictions).
-	MemoryEvictions uint64 `json:"memoryEvictions"`
 	// QueuedBytes is the bytes waiting for clients, each subscriber's copy of
 	// a shared frame counted.
 	QueuedBytes uint64 `json:"queuedBytes"`
@@ -104,13 +95,6 @@ type Stats struct {
 	Subscriptions uint64 `json:"subscriptions"`
 	// HistoryBytes is the size of all kept history.
 	HistoryBytes uint64 `json:"historyBytes"`
-	// QueuedBytes is the bytes waiting for clients, each subscriber's copy of
-	// a shared frame counted.
-	QueuedBytes uint64 `json:"queuedBytes"`
-	// MemoryBytes is QueuedBytes plus history: what Config.MaxMemory bounds.
-	MemoryBytes uint64 `json:"memoryBytes"`
-	// MaxMemory is the Config.MaxMemory bound.
-	MaxMemory uint64 `json:"maxMemory"`
 	// PublishQueueDepth is the number of host calls waiting for the core's
 	// dispatcher, bounded by Config.PublishQueueSize.
 	PublishQueueDepth uint64 `json:"publishQueueDepth"`
@@ -130,6 +114,9 @@ type Stats struct {
 	Path string `json:"path"`
 	// Version is the core's version.
 	Version string `json:"version"`
+
+	// Broker is the broker's health (Kind "memory" or "redis").
+	Broker BrokerStats `json:"broker"`
 
 	// Raw is the whole stats document as the core reported it, including
 	// fields this version of the binding does not map.
@@ -196,4 +183,21 @@ func parseStats(raw []byte) (Stats, error) {
 	}
 	s.Raw = json.RawMessage(raw)
 	return s, nil
+}
+
+// BrokerStats is the "broker" object of the stats: Kind is "memory" (the
+// default, nothing else is set) or "redis", with the link's health.
+type BrokerStats struct {
+	Kind string `json:"kind"`
+	// Node is this process's id in Redis (client ids start with it).
+	Node string `json:"node,omitempty"`
+	// Connected is false while the link to Redis is down.
+	Connected bool `json:"connected"`
+	// Reconnects counts the links to Redis restored.
+	Reconnects uint64 `json:"reconnects"`
+	// PublishRoundTripUS is the last publication's round trip to Redis, in
+	// microseconds.
+	PublishRoundTripUS uint64 `json:"publishRoundTripUs"`
+	// PublishErrors counts publications Redis did not take.
+	PublishErrors uint64 `json:"publishErrors"`
 }

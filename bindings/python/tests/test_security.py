@@ -780,6 +780,9 @@ FULL_CONFIG: Dict[str, Any] = {
     "max_memory": 1 << 28,
     "admin_token": "admin-token-for-the-tests",
     "event_queue_bytes": 1 << 22,
+    "listen": True,
+    # None keeps the in-memory broker; the Redis one is covered by test_broker.py.
+    "broker": None,
 }
 
 
