@@ -364,18 +364,6 @@ export interface Stats {
   channelsRejected: number;
   recoveries: number;
   recoveriesFailed: number;
-  /** Clients closed for breaking the framing rules (1002) or sending invalid UTF-8 (1007). */
-  protocolErrors: number;
-  /** Of `evictions`: sockets that took no byte for the heartbeat timeout. */
-  writeStalls: number;
-  /** Of `evictions`: clients evicted because the server was over `maxMemory`. */
-  memoryEvictions: number;
-  /** Bytes waiting for clients, each subscriber's copy of a shared frame counted. */
-  queuedBytes: number;
-  /** `queuedBytes` plus history: what `maxMemory` bounds. */
-  memoryBytes: number;
-  /** The `maxMemory` bound in force. */
-  maxMemory: number;
   channels: number;
   subscriptions: number;
   historyBytes: number;
