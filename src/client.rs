@@ -403,4 +403,12 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .len()
     }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|subscribed| **subscribed == *channel)
+    }
 }

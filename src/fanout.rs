@@ -256,12 +256,7 @@ impl Fanout {
     ) -> Result<Subscription> {
         let name = target.channel();
         let mut channels = self.channels();
-        let already = client
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|subscribed| **subscribed == *name);
+        let already = client.is_subscribed(&name);
         if !already && client.subscription_count() >= self.limits.max_subscriptions_per_client {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -366,12 +361,7 @@ impl Fanout {
         let name: Arc<str> = {
             let mut channels = self.channels();
             let requested = target.channel();
-            let already = client
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .any(|subscribed| **subscribed == *requested);
+            let already = client.is_subscribed(&requested);
             if already {
                 // Nothing to recover: it has been receiving all along.
                 let channel = channels.get_or_create_for_client(&requested, self)?;

@@ -16,26 +16,34 @@ struct Herald {
     port: u16,
 }
 
+/// Writes `toml` to a file of its own and starts the binary on it (stdout piped); the
+/// caller removes the file once the child has read it.
+fn spawn_herald(toml: &str, args: &[&str], stderr: Stdio) -> (Child, std::path::PathBuf) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file =
+        std::env::temp_dir().join(format!("herald-standalone-{}-{n}.toml", std::process::id()));
+    std::fs::write(&file, toml).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(&file)
+        .args(args)
+        .env_remove("HERALD_API_KEY")
+        .env("HERALD_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    (child, file)
+}
+
 impl Herald {
     fn start(toml: &str) -> Herald {
         Herald::start_with(toml, &[])
     }
 
     fn start_with(toml: &str, args: &[&str]) -> Herald {
-        let dir = std::env::temp_dir().join(format!("herald-standalone-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(format!("{}.toml", toml.len() ^ (toml.as_ptr() as usize)));
-        std::fs::write(&file, toml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(&file)
-            .args(args)
-            .env_remove("HERALD_API_KEY")
-            .env("HERALD_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (mut child, file) = spawn_herald(toml, args, Stdio::null());
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -46,6 +54,8 @@ impl Herald {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
+        // It has read its config by the time it listens.
+        let _ = std::fs::remove_file(file);
         Herald { child, port }
     }
 
@@ -244,41 +254,23 @@ fn errors_have_statuses_and_json_bodies() {
 #[test]
 fn it_refuses_to_start_without_an_api_key_unless_told_on_loopback() {
     let run = |toml: &str, args: &[&str]| {
-        let file = std::env::temp_dir().join(format!(
-            "herald-nokey-{}-{}.toml",
-            std::process::id(),
-            args.len()
-        ));
-        std::fs::write(&file, toml).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(&file)
-            .args(args)
-            .env_remove("HERALD_API_KEY")
-            .env("HERALD_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let (child, file) = spawn_herald(toml, args, Stdio::piped());
+        let out = child.wait_with_output().unwrap();
+        let _ = std::fs::remove_file(file);
+        out
     };
-    let out = run("port = 0\n", &[]).wait_with_output().unwrap();
+    let out = run("port = 0\n", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no api_key"));
-    let out = run("port = 0\nhost = \"0.0.0.0\"\n", &["--insecure-no-api-key"])
-        .wait_with_output()
-        .unwrap();
+    let out = run("port = 0\nhost = \"0.0.0.0\"\n", &["--insecure-no-api-key"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
-    let out = run("port = 0\napi_key = \"short\"\n", &[])
-        .wait_with_output()
-        .unwrap();
+    let out = run("port = 0\napi_key = \"short\"\n", &[]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(
         "port = 0\nno_such_key = 1\napi_key = \"0123456789abcdef\"\n",
         &[],
-    )
-    .wait_with_output()
-    .unwrap();
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
 
