@@ -290,8 +290,11 @@ impl Client {
     pub fn close_queue(&self) -> VecDeque<Outbound> {
         let mut queue = self.queue();
         queue.closed = true;
-        self.wire_bytes
-            .fetch_add(std::mem::take(&mut queue.bytes), Ordering::Relaxed);
+        // Out of the queue's account and the gauge's: the caller drops the entries or
+        // hands them to the writer, whose account the connection sets. (Not moved into
+        // `wire_bytes`: the memory guard calls this from another thread, and the
+        // connection's `set_wire_bytes` would overwrite the move.)
+        self.memory.sub_queued(std::mem::take(&mut queue.bytes));
         std::mem::take(&mut queue.entries)
     }
 

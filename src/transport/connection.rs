@@ -403,6 +403,7 @@ impl Connection {
             for entry in left {
                 self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
             }
+            self.client.set_wire_bytes(wire.queued_bytes());
             let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
             let drained = if reason == CloseReason::Shutdown {
                 drain.await.is_ok()

@@ -157,6 +157,7 @@ async fn fanout_round(o: &mut Outcome, prefix: &str) -> bool {
     let summary = [
         format!("healthy:{got}/{FANOUT_COUNT}({how})"),
         format!("evictions:{}", count(&stats, "evictions")),
+        format!("memory_evictions:{}", count(&stats, "memoryEvictions")),
         format!(
             "first_eviction:{}",
             secs(first_reaching(&samples, "evictions", 0, 1))
