@@ -407,6 +407,14 @@ impl Client {
             .len()
     }
 
+    /// Records a channel it joined; under the fan-out's channel lock.
+    pub fn add_subscription(&self, channel: Arc<str>) {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(channel);
+    }
+
     pub fn is_subscribed(&self, channel: &str) -> bool {
         self.subscriptions
             .lock()

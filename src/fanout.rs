@@ -304,11 +304,7 @@ impl Fanout {
             .is_none();
         if newly_subscribed {
             channels.subscriptions += 1;
-            client
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Arc::clone(&name));
+            client.add_subscription(Arc::clone(&name));
         }
         Ok(Subscription {
             channel: name,
@@ -523,11 +519,7 @@ impl Fanout {
         };
         if newly_subscribed {
             channels.subscriptions += 1;
-            client
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Arc::clone(name));
+            client.add_subscription(Arc::clone(name));
         }
         Ok(Subscription {
             channel: Arc::clone(name),
