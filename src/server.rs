@@ -458,6 +458,13 @@ impl Server {
             .unwrap_or_else(|_| Err(Error::stopped()))
     }
 
+    /// An AI-task notification of `kind` to the subscribers of a session, with
+    /// `payload_json` (a JSON object) under the kind's payload key (`task`, `progress`,
+    /// `result`, `error`).
+    pub fn notify_ai(&self, kind: AiEvent, session_id: &str, payload_json: &str) -> Result<()> {
+        self.notify(kind, session_id, payload_json)
+    }
+
     /// `ai_start` to the subscribers of a session; `task_json` is a JSON object.
     pub fn notify_ai_start(&self, session_id: &str, task_json: &str) -> Result<()> {
         self.notify(AiEvent::Start, session_id, task_json)
@@ -561,7 +568,9 @@ impl Server {
     }
 
     /// Installs (or with `None` removes) the event handler. It runs on a dedicated
-    /// Herald thread, one event at a time, never on a network thread.
+    /// Herald thread, one event at a time, never on a network thread. The handler is
+    /// dropped after its last call: when it is replaced or removed, or when the server
+    /// stops (also if this call fails).
     pub fn set_event_handler(&self, handler: Option<EventHandler>) -> Result<()> {
         self.check_running()?;
         self.inner.shared.events.set_handler(handler);
@@ -572,6 +581,8 @@ impl Server {
     /// connect and on subscribes the token and config do not already allow, on a Herald
     /// worker thread that is never an I/O thread; answer with [`Server::authorize_reply`]
     /// within `auth.authorizer_timeout_ms`, from the callback or later from any thread.
+    /// The authorizer is dropped after its last call: when it is replaced or removed, or
+    /// when the server stops (also if this call fails).
     pub fn set_authorizer(&self, authorizer: Option<Authorizer>) -> Result<()> {
         self.check_running()?;
         self.inner.shared.auth.set_authorizer(authorizer);
@@ -628,6 +639,9 @@ impl Inner {
                     ))
                 })
         });
+        // The host's callbacks go now (the ones still running keep theirs until they
+        // return), so what they own is released: a C host's drop callbacks run.
+        self.shared.auth.close();
         self.shared.events.close();
         result
     }

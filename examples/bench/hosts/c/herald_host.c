@@ -83,14 +83,15 @@ int main(void) {
     } else {
         snprintf(config, sizeof config, "{\"port\":0,\"client_queue_size\":%s}", queue);
     }
-    herald_server *server = herald_start(config);
-    if (!server) {
+    herald_server *server = NULL;
+    uint16_t port = 0;
+    if (herald_start(config, &server) != HERALD_OK || herald_port(server, &port) != HERALD_OK) {
         fprintf(stderr, "herald_start failed: %s\n", herald_last_error());
         return 1;
     }
     pthread_t drain;
     pthread_create(&drain, NULL, event_drain, server);
-    printf("READY %u\n", (unsigned)herald_port(server));
+    printf("READY %u\n", (unsigned)port);
     fflush(stdout);
 
     char line[256];
