@@ -711,35 +711,25 @@ func TestAuthorizerClearAndReplace(t *testing.T) {
 	d.nextOfType("for_dave")
 	d.subscribe("anything")
 
-	// Handles: none installed, two retired (deny, allow); Close frees all.
-	srv.authMu.Lock()
-	installed, retired := srv.authHandle, len(srv.authRetired)
-	var handles []cgo.Handle
-	for h := range srv.authRetired {
-		handles = append(handles, h)
-	}
-	srv.authMu.Unlock()
-	if installed != 0 || retired != 2 {
-		t.Errorf("installed handle %v, %d retired; want 0 and 2", installed, retired)
+	// Handles: the core handed back the two replaced (deny, allow) once it was
+	// done with them (no call is under way); Close hands back the last one.
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles still owned by the core after clearing; want 0", n)
 	}
 	if err := srv.SetAuthorizer(allow); err != nil {
 		t.Fatal(err)
 	}
-	srv.authMu.Lock()
-	handles = append(handles, srv.authHandle)
-	srv.authMu.Unlock()
+	if n := srv.authHandles.Load(); n != 1 {
+		t.Errorf("%d authorizer handles owned by the core; want 1", n)
+	}
 	c.conn.Close(websocket.StatusNormalClosure, "")
 	d.conn.Close(websocket.StatusNormalClosure, "")
 	if err := srv.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	authHandles.RLock()
-	for _, h := range handles {
-		if _, live := authHandles.live[h]; live {
-			t.Errorf("handle %d still live after Close", h)
-		}
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles still owned by the core after Close; want 0", n)
 	}
-	authHandles.RUnlock()
 	mustIs(t, "SetAuthorizer after Close", srv.SetAuthorizer(allow), ErrClosed)
 	mustIs(t, "clear after Close", srv.SetAuthorizer(nil), ErrClosed)
 	var nilSrv *Server
@@ -875,11 +865,9 @@ func TestAuthorizerConcurrentSwapsConnectsAndClose(t *testing.T) {
 			t.Errorf("round %d: Close: %v", round, err)
 		}
 		t.Logf("round %d: %d authorizer calls", round, calls.Load())
-		srv.authMu.Lock()
-		if srv.authHandle != 0 || len(srv.authRetired) != 0 {
-			t.Errorf("round %d: handles left after Close: %v, %d retired", round, srv.authHandle, len(srv.authRetired))
+		if n := srv.authHandles.Load(); n != 0 {
+			t.Errorf("round %d: %d authorizer handles left after Close", round, n)
 		}
-		srv.authMu.Unlock()
 	}
 }
 
@@ -1153,21 +1141,9 @@ func TestAuthorizerBlockingDoesNotHoldOthers(t *testing.T) {
 	}
 }
 
-func TestAuthorizeLateCallbacks(t *testing.T) {
-	// A callback whose handle was released (after Close, or long after a
-	// replacement) is ignored instead of panicking.
+func TestAuthorizeAfterClose(t *testing.T) {
+	// A request that reaches a closed server does not run the function.
 	called := make(chan struct{}, 1)
-	reg := &authReg{fn: func(context.Context, AuthRequest) AuthDecision {
-		called <- struct{}{}
-		return AuthDecision{Allow: true}
-	}}
-	h := newAuthHandle(reg)
-	releaseAuthHandle(h)
-	releaseAuthHandle(h) // twice is a no-op
-	authorize(h, 1, []byte(`{"type":"connect","id":1}`))
-	authorize(0, 2, []byte(`{"type":"connect","id":2}`))
-
-	// A callback that reaches a closed server does not run the function.
 	srv, err := Start(Config{Port: Int(0)})
 	if err != nil {
 		t.Fatal(err)
@@ -1175,15 +1151,23 @@ func TestAuthorizeLateCallbacks(t *testing.T) {
 	if err := srv.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	reg.srv = srv
-	h = newAuthHandle(reg)
-	defer releaseAuthHandle(h)
+	reg := &authReg{srv: srv, fn: func(context.Context, AuthRequest) AuthDecision {
+		called <- struct{}{}
+		return AuthDecision{Allow: true}
+	}}
+	h := cgo.NewHandle(reg)
+	defer h.Delete()
 	authorize(h, 3, []byte(`{"type":"connect","id":3}`))
 	reg.serve(4, []byte(`{"type":"connect","id":4}`), time.Now().Add(time.Second))
 	select {
 	case <-called:
-		t.Error("authorizer called for a released handle or a closed server")
-	default:
+		t.Error("authorizer called for a closed server")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Installing on a closed server: refused, and the handle is not leaked.
+	mustIs(t, "SetAuthorizer after Close", srv.SetAuthorizer(reg.fn), ErrClosed)
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles after a refused install; want 0", n)
 	}
 }
 

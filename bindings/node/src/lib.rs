@@ -43,9 +43,10 @@
 //! core (`auth.authorizer_timeout_ms`). That threadsafe function is *weak*
 //! (unref'd): whether the process stays alive is decided by the event
 //! threadsafe function alone (and thus by `ref()`/`unref()`/`close()`), so an
-//! authorizer never keeps a closed or unref'd server's process alive. It is
-//! released by `setAuthorizer(null)`, after the core has stopped on `close()`,
-//! and by the environment cleanup hook.
+//! authorizer never keeps a closed or unref'd server's process alive. The
+//! closure owns it (and the server handle it denies through): the core drops
+//! the closure after its last call, once it is replaced or removed or the
+//! server stops, which releases both.
 
 #![deny(clippy::all)]
 
@@ -272,49 +273,31 @@ impl EventSink {
     }
 }
 
-/// Where the core's authorizer closure sends requests. One per server; the
-/// closure installed in the core only holds an `Arc` of it.
-///
-/// `server` is a handle on the very server whose authorizer holds this sink (a
-/// reference cycle), needed to deny a request that cannot be queued. The cycle
-/// is broken once the core has stopped (`close()` or environment teardown):
-/// `clear` drops both the handle and the threadsafe function.
-#[derive(Default)]
+/// Where the core's authorizer closure sends requests: owned by that closure,
+/// so dropped when the core drops it (after its last call: replaced, removed,
+/// or the server stopped), which releases the threadsafe function and the
+/// server handle (needed to deny a request that cannot be queued).
 struct AuthSink {
-    tsfn: Mutex<Option<Arc<AuthTsfn>>>,
-    server: Mutex<Option<herald::Server>>,
+    tsfn: AuthTsfn,
+    server: herald::Server,
 }
 
 impl AuthSink {
     /// The core's authorizer: called on a Herald worker thread; never blocks.
     fn ask(&self, request: &herald::AuthRequest) {
-        let tsfn = lock(&self.tsfn).clone();
-        let why = match tsfn {
-            Some(tsfn) => {
-                match tsfn.call(request.to_json(), ThreadsafeFunctionCallMode::NonBlocking) {
-                    Status::Ok => return,
-                    Status::QueueFull => {
-                        "the JavaScript thread is not keeping up with authorization requests"
-                    }
-                    _ => "the JavaScript environment is shutting down",
-                }
+        let why = match self
+            .tsfn
+            .call(request.to_json(), ThreadsafeFunctionCallMode::NonBlocking)
+        {
+            Status::Ok => return,
+            Status::QueueFull => {
+                "the JavaScript thread is not keeping up with authorization requests"
             }
-            // setAuthorizer(null) raced with this request.
-            None => "the authorizer was removed",
+            _ => "the JavaScript environment is shutting down",
         };
-        let server = lock(&self.server).clone();
-        if let Some(server) = server {
-            let _ = server.authorize_reply(request.id(), herald::AuthDecision::deny(why));
-        }
-    }
-
-    /// Drops the threadsafe function (released: queued requests still reach
-    /// JS, whose late replies are then refused) and the server handle.
-    fn clear(&self) {
-        let tsfn = lock(&self.tsfn).take();
-        let server = lock(&self.server).take();
-        drop(tsfn);
-        drop(server);
+        let _ = self
+            .server
+            .authorize_reply(request.id(), herald::AuthDecision::deny(why));
     }
 }
 
@@ -325,8 +308,6 @@ struct Teardown {
     server: Option<herald::Server>,
     /// Set by the hook: a start still in flight must stop what it starts.
     torn_down: bool,
-    /// The server's authorizer sink, cleared once the server is stopped.
-    auth: Arc<AuthSink>,
 }
 
 type TeardownSlot = Arc<Mutex<Teardown>>;
@@ -338,17 +319,17 @@ struct HookHandle(napi::CleanupEnvHook<TeardownSlot>);
 unsafe impl Send for HookHandle {}
 
 fn run_teardown(slot: TeardownSlot) {
-    let (server, auth) = {
+    let server = {
         let mut t = lock(&slot);
         t.torn_down = true;
-        (t.server.take(), Arc::clone(&t.auth))
+        t.server.take()
     };
     if let Some(server) = server {
         if !server.is_stopped() {
+            // Also drops the authorizer's closure (the core does on stop).
             let _ = server.stop(TEARDOWN_STOP_TIMEOUT);
         }
     }
-    auth.clear();
 }
 
 /// Version of the Herald core this addon was built against.
@@ -533,7 +514,6 @@ impl Task for StartTask {
                 port: u32::from(server.port()),
                 server,
                 sink: Arc::clone(&self.sink),
-                auth: Arc::clone(&lock(&self.slot).auth),
                 slot: Arc::clone(&self.slot),
                 hook: Cell::new(self.hook.take()),
                 closing: Cell::new(false),
@@ -559,7 +539,6 @@ pub struct NativeServer {
     server: herald::Server,
     port: u32,
     sink: Arc<EventSink>,
-    auth: Arc<AuthSink>,
     slot: TeardownSlot,
     hook: Cell<Option<HookHandle>>,
     closing: Cell<bool>,
@@ -601,11 +580,7 @@ impl NativeServer {
     #[napi(ts_return_type = "Record<string, (...args: string[]) => void>")]
     pub fn senders<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut senders = Object::new(env)?;
-        let with_id: [(&str, SendFn); 7] = [
-            ("notifyAiStart", herald::Server::notify_ai_start),
-            ("notifyAiProgress", herald::Server::notify_ai_progress),
-            ("notifyAiComplete", herald::Server::notify_ai_complete),
-            ("notifyAiError", herald::Server::notify_ai_error),
+        let with_id: [(&str, SendFn); 3] = [
             ("broadcastToUser", herald::Server::broadcast_to_user),
             ("publish", herald::Server::publish),
             ("send", herald::Server::send),
@@ -618,6 +593,26 @@ impl NativeServer {
                     let id = id.read(&ctx, 0)?;
                     let message = message.read(&ctx, 1)?;
                     call(&server, id, message).map_err(|e| thrown(ctx.env, e))
+                })?;
+            senders.set_named_property(name, sender)?;
+        }
+        // The AI notifications: one core call (notify_ai), one sender per kind.
+        let ai_kinds = [
+            ("notifyAiStart", herald::AiEvent::Start),
+            ("notifyAiProgress", herald::AiEvent::Progress),
+            ("notifyAiComplete", herald::AiEvent::Complete),
+            ("notifyAiError", herald::AiEvent::Error),
+        ];
+        for (name, kind) in ai_kinds {
+            let server = self.server.clone();
+            let sender: Function<'_, FnArgs<(String, String)>, ()> = env
+                .create_function_from_closure(name, move |ctx| {
+                    let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
+                    let id = id.read(&ctx, 0)?;
+                    let message = message.read(&ctx, 1)?;
+                    server
+                        .notify_ai(kind, id, message)
+                        .map_err(|e| thrown(ctx.env, e))
                 })?;
             senders.set_named_property(name, sender)?;
         }
@@ -662,35 +657,29 @@ impl NativeServer {
                 "the server has been stopped",
             ));
         }
-        let Some(callback) = callback else {
-            self.server
-                .set_authorizer(None)
-                .map_err(|e| js_error(&env, &code_of(e.kind()), e.message()))?;
-            // The core no longer calls the closure (bar one already under way,
-            // which then denies): release the threadsafe function.
-            let tsfn = lock(&self.auth.tsfn).take();
-            drop(tsfn);
-            return Ok(());
+        // The core drops the closure it replaces (or, on failure, this one) after
+        // its last call, and with it that closure's threadsafe function.
+        let authorizer = match callback {
+            None => None,
+            Some(callback) => {
+                let sink = AuthSink {
+                    tsfn: callback
+                        .build_threadsafe_function::<String>()
+                        .callee_handled::<false>()
+                        .weak::<true>()
+                        .max_queue_size::<AUTH_BACKLOG>()
+                        .build()?,
+                    server: self.server.clone(),
+                };
+                Some(
+                    Arc::new(move |request: &herald::AuthRequest| sink.ask(request))
+                        as herald::Authorizer,
+                )
+            }
         };
-        let tsfn: AuthTsfn = callback
-            .build_threadsafe_function::<String>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .max_queue_size::<AUTH_BACKLOG>()
-            .build()?;
-        let previous = lock(&self.auth.tsfn).replace(Arc::new(tsfn));
-        *lock(&self.auth.server) = Some(self.server.clone());
-        let auth = Arc::clone(&self.auth);
-        let authorizer: herald::Authorizer =
-            Arc::new(move |request: &herald::AuthRequest| auth.ask(request));
-        if let Err(e) = self.server.set_authorizer(Some(authorizer)) {
-            let ours = lock(&self.auth.tsfn).take();
-            *lock(&self.auth.tsfn) = previous;
-            drop(ours);
-            return Err(js_error(&env, &code_of(e.kind()), e.message()));
-        }
-        drop(previous);
-        Ok(())
+        self.server
+            .set_authorizer(authorizer)
+            .map_err(|e| js_error(&env, &code_of(e.kind()), e.message()))
     }
 
     /// Answers authorization request `id` with the core's decision JSON
@@ -746,7 +735,6 @@ impl NativeServer {
         Ok(AsyncTask::new(CloseTask {
             server: self.server.clone(),
             sink: Arc::clone(&self.sink),
-            auth: Arc::clone(&self.auth),
             timeout: Duration::from_millis(u64::from(timeout_ms)),
         }))
     }
@@ -755,7 +743,6 @@ impl NativeServer {
 pub struct CloseTask {
     server: herald::Server,
     sink: Arc<EventSink>,
-    auth: Arc<AuthSink>,
     timeout: Duration,
 }
 
@@ -764,10 +751,9 @@ impl Task for CloseTask {
     type JsValue = bool;
 
     fn compute(&mut self) -> Result<Self::Output> {
+        // Stopping also drops the authorizer's closure (after its last call),
+        // which releases its threadsafe function and its server handle.
         let result = self.server.stop(self.timeout);
-        // Stopped: no more authorizer calls. Break the server <-> sink cycle
-        // and release the authorizer's threadsafe function.
-        self.auth.clear();
         // The core makes no handler calls after stop returns, so the marker is
         // queued after every event; then the threadsafe function is released.
         self.sink.finish();

@@ -828,7 +828,7 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
 def test_bad_security_config_is_an_invalid_config_error(config: Dict[str, Any]) -> None:
     with pytest.raises(herald.InvalidConfigError) as info:
         herald.Server(port=0, **config)
-    assert info.value.status == herald.Status.ERR_INVALID_CONFIG  # from herald_last_status
+    assert info.value.status == herald.Status.ERR_INVALID_CONFIG  # the status herald_start returned
     assert info.value.message
 
 

@@ -173,40 +173,27 @@ def _check(status: int) -> None:
 # herald_stop call for that handle (dict.pop is atomic under the GIL), so close(), the
 # garbage-collection finalizer and the exit hook can race without double-stopping.
 #
-# _dispatchers maps the key (passed to the core as user_data) to a weak reference to the
-# server's event dispatcher. The C callback itself is ONE module-level CFUNCTYPE object that is
-# never freed: the core can call it at any moment until herald_stop returns, including while a
-# Server object is being collected, and a freed ctypes thunk would crash the process.
+# Each installation of a callback in the core gets a token of its own, passed as user_data:
+# _dispatchers maps it to a weak reference to the server's event dispatcher, _authorizers to
+# the server's key and a weak reference to its authorizer gate. The core hands the token back
+# to the drop callback after that installation's last call (replaced, cleared, server
+# stopped, or at once if installing failed), which removes the entry. The C callbacks
+# themselves are module-level CFUNCTYPE objects that are never freed: a freed ctypes thunk
+# would crash the process if the core still called it.
 # --------------------------------------------------------------------------------------------
 
 _live: Dict[int, int] = {}
 _dispatchers: Dict[int, "weakref.ReferenceType[_Dispatcher]"] = {}
-_authorizers: Dict[int, "weakref.ReferenceType[_AuthGate]"] = {}
+_authorizers: Dict[int, "Tuple[int, weakref.ReferenceType[_AuthGate]]"] = {}
 _keys = itertools.count(1)
-# Keys of the servers whose authorizer this thread is running (a Herald worker thread inside
-# the authorizer callback). close() from there must not wait for the stop: herald_stop waits
-# for running authorizer calls, this one included.
-_authorizing = threading.local()
+_tokens = itertools.count(1)
 
 
-def _authorizing_keys() -> List[int]:
-    keys: Optional[List[int]] = getattr(_authorizing, "keys", None)
-    if keys is None:
-        keys = []
-        _authorizing.keys = keys
-    return keys
-
-
-def _stop_handle(key: int, handle: int, timeout_ms: int) -> int:
-    """The one herald_stop call for a handle already taken out of _live."""
-    try:
-        return int(_ffi.lib().herald_stop(handle, timeout_ms))
-    finally:
-        # herald_stop returned: the core makes no further event callback for this server.
-        # (An authorizer call already running on a worker thread may still finish; the
-        # authorizer trampoline copes with a missing entry.)
-        _dispatchers.pop(key, None)
-        _authorizers.pop(key, None)
+def _stop_handle(handle: int, timeout_ms: int) -> int:
+    """The one herald_stop call for a handle already taken out of _live. When it returns, the
+    core has run the drop callbacks of the event handler and of the authorizer (that of an
+    authorizer call still running runs when the call returns)."""
+    return int(_ffi.lib().herald_stop(handle, timeout_ms))
 
 
 def _on_core_event_impl(user_data: Optional[int], event_json: Optional[bytes]) -> None:
@@ -230,20 +217,15 @@ _on_core_event = _ffi.EVENT_CALLBACK(_on_core_event_impl)
 def _on_core_authorize_impl(user_data: Optional[int], request_id: int, request_json: Optional[bytes]) -> None:
     # Runs on a Herald worker thread (tokio's blocking pool), possibly on several at once.
     # It must never raise into the core.
-    key = user_data or 0
+    entry = _authorizers.get(user_data or 0)
+    key = entry[0] if entry is not None else 0
     try:
-        ref = _authorizers.get(key)
-        gate = ref() if ref is not None else None
+        gate = entry[1]() if entry is not None else None
         if gate is None:
-            # The Server was garbage-collected (its stop is under way) or closed.
+            # The Server was garbage-collected (its stop is under way).
             _reply_raw(key, request_id, deny_json("the server is closing"))
             return
-        keys = _authorizing_keys()
-        keys.append(key)
-        try:
-            gate.handle(int(request_id), request_json or b"{}")
-        finally:
-            keys.remove(key)
+        gate.handle(int(request_id), request_json or b"{}")
     except BaseException:  # noqa: BLE001 - nothing may escape into the core
         try:
             logger.exception("herald: error while handling authorization request %s", request_id)
@@ -252,19 +234,29 @@ def _on_core_authorize_impl(user_data: Optional[int], request_id: int, request_j
             pass
 
 
-# Same rule as the event callback: one module-level C callback, never freed, because the core
-# may call it until herald_stop returns (and a call already running may outlive that).
+# Same rule as the event callback: one module-level C callback, never freed.
 _on_core_authorize = _ffi.AUTHORIZE_CALLBACK(_on_core_authorize_impl)
 # A NULL herald_authorize_callback (ctypes refuses None for a declared function-pointer type).
 _NO_AUTHORIZER = _ffi.AUTHORIZE_CALLBACK()
 
 
-# Stops that must not run on the calling thread go to a reaper thread:
-# * servers garbage-collected without close(): a graceful stop can take up to its timeout, and
-#   a GC pass runs at any allocation, on any thread, possibly holding locks the event callback
-#   needs. queue.SimpleQueue.put is documented as safe to call from finalizers.
-# * close() called from inside the server's own authorizer: herald_stop waits (up to its
-#   timeout) for the authorizer calls under way, the calling one included.
+def _on_core_drop_impl(user_data: Optional[int]) -> None:
+    # The core is done with this installation's token: called once, after its last call, on
+    # whichever thread replaced, cleared or stopped it.
+    token = user_data or 0
+    _dispatchers.pop(token, None)
+    _authorizers.pop(token, None)
+
+
+_on_core_drop = _ffi.DROP_CALLBACK(_on_core_drop_impl)
+# A NULL herald_drop_callback.
+_NO_DROP = _ffi.DROP_CALLBACK()
+
+
+# Servers garbage-collected without close() are stopped on a reaper thread: a graceful stop
+# can take up to its timeout, and a GC pass runs at any allocation, on any thread, possibly
+# holding locks the event callback needs. queue.SimpleQueue.put is documented as safe to call
+# from finalizers.
 # Items: (key, handle or None to take it from _live, timeout_ms).
 _reap_queue: "queue.SimpleQueue[Tuple[int, Optional[int], int]]" = queue.SimpleQueue()
 _reaper_lock = threading.Lock()
@@ -278,7 +270,7 @@ def _reap_one(key: int, handle: Optional[int], timeout_ms: int) -> None:
         if handle is None:
             return
     try:
-        status = _stop_handle(key, handle, timeout_ms)
+        status = _stop_handle(handle, timeout_ms)
         if status not in (Status.OK, Status.ERR_TIMEOUT):
             logger.warning("herald: background stop of server %d returned status %s", key, status)
     except BaseException:  # noqa: BLE001
@@ -762,18 +754,16 @@ class Server:
             raise NotSerializableError(f"server configuration is not JSON-serializable: {exc}") from exc
         lib = _ffi.lib()
         _logging.ensure_forwarding()
-        handle = lib.herald_start(config_json)
-        if not handle:
-            # Both read on this thread, right after the failure.
-            message = _ffi.last_error()
-            raise _start_error(_ffi.last_status(), message)
+        out = ctypes.c_void_p()
+        status = lib.herald_start(config_json, ctypes.byref(out))
+        if status:
+            # Read on this thread, right after the failure.
+            raise _start_error(status, _ffi.last_error())
+        handle = int(out.value or 0)
         key = next(_keys)
         _live[key] = handle
         self._key = key
         self._auth.key = key
-        self._port = int(lib.herald_port(handle))
-        _dispatchers[key] = weakref.ref(self._dispatcher)
-        _authorizers[key] = weakref.ref(self._auth)
         _ensure_reaper()
         finalizer = weakref.finalize(self, _finalize_server, key)
         finalizer.atexit = False  # the module's exit hook stops what is still running
@@ -781,7 +771,12 @@ class Server:
         # The handler is installed once, for the server's whole life; the dispatcher decides
         # who gets each event (the on_event callback and the open event streams).
         try:
-            _check(lib.herald_set_event_handler(handle, _on_core_event, key))
+            port = ctypes.c_uint16()
+            _check(lib.herald_port(handle, ctypes.byref(port)))
+            self._port = port.value
+            token = next(_tokens)
+            _dispatchers[token] = weakref.ref(self._dispatcher)
+            _check(lib.herald_set_event_handler(handle, _on_core_event, token, _on_core_drop))
         except BaseException:
             self.close()
             raise
@@ -814,11 +809,9 @@ class Server:
         ``False`` if it had to be forced. All resources are released in both cases. Calling
         ``close()`` again is a no-op returning ``True``. Safe to call from any thread,
         including from inside the ``on_event`` callback (then the events still queued are
-        dropped: no callback follows the stop). Called from inside this server's authorizer,
-        it cannot wait (the stop waits for the authorizer calls under way, this one
-        included): the server is closed for Python at once, stopped on a background thread
-        once the authorizer returns, and ``True`` is returned. Pending ``async`` authorizer
-        calls are cancelled; their requests are denied.
+        dropped: no callback follows the stop) and from inside this server's authorizer (the
+        core's stop waits for the authorizer calls under way except the one making it).
+        Pending ``async`` authorizer calls are cancelled; their requests are denied.
 
         Raises:
             HeraldError: on an unexpected failure reported by the core (the server is released
@@ -831,17 +824,11 @@ class Server:
         if handle is None:
             self._end_events()
             return True
-        if self._key in _authorizing_keys():
-            self._end_events()
-            self._auth.cancel_pending()
-            _ensure_reaper()
-            _reap_queue.put((self._key, handle, timeout_ms))
-            return True
         # No Python lock is held across herald_stop: the event thread may need the GIL and
         # any lock the user's callback takes, and the core waits for it. During the stop the
         # core hands the events still queued to the callback and the streams; then no more.
         try:
-            status = _stop_handle(self._key, handle, timeout_ms)
+            status = _stop_handle(handle, timeout_ms)
         finally:
             self._end_events()
             self._auth.cancel_pending()
@@ -1046,11 +1033,14 @@ class Server:
             handle = self._handle()
             lib = _ffi.lib()
             if callback is None:
-                _check(lib.herald_set_authorizer(handle, _NO_AUTHORIZER, None))
+                _check(lib.herald_set_authorizer(handle, _NO_AUTHORIZER, None, _NO_DROP))
                 gate.state = None
             else:
                 gate.state = (callback, loop)
-                _check(lib.herald_set_authorizer(handle, _on_core_authorize, self._key))
+                token = next(_tokens)
+                _authorizers[token] = (self._key, weakref.ref(gate))
+                # The core owns the token from here, failure included (the drop removes it).
+                _check(lib.herald_set_authorizer(handle, _on_core_authorize, token, _on_core_drop))
 
     def authorize_reply(self, request: "Union[int, AuthRequest]", decision: Decision) -> None:
         """Answer an authorization request the authorizer left open (it returned ``None``).
@@ -1072,7 +1062,7 @@ class Server:
         _check(_ffi.lib().herald_authorize_reply(self._handle(), request_id, data))
 
 
-# herald_start returns NULL on failure; herald_last_status gives the status. Start failures are
+# herald_start returns its status like every call. Start failures are
 # StartError subclasses where one fits (bad configuration, cannot bind), so that
 # `except herald.StartError` catches every failure to start.
 _START_ERRORS: Dict[int, Type[HeraldError]] = {
@@ -1086,7 +1076,7 @@ _START_ERRORS: Dict[int, Type[HeraldError]] = {
 
 
 def _start_error(status: int, message: str) -> HeraldError:
-    """Map a herald_start failure (NULL result + herald_last_status/herald_last_error)."""
+    """Map a herald_start failure (its status + herald_last_error)."""
     try:
         code: Optional[Status] = Status(status)
     except ValueError:
