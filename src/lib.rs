@@ -24,6 +24,7 @@ mod memory;
 mod metrics;
 mod protocol;
 mod server;
+mod shared;
 mod stats;
 mod time;
 mod transport;

@@ -20,7 +20,7 @@ use super::{Publication, Watcher};
 use crate::config::{HistoryConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{OpenObject, Position, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::transport::wire::Frame;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
@@ -257,7 +257,7 @@ impl RedisBroker {
 
     fn new_epoch(&self) -> String {
         let n = self.epochs.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", crate::server::splitmix64(self.epoch_seed ^ n))
+        format!("{:016x}", crate::shared::splitmix64(self.epoch_seed ^ n))
     }
 
     /// The command connection, or `Unavailable` at once while the link is down.

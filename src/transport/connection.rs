@@ -7,7 +7,7 @@ use crate::events::Event;
 use crate::limits::{RateLimiter, SocketSlot, Verdict};
 use crate::metrics::Stamp;
 use crate::protocol::{self, ClientMessage, Since, Target};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::time::now_iso;
 use crate::transport::wire::{WireIo, PING};

@@ -2,7 +2,7 @@
 
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::transport::connection::{self, Handshake, Upgrade};
 use http_body_util::Full;
