@@ -2,8 +2,7 @@
 //! that performs host calls in order, and the heartbeat and history housekeeping.
 
 use crate::auth::{AuthDecision, AuthGate, Authorizer};
-use crate::broker::redis::RedisBroker;
-use crate::broker::Watcher;
+use crate::broker::SharedBroker;
 use crate::client::{Client, CloseReason, QueueLimits};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -55,8 +54,8 @@ pub(crate) struct Shared {
     pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
-    /// The Redis broker; `None` with the in-memory one.
-    pub broker: Option<Arc<RedisBroker>>,
+    /// The shared broker (Redis); `None` with the in-memory one.
+    pub broker: Option<Arc<dyn SharedBroker>>,
     pub latency: crate::metrics::LatencyHistogram,
     /// The host calls' queue, to read its depth (weak: it does not keep it open).
     publish_queue: mpsc::WeakSender<Command>,
@@ -155,7 +154,7 @@ impl Shared {
             path: &self.config.path,
             version: crate::version(),
             broker: match &self.broker {
-                Some(broker) => BrokerStats::Redis(broker.health()),
+                Some(broker) => BrokerStats::Shared(broker.health()),
                 None => BrokerStats::Memory { kind: "memory" },
             },
         };
@@ -246,28 +245,25 @@ impl Server {
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         let seed = random_seed();
-        let broker = match config.redis() {
-            Some(redis) => {
-                let node_id = format!("{:08x}", splitmix64(seed.rotate_left(17)) as u32);
-                let connect = RedisBroker::connect(
-                    redis,
-                    &config.history,
-                    node_id,
-                    splitmix64(seed ^ 0x5eed),
-                );
-                // On a thread of its own: the host may call this from inside a runtime.
-                let connected = std::thread::scope(|scope| {
-                    scope
-                        .spawn(|| runtime.block_on(connect))
-                        .join()
-                        .unwrap_or_else(|_| {
-                            Err(Error::new(ErrorKind::Panic, "panic connecting to Redis"))
-                        })
-                });
-                Some(connected?)
-            }
-            None => None,
-        };
+        let node_id = format!("{:08x}", splitmix64(seed.rotate_left(17)) as u32);
+        let connect = crate::broker::connect(
+            config.broker.as_ref(),
+            &config.history,
+            node_id,
+            splitmix64(seed ^ 0x5eed),
+        );
+        // On a thread of its own: the host may call this from inside a runtime.
+        let broker = std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(connect))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Panic,
+                        "panic connecting to the broker",
+                    ))
+                })
+        })?;
         let counters = Arc::new(Counters::default());
         let limits = FanoutLimits {
             history: config.history.clone(),
@@ -284,12 +280,10 @@ impl Server {
                 epoch_seed,
                 Arc::clone(&counters),
                 Arc::clone(&memory),
-                broker
-                    .as_ref()
-                    .map(|(b, _)| Arc::clone(b) as Arc<dyn Watcher>),
+                broker.clone(),
             ),
             memory,
-            broker: broker.as_ref().map(|(b, _)| Arc::clone(b)),
+            broker: broker.clone(),
             counters,
             events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
@@ -314,8 +308,8 @@ impl Server {
                 shutdown_rx.clone(),
             ));
         }
-        if let Some((broker, pubsub)) = broker {
-            runtime.spawn(broker.run(Arc::clone(&shared), pubsub, shutdown_rx.clone()));
+        if let Some(broker) = broker {
+            runtime.spawn(broker.run(Arc::clone(&shared), shutdown_rx.clone()));
         }
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
@@ -426,19 +420,14 @@ impl Server {
             .broker
             .as_ref()
             .expect("a broker call needs a broker");
+        let kind = broker.kind();
         if !broker.is_connected() {
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                "redis broker: not connected to Redis (reconnecting)",
+                format!("{kind} broker: not connected (reconnecting)"),
             ));
         }
-        let timeout = Duration::from_millis(
-            self.inner
-                .shared
-                .config
-                .redis()
-                .map_or(2000, |r| r.timeout_ms),
-        );
+        let timeout = broker.timeout();
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         self.inner.handle.spawn(async move {
             let result = match tokio::time::timeout(timeout, call).await {
@@ -446,7 +435,8 @@ impl Server {
                 Err(_) => Err(Error::new(
                     ErrorKind::Unavailable,
                     format!(
-                        "redis broker: no answer within {} ms; the call may or may not have taken effect",
+                        "{} broker: no answer within {} ms; the call may or may not have taken effect",
+                        kind,
                         timeout.as_millis()
                     ),
                 )),
