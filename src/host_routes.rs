@@ -155,7 +155,11 @@ pub(crate) async fn serve(route: HttpRoute, req: Request<Incoming>) -> Response<
         headers,
         body,
     };
-    let answer = (route.handler)(&request);
+    // Handlers may block: with a shared broker a host call waits for the broker's
+    // answer, which a task of this runtime brings. Without handing this worker's other
+    // tasks (the one just spawned included) to another thread first, it would wait for
+    // itself until the broker timeout.
+    let answer = tokio::task::block_in_place(|| (route.handler)(&request));
     let mut response = Response::new(Full::new(answer.body));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
