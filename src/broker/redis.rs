@@ -120,6 +120,21 @@ fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Unavailable, format!("redis broker: {what}"))
 }
 
+/// A connection's failure: credentials Redis refused are a configuration error (trying
+/// again cannot help); anything else leaves the broker unavailable for now.
+fn link_error(e: redis::RedisError) -> Error {
+    let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if refused {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("authentication failed ({e})"),
+        )
+    } else {
+        unavailable(e)
+    }
+}
+
 impl RedisBroker {
     /// Connects, or fails when Redis cannot be reached within the timeout: a node that
     /// starts without its broker would serve clients that hear nothing.
@@ -159,11 +174,17 @@ impl RedisBroker {
             history_script: Script::new(HISTORY_LUA),
         };
         let cannot_reach = |e: Error| {
-            unavailable(format!(
-                "cannot reach {}: {}",
-                redact(&config.url),
-                e.message()
-            ))
+            let url = redact(&config.url);
+            let detail = e.message().trim_start_matches("redis broker: ");
+            match e.kind() {
+                ErrorKind::InvalidConfig => Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "redis broker: {url} refused the credentials of broker.redis.url: {detail}"
+                    ),
+                ),
+                _ => unavailable(format!("cannot reach {url}: {detail}")),
+            }
         };
         let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
         // Listening for broadcasts and sends before the host can make any, and connected
@@ -173,7 +194,7 @@ impl RedisBroker {
         tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
             .await
             .map_err(|_| unavailable("SUBSCRIBE timed out"))
-            .and_then(|done| done.map_err(unavailable))
+            .and_then(|done| done.map_err(link_error))
             .map_err(cannot_reach)?;
         *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
         *broker.first_link.lock().unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
@@ -189,11 +210,11 @@ impl RedisBroker {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("connection timed out"))?
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         Ok((command, pubsub))
     }
 
