@@ -238,7 +238,7 @@ fn channel_seq(redis: &Redis, prefix: &str, channel: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_loses_nothing_that_reached_redis() {
-    let redis = Redis::start();
+    let mut redis = Redis::start();
     let prefix = "sigkill:";
     let mut a = NodeProcess::start(&redis.url(), prefix);
     let b = NodeProcess::start(&redis.url(), prefix);
@@ -340,6 +340,13 @@ async fn a_node_killed_with_sigkill_loses_nothing_that_reached_redis() {
         got.assert_complete(who, last);
     }
     assert_eq!(b.stats()["broker"]["connected"], true);
+    // And with Redis gone too, B's host is told its publication was not taken.
+    redis.kill();
+    let refused = b.publish("jobs", &note(30_001)).unwrap_err();
+    assert!(
+        refused.contains("503") && refused.contains(r#""code":"unavailable""#),
+        "{refused}"
+    );
     eprintln!(
         "sigkill: A confirmed {} publications before SIGKILL; Redis held {last}; \
          A's clients, at seq {sinces:?} when A died, recovered all on B",
@@ -369,7 +376,7 @@ impl NodeProcess {
         if reply.starts_with("HTTP/1.1 202") {
             Ok(())
         } else {
-            Err(format!("answered {reply:?}"))
+            Err(format!("answered {reply}"))
         }
     }
 }
