@@ -6,14 +6,16 @@
 //!
 //! **Two shapes, on purpose.** A shared broker is a [`SharedBroker`] trait object: the
 //! fan-out and the server know only the trait, so another engine (NATS, Postgres …) is
-//! one new file here plus its arm in [`connect`]. The in-memory broker is not behind
-//! that trait: its log ([`memory::ChannelLog`]) lives inside the fan-out's channel
-//! entry, so sequencing a publication, keeping it in history and queueing it for the
-//! local subscribers happen under one lock, with no future, no box and no second map.
-//! That single lock is what makes a subscriber's replay and its live messages neither
-//! overlap nor leave a gap on one node, at single-node speed. A shared broker cannot
-//! offer that (its order is decided elsewhere, and answers come back asynchronously),
-//! so the fan-out reconciles positions for it instead (pending subscribes, gap checks).
+//! one new file here, plus its table in `BrokerConfig` and its arm in [`connect`].
+//!
+//! The in-memory broker is not behind that trait: its log ([`memory::ChannelLog`])
+//! lives inside the fan-out's channel entry, so sequencing a publication, keeping it in
+//! history and queueing it for the local subscribers happen under one lock, with no
+//! future, no box and no second map. That one lock is what keeps a subscriber's replay
+//! and its live messages from overlapping or leaving a gap, at single-node speed. A
+//! shared broker cannot offer it (the order is decided elsewhere and answers come back
+//! asynchronously), so for one the fan-out reconciles positions instead (pending
+//! subscribes, gap checks).
 
 pub(crate) mod history;
 pub(crate) mod memory;
