@@ -15,6 +15,10 @@
 //! - **The link** (one command connection, one PUB/SUB connection) reconnects with
 //!   backoff and resubscribes; the clients of this node are then asked to reconnect
 //!   and recover, since publications may have been missed meanwhile.
+//! - **AUTH and TLS** come with the URL (`redis://user:password@…`, `rediss://…`),
+//!   handled by redis-rs (TLS with rustls, Redis's certificate checked against the
+//!   system's roots or `SSL_CERT_FILE`). Credentials Redis refuses fail the start as a
+//!   configuration error.
 
 use super::{BrokerFuture, Entries, Fetched, Health, Publication, SharedBroker};
 use crate::config::{HistoryConfig, RedisConfig};
