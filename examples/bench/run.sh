@@ -100,7 +100,8 @@ if command -v go >/dev/null && [ -f "$ROOT/bindings/go/go.mod" ]; then
 fi
 
 # The C host again, publishing through the Redis broker (a redis-server of the kit's
-# own on a free loopback port, no persistence, killed on exit): herald-c-redis.
+# own on a free loopback port, no persistence, killed on exit): herald-c-redis (one
+# node) and herald-c-redis-x3 (three nodes).
 REDIS_PID=""
 stop_redis() { if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi; }
 trap stop_redis EXIT
@@ -110,8 +111,11 @@ if command -v redis-server >/dev/null; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
   REDIS_PID=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.1; done
-  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=redis://127.0.0.1:$REDIS_PORT $KIT/hosts/c/build/herald-c-host")
-  SERVERS+=(herald-c-redis); COST_HOSTS+=(herald-c-redis)
+  # herald-c-redis-x3: three such nodes on the same Redis, subscribers spread over them,
+  # publications through the first; --redis lets the kit read redis-server's CPU time.
+  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=redis://127.0.0.1:$REDIS_PORT $KIT/hosts/c/build/herald-c-host"
+              --cluster herald-c-redis-x3=herald-c-redis:3 --redis "127.0.0.1:$REDIS_PORT")
+  SERVERS+=(herald-c-redis herald-c-redis-x3); COST_HOSTS+=(herald-c-redis)
 else
   NOTES+=("herald-c-redis skipped: redis-server missing (apt-get install -y redis-server)")
 fi

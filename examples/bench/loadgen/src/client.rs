@@ -21,7 +21,9 @@ const BENCH_PREFIX: &[u8] = b"{\"type\":\"ai_progress\"";
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    pub port: u16,
+    /// Server ports on 127.0.0.1; connection k goes to `ports[k % ports.len()]`, so the
+    /// subscribers of a multi-node case are spread evenly over its nodes.
+    pub ports: Vec<u16>,
     pub path: String,
     pub connections: usize,
     pub session: String,
@@ -118,14 +120,14 @@ fn read_until_text(stream: &mut StdStream, buf: &mut Vec<u8>, marker: &[u8]) -> 
     }
 }
 
-fn open_one(cfg: &ClientConfig) -> Result<Ready, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], cfg.port));
+fn open_one(cfg: &ClientConfig, port: u16) -> Result<Ready, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = StdStream::connect_timeout(&addr, cfg.setup_timeout)
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(cfg.setup_timeout)).ok();
     stream
-        .write_all(handshake_request(cfg.port, &cfg.path).as_bytes())
+        .write_all(handshake_request(port, &cfg.path).as_bytes())
         .map_err(|e| format!("handshake write: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -170,6 +172,9 @@ fn open_one(cfg: &ClientConfig) -> Result<Ready, String> {
 impl Pool {
     /// Opens and subscribes `cfg.connections` sockets, then starts the readers.
     pub fn connect(cfg: &ClientConfig) -> Result<Pool, String> {
+        if cfg.ports.is_empty() {
+            return Err("no server port to connect to".into());
+        }
         let n = cfg.connections;
         let setup_threads = cfg.setup_threads.clamp(1, n.max(1));
         let mut handles = Vec::new();
@@ -181,7 +186,7 @@ impl Pool {
                 while k < cfg.connections {
                     let mut tries = 0;
                     loop {
-                        match open_one(&cfg) {
+                        match open_one(&cfg, cfg.ports[k % cfg.ports.len()]) {
                             Ok(r) => {
                                 out.push(r);
                                 break;
