@@ -101,7 +101,7 @@ fi
 
 # The C host again, publishing through the Redis broker (a redis-server of the kit's
 # own on a free loopback port, no persistence, killed on exit): herald-c-redis (one
-# node) and herald-c-redis-x3 (three nodes).
+# node) and herald-c-redis-x3 (three nodes), each with one or 16 publishing threads.
 REDIS_PID=""
 stop_redis() { if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi; }
 trap stop_redis EXIT
@@ -112,10 +112,15 @@ if command -v redis-server >/dev/null; then
   REDIS_PID=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.1; done
   # herald-c-redis-x3: three such nodes on the same Redis, subscribers spread over them,
-  # publications through the first; --redis lets the kit read redis-server's CPU time.
-  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=redis://127.0.0.1:$REDIS_PORT $KIT/hosts/c/build/herald-c-host"
-              --cluster herald-c-redis-x3=herald-c-redis:3 --redis "127.0.0.1:$REDIS_PORT")
-  SERVERS+=(herald-c-redis herald-c-redis-x3); COST_HOSTS+=(herald-c-redis)
+  # publications through the first. -p16: the host publishes from 16 threads, so 16 calls
+  # wait for Redis at once (each call waits for its confirmation). --redis lets the kit
+  # read redis-server's CPU time.
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=$REDIS_URL $KIT/hosts/c/build/herald-c-host"
+              --server-cmd "herald-c-redis-p16=env BENCH_PUBLISHERS=16 BENCH_REDIS=$REDIS_URL $KIT/hosts/c/build/herald-c-host"
+              --cluster herald-c-redis-x3=herald-c-redis:3 --cluster herald-c-redis-x3-p16=herald-c-redis-p16:3
+              --redis "127.0.0.1:$REDIS_PORT")
+  SERVERS+=(herald-c-redis herald-c-redis-x3 herald-c-redis-p16 herald-c-redis-x3-p16); COST_HOSTS+=(herald-c-redis)
 else
   NOTES+=("herald-c-redis skipped: redis-server missing (apt-get install -y redis-server)")
 fi

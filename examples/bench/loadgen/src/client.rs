@@ -18,6 +18,8 @@ const WAKE: Token = Token(usize::MAX);
 const SCRATCH: usize = 256 * 1024;
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 const BENCH_PREFIX: &[u8] = b"{\"type\":\"ai_progress\"";
+/// `,"seq":N,"epoch":"…"}` fits in this many bytes at the end of a message.
+const SEQ_TAIL: usize = 96;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -506,7 +508,13 @@ fn frames(c: &mut Conn, buf: &[u8], now_us: u64, local: &mut Local) -> usize {
 fn on_message(c: &mut Conn, payload: &[u8], now_us: u64, local: &mut Local) {
     // `"progress":{"t":..,"i":..}`: t first, then i, both unsigned.
     let t = ws::number_after(payload, b"{\"t\":").unwrap_or(0);
-    let i = ws::number_after(payload, b",\"i\":").unwrap_or(u64::MAX);
+    // Order is checked by the channel's `seq` (near the end of the message; every server
+    // here sends it), else by the payload's index: with several publishing threads the
+    // index is not the publication order, the seq is.
+    let tail = &payload[payload.len().saturating_sub(SEQ_TAIL)..];
+    let i = ws::number_after(tail, b",\"seq\":")
+        .or_else(|| ws::number_after(payload, b",\"i\":"))
+        .unwrap_or(u64::MAX);
     if i != u64::MAX {
         if i < c.next_i {
             c.out_of_order += 1;
