@@ -135,7 +135,15 @@ impl AsyncCall {
 
     fn run(self) {
         let AsyncCall { call, deferred } = self;
-        settle(deferred, call());
+        // A panic must still settle the promise (and not end the thread of later calls).
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+                Err(herald::Error::new(
+                    herald::ErrorKind::Panic,
+                    "internal error (panic) in an asynchronous call",
+                ))
+            });
+        settle(deferred, outcome);
     }
 }
 
