@@ -508,13 +508,7 @@ fn frames(c: &mut Conn, buf: &[u8], now_us: u64, local: &mut Local) -> usize {
 fn on_message(c: &mut Conn, payload: &[u8], now_us: u64, local: &mut Local) {
     // `"progress":{"t":..,"i":..}`: t first, then i, both unsigned.
     let t = ws::number_after(payload, b"{\"t\":").unwrap_or(0);
-    // Order is checked by the channel's `seq` (near the end of the message; every server
-    // here sends it), else by the payload's index: with several publishing threads the
-    // index is not the publication order, the seq is.
-    let tail = &payload[payload.len().saturating_sub(SEQ_TAIL)..];
-    let i = ws::number_after(tail, b",\"seq\":")
-        .or_else(|| ws::number_after(payload, b",\"i\":"))
-        .unwrap_or(u64::MAX);
+    let i = order_key(payload);
     if i != u64::MAX {
         if i < c.next_i {
             c.out_of_order += 1;
@@ -531,6 +525,17 @@ fn on_message(c: &mut Conn, payload: &[u8], now_us: u64, local: &mut Local) {
         local.first_us = now_us;
     }
     local.last_us = now_us;
+}
+
+/// What a connection's messages must increase by: the channel's `seq` (near the end of the
+/// message; every server here sends it), else the payload's index `i` (`u64::MAX` when
+/// neither is there). With several publishing threads `i` is not the publication order;
+/// `seq` is.
+fn order_key(payload: &[u8]) -> u64 {
+    let tail = &payload[payload.len().saturating_sub(SEQ_TAIL)..];
+    ws::number_after(tail, b",\"seq\":")
+        .or_else(|| ws::number_after(payload, b",\"i\":"))
+        .unwrap_or(u64::MAX)
 }
 
 /// Waits until `pool` has received `expected` messages, nothing arrived for `idle`, or
@@ -554,5 +559,20 @@ pub fn wait_for(pool: &Pool, expected: u64, idle: Duration, deadline: Duration) 
             return false;
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_the_seq_else_the_index() {
+        let herald = br#"{"type":"ai_progress","sessionId":"bench","progress":{"t":1790000000000000,"i":7,"pad":"xxxx"},"timestamp":"2026-11-30T15:00:00.000Z","seq":1234,"epoch":"0123456789abcdef"}"#;
+        assert_eq!(order_key(herald), 1234);
+        let no_seq =
+            br#"{"type":"ai_progress","sessionId":"bench","progress":{"t":1,"i":7,"pad":"xx"}}"#;
+        assert_eq!(order_key(no_seq), 7);
+        assert_eq!(order_key(br#"{"type":"ai_progress"}"#), u64::MAX);
     }
 }
