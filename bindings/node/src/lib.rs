@@ -4,7 +4,9 @@
 //! `HeraldServer extends EventEmitter` class. The split of work:
 //!
 //! * Rust: start/stop off the JS thread (`AsyncTask`s on the libuv pool), every
-//!   other call forwarded synchronously (the core only enqueues), errors turned
+//!   other call forwarded synchronously (the core only enqueues; with the Redis
+//!   broker a sending call waits for Redis, so each also has a promise form that
+//!   waits on a thread of its own, see `AsyncCalls`), errors turned
 //!   into JS `Error`s whose `code` is `HERALD_<KIND>` (from `ErrorKind::as_str`),
 //!   and core events forwarded to a JS callback through a `ThreadsafeFunction`.
 //! * JS: option key conversion, `JSON.stringify` of message objects, argument
@@ -57,7 +59,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Env;
+use napi::{Env, JsDeferred};
 use napi_derive::napi;
 
 /// Events queued for the main thread at most; beyond it the core's event
@@ -111,6 +113,144 @@ fn thrown(env: &Env, e: herald::Error) -> napi::Error {
 
 /// A core call taking an id and a message's JSON text (`herald::Server::publish`, ...).
 type SendFn = fn(&herald::Server, &str, &str) -> herald::Result<()>;
+
+/// Calls of the promise-returning senders (`publishAsync`, ...) waiting for their thread at
+/// most; beyond it a call is rejected at once with `HERALD_QUEUE_FULL`.
+const ASYNC_BACKLOG: usize = 4096;
+
+/// What settles the promise of an asynchronous call, on the JS thread.
+type Settle = Box<dyn FnOnce(Env) -> Result<()>>;
+
+/// One call of a promise-returning sender and its promise, which is always settled (an
+/// unsettled deferred would hold the event loop open forever).
+struct AsyncCall {
+    call: Box<dyn FnOnce() -> herald::Result<()> + Send>,
+    deferred: JsDeferred<(), Settle>,
+}
+
+impl AsyncCall {
+    fn settle(self, outcome: herald::Result<()>) {
+        settle(self.deferred, outcome);
+    }
+
+    fn run(self) {
+        let AsyncCall { call, deferred } = self;
+        // A panic must still settle the promise (and not end the thread of later calls).
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+                Err(herald::Error::new(
+                    herald::ErrorKind::Panic,
+                    "internal error (panic) in an asynchronous call",
+                ))
+            });
+        settle(deferred, outcome);
+    }
+}
+
+/// Resolves the promise, or rejects it with the core's error as a JS `Error` (on the JS thread).
+fn settle(deferred: JsDeferred<(), Settle>, outcome: herald::Result<()>) {
+    deferred.resolve(Box::new(move |env: Env| {
+        outcome.map_err(|e| thrown(&env, e))
+    }));
+}
+
+enum AsyncCallsState {
+    /// No asynchronous call yet: no thread.
+    Idle,
+    Running(std::sync::mpsc::SyncSender<AsyncCall>),
+    /// The server was closed: calls are refused; the thread ends once the queued ones ran.
+    Closed,
+}
+
+/// The thread of a server's promise-returning senders under the Redis broker, where each
+/// call waits for Redis to confirm (one round trip, at most `broker.redis.timeout_ms`):
+/// the calls wait there instead of on the JS thread. One thread, so calls take effect
+/// in the order they were made, as the synchronous ones do.
+struct AsyncCalls {
+    state: Mutex<AsyncCallsState>,
+}
+
+impl AsyncCalls {
+    fn new() -> Self {
+        AsyncCalls {
+            state: Mutex::new(AsyncCallsState::Idle),
+        }
+    }
+
+    /// Queues `call`; when it cannot be queued, settles it at once with the reason.
+    fn submit(&self, call: AsyncCall) {
+        let mut state = lock(&self.state);
+        if let AsyncCallsState::Idle = *state {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<AsyncCall>(ASYNC_BACKLOG);
+            let spawned = std::thread::Builder::new()
+                .name("herald-node-calls".into())
+                .spawn(move || {
+                    for call in rx {
+                        call.run();
+                    }
+                });
+            if let Err(e) = spawned {
+                drop(state);
+                return call.settle(Err(herald::Error::new(
+                    herald::ErrorKind::Io,
+                    format!("cannot start the thread of asynchronous calls: {e}"),
+                )));
+            }
+            *state = AsyncCallsState::Running(tx);
+        }
+        let stopped =
+            || herald::Error::new(herald::ErrorKind::Stopped, "the server has been stopped");
+        let refused = match &*state {
+            AsyncCallsState::Running(tx) => match tx.try_send(call) {
+                Ok(()) => None,
+                Err(std::sync::mpsc::TrySendError::Full(call)) => Some((
+                    call,
+                    herald::Error::new(
+                        herald::ErrorKind::QueueFull,
+                        format!(
+                            "{ASYNC_BACKLOG} asynchronous calls are already waiting for the broker; \
+                             await some before making more"
+                        ),
+                    ),
+                )),
+                Err(std::sync::mpsc::TrySendError::Disconnected(call)) => Some((call, stopped())),
+            },
+            _ => Some((call, stopped())),
+        };
+        drop(state);
+        if let Some((call, why)) = refused {
+            call.settle(Err(why));
+        }
+    }
+
+    /// Refuses further calls; the thread runs the queued ones (which fail fast once the
+    /// core has stopped) and ends.
+    fn close(&self) {
+        *lock(&self.state) = AsyncCallsState::Closed;
+    }
+}
+
+/// A promise for `call`: with a broker it runs on `calls`' thread, else at once (it only
+/// enqueues). Rejects with the core's `HERALD_<KIND>` error.
+fn call_async(
+    env: &Env,
+    calls: &AsyncCalls,
+    through_broker: bool,
+    call: impl FnOnce() -> herald::Result<()> + Send + 'static,
+) -> Result<napi::sys::napi_value> {
+    let (deferred, promise) = env.create_deferred::<(), Settle>()?;
+    let raw = promise.raw();
+    let call = AsyncCall {
+        call: Box::new(call),
+        deferred,
+    };
+    if through_broker {
+        calls.submit(call);
+    } else {
+        call.run();
+    }
+    Ok(raw)
+}
 
 /// Bytes a string argument may take (UTF-8) and still be read without allocating: ids
 /// are at most 256 bytes and most messages are well under this.
@@ -480,11 +620,13 @@ pub struct StartTask {
 }
 
 impl StartTask {
-    fn start_server(&self) -> std::result::Result<herald::Server, herald::Error> {
+    /// The server, and whether its calls go through a broker (and so wait for it).
+    fn start_server(&self) -> std::result::Result<(herald::Server, bool), herald::Error> {
         let config = match self.config_json.as_deref() {
             Some(json) => herald::Config::from_json(json)?,
             None => herald::Config::default(),
         };
+        let through_broker = config.redis().is_some();
         let server = herald::Server::start(config)?;
         let sink = Arc::clone(&self.sink);
         let handler: herald::EventHandler =
@@ -509,12 +651,12 @@ impl StartTask {
                 "the JavaScript environment ended while the server was starting",
             ));
         }
-        Ok(server)
+        Ok((server, through_broker))
     }
 }
 
 impl Task for StartTask {
-    type Output = std::result::Result<herald::Server, herald::Error>;
+    type Output = std::result::Result<(herald::Server, bool), herald::Error>;
     type JsValue = NativeServer;
 
     fn compute(&mut self) -> Result<Self::Output> {
@@ -529,9 +671,11 @@ impl Task for StartTask {
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
         match output {
-            Ok(server) => Ok(NativeServer {
+            Ok((server, through_broker)) => Ok(NativeServer {
                 port: u32::from(server.port()),
                 server,
+                through_broker,
+                calls: Arc::new(AsyncCalls::new()),
                 sink: Arc::clone(&self.sink),
                 auth: Arc::clone(&lock(&self.slot).auth),
                 slot: Arc::clone(&self.slot),
@@ -557,6 +701,9 @@ impl Task for StartTask {
 #[napi]
 pub struct NativeServer {
     server: herald::Server,
+    /// With a broker, sending calls wait for it; their promise forms then run on `calls`.
+    through_broker: bool,
+    calls: Arc<AsyncCalls>,
     port: u32,
     sink: Arc<EventSink>,
     auth: Arc<AuthSink>,
@@ -591,14 +738,16 @@ impl NativeServer {
     /// The calls that send a message, as plain functions bound to this server:
     /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, broadcast,
     /// broadcastToUser, publish, send}`. Each takes the id (none for `broadcast`) and
-    /// the message's JSON text, and throws `HERALD_<KIND>` errors.
+    /// the message's JSON text, and throws `HERALD_<KIND>` errors. Each also has a form
+    /// named `…Async` returning a promise, rejected with those errors: with a broker it
+    /// waits for Redis off the JS thread (`AsyncCalls`), else it settles at once.
     ///
     /// Plain functions rather than `#[napi]` methods because these are the per-message
     /// calls, and a method costs more per call than the core's own work: napi-rs unwraps
     /// the receiver and tracks the borrow (a global lock and hash map) on every call, and
     /// measures, allocates and copies each `String` argument. These functions hold their
     /// own handle on the server and read their arguments into stack buffers (`Utf8Arg`).
-    #[napi(ts_return_type = "Record<string, (...args: string[]) => void>")]
+    #[napi(ts_return_type = "Record<string, (...args: string[]) => void | Promise<void>>")]
     pub fn senders<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut senders = Object::new(env)?;
         let with_id: [(&str, SendFn); 7] = [
@@ -611,6 +760,20 @@ impl NativeServer {
             ("send", herald::Server::send),
         ];
         for (name, call) in with_id {
+            let server = self.server.clone();
+            let (calls, through_broker) = (Arc::clone(&self.calls), self.through_broker);
+            let async_name = format!("{name}Async");
+            let sender_async: Function<'_, FnArgs<(String, String)>, napi::sys::napi_value> =
+                env.create_function_from_closure(&async_name, move |ctx| {
+                    let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
+                    let id = id.read(&ctx, 0)?.to_owned();
+                    let message = message.read(&ctx, 1)?.to_owned();
+                    let server = server.clone();
+                    call_async(ctx.env, &calls, through_broker, move || {
+                        call(&server, &id, &message)
+                    })
+                })?;
+            senders.set_named_property(&async_name, sender_async)?;
             let server = self.server.clone();
             let sender: Function<'_, FnArgs<(String, String)>, ()> = env
                 .create_function_from_closure(name, move |ctx| {
@@ -629,6 +792,18 @@ impl NativeServer {
                 server.broadcast(message).map_err(|e| thrown(ctx.env, e))
             })?;
         senders.set_named_property("broadcast", broadcast)?;
+        let server = self.server.clone();
+        let (calls, through_broker) = (Arc::clone(&self.calls), self.through_broker);
+        let broadcast_async: Function<'_, String, napi::sys::napi_value> = env
+            .create_function_from_closure("broadcastAsync", move |ctx| {
+                let mut message = Utf8Arg::new();
+                let message = message.read(&ctx, 0)?.to_owned();
+                let server = server.clone();
+                call_async(ctx.env, &calls, through_broker, move || {
+                    server.broadcast(&message)
+                })
+            })?;
+        senders.set_named_property("broadcastAsync", broadcast_async)?;
         Ok(senders)
     }
 
@@ -738,6 +913,8 @@ impl NativeServer {
                 "the server has been stopped",
             ));
         }
+        // Asynchronous calls made from now on are refused; queued ones still run.
+        self.calls.close();
         // From here on close() owns the stop; the teardown hook is not needed.
         if let Some(HookHandle(hook)) = self.hook.take() {
             let _ = env.remove_env_cleanup_hook(hook);
