@@ -2,7 +2,7 @@
 //! counters, the host's events and authorizer, limits; and the ids it hands out.
 
 use crate::auth::AuthGate;
-use crate::broker::redis::RedisBroker;
+use crate::broker::SharedBroker;
 use crate::client::{Client, QueueLimits};
 use crate::config::Config;
 use crate::events::EventQueue;
@@ -29,7 +29,7 @@ pub(crate) struct Shared {
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
     /// The Redis broker; `None` with the in-memory one.
-    pub broker: Option<Arc<RedisBroker>>,
+    pub broker: Option<Arc<dyn SharedBroker>>,
     pub latency: crate::metrics::LatencyHistogram,
     /// The depth of the host calls' queue (it holds the queue weakly, so it does not
     /// keep it open).

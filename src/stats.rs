@@ -204,16 +204,16 @@ pub(crate) struct Snapshot<'a> {
     pub port: u16,
     pub path: &'a str,
     pub version: &'static str,
-    /// `{"kind":"memory"}`, or the Redis broker's health.
+    /// `{"kind":"memory"}`, or a shared broker's health.
     pub broker: BrokerStats,
 }
 
-/// Which broker, and for Redis its health.
+/// Which broker, and for a shared one (Redis) its health.
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum BrokerStats {
     Memory { kind: &'static str },
-    Redis(crate::broker::redis::Health),
+    Shared(crate::broker::Health),
 }
 
 /// One listed client.
@@ -266,7 +266,7 @@ impl Shared {
             path: &self.config.path,
             version: crate::version(),
             broker: match &self.broker {
-                Some(broker) => BrokerStats::Redis(broker.health()),
+                Some(broker) => BrokerStats::Shared(broker.health()),
                 None => BrokerStats::Memory { kind: "memory" },
             },
         };

@@ -15,8 +15,12 @@
 //! - **The link** (one command connection, one PUB/SUB connection) reconnects with
 //!   backoff and resubscribes; the clients of this node are then asked to reconnect
 //!   and recover, since publications may have been missed meanwhile.
+//! - **AUTH and TLS** come with the URL (`redis://user:password@…`, `rediss://…`),
+//!   handled by redis-rs (TLS with rustls, Redis's certificate checked against the
+//!   system's roots or `SSL_CERT_FILE`). Credentials Redis refuses fail the start as a
+//!   configuration error.
 
-use super::{Publication, Watcher};
+use super::{BrokerFuture, Entries, Fetched, Health, Publication, SharedBroker};
 use crate::config::{HistoryConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{OpenObject, Position, Since};
@@ -25,7 +29,6 @@ use crate::transport::wire::Frame;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -83,28 +86,6 @@ if not epoch then return {'', {}} end
 return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 ";
 
-/// Broker health, for stats.
-#[derive(Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Health {
-    pub kind: &'static str,
-    pub node: String,
-    pub connected: bool,
-    pub reconnects: u64,
-    pub publish_round_trip_us: u64,
-    pub publish_errors: u64,
-}
-
-/// Stream entries as (seq, body), oldest first.
-pub(crate) type Entries = Vec<(u64, String)>;
-
-/// What a subscribe with or without `since` reads from Redis.
-pub(crate) struct Fetched {
-    pub position: Position,
-    /// Every publication after `since`, in order, when Redis still holds all of them.
-    pub replay: Option<Entries>,
-}
-
 enum Control {
     /// A local channel gained its first subscriber: subscribe to its topic.
     Watch(Arc<str>),
@@ -124,6 +105,8 @@ pub(crate) struct RedisBroker {
     command: RwLock<Option<MultiplexedConnection>>,
     control: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
+    /// The PUB/SUB connection `connect` opened, until `run` takes it over.
+    first_link: Mutex<Option<PubSub>>,
     /// Woken when a command found the connection broken, so the link reconnects now.
     link_lost: Notify,
     connected: AtomicBool,
@@ -141,6 +124,21 @@ fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Unavailable, format!("redis broker: {what}"))
 }
 
+/// A connection's failure: credentials Redis refused are a configuration error (trying
+/// again cannot help); anything else leaves the broker unavailable for now.
+fn link_error(e: redis::RedisError) -> Error {
+    let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if refused {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("authentication failed ({e})"),
+        )
+    } else {
+        unavailable(e)
+    }
+}
+
 impl RedisBroker {
     /// Connects, or fails when Redis cannot be reached within the timeout: a node that
     /// starts without its broker would serve clients that hear nothing.
@@ -149,7 +147,7 @@ impl RedisBroker {
         history: &HistoryConfig,
         node_id: String,
         epoch_seed: u64,
-    ) -> Result<(Arc<RedisBroker>, PubSub)> {
+    ) -> Result<Arc<RedisBroker>> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidConfig,
@@ -167,6 +165,7 @@ impl RedisBroker {
             command: RwLock::new(None),
             control,
             control_rx: Mutex::new(Some(control_rx)),
+            first_link: Mutex::new(None),
             link_lost: Notify::new(),
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
@@ -179,11 +178,17 @@ impl RedisBroker {
             history_script: Script::new(HISTORY_LUA),
         };
         let cannot_reach = |e: Error| {
-            unavailable(format!(
-                "cannot reach {}: {}",
-                redact(&config.url),
-                e.message()
-            ))
+            let url = redact(&config.url);
+            let detail = e.message().trim_start_matches("redis broker: ");
+            match e.kind() {
+                ErrorKind::InvalidConfig => Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "redis broker: {url} refused the credentials of broker.redis.url: {detail}"
+                    ),
+                ),
+                _ => unavailable(format!("cannot reach {url}: {detail}")),
+            }
         };
         let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
         // Listening for broadcasts and sends before the host can make any, and connected
@@ -193,11 +198,12 @@ impl RedisBroker {
         tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
             .await
             .map_err(|_| unavailable("SUBSCRIBE timed out"))
-            .and_then(|done| done.map_err(unavailable))
+            .and_then(|done| done.map_err(link_error))
             .map_err(cannot_reach)?;
         *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+        *broker.first_link.lock().unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
         broker.connected.store(true, Ordering::Release);
-        Ok((Arc::new(broker), pubsub))
+        Ok(Arc::new(broker))
     }
 
     async fn open(&self) -> Result<(MultiplexedConnection, PubSub)> {
@@ -208,31 +214,12 @@ impl RedisBroker {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("connection timed out"))?
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         Ok((command, pubsub))
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
-    }
-
-    pub fn health(&self) -> Health {
-        Health {
-            kind: "redis",
-            node: self.node_id.clone(),
-            connected: self.is_connected(),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-        }
     }
 
     fn meta_key(&self, channel: &str) -> String {
@@ -281,7 +268,7 @@ impl RedisBroker {
     }
 
     /// Sequences and publishes; Ok once Redis holds the publication.
-    pub async fn publish(&self, channel: &str, body: &str) -> Result<Position> {
+    async fn sequence_and_publish(&self, channel: &str, body: &str) -> Result<Position> {
         let mut conn = self.connection()?;
         let started = Instant::now();
         let result: redis::RedisResult<(u64, String)> = self
@@ -310,7 +297,7 @@ impl RedisBroker {
     }
 
     /// PUBLISH to every node: their local clients each get `text`.
-    pub async fn broadcast(&self, text: &str) -> Result<()> {
+    async fn publish_broadcast(&self, text: &str) -> Result<()> {
         let mut conn = self.connection()?;
         redis::cmd("PUBLISH")
             .arg(self.broadcast_topic())
@@ -322,7 +309,7 @@ impl RedisBroker {
     }
 
     /// To a client of another node: false when that node is not listening.
-    pub async fn send(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
+    async fn publish_to_node(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
         let mut conn = self.connection()?;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(self.node_topic(node))
@@ -334,7 +321,7 @@ impl RedisBroker {
     }
 
     /// The channel's position and, with `since`, what came after it.
-    pub async fn fetch(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
+    async fn read_position(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
         let mut conn = self.connection()?;
         let max_replay = self.history_size.max(1) * 2;
         let value: Value = self
@@ -364,7 +351,7 @@ impl RedisBroker {
     }
 
     /// The channel's history as closed JSON texts, oldest first.
-    pub async fn history(&self, channel: &str) -> Result<Vec<Frame>> {
+    async fn read_history(&self, channel: &str) -> Result<Vec<Frame>> {
         let mut conn = self.connection()?;
         let value: Value = self
             .history_script
@@ -396,7 +383,7 @@ impl RedisBroker {
 
     /// Waits until the channel's topic is subscribed on this node; false while the
     /// link is down.
-    pub async fn ready(&self, channel: &Arc<str>) -> bool {
+    async fn subscription_ready(&self, channel: &Arc<str>) -> bool {
         let (tx, rx) = oneshot::channel();
         if self
             .control
@@ -410,12 +397,15 @@ impl RedisBroker {
 
     /// Keeps the link: PUB/SUB messages to the fan-out, subscriptions following the
     /// local channels, reconnection with backoff. Ends at shutdown.
-    pub async fn run(
-        self: Arc<Self>,
-        shared: Arc<Shared>,
-        first: PubSub,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn keep_link(self: Arc<Self>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let Some(first) = self
+            .first_link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
         let Some(mut control) = self
             .control_rx
             .lock()
@@ -599,13 +589,85 @@ impl RedisBroker {
     }
 }
 
-impl Watcher for RedisBroker {
+impl SharedBroker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            kind: self.kind(),
+            node: self.node_id.clone(),
+            connected: self.is_connected(),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        body: &'a str,
+    ) -> BrokerFuture<'a, Result<Position>> {
+        Box::pin(self.sequence_and_publish(channel, body))
+    }
+
+    fn broadcast<'a>(&'a self, text: &'a str) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.publish_broadcast(text))
+    }
+
+    fn send<'a>(
+        &'a self,
+        node: &'a str,
+        client_id: &'a str,
+        text: &'a str,
+    ) -> BrokerFuture<'a, Result<bool>> {
+        Box::pin(self.publish_to_node(node, client_id, text))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        channel: &'a str,
+        since: Option<&'a Since>,
+    ) -> BrokerFuture<'a, Result<Fetched>> {
+        Box::pin(self.read_position(channel, since))
+    }
+
+    fn history<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, Result<Vec<Frame>>> {
+        Box::pin(self.read_history(channel))
+    }
+
     fn watch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Watch(Arc::clone(channel)));
     }
 
     fn unwatch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Unwatch(Arc::clone(channel)));
+    }
+
+    fn ready<'a>(&'a self, channel: &'a Arc<str>) -> BrokerFuture<'a, bool> {
+        Box::pin(self.subscription_ready(channel))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> BrokerFuture<'static, ()> {
+        Box::pin(self.keep_link(shared, shutdown))
     }
 }
 

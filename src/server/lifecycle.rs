@@ -5,8 +5,7 @@ use super::maintenance::{heartbeat, housekeeping, memory_guard};
 use super::sigpipe::block_sigpipe;
 use super::Server;
 use crate::auth::AuthGate;
-use crate::broker::redis::RedisBroker;
-use crate::broker::Watcher;
+use crate::broker::SharedBroker;
 use crate::client::CloseReason;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -65,28 +64,25 @@ impl Server {
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         let seed = random_seed();
-        let broker = match config.redis() {
-            Some(redis) => {
-                let node_id = format!("{:08x}", splitmix64(seed.rotate_left(17)) as u32);
-                let connect = RedisBroker::connect(
-                    redis,
-                    &config.history,
-                    node_id,
-                    splitmix64(seed ^ 0x5eed),
-                );
-                // On a thread of its own: the host may call this from inside a runtime.
-                let connected = std::thread::scope(|scope| {
-                    scope
-                        .spawn(|| runtime.block_on(connect))
-                        .join()
-                        .unwrap_or_else(|_| {
-                            Err(Error::new(ErrorKind::Panic, "panic connecting to Redis"))
-                        })
-                });
-                Some(connected?)
-            }
-            None => None,
-        };
+        let node_id = format!("{:08x}", splitmix64(seed.rotate_left(17)) as u32);
+        let connect = crate::broker::connect(
+            config.broker.as_ref(),
+            &config.history,
+            node_id,
+            splitmix64(seed ^ 0x5eed),
+        );
+        // On a thread of its own: the host may call this from inside a runtime.
+        let broker: Option<Arc<dyn SharedBroker>> = std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(connect))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Panic,
+                        "panic connecting to the broker",
+                    ))
+                })
+        })?;
         let counters = Arc::new(Counters::default());
         let limits = FanoutLimits {
             history: config.history.clone(),
@@ -104,12 +100,10 @@ impl Server {
                 epoch_seed,
                 Arc::clone(&counters),
                 Arc::clone(&memory),
-                broker
-                    .as_ref()
-                    .map(|(b, _)| Arc::clone(b) as Arc<dyn Watcher>),
+                broker.clone(),
             ),
             memory,
-            broker: broker.as_ref().map(|(b, _)| Arc::clone(b)),
+            broker: broker.clone(),
             counters,
             events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
@@ -138,8 +132,8 @@ impl Server {
                 shutdown_rx.clone(),
             ));
         }
-        if let Some((broker, pubsub)) = broker {
-            runtime.spawn(broker.run(Arc::clone(&shared), pubsub, shutdown_rx.clone()));
+        if let Some(broker) = broker {
+            runtime.spawn(broker.run(Arc::clone(&shared), shutdown_rx.clone()));
         }
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));

@@ -116,19 +116,14 @@ impl Server {
             .broker
             .as_ref()
             .expect("a broker call needs a broker");
+        let kind = broker.kind();
         if !broker.is_connected() {
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                "redis broker: not connected to Redis (reconnecting)",
+                format!("{kind} broker: not connected (reconnecting)"),
             ));
         }
-        let timeout = Duration::from_millis(
-            self.inner
-                .shared
-                .config
-                .redis()
-                .map_or(2000, |r| r.timeout_ms),
-        );
+        let timeout = broker.timeout();
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         self.inner.handle.spawn(async move {
             let result = match tokio::time::timeout(timeout, call).await {
@@ -136,7 +131,8 @@ impl Server {
                 Err(_) => Err(Error::new(
                     ErrorKind::Unavailable,
                     format!(
-                        "redis broker: no answer within {} ms; the call may or may not have taken effect",
+                        "{} broker: no answer within {} ms; the call may or may not have taken effect",
+                        kind,
                         timeout.as_millis()
                     ),
                 )),

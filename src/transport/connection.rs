@@ -524,7 +524,7 @@ async fn subscribe(
         Some(broker) => {
             shared
                 .fanout
-                .subscribe_remote(broker, client, target, since, reply)
+                .subscribe_remote(broker.as_ref(), client, target, since, reply)
                 .await
         }
         None => shared.fanout.subscribe(client, target, since, reply),

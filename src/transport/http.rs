@@ -51,7 +51,9 @@ pub(crate) async fn serve_socket<I>(
         let slot = Arc::clone(&slot);
         async move {
             if let Some(host) = host_route(&shared, req.uri().path()) {
-                return Ok::<_, Infallible>(crate::host_routes::serve(host, req).await);
+                // With a shared broker, a host call in the handler waits for it.
+                let blocking = shared.broker.is_some();
+                return Ok::<_, Infallible>(crate::host_routes::serve(host, req, blocking).await);
             }
             Ok(route(shared, req, remote, &slot))
         }

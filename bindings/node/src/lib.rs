@@ -4,7 +4,9 @@
 //! `HeraldServer extends EventEmitter` class. The split of work:
 //!
 //! * Rust: start/stop off the JS thread (`AsyncTask`s on the libuv pool), every
-//!   other call forwarded synchronously (the core only enqueues), errors turned
+//!   other call forwarded synchronously (the core only enqueues; with the Redis
+//!   broker a sending call waits for Redis, so each also has a promise form that
+//!   waits on a thread of its own, see `async_calls.rs`), errors turned
 //!   into JS `Error`s whose `code` is `HERALD_<KIND>` (from `ErrorKind::as_str`),
 //!   and core events forwarded to a JS callback through a `ThreadsafeFunction`.
 //! * JS: option key conversion, `JSON.stringify` of message objects, argument
@@ -49,12 +51,13 @@
 //! server stops, which releases both.
 //!
 //! Files: `lifecycle.rs` (start, close, environment teardown), `server.rs`
-//! (`NativeServer`), `events.rs`, `authorizer.rs`, `logs.rs`, `errors.rs`,
+//! (`NativeServer`), `async_calls.rs`, `events.rs`, `authorizer.rs`, `logs.rs`, `errors.rs`,
 //! `args.rs`.
 
 #![deny(clippy::all)]
 
 mod args;
+mod async_calls;
 mod authorizer;
 mod errors;
 mod events;

@@ -89,11 +89,13 @@ pub struct StartTask {
 }
 
 impl StartTask {
-    fn start_server(&self) -> std::result::Result<herald::Server, herald::Error> {
+    /// The server, and whether its calls go through a broker (and so wait for it).
+    fn start_server(&self) -> std::result::Result<(herald::Server, bool), herald::Error> {
         let config = match self.config_json.as_deref() {
             Some(json) => herald::Config::from_json(json)?,
             None => herald::Config::default(),
         };
+        let through_broker = config.redis().is_some();
         let server = herald::Server::start(config)?;
         let sink = Arc::clone(&self.sink);
         let handler: herald::EventHandler =
@@ -118,12 +120,12 @@ impl StartTask {
                 "the JavaScript environment ended while the server was starting",
             ));
         }
-        Ok(server)
+        Ok((server, through_broker))
     }
 }
 
 impl Task for StartTask {
-    type Output = std::result::Result<herald::Server, herald::Error>;
+    type Output = std::result::Result<(herald::Server, bool), herald::Error>;
     type JsValue = NativeServer;
 
     fn compute(&mut self) -> Result<Self::Output> {
@@ -138,8 +140,9 @@ impl Task for StartTask {
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
         match output {
-            Ok(server) => Ok(NativeServer::new(
+            Ok((server, through_broker)) => Ok(NativeServer::new(
                 server,
+                through_broker,
                 Arc::clone(&self.sink),
                 Arc::clone(&self.slot),
                 self.hook.take(),

@@ -10,6 +10,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::args::Utf8Arg;
+use crate::async_calls::{call_async, AsyncCalls};
 use crate::authorizer::AuthSink;
 use crate::errors::{code_of, herald_err, js_error, thrown};
 use crate::events::{event_bit, EventSink};
@@ -28,6 +29,9 @@ type SendFn = fn(&herald::Server, &str, &str) -> herald::Result<()>;
 #[napi]
 pub struct NativeServer {
     server: herald::Server,
+    /// With a broker, sending calls wait for it; their promise forms then run on `calls`.
+    through_broker: bool,
+    calls: Arc<AsyncCalls>,
     port: u32,
     sink: Arc<EventSink>,
     slot: TeardownSlot,
@@ -39,6 +43,7 @@ impl NativeServer {
     /// The handle on a server `start` started.
     pub(crate) fn new(
         server: herald::Server,
+        through_broker: bool,
         sink: Arc<EventSink>,
         slot: TeardownSlot,
         hook: Option<HookHandle>,
@@ -46,11 +51,37 @@ impl NativeServer {
         NativeServer {
             port: u32::from(server.port()),
             server,
+            through_broker,
+            calls: Arc::new(AsyncCalls::new()),
             sink,
             slot,
             hook: Cell::new(hook),
             closing: Cell::new(false),
         }
+    }
+
+    /// Adds `{name}Async`: `call` with an id and a message, as a promise (`call_async`).
+    fn add_async_sender(
+        &self,
+        env: &Env,
+        senders: &mut Object<'_>,
+        name: &str,
+        call: impl Fn(&herald::Server, &str, &str) -> herald::Result<()> + Copy + Send + 'static,
+    ) -> Result<()> {
+        let server = self.server.clone();
+        let (calls, through_broker) = (Arc::clone(&self.calls), self.through_broker);
+        let async_name = format!("{name}Async");
+        let sender: Function<'_, FnArgs<(String, String)>, napi::sys::napi_value> = env
+            .create_function_from_closure(&async_name, move |ctx| {
+                let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
+                let id = id.read(&ctx, 0)?.to_owned();
+                let message = message.read(&ctx, 1)?.to_owned();
+                let server = server.clone();
+                call_async(ctx.env, &calls, through_broker, move || {
+                    call(&server, &id, &message)
+                })
+            })?;
+        senders.set_named_property(&async_name, sender)
     }
 }
 
@@ -80,14 +111,16 @@ impl NativeServer {
     /// The calls that send a message, as plain functions bound to this server:
     /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, broadcast,
     /// broadcastToUser, publish, send}`. Each takes the id (none for `broadcast`) and
-    /// the message's JSON text, and throws `HERALD_<KIND>` errors.
+    /// the message's JSON text, and throws `HERALD_<KIND>` errors. Each also has a form
+    /// named `…Async` returning a promise, rejected with those errors: with a broker it
+    /// waits for Redis off the JS thread (`AsyncCalls`), else it settles at once.
     ///
     /// Plain functions rather than `#[napi]` methods because these are the per-message
     /// calls, and a method costs more per call than the core's own work: napi-rs unwraps
     /// the receiver and tracks the borrow (a global lock and hash map) on every call, and
     /// measures, allocates and copies each `String` argument. These functions hold their
     /// own handle on the server and read their arguments into stack buffers (`Utf8Arg`).
-    #[napi(ts_return_type = "Record<string, (...args: string[]) => void>")]
+    #[napi(ts_return_type = "Record<string, (...args: string[]) => void | Promise<void>>")]
     pub fn senders<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut senders = Object::new(env)?;
         let with_id: [(&str, SendFn); 3] = [
@@ -96,6 +129,9 @@ impl NativeServer {
             ("send", herald::Server::send),
         ];
         for (name, call) in with_id {
+            self.add_async_sender(env, &mut senders, name, move |server, id, message| {
+                call(server, id, message)
+            })?;
             let server = self.server.clone();
             let sender: Function<'_, FnArgs<(String, String)>, ()> = env
                 .create_function_from_closure(name, move |ctx| {
@@ -114,6 +150,9 @@ impl NativeServer {
             ("notifyAiError", herald::AiEvent::Error),
         ];
         for (name, kind) in ai_kinds {
+            self.add_async_sender(env, &mut senders, name, move |server, id, message| {
+                server.notify_ai(kind, id, message)
+            })?;
             let server = self.server.clone();
             let sender: Function<'_, FnArgs<(String, String)>, ()> = env
                 .create_function_from_closure(name, move |ctx| {
@@ -134,6 +173,18 @@ impl NativeServer {
                 server.broadcast(message).map_err(|e| thrown(ctx.env, e))
             })?;
         senders.set_named_property("broadcast", broadcast)?;
+        let server = self.server.clone();
+        let (calls, through_broker) = (Arc::clone(&self.calls), self.through_broker);
+        let broadcast_async: Function<'_, String, napi::sys::napi_value> = env
+            .create_function_from_closure("broadcastAsync", move |ctx| {
+                let mut message = Utf8Arg::new();
+                let message = message.read(&ctx, 0)?.to_owned();
+                let server = server.clone();
+                call_async(ctx.env, &calls, through_broker, move || {
+                    server.broadcast(&message)
+                })
+            })?;
+        senders.set_named_property("broadcastAsync", broadcast_async)?;
         Ok(senders)
     }
 
@@ -229,6 +280,8 @@ impl NativeServer {
                 "the server has been stopped",
             ));
         }
+        // Asynchronous calls made from now on are refused; queued ones still run.
+        self.calls.close();
         // From here on close() owns the stop; the teardown hook is not needed.
         if let Some(HookHandle(hook)) = self.hook.take() {
             let _ = env.remove_env_cleanup_hook(hook);
