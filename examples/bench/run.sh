@@ -88,6 +88,29 @@ else
   NOTES+=("ws-peer skipped: node/npm missing")
 fi
 
+# The uWebSockets.js peer: npm ci from the lockfile. Its prebuilt addon needs glibc 2.38
+# (three C23 functions); on an older glibc, uws-peer/glibc-shim/setup.sh builds a
+# forwarding shim and a copy of the addon whose need of GLIBC_2.38 is weak (README.md,
+# "uWebSockets.js on glibc < 2.38"), and the peer runs with them.
+UWS_ARGS=()
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  if [ ! -d "$KIT/uws-peer/node_modules/@btc-vision/uwebsockets.js" ]; then
+    say "installing the uWebSockets.js peer's dependencies (npm ci)..."
+    (cd "$KIT/uws-peer" && npm ci --no-audit --no-fund --loglevel=error) || true
+  fi
+  if (cd "$KIT/uws-peer" && node -e "require('@btc-vision/uwebsockets.js')") 2>/dev/null; then
+    SERVERS+=(uws-peer)
+  elif UWS_ENV=$(bash "$KIT/uws-peer/glibc-shim/setup.sh" 2>&1); then
+    # shellcheck disable=SC2206 # "LD_PRELOAD=… BENCH_UWS_ADDON=…", no spaces inside
+    UWS_ARGS=(--server-cmd "uws-peer=env $UWS_ENV node $KIT/uws-peer/server.js")
+    SERVERS+=(uws-peer)
+  else
+    NOTES+=("uws-peer skipped: the uWebSockets.js addon did not load ($UWS_ENV)")
+  fi
+else
+  NOTES+=("uws-peer skipped: node/npm missing")
+fi
+
 SERVERS+=(ceiling)
 
 # Go: notify cost through the cgo binding.
@@ -135,7 +158,7 @@ say "servers: $(join "${SERVERS[@]}"); notify-cost hosts: $(join "${COST_HOSTS[@
   --kit "$KIT" --repo "$ROOT" \
   --servers "$(join "${SERVERS[@]}")" --cost-hosts "$(join "${COST_HOSTS[@]}")" \
   --json "$OUT/results.json" --markdown "$OUT/results.md" --logs "$OUT/logs" \
-  "${REDIS_ARGS[@]+"${REDIS_ARGS[@]}"}" "${ARGS[@]+"${ARGS[@]}"}"
+  "${REDIS_ARGS[@]+"${REDIS_ARGS[@]}"}" "${UWS_ARGS[@]+"${UWS_ARGS[@]}"}" "${ARGS[@]+"${ARGS[@]}"}"
 
 if [ "$WRITE" = 1 ]; then
   MD="$ROOT/BENCHMARKS.md"

@@ -61,6 +61,7 @@ Options (defaults in brackets):
   --repo DIR            repository root [.]
   --servers LIST        servers for throughput/latency/memory
                         [herald-c,herald-node,herald-python,ws-peer,ceiling]
+                        (also uws-peer: uWebSockets.js, which run.sh adds when it loads)
   --cost-hosts LIST     hosts for the notify-cost case [herald-c,herald-node,herald-python,herald-go]
   --rounds N            rounds, servers alternating within each round [5]
   --cases LIST          flat1k,flat10k,paced,idle,cost [all]
@@ -231,6 +232,7 @@ fn server_argv(o: &Opts, name: &str) -> Vec<String> {
         "herald-node" => vec!["node".into(), kit("hosts/node-host.js")],
         "herald-python" => vec!["python3".into(), kit("hosts/python-host.py")],
         "ws-peer" => vec!["node".into(), kit("ws-peer/server.js")],
+        "uws-peer" => vec!["node".into(), kit("uws-peer/server.js")],
         "ceiling" => vec![repo("target/release/ceiling")],
         other => {
             eprintln!("unknown server {other}");
