@@ -10,8 +10,8 @@ use crate::protocol::{self, ClientMessage, Since, Target};
 use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::time::now_iso;
+use crate::transport::websocket::WebSocket;
 use crate::transport::wire::{WireIo, PING};
-use futures_util::StreamExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::future::{poll_fn, Future};
@@ -22,9 +22,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 /// Log target: the module's name before the transport folder, which hosts filter on.
 const LOG_TARGET: &str = "herald::connection";
@@ -82,7 +81,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         }
     };
     let io = WireIo::new(TokioIo::new(upgraded));
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let mut ws = WebSocket::server(io, config);
     // The credentials (every request header, the token) are needed only for the
     // authorizer: dropped as soon as it has answered.
     let Handshake {
@@ -180,12 +179,13 @@ type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
 struct Connection {
     shared: Arc<Shared>,
     client: Arc<Client>,
-    ws: WebSocketStream<WireIo<UpgradedIo>>,
+    ws: WebSocket<UpgradedIo>,
     rate: Option<RateLimiter>,
     /// While a subscribe waits for the authorizer, reading pauses (the client's
     /// messages are answered in order) but writing goes on.
     in_flight: Option<InFlight>,
-    peer_close: Option<CloseFrame>,
+    /// Boxed: only a closing connection has one, and every idle one would carry the room.
+    peer_close: Option<Box<CloseFrame>>,
     /// Messages handed to the socket and not yet written.
     unsent: u64,
     /// The stamp of the oldest host message among them, observed once they are written.
@@ -243,7 +243,7 @@ impl Connection {
                 }
                 self.in_flight = None;
             }
-            let message = match ready!(self.ws.poll_next_unpin(cx)) {
+            let message = match ready!(self.ws.poll_next(cx)) {
                 Some(Ok(message)) => message,
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     Counters::add(&self.shared.counters.oversized_messages, 1);
@@ -354,7 +354,7 @@ impl Connection {
                 "binary frames are not supported; send JSON text",
             ),
             Message::Close(frame) => {
-                self.peer_close = frame;
+                self.peer_close = frame.map(Box::new);
                 return Some(CloseReason::PeerGone);
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -411,7 +411,7 @@ impl Connection {
                 matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
             };
             if !drained {
-                return self.peer_close.take();
+                return self.peer_close.take().map(|frame| *frame);
             }
             self.credit_sent();
         } else {
@@ -431,16 +431,16 @@ impl Connection {
         // yet (a rate-limited client's errors and its close frame, say).
         if self.peer_close.is_none() {
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                while let Some(Ok(message)) = self.ws.next().await {
+                while let Some(Ok(message)) = poll_fn(|cx| self.ws.poll_next(cx)).await {
                     if let Message::Close(frame) = message {
-                        self.peer_close = frame;
+                        self.peer_close = frame.map(Box::new);
                         break;
                     }
                 }
             })
             .await;
         }
-        self.peer_close.take()
+        self.peer_close.take().map(|frame| *frame)
     }
 }
 
@@ -546,3 +546,5 @@ fn reject(shared: &Shared, client: &Client, why: &str) {
     Counters::add(&shared.counters.invalid_messages, 1);
     client.enqueue(protocol::error("invalid_message", why));
 }
+
+

@@ -5,4 +5,5 @@ pub(crate) mod connection;
 pub(crate) mod http;
 pub(crate) mod listen;
 pub(crate) mod tls;
+pub(crate) mod websocket;
 pub(crate) mod wire;

@@ -107,16 +107,23 @@ const CONTROL_LIMIT: usize = 1024;
 /// the connection or a control frame written by tungstenite, joins one ordered queue.
 pub(crate) struct WireIo<S> {
     io: S,
+    /// What waits to be written, `None` when nothing does: an idle connection (most of
+    /// a server's connections) holds no queue and no room for its bookkeeping.
+    backlog: Option<Box<Backlog>>,
+    /// Bytes written since the start, to tell a socket that takes bytes from a stalled one.
+    written_total: u64,
+    /// The close frame has been queued: later control writes are dropped.
+    close_sent: bool,
+}
+
+#[derive(Default)]
+struct Backlog {
     queue: VecDeque<Chunk>,
     /// Bytes of the front entry already written.
     front_written: usize,
     queued_bytes: usize,
     /// Bytes of control frames among `queued_bytes`.
     control_bytes: usize,
-    /// Bytes written since the start, to tell a socket that takes bytes from a stalled one.
-    written_total: u64,
-    /// The close frame has been queued: later control writes are dropped.
-    close_sent: bool,
 }
 
 struct Chunk {
@@ -130,10 +137,7 @@ impl<S> WireIo<S> {
     pub fn new(io: S) -> Self {
         WireIo {
             io,
-            queue: VecDeque::new(),
-            front_written: 0,
-            queued_bytes: 0,
-            control_bytes: 0,
+            backlog: None,
             written_total: 0,
             close_sent: false,
         }
@@ -149,26 +153,37 @@ impl<S> WireIo<S> {
         self.push(bytes, false);
     }
 
+    fn backlog(&mut self) -> &mut Backlog {
+        self.backlog.get_or_insert_with(Box::default)
+    }
+
     fn push(&mut self, bytes: Bytes, message: bool) {
-        self.queued_bytes += bytes.len();
+        let backlog = self.backlog();
+        backlog.queued_bytes += bytes.len();
         if !message {
-            self.control_bytes += bytes.len();
+            backlog.control_bytes += bytes.len();
         }
-        self.queue.push_back(Chunk { bytes, message });
+        backlog.queue.push_back(Chunk { bytes, message });
     }
 
     pub fn reserve(&mut self, entries: usize) {
-        self.queue.reserve(entries);
+        if entries > 0 {
+            self.backlog().queue.reserve(entries);
+        }
     }
 
     /// Entries not yet written completely.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.backlog.as_ref().map_or(0, |b| b.queue.len())
     }
 
     /// Bytes not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.backlog.as_ref().map_or(0, |b| b.queued_bytes)
+    }
+
+    fn control_bytes(&self) -> usize {
+        self.backlog.as_ref().map_or(0, |b| b.control_bytes)
     }
 
     /// Bytes written since the socket opened.
@@ -179,10 +194,13 @@ impl<S> WireIo<S> {
     /// Drops the message frames not yet started; a half-written one stays so the stream
     /// stays well-formed, and control frames stay.
     pub fn discard_unstarted_messages(&mut self) {
+        let Some(backlog) = self.backlog.as_mut() else {
+            return;
+        };
         let mut index = 0;
-        let started = self.front_written > 0;
+        let started = backlog.front_written > 0;
         let mut freed = 0;
-        self.queue.retain(|chunk| {
+        backlog.queue.retain(|chunk| {
             let keep = !chunk.message || (index == 0 && started);
             index += 1;
             if !keep {
@@ -190,23 +208,26 @@ impl<S> WireIo<S> {
             }
             keep
         });
-        self.queued_bytes -= freed;
+        backlog.queued_bytes -= freed;
     }
 
     fn advance(&mut self, mut written: usize) {
-        self.queued_bytes -= written;
         self.written_total += written as u64;
+        let Some(backlog) = self.backlog.as_mut() else {
+            return;
+        };
+        backlog.queued_bytes -= written;
         while written > 0 {
-            let front_left = self.queue[0].bytes.len() - self.front_written;
+            let front_left = backlog.queue[0].bytes.len() - backlog.front_written;
             if written < front_left {
-                self.front_written += written;
+                backlog.front_written += written;
                 return;
             }
             written -= front_left;
-            self.front_written = 0;
-            if let Some(chunk) = self.queue.pop_front() {
+            backlog.front_written = 0;
+            if let Some(chunk) = backlog.queue.pop_front() {
                 if !chunk.message {
-                    self.control_bytes -= chunk.bytes.len();
+                    backlog.control_bytes -= chunk.bytes.len();
                 }
             }
         }
@@ -216,18 +237,18 @@ impl<S> WireIo<S> {
 impl<S: AsyncWrite + Unpin> WireIo<S> {
     /// Writes everything queued; `Ready(Ok)` once the queue is empty and flushed.
     pub fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.queue.is_empty() {
+        while let Some(backlog) = self.backlog.as_ref().filter(|b| !b.queue.is_empty()) {
             let written = if self.io.is_write_vectored() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let mut count = 0;
-                for (slot, chunk) in slices.iter_mut().zip(&self.queue) {
-                    let start = if count == 0 { self.front_written } else { 0 };
+                for (slot, chunk) in slices.iter_mut().zip(&backlog.queue) {
+                    let start = if count == 0 { backlog.front_written } else { 0 };
                     *slot = IoSlice::new(&chunk.bytes[start..]);
                     count += 1;
                 }
                 ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
             } else {
-                let front = &self.queue[0].bytes[self.front_written..];
+                let front = &backlog.queue[0].bytes[backlog.front_written..];
                 ready!(Pin::new(&mut self.io).poll_write(cx, front))?
             };
             if written == 0 {
@@ -236,7 +257,7 @@ impl<S: AsyncWrite + Unpin> WireIo<S> {
             self.advance(written);
         }
         // An idle connection keeps no queue memory; the next batch allocates again.
-        self.queue = VecDeque::new();
+        self.backlog = None;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 }
@@ -289,7 +310,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireIo<S> {
             // still held after the close frame it was asked to send).
             return Poll::Ready(Ok(buf.len()));
         }
-        if this.control_bytes >= CONTROL_LIMIT {
+        if this.control_bytes() >= CONTROL_LIMIT {
             ready!(this.poll_send(cx))?;
         }
         let kept = match close_frame_end(buf) {
@@ -350,9 +371,10 @@ mod tests {
         wire.push(Bytes::from_static(b"abc"), true);
         wire.push(Bytes::from_static(b"defg"), true);
         wire.advance(2);
-        assert_eq!((wire.queued(), wire.front_written), (2, 2));
+        let front_written = |w: &WireIo<()>| w.backlog.as_ref().map_or(0, |b| b.front_written);
+        assert_eq!((wire.queued(), front_written(&wire)), (2, 2));
         wire.advance(3);
-        assert_eq!((wire.queued(), wire.front_written), (1, 2));
+        assert_eq!((wire.queued(), front_written(&wire)), (1, 2));
         wire.push(Bytes::from_static(b"hi"), true);
         wire.push_control(Bytes::from_static(b"pong"));
         wire.push(Bytes::from_static(b"jk"), true);
@@ -363,6 +385,6 @@ mod tests {
             "the half-written message and the control frame stay"
         );
         wire.advance(6);
-        assert_eq!((wire.queued(), wire.queued_bytes), (0, 0));
+        assert_eq!((wire.queued(), wire.queued_bytes()), (0, 0));
     }
 }
