@@ -409,10 +409,13 @@ impl Client {
 
     /// Records a channel it joined; under the fan-out's channel lock.
     pub fn add_subscription(&self, channel: Arc<str>) {
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(channel);
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        // Most clients are in one channel: room for exactly that one, not the four
+        // slots a first push reserves; more grow as usual.
+        if subscriptions.capacity() == 0 {
+            subscriptions.reserve_exact(1);
+        }
+        subscriptions.push(channel);
     }
 
     pub fn is_subscribed(&self, channel: &str) -> bool {

@@ -1,5 +1,6 @@
 //! Connection limits (global and per IP) and the per-client message rate limit.
 
+use crate::config::RateLimitConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,14 +76,12 @@ impl Drop for SocketSlot {
 /// Violations are counted over this window before a client is closed.
 const VIOLATION_WINDOW: Duration = Duration::from_secs(10);
 
-/// A token bucket for one client's messages.
+/// A token bucket for one client's messages. Every connection has one, so it keeps only
+/// its own state; the limits are the server's ([`RateLimitConfig`]), passed to each check.
 pub(crate) struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-    max_violations: u32,
+    tokens: f32,
     violations: u32,
+    last: Instant,
     window_start: Instant,
 }
 
@@ -98,25 +97,23 @@ pub(crate) enum Verdict {
 
 impl RateLimiter {
     /// `None` when the limit is off.
-    pub fn new(per_second: u32, burst: u32, max_violations: u32) -> Option<RateLimiter> {
-        (per_second > 0).then(|| {
+    pub fn new(limits: &RateLimitConfig) -> Option<RateLimiter> {
+        (limits.messages_per_second > 0).then(|| {
             let now = Instant::now();
             RateLimiter {
-                per_second: per_second.into(),
-                burst: burst.into(),
-                tokens: burst.into(),
-                last: now,
-                max_violations,
+                tokens: limits.burst as f32,
                 violations: 0,
+                last: now,
                 window_start: now,
             }
         })
     }
 
-    pub fn check(&mut self, now: Instant) -> Verdict {
-        let elapsed = now.duration_since(self.last).as_secs_f64();
+    pub fn check(&mut self, now: Instant, limits: &RateLimitConfig) -> Verdict {
+        let elapsed = now.duration_since(self.last).as_secs_f32();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.tokens =
+            (self.tokens + elapsed * limits.messages_per_second as f32).min(limits.burst as f32);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return Verdict::Accept;
@@ -126,7 +123,7 @@ impl RateLimiter {
             self.violations = 0;
         }
         self.violations += 1;
-        if self.violations > self.max_violations {
+        if self.violations > limits.max_violations {
             Verdict::Close
         } else {
             Verdict::Refuse
@@ -154,9 +151,14 @@ mod tests {
 
     #[test]
     fn bucket_refuses_then_closes() {
-        let mut limiter = RateLimiter::new(10, 5, 3).unwrap();
+        let limits = RateLimitConfig {
+            messages_per_second: 10,
+            burst: 5,
+            max_violations: 3,
+        };
+        let mut limiter = RateLimiter::new(&limits).unwrap();
         let now = Instant::now();
-        let verdicts: Vec<Verdict> = (0..10).map(|_| limiter.check(now)).collect();
+        let verdicts: Vec<Verdict> = (0..10).map(|_| limiter.check(now, &limits)).collect();
         assert_eq!(
             &verdicts[..5],
             &[
@@ -174,7 +176,7 @@ mod tests {
         assert_eq!(verdicts[8], Verdict::Close);
         // Tokens come back with time.
         assert_eq!(
-            limiter.check(now + Duration::from_millis(200)),
+            limiter.check(now + Duration::from_millis(200), &limits),
             Verdict::Accept
         );
     }

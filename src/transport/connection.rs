@@ -22,7 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Log target: the module's name before the transport folder, which hosts filter on.
@@ -46,7 +46,7 @@ pub(crate) struct Handshake {
 /// An accepted WebSocket upgrade, waiting for hyper to hand over the socket.
 pub(crate) struct Upgrade {
     pub on_upgrade: OnUpgrade,
-    pub config: WebSocketConfig,
+    pub max_message_size: usize,
     pub handshake: Handshake,
     pub remote: SocketAddr,
 }
@@ -69,7 +69,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: Box<Upgrade>, slot: Sock
 async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> {
     let Upgrade {
         on_upgrade,
-        config,
+        max_message_size,
         handshake,
         remote,
     } = *upgrade;
@@ -81,7 +81,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         }
     };
     let io = WireIo::new(TokioIo::new(upgraded));
-    let mut ws = WebSocket::server(io, config);
+    let mut ws = WebSocket::server(io, max_message_size);
     // The credentials (every request header, the token) are needed only for the
     // authorizer: dropped as soon as it has answered.
     let Handshake {
@@ -153,8 +153,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         client.request_close(CloseReason::Shutdown);
     }
 
-    let rate = &shared.config.rate_limit;
-    let rate = RateLimiter::new(rate.messages_per_second, rate.burst, rate.max_violations);
+    let rate = RateLimiter::new(&shared.config.rate_limit);
     Some(Connection {
         shared,
         client,
@@ -187,7 +186,7 @@ struct Connection {
     /// Boxed: only a closing connection has one, and every idle one would carry the room.
     peer_close: Option<Box<CloseFrame>>,
     /// Messages handed to the socket and not yet written.
-    unsent: u64,
+    unsent: u32,
     /// The stamp of the oldest host message among them, observed once they are written.
     oldest_unsent: Option<Stamp>,
     /// The writer's byte count when last looked at, to tell progress from a stall.
@@ -287,7 +286,11 @@ impl Connection {
                 self.client.take_queued(MAX_BATCH, |entries| {
                     wire.reserve(entries.len());
                     for entry in entries {
-                        self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
+                        self.unsent = self.unsent.saturating_add(push_entry(
+                            wire,
+                            entry,
+                            &mut self.oldest_unsent,
+                        ));
                     }
                 });
             }
@@ -304,8 +307,9 @@ impl Connection {
 
     fn credit_sent(&mut self) {
         if self.unsent > 0 {
-            Counters::add(&self.shared.counters.messages_sent, self.unsent);
-            Counters::add(&self.client.messages_sent, self.unsent);
+            let unsent = u64::from(self.unsent);
+            Counters::add(&self.shared.counters.messages_sent, unsent);
+            Counters::add(&self.client.messages_sent, unsent);
             self.unsent = 0;
         }
         if let Some(stamp) = self.oldest_unsent.take() {
@@ -323,10 +327,9 @@ impl Connection {
         }
         // Control frames are traffic too: a ping flood costs the server a pong each.
         if !matches!(message, Message::Close(_)) {
-            let verdict = self
-                .rate
-                .as_mut()
-                .map_or(Verdict::Accept, |r| r.check(std::time::Instant::now()));
+            let verdict = self.rate.as_mut().map_or(Verdict::Accept, |r| {
+                r.check(std::time::Instant::now(), &shared.config.rate_limit)
+            });
             match verdict {
                 Verdict::Accept => {}
                 Verdict::Refuse => {
@@ -401,7 +404,9 @@ impl Connection {
             // bounds its drain; any other drain gets the close grace period.
             let wire = self.ws.get_mut();
             for entry in left {
-                self.unsent += push_entry(wire, entry, &mut self.oldest_unsent);
+                self.unsent =
+                    self.unsent
+                        .saturating_add(push_entry(wire, entry, &mut self.oldest_unsent));
             }
             self.client.set_wire_bytes(wire.queued_bytes());
             let drain = poll_fn(|cx| self.ws.get_mut().poll_send(cx));
@@ -447,8 +452,9 @@ impl Connection {
 /// Queues an entry's frames on the socket; returns how many messages it held. A live
 /// host message's stamp is kept in `oldest` unless an older one is there (replays are
 /// history, not latency).
-fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound, oldest: &mut Option<Stamp>) -> u64 {
-    let messages = entry.message_count() as u64;
+fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound, oldest: &mut Option<Stamp>) -> u32 {
+    // A queue entry holds at most a queue's or a history's worth of messages.
+    let messages = u32::try_from(entry.message_count()).unwrap_or(u32::MAX);
     match entry {
         Outbound::Message(frame) => {
             if oldest.is_none() {
@@ -546,5 +552,3 @@ fn reject(shared: &Shared, client: &Client, why: &str) {
     Counters::add(&shared.counters.invalid_messages, 1);
     client.enqueue(protocol::error("invalid_message", why));
 }
-
-

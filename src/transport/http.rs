@@ -17,17 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Log target: the module's name before the transport folder, which hosts filter on.
 const LOG_TARGET: &str = "herald::http";
-
-/// Initial read buffer per connection. Clients send little; tungstenite's 128 KiB
-/// default would dominate idle memory. Larger frames grow it on demand.
-const READ_BUFFER_SIZE: usize = 128;
-/// tungstenite's own write buffer: room for a pong and a close frame (at most 131 bytes
-/// each), so a pending pong never crowds out the close.
-const CONTROL_WRITE_BUFFER: usize = 512;
 
 type Body = Full<Bytes>;
 
@@ -318,18 +310,9 @@ fn upgrade(
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // tungstenite writes only control frames here (messages go through WireIo): no
-    // write buffer of its own, and a small bound so that it keeps just the latest pong
-    // for a peer that pings and never reads.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(0)
-        .max_write_buffer_size(CONTROL_WRITE_BUFFER)
-        .max_message_size(Some(shared.config.max_message_size))
-        .max_frame_size(Some(shared.config.max_message_size));
     let upgrade = Box::new(Upgrade {
         on_upgrade,
-        config,
+        max_message_size: shared.config.max_message_size,
         handshake,
         remote,
     });
