@@ -163,7 +163,6 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         peer_close: None,
         unsent: 0,
         oldest_unsent: None,
-        last_written: 0,
     })
 }
 
@@ -189,8 +188,6 @@ struct Connection {
     unsent: u32,
     /// The stamp of the oldest host message among them, observed once they are written.
     oldest_unsent: Option<Stamp>,
-    /// The writer's byte count when last looked at, to tell progress from a stall.
-    last_written: u64,
 }
 
 impl Connection {
@@ -222,16 +219,14 @@ impl Connection {
     /// bound count it) and whether the socket is taking bytes (a socket that takes none
     /// for the heartbeat timeout is evicted).
     fn account_writer(&mut self) {
-        let wire = self.ws.get_ref();
-        let (pending, written) = (wire.queued_bytes(), wire.written_total());
+        let wire = self.ws.get_mut();
+        let (pending, progressed) = (wire.queued_bytes(), wire.take_progress());
         self.client.set_wire_bytes(pending);
         if pending == 0 {
             self.client.clear_write_stall();
         } else {
-            let progressed = written != self.last_written;
             self.client.note_write(self.shared.now_ms(), progressed);
         }
-        self.last_written = written;
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {

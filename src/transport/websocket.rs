@@ -49,13 +49,9 @@ pub(crate) struct WebSocket<S> {
     /// tungstenite's state; `None` while the client is quiet (see the module's doc).
     context: Option<Box<WebSocketContext>>,
     io: WireIo<S>,
-    /// Bytes read from the socket and not yet handed to tungstenite: whole frames in
-    /// `start..whole`, then the start of one still arriving. Empty (unallocated) when
-    /// nothing waits.
-    read: Vec<u8>,
-    start: usize,
-    whole: usize,
-    max_message_size: usize,
+    /// Bytes read from the socket and not yet handed to tungstenite; `None` when none.
+    input: Option<Box<Input>>,
+    max_message_size: u32,
     /// The last whole data frame handed over left its message unfinished.
     mid_message: bool,
     /// A write would have waited during this read: tungstenite may hold a reply.
@@ -69,10 +65,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         WebSocket {
             context: None,
             io,
-            read: Vec::new(),
-            start: 0,
-            whole: 0,
-            max_message_size,
+            input: None,
+            // The configuration bounds it to 64 MiB.
+            max_message_size: u32::try_from(max_message_size).unwrap_or(u32::MAX),
             mid_message: false,
             write_waited: false,
             ended: false,
@@ -94,17 +89,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(None);
         }
         self.write_waited = false;
-        let max = self.max_message_size;
+        let max = self.max_message_size as usize;
         let context = self.context.get_or_insert_with(|| {
             Box::new(WebSocketContext::new(Role::Server, Some(config(max))))
         });
         let mut io = TaskIo {
             io: &mut self.io,
             cx,
-            input: Some(Input {
-                read: &mut self.read,
-                start: &mut self.start,
-                whole: &mut self.whole,
+            input: Some(InputRef {
+                input: &mut self.input,
                 max_message_size: max,
                 mid_message: &mut self.mid_message,
             }),
@@ -134,16 +127,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .context
             .as_ref()
             .is_some_and(|c| c.can_read() && c.can_write());
-        if open && !self.mid_message && !self.write_waited && self.start == self.read.len() {
+        if open && !self.mid_message && !self.write_waited && self.input.is_none() {
             self.context = None;
-            self.read = Vec::new();
-            (self.start, self.whole) = (0, 0);
         }
     }
 
     /// Sends a close frame (or answers the peer's) and writes it out.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), WsError> {
-        let max = self.max_message_size;
+        let max = self.max_message_size as usize;
         let context = self.context.get_or_insert_with(|| {
             Box::new(WebSocketContext::new(Role::Server, Some(config(max))))
         });
@@ -171,26 +162,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-/// Where the client's bytes wait until they form whole frames.
-struct Input<'a> {
-    read: &'a mut Vec<u8>,
-    start: &'a mut usize,
-    whole: &'a mut usize,
+/// Where the client's bytes wait until they form whole frames: whole frames in
+/// `start..whole`, then the start of one still arriving.
+#[derive(Default)]
+struct Input {
+    bytes: Vec<u8>,
+    start: usize,
+    whole: usize,
+}
+
+/// The input as one read sees it.
+struct InputRef<'a> {
+    input: &'a mut Option<Box<Input>>,
     max_message_size: usize,
     mid_message: &'a mut bool,
 }
 
-impl Input<'_> {
-    /// Moves `whole` past every frame now complete in the buffer.
-    fn scan(&mut self) {
-        while let Some(end) = frame_end(&self.read[*self.whole..], self.max_message_size) {
-            let first = self.read[*self.whole];
+impl Input {
+    /// Moves `whole` past every frame now complete in the buffer; tells whether the last
+    /// data frame among them left its message unfinished.
+    fn scan(&mut self, max_message_size: usize, mid_message: &mut bool) {
+        while let Some(end) = frame_end(&self.bytes[self.whole..], max_message_size) {
+            let first = self.bytes[self.whole];
             let opcode = first & 0x0f;
             if opcode <= 0x2 {
                 // Continuation, text or binary: the message ends with a final frame.
-                *self.mid_message = first & 0x80 == 0;
+                *mid_message = first & 0x80 == 0;
             }
-            *self.whole += end;
+            self.whole += end;
         }
     }
 }
@@ -226,41 +225,50 @@ fn frame_end(buf: &[u8], max: usize) -> Option<usize> {
 struct TaskIo<'a, 'b, S> {
     io: &'a mut WireIo<S>,
     cx: &'a mut Context<'b>,
-    input: Option<Input<'a>>,
+    input: Option<InputRef<'a>>,
     write_waited: &'a mut bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Read for TaskIo<'_, '_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(input) = self.input.as_mut() else {
+        let Some(state) = self.input.as_mut() else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
-        while *input.whole == *input.start {
+        let input = state.input.get_or_insert_with(Box::default);
+        while input.whole == input.start {
             // Only the start of a frame is left: move it to the front, so the buffer
             // holds at most one frame and one chunk however long the client streams.
-            if *input.start > 0 {
-                input.read.drain(..*input.start);
-                (*input.start, *input.whole) = (0, 0);
+            if input.start > 0 {
+                input.bytes.drain(..input.start);
+                (input.start, input.whole) = (0, 0);
             }
             let mut chunk = [0u8; SOCKET_READ_CHUNK];
             let mut chunk = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut *self.io).poll_read(self.cx, &mut chunk) {
-                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
-                Poll::Ready(Err(e)) => return Err(e),
-                // The end of the stream; a frame cut short by it is lost with it.
-                Poll::Ready(Ok(())) if chunk.filled().is_empty() => return Ok(0),
-                Poll::Ready(Ok(())) => {
-                    input.read.extend_from_slice(chunk.filled());
-                    input.scan();
+            let polled = Pin::new(&mut *self.io).poll_read(self.cx, &mut chunk);
+            if let Poll::Ready(Ok(())) = polled {
+                if !chunk.filled().is_empty() {
+                    input.bytes.extend_from_slice(chunk.filled());
+                    input.scan(state.max_message_size, state.mid_message);
+                    continue;
                 }
             }
+            // Nothing more for now: an empty input holds no memory.
+            if input.bytes.is_empty() {
+                *state.input = None;
+            }
+            return match polled {
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Ready(Err(e)) => Err(e),
+                // The end of the stream; a frame cut short by it is lost with it.
+                Poll::Ready(Ok(())) => Ok(0),
+            };
         }
-        let n = buf.len().min(*input.whole - *input.start);
-        buf[..n].copy_from_slice(&input.read[*input.start..*input.start + n]);
-        *input.start += n;
-        if *input.start == input.read.len() {
-            input.read.clear();
-            (*input.start, *input.whole) = (0, 0);
+        let n = buf.len().min(input.whole - input.start);
+        buf[..n].copy_from_slice(&input.bytes[input.start..input.start + n]);
+        input.start += n;
+        if input.start == input.bytes.len() {
+            // Everything read is handed over: nothing waits, nothing is held.
+            *state.input = None;
         }
         Ok(n)
     }

@@ -110,8 +110,9 @@ pub(crate) struct WireIo<S> {
     /// What waits to be written, `None` when nothing does: an idle connection (most of
     /// a server's connections) holds no queue and no room for its bookkeeping.
     backlog: Option<Box<Backlog>>,
-    /// Bytes written since the start, to tell a socket that takes bytes from a stalled one.
-    written_total: u64,
+    /// Bytes were written since the connection last asked, to tell a socket that takes
+    /// bytes from a stalled one.
+    progressed: bool,
     /// The close frame has been queued: later control writes are dropped.
     close_sent: bool,
 }
@@ -138,7 +139,7 @@ impl<S> WireIo<S> {
         WireIo {
             io,
             backlog: None,
-            written_total: 0,
+            progressed: false,
             close_sent: false,
         }
     }
@@ -186,9 +187,9 @@ impl<S> WireIo<S> {
         self.backlog.as_ref().map_or(0, |b| b.control_bytes)
     }
 
-    /// Bytes written since the socket opened.
-    pub fn written_total(&self) -> u64 {
-        self.written_total
+    /// Whether any byte was written since the last call.
+    pub fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
     }
 
     /// Drops the message frames not yet started; a half-written one stays so the stream
@@ -212,7 +213,7 @@ impl<S> WireIo<S> {
     }
 
     fn advance(&mut self, mut written: usize) {
-        self.written_total += written as u64;
+        self.progressed = true;
         let Some(backlog) = self.backlog.as_mut() else {
             return;
         };
