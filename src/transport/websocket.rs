@@ -15,7 +15,7 @@ use crate::transport::wire::WireIo;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{
@@ -88,6 +88,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.ended {
             return Poll::Ready(None);
         }
+        if self.context.is_none() && self.input.is_none() {
+            // A quiet connection woken to write: look for the client's bytes before
+            // making any state to read them with.
+            match ready!(self.poll_first_bytes(cx)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(WsError::Io(e))));
+                }
+            }
+        }
         self.write_waited = false;
         let max = self.max_message_size as usize;
         let context = self.context.get_or_insert_with(|| {
@@ -117,6 +132,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
+    }
+
+    /// Reads what the socket has into a new input; `Ok(false)` at the end of the stream.
+    fn poll_first_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut chunk = [0u8; SOCKET_READ_CHUNK];
+        let mut chunk = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut chunk))?;
+        if chunk.filled().is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        let mut input = Box::<Input>::default();
+        input.bytes.extend_from_slice(chunk.filled());
+        input.scan(self.max_message_size as usize, &mut self.mid_message);
+        self.input = Some(input);
+        Poll::Ready(Ok(true))
     }
 
     /// Drops tungstenite's state when it holds nothing: it has read every byte it was

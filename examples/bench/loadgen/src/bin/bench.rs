@@ -613,6 +613,7 @@ impl Bench {
                         (b2.rss_kb as f64 - a.rss_kb as f64) * 1024.0 / n as f64,
                     );
                     m.insert("setup_s".into(), setup_s);
+                    m.insert("connects_per_s".into(), n as f64 / setup_s.max(1e-9));
                     m.insert("threads".into(), b2.threads as f64);
                     self.record("idle", server, round, m);
                 }
@@ -781,6 +782,8 @@ const FLAT_METRICS: &[(&str, &str)] = &[
     ("server_cpu_cores", "server CPU (cores busy)"),
     ("lat_p50_us", "latency p50 µs"),
     ("lat_p99_us", "latency p99 µs"),
+    // With M=1 (`--flat10k 19000x1`): how long one broadcast takes to reach everyone.
+    ("lat_max_us", "latency max µs"),
     ("server_peak_rss_mb", "server peak RSS MB"),
     ("server_rss_after_mb", "server RSS MB 1 s after the burst"),
     ("missing", "missing"),
@@ -827,6 +830,7 @@ const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
             ("rss_mb", "RSS MB with N connected"),
             ("rss_before_mb", "RSS MB before connecting"),
             ("setup_s", "connect+subscribe N, s"),
+            ("connects_per_s", "connect+subscribe per s"),
         ],
     ),
     (
@@ -1040,6 +1044,45 @@ fn ratios_and_targets(b: &Bench) -> String {
                 v.map_or("n/a".into(), |v| format!("{v:.0} B")),
                 v.map(|v| v <= 2560.0),
             ));
+        }
+    }
+    // Issue 18's goals: uWebSockets.js as the reference, where it ran.
+    if has("uws-peer") {
+        for h in &heralds {
+            let mut vs_uws = |case: &str, metric: &str, label: &str, at_most: bool| {
+                if !o.cases.iter().any(|c| c == case) {
+                    return;
+                }
+                let r = ratio_of_medians(b, case, metric, h, "uws-peer");
+                rows.push((
+                    format!(
+                        "{case}: {label} {} uws-peer",
+                        if at_most { "≤" } else { "≥" }
+                    ),
+                    h.to_string(),
+                    r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+                    r.map(|r| if at_most { r <= 1.0 } else { r >= 1.0 }),
+                ));
+            };
+            vs_uws(
+                "paced",
+                "server_cpu_ns_per_delivery",
+                "server CPU/delivery",
+                true,
+            );
+            vs_uws("paced", "lat_p50_us", "p50 latency", true);
+            vs_uws("paced", "lat_p99_us", "p99 latency", true);
+            vs_uws("flat10k", "deliveries_per_s", "deliveries/s", false);
+            vs_uws("idle", "bytes_per_conn", "idle RSS per connection", true);
+            if o.cases.iter().any(|c| c == "idle") {
+                let v = b.summary("idle", h, "bytes_per_conn").map(|x| x.median);
+                rows.push((
+                    format!("idle RSS ≤ 1.3 KB (1331 B) per connection at N={}", o.idle),
+                    h.to_string(),
+                    v.map_or("n/a".into(), |v| format!("{v:.0} B")),
+                    v.map(|v| v <= 1331.0),
+                ));
+            }
         }
     }
     if o.cases.iter().any(|c| c == "cost") {
