@@ -34,6 +34,10 @@ pub struct ClientConfig {
     /// Threads opening connections (handshake + subscribe) in parallel.
     pub setup_threads: usize,
     pub setup_timeout: Duration,
+    /// Loopback source addresses (127.0.0.1 … 127.0.0.S): connection k leaves from
+    /// 127.0.0.(1 + k mod S), so many connections do not exhaust one address's
+    /// ephemeral ports (and `connect` does not search a nearly full range).
+    pub source_addresses: u8,
 }
 
 /// What the workers saw since the last reset.
@@ -122,10 +126,22 @@ fn read_until_text(stream: &mut StdStream, buf: &mut Vec<u8>, marker: &[u8]) -> 
     }
 }
 
-fn open_one(cfg: &ClientConfig, port: u16) -> Result<Ready, String> {
+/// Connects to `addr` from 127.0.0.`source` (any port).
+fn connect_from(source: u8, addr: SocketAddr, timeout: Duration) -> std::io::Result<StdStream> {
+    if source <= 1 {
+        return StdStream::connect_timeout(&addr, timeout);
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, source], 0)).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    Ok(socket.into())
+}
+
+fn open_one(cfg: &ClientConfig, k: usize, port: u16) -> Result<Ready, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = StdStream::connect_timeout(&addr, cfg.setup_timeout)
-        .map_err(|e| format!("connect: {e}"))?;
+    let source = 1 + (k % usize::from(cfg.source_addresses.max(1))) as u8;
+    let mut stream =
+        connect_from(source, addr, cfg.setup_timeout).map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(cfg.setup_timeout)).ok();
     stream
@@ -188,7 +204,7 @@ impl Pool {
                 while k < cfg.connections {
                     let mut tries = 0;
                     loop {
-                        match open_one(&cfg, cfg.ports[k % cfg.ports.len()]) {
+                        match open_one(&cfg, k, cfg.ports[k % cfg.ports.len()]) {
                             Ok(r) => {
                                 out.push(r);
                                 break;

@@ -41,6 +41,7 @@ struct Opts {
     size: usize,
     client_threads: usize,
     setup_threads: usize,
+    source_addresses: u8,
     queue: usize,
     json: Option<PathBuf>,
     markdown: Option<PathBuf>,
@@ -73,6 +74,7 @@ Options (defaults in brackets):
   --size BYTES          progress payload size [200]
   --client-threads N    load-client reader threads [1]
   --setup-threads N     parallel connection setup [8]
+  --source-addresses S  connect from 127.0.0.1 … 127.0.0.S, spreading ephemeral ports [1]
   --queue N             Herald client_queue_size and the ws peer's bound, in messages [4096]
   --json FILE           every per-round figure
   --markdown FILE       results as Markdown (for BENCHMARKS.md)
@@ -118,6 +120,7 @@ fn parse_opts() -> Opts {
         size: 200,
         client_threads: 1,
         setup_threads: 8,
+        source_addresses: 1,
         queue: 4096,
         json: None,
         markdown: None,
@@ -165,6 +168,16 @@ fn parse_opts() -> Opts {
             "--size" => o.size = val().parse().expect("size"),
             "--client-threads" => o.client_threads = val().parse().expect("threads"),
             "--setup-threads" => o.setup_threads = val().parse().expect("threads"),
+            "--source-addresses" => {
+                o.source_addresses = val()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=254).contains(s))
+                    .unwrap_or_else(|| {
+                        eprintln!("--source-addresses needs a number in 1..=254");
+                        std::process::exit(2)
+                    })
+            }
             "--queue" => o.queue = val().parse().expect("queue"),
             "--json" => o.json = Some(val().into()),
             "--markdown" => o.markdown = Some(val().into()),
@@ -329,6 +342,7 @@ fn connect(b: &Bench, ports: Vec<u16>, n: usize) -> Result<Pool, String> {
         threads: b.o.client_threads,
         setup_threads: b.o.setup_threads,
         setup_timeout: Duration::from_secs(20),
+        source_addresses: b.o.source_addresses,
     })
 }
 
