@@ -189,6 +189,23 @@ enum herald_status herald_notify_ai_error(struct herald_server *server,
                                           const char *error_json);
 
 /**
+ * Sends `ai_delta` with `delta_json` (`{"jobId":…,"text":"…"}`, `text` required) to a
+ * session: a piece of a job's token stream, appended to the job's text. A subscriber
+ * that falls behind gets a job's consecutive deltas merged into one.
+ */
+enum herald_status herald_notify_ai_delta(struct herald_server *server,
+                                          const char *session_id,
+                                          const char *delta_json);
+
+/**
+ * Sends `ai_cancelled` with `cancelled_json` (a JSON object, e.g. `{"jobId":…}`) to a
+ * session: the job ended because it was cancelled (see the `cancel_requested` event).
+ */
+enum herald_status herald_notify_ai_cancelled(struct herald_server *server,
+                                              const char *session_id,
+                                              const char *cancelled_json);
+
+/**
  * Sends a JSON object to every connected client.
  */
 enum herald_status herald_broadcast(struct herald_server *server, const char *message_json);
@@ -230,6 +247,15 @@ enum herald_status herald_stats(struct herald_server *server, char **stats_json_
 enum herald_status herald_history(struct herald_server *server,
                                   const char *channel,
                                   char **history_json_out);
+
+/**
+ * Writes a session's jobs as `{"sessionId","seq","epoch","jobs":[…]}` (the state as of
+ * `seq`) to `*jobs_json_out`, to be freed with `herald_string_free`. Publishing only
+ * enqueues, so a notification made just before may not be in it yet.
+ */
+enum herald_status herald_jobs(struct herald_server *server,
+                               const char *session_id,
+                               char **jobs_json_out);
 
 /**
  * Frees a string returned by Herald. NULL is ignored.

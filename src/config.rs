@@ -38,6 +38,8 @@ pub struct Config {
     pub stats_client_limit: usize,
     /// Per-channel history for recovery after reconnects.
     pub history: HistoryConfig,
+    /// The state of AI jobs per session (snapshots for subscribers), and its bounds.
+    pub jobs: JobsConfig,
     /// Who may connect and what they may subscribe to.
     pub auth: AuthConfig,
     /// Browser origins allowed to connect (exact match, e.g. "https://app.example.com");
@@ -194,6 +196,33 @@ pub struct HistoryConfig {
     pub max_bytes: usize,
 }
 
+/// What is kept of each session's AI jobs (state, progress, streamed text, outcome).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// A job is kept this long after it ends (complete, error, cancelled).
+    pub ttl_ms: u64,
+    /// Jobs kept per session; beyond it the oldest ended (else oldest) goes.
+    pub max_per_session: usize,
+    /// Bytes of streamed text kept per job; beyond it the text stops growing and the
+    /// job is marked `truncated`.
+    pub max_text_bytes: usize,
+    /// Bytes of job state across all sessions on this node (with the memory broker);
+    /// beyond it the oldest ended jobs go first.
+    pub max_bytes: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            ttl_ms: 60 * 60 * 1000,
+            max_per_session: 16,
+            max_text_bytes: 256 * 1024,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -212,6 +241,7 @@ impl Default for Config {
             max_channels: 100_000,
             stats_client_limit: 1000,
             history: HistoryConfig::default(),
+            jobs: JobsConfig::default(),
             auth: AuthConfig::default(),
             allowed_origins: Vec::new(),
             max_connections_per_ip: 0,
@@ -386,10 +416,11 @@ impl Config {
 
     /// Every numeric key with its accepted range. The upper bounds keep each value far
     /// from what would overflow a timer, an allocation or a channel's capacity.
-    fn numeric_bounds(&self) -> [Bound; 25] {
+    fn numeric_bounds(&self) -> [Bound; 29] {
         let auth = &self.auth;
         let rate = &self.rate_limit;
         let history = &self.history;
+        let jobs = &self.jobs;
         [
             Bound::new(
                 "heartbeat_interval_ms",
@@ -415,6 +446,10 @@ impl Config {
             Bound::new("history.size", history.size, 0, MAX_COUNT),
             Bound::new("history.ttl_ms", history.ttl_ms, 0, 7 * DAY_MS),
             Bound::new("history.max_bytes", history.max_bytes, 0, TIB),
+            Bound::new("jobs.ttl_ms", jobs.ttl_ms, 1, 7 * DAY_MS),
+            Bound::new("jobs.max_per_session", jobs.max_per_session, 1, 4096),
+            Bound::new("jobs.max_text_bytes", jobs.max_text_bytes, 0, 64 * MIB),
+            Bound::new("jobs.max_bytes", jobs.max_bytes, 0, TIB),
             Bound::new("auth.jwt_leeway_s", auth.jwt_leeway_s, 0, DAY_MS / 1000),
             Bound::new(
                 "auth.authorizer_timeout_ms",

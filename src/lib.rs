@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod fanout;
 mod host_routes;
+mod jobs;
 mod limits;
 mod logging;
 mod memory;
@@ -31,9 +32,10 @@ mod fuzz_tests;
 pub mod ffi;
 
 pub use assets::StaticFiles;
-pub use auth::{AuthDecision, AuthRequest, Authorizer};
+pub use auth::{AuthAction, AuthDecision, AuthRequest, Authorizer};
 pub use config::{
-    AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
+    AuthConfig, BrokerConfig, Config, HistoryConfig, JobsConfig, RateLimitConfig, RedisConfig,
+    TlsConfig,
 };
 pub use contract::contract_schema;
 pub use error::{Error, ErrorKind, Result};

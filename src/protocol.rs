@@ -16,13 +16,17 @@ use std::fmt;
 /// Longest channel, session, user or client id accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
-/// The four AI-task notifications and the payload key each carries.
+/// The AI-task notifications and the payload key each carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AiEvent {
     Start,
     Progress,
     Complete,
     Error,
+    /// A piece of a token stream: `{"jobId":…,"text":"…"}`.
+    Delta,
+    /// The job ended because it was cancelled.
+    Cancelled,
 }
 
 impl AiEvent {
@@ -32,6 +36,8 @@ impl AiEvent {
             AiEvent::Progress => "ai_progress",
             AiEvent::Complete => "ai_complete",
             AiEvent::Error => "ai_error",
+            AiEvent::Delta => "ai_delta",
+            AiEvent::Cancelled => "ai_cancelled",
         }
     }
 
@@ -41,6 +47,8 @@ impl AiEvent {
             AiEvent::Progress => "progress",
             AiEvent::Complete => "result",
             AiEvent::Error => "error",
+            AiEvent::Delta => "delta",
+            AiEvent::Cancelled => "cancelled",
         }
     }
 }
@@ -339,6 +347,41 @@ pub(crate) fn unsubscribed(target: Option<&Target>) -> Frame {
     w.timestamp().finish()
 }
 
+/// The state of a session's jobs as of `position`: what a subscriber sees before the
+/// live tail (publications after `position.seq`). `jobs_json` is a JSON array.
+pub(crate) fn jobs_snapshot(session_id: &str, position: &Position, jobs_json: &str) -> Frame {
+    ObjectWriter::with_type_capacity("jobs_snapshot", 128 + session_id.len() + jobs_json.len())
+        .str("sessionId", session_id)
+        .u64("seq", position.seq)
+        .str("epoch", &position.epoch)
+        .raw("jobs", jobs_json)
+        .timestamp()
+        .finish()
+}
+
+/// Several `ai_delta`s of one job, consecutive in their channel, as one: the text
+/// concatenated, the position of the last (`merged` says how many it stands for).
+pub(crate) fn merged_delta(
+    session_id: &str,
+    job_id: Option<&str>,
+    text: &str,
+    merged: usize,
+    position: &Position,
+) -> Frame {
+    let mut delta = ObjectWriter::empty();
+    if let Some(job) = job_id {
+        delta = delta.str("jobId", job);
+    }
+    let delta = delta.str("text", text);
+    ObjectWriter::with_type_capacity("ai_delta", 128 + session_id.len() + text.len())
+        .str("sessionId", session_id)
+        .object("delta", delta)
+        .u64("merged", merged as u64)
+        .timestamp()
+        .open()
+        .close_with_position(position.seq, &position.epoch)
+}
+
 /// `ai_start` & co. for a session, left open for the channel position.
 pub(crate) fn ai_notification(
     event: AiEvent,
@@ -446,6 +489,11 @@ pub(crate) enum ClientMessage {
     Unsubscribe {
         target: Option<Target>,
     },
+    /// Asks the host to cancel a job of a session (`jobId` absent: its implicit job).
+    Cancel {
+        session_id: String,
+        job_id: Option<String>,
+    },
     /// Any other typed object: for the host.
     Custom(Box<RawValue>),
 }
@@ -468,6 +516,16 @@ impl PartialEq for ClientMessage {
                 ClientMessage::Unsubscribe { target: a },
                 ClientMessage::Unsubscribe { target: b },
             ) => a == b,
+            (
+                ClientMessage::Cancel {
+                    session_id: a,
+                    job_id: x,
+                },
+                ClientMessage::Cancel {
+                    session_id: b,
+                    job_id: y,
+                },
+            ) => a == b && x == y,
             (ClientMessage::Custom(a), ClientMessage::Custom(b)) => a.get() == b.get(),
             _ => false,
         }
@@ -538,6 +596,8 @@ pub(crate) fn parse_client_message(
         session_id: Option<serde_json::Value>,
         channel: Option<serde_json::Value>,
         since: Option<serde_json::Value>,
+        #[serde(rename = "jobId")]
+        job_id: Option<serde_json::Value>,
     }
     let env: Envelope = serde_json::from_str(raw.get())
         .map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
@@ -562,6 +622,22 @@ pub(crate) fn parse_client_message(
         "unsubscribe" => Ok(ClientMessage::Unsubscribe {
             target: parse_target(env.session_id, env.channel)?,
         }),
+        // Without a `sessionId`, a `cancel` stays the host's own message, as it was
+        // before jobs had a protocol of their own.
+        "cancel" if env.session_id.is_some() => {
+            let Some(Target::Session(session_id)) = parse_target(env.session_id, None)? else {
+                return Err(bad("cancel needs a string \"sessionId\""));
+            };
+            let job_id = match env.job_id {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(job)) => {
+                    check_name("jobId", &job).map_err(|e| InvalidMessage(e.message().into()))?;
+                    Some(job)
+                }
+                Some(_) => return Err(bad("\"jobId\" must be a string")),
+            };
+            Ok(ClientMessage::Cancel { session_id, job_id })
+        }
         _ => Ok(ClientMessage::Custom(raw)),
     }
 }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler, EventQueue};
 use crate::fanout::{ChannelHold, Fanout, FanoutLimits};
+use crate::jobs::{JobStore, JobUpdate};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
@@ -35,6 +36,8 @@ enum Command {
         channel: String,
         message: OpenObject,
         hold: ChannelHold,
+        /// For a session's `ai_*`: the session and what it does to its job.
+        job: Option<(String, JobUpdate)>,
     },
     Broadcast(Frame),
     Send {
@@ -252,6 +255,8 @@ impl Server {
                 let connect = RedisBroker::connect(
                     redis,
                     &config.history,
+                    &config.jobs,
+                    config.client_queue_bytes / 2,
                     node_id,
                     splitmix64(seed ^ 0x5eed),
                 );
@@ -274,6 +279,7 @@ impl Server {
             max_channels: config.max_channels,
             max_subscriptions_per_client: config.max_subscriptions_per_client,
             pending_buffer: config.client_queue_size,
+            max_snapshot_bytes: config.client_queue_bytes / 2,
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
@@ -281,6 +287,7 @@ impl Server {
         let shared = Arc::new(Shared {
             fanout: Fanout::new(
                 limits,
+                JobStore::new(config.jobs.clone()),
                 epoch_seed,
                 Arc::clone(&counters),
                 Arc::clone(&memory),
@@ -320,7 +327,7 @@ impl Server {
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
         runtime.spawn(memory_guard(Arc::clone(&shared), shutdown_rx.clone()));
-        if shared.config.history.size > 0 && shared.broker.is_none() {
+        if shared.broker.is_none() {
             runtime.spawn(housekeeping(Arc::clone(&shared), shutdown_rx));
         }
         tracing::info!(%local_addr, path = %shared.config.path, "herald started");
@@ -380,15 +387,28 @@ impl Server {
         self.check_running()?;
         protocol::check_name("session id", session_id)?;
         let message = protocol::ai_notification(event, session_id, payload_json)?;
-        self.submit_publish(protocol::session_channel(session_id), message)
+        let job = JobUpdate::parse(event, payload_json)?;
+        self.submit_publish(
+            protocol::session_channel(session_id),
+            message,
+            Some((session_id.to_string(), job)),
+        )
     }
 
     /// Submits a publication holding its channel's place, so that a full channel table
     /// is an error here and never a publication dropped at dispatch.
-    fn submit_publish(&self, channel: String, message: OpenObject) -> Result<()> {
+    fn submit_publish(
+        &self,
+        channel: String,
+        message: OpenObject,
+        job: Option<(String, JobUpdate)>,
+    ) -> Result<()> {
         if let Some(broker) = &self.inner.shared.broker {
             let broker = Arc::clone(broker);
-            self.through_broker(async move { broker.publish(&channel, message.text()).await })?;
+            let job = job.map(|(_, update)| update);
+            self.through_broker(async move {
+                broker.publish(&channel, message.text(), job.as_ref()).await
+            })?;
             Counters::add(&self.inner.shared.counters.publications, 1);
             return Ok(());
         }
@@ -400,6 +420,7 @@ impl Server {
                 channel,
                 message,
                 hold,
+                job,
             })
             .map_err(|e| {
                 let (command, error) = match e {
@@ -478,6 +499,29 @@ impl Server {
         self.notify(AiEvent::Error, session_id, error_json)
     }
 
+    /// `ai_delta`: a piece of a job's token stream, `{"jobId":…,"text":"…"}` (`text`
+    /// required). Subscribers that fall behind get a job's consecutive deltas merged.
+    pub fn notify_ai_delta(&self, session_id: &str, delta_json: &str) -> Result<()> {
+        self.notify(AiEvent::Delta, session_id, delta_json)
+    }
+
+    /// `ai_cancelled`: ends a job as cancelled (e.g. after a `cancel_requested` event).
+    pub fn notify_ai_cancelled(&self, session_id: &str, cancelled_json: &str) -> Result<()> {
+        self.notify(AiEvent::Cancelled, session_id, cancelled_json)
+    }
+
+    /// The state of a session's jobs, as `GET /api/jobs/{sessionId}` answers it:
+    /// `{"sessionId","seq","epoch","jobs":[…]}`, the jobs as of `seq`.
+    pub fn jobs_json(&self, session_id: &str) -> Result<String> {
+        self.check_running()?;
+        protocol::check_name("session id", session_id)?;
+        if let Some(broker) = &self.inner.shared.broker {
+            let (broker, session) = (Arc::clone(broker), session_id.to_string());
+            return self.through_broker(async move { broker.jobs_json(&session).await });
+        }
+        Ok(self.inner.shared.fanout.jobs_json(session_id))
+    }
+
     /// A JSON object to every connected client.
     pub fn broadcast(&self, message_json: &str) -> Result<()> {
         self.check_running()?;
@@ -506,7 +550,7 @@ impl Server {
 
     fn publish_checked(&self, channel: String, message_json: &str) -> Result<()> {
         let message = protocol::host_message(message_json, Some(&channel))?;
-        self.submit_publish(channel, message)
+        self.submit_publish(channel, message, None)
     }
 
     /// A JSON object to one client; fails with `UnknownClient` if it is not connected.
@@ -793,7 +837,8 @@ async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
                     channel,
                     message,
                     hold,
-                } => shared.fanout.publish(&channel, message, hold),
+                    job,
+                } => shared.fanout.publish(&channel, message, hold, job),
                 Command::Broadcast(message) => shared.fanout.broadcast(&message),
                 Command::Send { client_id, message } => {
                     shared.fanout.send(&client_id, message);

@@ -17,8 +17,9 @@
 //!   and recover, since publications may have been missed meanwhile.
 
 use super::{Publication, Watcher};
-use crate::config::{HistoryConfig, RedisConfig};
+use crate::config::{HistoryConfig, JobsConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{Job, JobStatus, JobUpdate};
 use crate::protocol::{OpenObject, Position, Since};
 use crate::server::Shared;
 use crate::transport::wire::Frame;
@@ -39,9 +40,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// meeting a seq that restarted from 1.
 const META_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// KEYS: meta, stream. ARGV: topic, body, history size, ttl ms, meta ttl ms, epoch
-/// candidate. A new epoch drops any stream left from an older one, so stream ids
-/// (`seq-0`) always grow.
+/// KEYS: meta, stream, jobs (hash), job ids (sorted set). ARGV: topic, body, history
+/// size, ttl ms, meta ttl ms, epoch candidate, then the job update (see [`JOB_LUA`]):
+/// kind ('' for none), job id, payload, delta text, max text bytes, max jobs per
+/// session, jobs ttl ms, text key prefix. A new epoch drops any stream left from an
+/// older one, so stream ids (`seq-0`) always grow. The job's state changes in the same
+/// script as the seq, so a snapshot read with a seq is the state at exactly that seq.
 const PUBLISH_LUA: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[6]) == 1 then
   redis.call('DEL', KEYS[2])
@@ -53,12 +57,93 @@ if tonumber(ARGV[3]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'b', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+if ARGV[7] ~= '' then
+  update_job(KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]),
+    tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[5]))
+end
 redis.call('PUBLISH', ARGV[1], string.format('%d:', seq) .. epoch .. ':' .. ARGV[2])
 return {seq, epoch}
 ";
 
-/// KEYS: meta, stream. ARGV: since seq ('' for none), most entries to replay, epoch
-/// candidate, meta ttl ms. Returns {seq, epoch, entries}.
+/// The job rules of `jobs.rs`, in Redis: a hash per session (`<jobId>\n<field>`: state,
+/// task, progress, outcome, truncated, startedAt, endedAt; the implicit job's id is
+/// ''), a sorted set of its job ids by start, and a string per job for its text
+/// (APPEND, so a delta costs its own length). Jobs ended `ttl` ago are dropped here
+/// and left out of snapshots; the keys expire `ttl` after the last job ended (a day
+/// while one runs).
+const JOB_LUA: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local FIELDS = {'state', 'task', 'progress', 'outcome', 'truncated', 'startedAt', 'endedAt'}
+local function forget(hash, ids, textprefix, id)
+  local f = id .. '\n'
+  for _, name in ipairs(FIELDS) do redis.call('HDEL', hash, f .. name) end
+  redis.call('ZREM', ids, id)
+  redis.call('DEL', textprefix .. id)
+end
+local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, ttl, textprefix, longttl)
+  local now = now_ms()
+  for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
+    local ended = redis.call('HGET', hash, old .. '\nendedAt')
+    if ended and tonumber(ended) + ttl <= now then forget(hash, ids, textprefix, old) end
+  end
+  local f = id .. '\n'
+  local textkey = textprefix .. id
+  if not redis.call('ZSCORE', ids, id) then
+    if redis.call('ZCARD', ids) >= maxjobs then
+      local victim, first = nil, nil
+      for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
+        local ended = tonumber(redis.call('HGET', hash, old .. '\nendedAt') or '')
+        if ended and (not first or ended < first) then victim, first = old, ended end
+      end
+      forget(hash, ids, textprefix, victim or redis.call('ZRANGE', ids, 0, 0)[1])
+    end
+    redis.call('ZADD', ids, now, id)
+    redis.call('HSET', hash, f .. 'state', 'running', f .. 'startedAt', now)
+  end
+  if kind == 'start' then
+    for _, name in ipairs(FIELDS) do redis.call('HDEL', hash, f .. name) end
+    redis.call('DEL', textkey)
+    redis.call('HSET', hash, f .. 'state', 'running', f .. 'startedAt', now, f .. 'task', payload)
+  elseif kind == 'progress' then
+    redis.call('HSET', hash, f .. 'progress', payload)
+  elseif kind == 'delta' then
+    local room = maxtext - redis.call('STRLEN', textkey)
+    if #text <= room then
+      redis.call('APPEND', textkey, text)
+    else
+      local cut = math.max(room, 0)
+      -- never split a UTF-8 sequence: back off over continuation bytes
+      while cut > 0 do
+        local b = string.byte(text, cut + 1)
+        if b < 128 or b >= 192 then break end
+        cut = cut - 1
+      end
+      if cut > 0 then redis.call('APPEND', textkey, string.sub(text, 1, cut)) end
+      redis.call('HSET', hash, f .. 'truncated', '1')
+    end
+  else
+    redis.call('HSET', hash, f .. 'state', kind, f .. 'outcome', payload, f .. 'endedAt', now)
+  end
+  local running = false
+  local all = redis.call('ZRANGE', ids, 0, -1)
+  for _, job in ipairs(all) do
+    if redis.call('HGET', hash, job .. '\nstate') == 'running' then running = true end
+  end
+  local keep = ttl
+  if running then keep = math.max(ttl, longttl) end
+  redis.call('PEXPIRE', hash, keep)
+  redis.call('PEXPIRE', ids, keep)
+  for _, job in ipairs(all) do redis.call('PEXPIRE', textprefix .. job, keep) end
+end
+";
+
+/// KEYS: meta, stream, jobs, job ids. ARGV: since seq ('' for none), most entries to
+/// replay, epoch candidate, meta ttl ms, text key prefix ('' for no jobs), jobs ttl ms.
+/// Returns {seq, epoch, entries, jobs}: jobs as {id, fields…, text} lists, the state at
+/// `seq`.
 const RECOVER_LUA: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
   redis.call('DEL', KEYS[2])
@@ -73,7 +158,24 @@ if ARGV[1] ~= '' then
     entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', since + 1), '+', 'COUNT', seq - since)
   end
 end
-return {seq, meta[2], entries}
+local jobs = {}
+if ARGV[5] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl = tonumber(ARGV[6])
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local f = id .. '\n'
+    local v = redis.call('HMGET', KEYS[3], f .. 'state', f .. 'task', f .. 'progress',
+      f .. 'outcome', f .. 'truncated', f .. 'startedAt', f .. 'endedAt')
+    if v[1] and not (v[7] and tonumber(v[7]) + ttl <= now) then
+      local job = {id}
+      for i = 1, 7 do job[i + 1] = v[i] or '' end
+      job[9] = redis.call('GET', ARGV[5] .. id) or ''
+      table.insert(jobs, job)
+    end
+  end
+end
+return {seq, meta[2], entries, jobs}
 ";
 
 /// KEYS: meta, stream. ARGV: most entries. Returns {epoch or '', newest first}.
@@ -103,6 +205,8 @@ pub(crate) struct Fetched {
     pub position: Position,
     /// Every publication after `since`, in order, when Redis still holds all of them.
     pub replay: Option<Entries>,
+    /// For a session: its jobs as a JSON array (none when it has no job).
+    pub jobs: Option<String>,
 }
 
 enum Control {
@@ -121,6 +225,9 @@ pub(crate) struct RedisBroker {
     timeout: Duration,
     history_size: usize,
     ttl_ms: u64,
+    jobs: JobsConfig,
+    /// Largest jobs snapshot sent to one client.
+    max_snapshot_bytes: usize,
     command: RwLock<Option<MultiplexedConnection>>,
     control: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
@@ -147,6 +254,8 @@ impl RedisBroker {
     pub async fn connect(
         config: &RedisConfig,
         history: &HistoryConfig,
+        jobs: &JobsConfig,
+        max_snapshot_bytes: usize,
         node_id: String,
         epoch_seed: u64,
     ) -> Result<(Arc<RedisBroker>, PubSub)> {
@@ -164,6 +273,8 @@ impl RedisBroker {
             timeout: Duration::from_millis(config.timeout_ms),
             history_size: history.size,
             ttl_ms: history.ttl_ms.max(1),
+            jobs: jobs.clone(),
+            max_snapshot_bytes,
             command: RwLock::new(None),
             control,
             control_rx: Mutex::new(Some(control_rx)),
@@ -174,7 +285,7 @@ impl RedisBroker {
             publish_errors: AtomicU64::new(0),
             epoch_seed,
             epochs: AtomicU64::new(0),
-            publish_script: Script::new(PUBLISH_LUA),
+            publish_script: Script::new(&format!("{JOB_LUA}{PUBLISH_LUA}")),
             recover_script: Script::new(RECOVER_LUA),
             history_script: Script::new(HISTORY_LUA),
         };
@@ -243,6 +354,19 @@ impl RedisBroker {
         format!("{}stream:{channel}", self.prefix)
     }
 
+    fn jobs_key(&self, channel: &str) -> String {
+        format!("{}jobs:{channel}", self.prefix)
+    }
+
+    fn job_ids_key(&self, channel: &str) -> String {
+        format!("{}jobids:{channel}", self.prefix)
+    }
+
+    /// Followed by the job id: the key of a job's text.
+    fn job_text_prefix(&self, channel: &str) -> String {
+        format!("{}jobtext:{channel}\n", self.prefix)
+    }
+
     fn channel_topic(&self, channel: &str) -> String {
         format!("{}ch:{channel}", self.prefix)
     }
@@ -281,21 +405,47 @@ impl RedisBroker {
     }
 
     /// Sequences and publishes; Ok once Redis holds the publication.
-    pub async fn publish(&self, channel: &str, body: &str) -> Result<Position> {
+    pub async fn publish(
+        &self,
+        channel: &str,
+        body: &str,
+        job: Option<&JobUpdate>,
+    ) -> Result<Position> {
         let mut conn = self.connection()?;
         let started = Instant::now();
-        let result: redis::RedisResult<(u64, String)> = self
-            .publish_script
+        let mut invocation = self.publish_script.prepare_invoke();
+        invocation
             .key(self.meta_key(channel))
             .key(self.stream_key(channel))
+            .key(self.jobs_key(channel))
+            .key(self.job_ids_key(channel))
             .arg(self.channel_topic(channel))
             .arg(body)
             .arg(self.history_size)
             .arg(self.ttl_ms)
             .arg(META_TTL_MS.max(self.ttl_ms))
-            .arg(self.new_epoch())
-            .invoke_async(&mut conn)
-            .await;
+            .arg(self.new_epoch());
+        match job {
+            Some(job) => invocation
+                .arg(job.kind())
+                .arg(job.job_id.as_deref().unwrap_or(""))
+                .arg(&job.payload)
+                .arg(&job.text)
+                .arg(self.jobs.max_text_bytes)
+                .arg(self.jobs.max_per_session)
+                .arg(self.jobs.ttl_ms)
+                .arg(self.job_text_prefix(channel)),
+            None => invocation
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg(0)
+                .arg(0)
+                .arg(0)
+                .arg(""),
+        };
+        let result: redis::RedisResult<(u64, String)> = invocation.invoke_async(&mut conn).await;
         match result {
             Ok((seq, epoch)) => {
                 let us = started.elapsed().as_micros() as u64;
@@ -337,18 +487,28 @@ impl RedisBroker {
     pub async fn fetch(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
         let mut conn = self.connection()?;
         let max_replay = self.history_size.max(1) * 2;
+        let with_jobs = channel.starts_with("session:");
         let value: Value = self
             .recover_script
             .key(self.meta_key(channel))
             .key(self.stream_key(channel))
+            .key(self.jobs_key(channel))
+            .key(self.job_ids_key(channel))
             .arg(since.map(|s| s.seq.to_string()).unwrap_or_default())
             .arg(max_replay)
             .arg(self.new_epoch())
             .arg(META_TTL_MS.max(self.ttl_ms))
+            .arg(if with_jobs {
+                self.job_text_prefix(channel)
+            } else {
+                String::new()
+            })
+            .arg(self.jobs.ttl_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        let (seq, epoch, entries) = parse_recover(value)?;
+        let (seq, epoch, entries, jobs) = parse_recover(value)?;
+        let jobs = crate::jobs::jobs_json(jobs.iter(), self.max_snapshot_bytes);
         let replay = since.and_then(|since| {
             if since.epoch != epoch || since.seq > seq {
                 return None;
@@ -360,7 +520,19 @@ impl RedisBroker {
         Ok(Fetched {
             position: Position { seq, epoch },
             replay,
+            jobs,
         })
+    }
+
+    /// A session's jobs and the position they hold at, as `GET /api/jobs/…` answers.
+    pub async fn jobs_json(&self, session: &str) -> Result<String> {
+        let channel = crate::protocol::session_channel(session);
+        let fetched = self.fetch(&channel, None).await?;
+        Ok(crate::fanout::jobs_reply(
+            session,
+            &fetched.position,
+            fetched.jobs.as_deref(),
+        ))
     }
 
     /// The channel's history as closed JSON texts, oldest first.
@@ -632,7 +804,7 @@ fn bulk_string(value: Value) -> Result<String> {
     }
 }
 
-fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {
+fn parse_recover(value: Value) -> Result<(u64, String, Entries, Vec<Job>)> {
     let Value::Array(parts) = value else {
         return Err(unavailable("unexpected reply to the recover script"));
     };
@@ -651,7 +823,40 @@ fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {
         .map(parse_entries)
         .transpose()?
         .unwrap_or_default();
-    Ok((seq, epoch, entries))
+    let jobs = match parts.next() {
+        Some(Value::Array(jobs)) => jobs.into_iter().map(parse_job).collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    Ok((seq, epoch, entries, jobs))
+}
+
+/// `{id, state, task, progress, outcome, truncated, startedAt, endedAt, text}` as the
+/// recover script returns a job ('' for what is missing).
+fn parse_job(value: Value) -> Result<Job> {
+    let bad = || unavailable("malformed job in a snapshot");
+    let Value::Array(fields) = value else {
+        return Err(bad());
+    };
+    let mut fields = fields
+        .into_iter()
+        .map(bulk_string)
+        .collect::<Result<Vec<String>>>()?
+        .into_iter();
+    let mut next = || fields.next().ok_or_else(bad);
+    let (id, state, task, progress, outcome) = (next()?, next()?, next()?, next()?, next()?);
+    let (truncated, started, ended, text) = (next()?, next()?, next()?, next()?);
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    Ok(Job {
+        id: some(id),
+        status: JobStatus::parse(&state).ok_or_else(bad)?,
+        task: some(task),
+        progress: some(progress),
+        text,
+        truncated: !truncated.is_empty(),
+        outcome: some(outcome),
+        started_ms: started.parse().unwrap_or(0),
+        ended_ms: ended.parse().ok(),
+    })
 }
 
 /// Stream entries `[[id, [field, value]], …]` as (seq, body).

@@ -168,6 +168,39 @@ pub extern "C" fn herald_notify_ai_error(
     })
 }
 
+/// Sends `ai_delta` with `delta_json` (`{"jobId":…,"text":"…"}`, `text` required) to a
+/// session: a piece of a job's token stream, appended to the job's text. A subscriber
+/// that falls behind gets a job's consecutive deltas merged into one.
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_delta(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    delta_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_delta(
+            c_str(session_id, "session_id")?,
+            c_str(delta_json, "delta_json")?,
+        )
+    })
+}
+
+/// Sends `ai_cancelled` with `cancelled_json` (a JSON object, e.g. `{"jobId":…}`) to a
+/// session: the job ended because it was cancelled (see the `cancel_requested` event).
+#[no_mangle]
+pub extern "C" fn herald_notify_ai_cancelled(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    cancelled_json: *const c_char,
+) -> herald_status {
+    guard(|| {
+        lookup(server)?.notify_ai_cancelled(
+            c_str(session_id, "session_id")?,
+            c_str(cancelled_json, "cancelled_json")?,
+        )
+    })
+}
+
 /// Sends a JSON object to every connected client.
 #[no_mangle]
 pub extern "C" fn herald_broadcast(
@@ -249,6 +282,21 @@ pub extern "C" fn herald_history(
     guard(|| {
         let history = lookup(server)?.history_json(c_str(channel, "channel")?)?;
         write_string(history_json_out, "history_json_out", history)
+    })
+}
+
+/// Writes a session's jobs as `{"sessionId","seq","epoch","jobs":[…]}` (the state as of
+/// `seq`) to `*jobs_json_out`, to be freed with `herald_string_free`. Publishing only
+/// enqueues, so a notification made just before may not be in it yet.
+#[no_mangle]
+pub extern "C" fn herald_jobs(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    jobs_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        let jobs = lookup(server)?.jobs_json(c_str(session_id, "session_id")?)?;
+        write_string(jobs_json_out, "jobs_json_out", jobs)
     })
 }
 

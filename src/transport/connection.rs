@@ -487,6 +487,12 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
             }
             client.enqueue(protocol::unsubscribed(target.as_ref()));
         }
+        Ok(ClientMessage::Cancel { session_id, job_id }) => {
+            let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+            return Some(Box::pin(async move {
+                cancel(&shared, &client, session_id, job_id).await;
+            }));
+        }
         Ok(ClientMessage::Custom(message)) => shared.events.push(Event::ClientMessage {
             client_id: client.id.to_string(),
             user_id: client.user_id.as_deref().map(str::to_string),
@@ -540,6 +546,32 @@ async fn subscribe(
             None
         }
     }
+}
+
+/// A client's request to cancel a job: allowed as a subscribe to the session would be
+/// (the authorizer sees `action: "cancel"`), then the host hears of it. Nothing is
+/// echoed: the job's end (`ai_cancelled`) is the host's to publish.
+async fn cancel(shared: &Shared, client: &Client, session_id: String, job_id: Option<String>) {
+    let channel = protocol::session_channel(&session_id);
+    let (user, grants) = (client.user_id.as_deref(), &client.grants);
+    let action = crate::auth::AuthAction::Cancel;
+    if !shared
+        .auth
+        .may(action, &client.id, user, grants, &channel)
+        .await
+    {
+        Counters::add(&shared.counters.forbidden, 1);
+        let why = format!("not allowed to cancel jobs of {channel:?}");
+        client.enqueue(protocol::error("forbidden", &why));
+        return;
+    }
+    shared.events.push(Event::CancelRequested {
+        client_id: client.id.to_string(),
+        user_id: client.user_id.as_deref().map(str::to_string),
+        session_id,
+        job_id,
+        timestamp: now_iso(),
+    });
 }
 
 fn reject(shared: &Shared, client: &Client, why: &str) {
