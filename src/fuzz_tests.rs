@@ -94,11 +94,25 @@ fn check(text: &str) {
             assert_eq!(kind, "unsubscribe");
             check_target(&object, target.as_ref());
         }
+        ClientMessage::Cancel { session_id, job_id } => {
+            assert_eq!(kind, "cancel");
+            assert_eq!(
+                present(&object, "sessionId")
+                    .as_ref()
+                    .and_then(Value::as_str),
+                Some(session_id.as_str())
+            );
+            let given = present(&object, "jobId");
+            assert_eq!(given.as_ref().and_then(Value::as_str), job_id.as_deref());
+        }
         ClientMessage::Custom(raw) => {
             assert!(
                 !matches!(kind, "ping" | "subscribe" | "unsubscribe"),
                 "{kind}"
             );
+            if kind == "cancel" {
+                assert!(present(&object, "sessionId").is_none(), "{text}");
+            }
             // What goes to the host is the client's whole object, unchanged.
             assert_eq!(raw.get(), text.trim_matches([' ', '\t', '\n', '\r']));
         }
