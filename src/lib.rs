@@ -19,6 +19,7 @@ mod jobs;
 mod limits;
 mod logging;
 mod memory;
+mod merge;
 mod metrics;
 mod protocol;
 mod server;

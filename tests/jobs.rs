@@ -245,3 +245,89 @@ async fn a_cancel_reaches_the_host_as_an_event() {
     assert_eq!(cancels[0]["clientId"], client.id.as_str());
     assert_eq!(cancels[1]["jobId"], Value::Null);
 }
+
+/// A WebSocket client whose socket takes little at a time (a slow phone): a small
+/// receive buffer, and it reads nothing until told to.
+async fn slow_client(server: &herald::Server, query: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(([127, 0, 0, 1], server.port()).into())
+        .await
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ws{query}", server.port());
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "connection");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
+    // The budget holds the writer's batch (256 frames) and some backlog, not 10 s of it.
+    let server = start(r#"{"client_queue_bytes":98304,"socket_send_buffer":4096}"#);
+    let mut merged = slow_client(&server, "?sessionId=stream").await;
+    // The same bytes as plain channel messages, which cannot be merged: evicted.
+    let mut plain = slow_client(&server, "").await;
+    send(&mut plain, r#"{"type":"subscribe","channel":"plain"}"#).await;
+    assert_eq!(next_json(&mut plain).await["type"], "subscribed");
+    wait_stats(&server, |s| s["subscriptions"] == 2).await;
+
+    // 100 deltas a second for 10 s while neither client reads.
+    const DELTAS: usize = 1000;
+    let mut full = String::new();
+    server
+        .notify_ai_start("stream", r#"{"jobId":"j"}"#)
+        .unwrap();
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    for n in 0..DELTAS {
+        ticks.tick().await;
+        let text = format!("tok{n:04} ");
+        full.push_str(&text);
+        let delta = serde_json::json!({"jobId": "j", "text": text}).to_string();
+        server.notify_ai_delta("stream", &delta).unwrap();
+        let note = serde_json::json!({"type": "note", "jobId": "j", "text": text}).to_string();
+        server.publish("plain", &note).unwrap();
+    }
+    server
+        .notify_ai_complete("stream", r#"{"jobId":"j"}"#)
+        .unwrap();
+    // Only the unmergeable one goes.
+    let code = close_code(&mut plain).await;
+    assert!(code.is_none() || code == Some(1013), "{code:?}");
+    wait_stats(&server, |s| {
+        s["evictions"] == 1 && s["activeConnections"] == 1
+    })
+    .await;
+
+    // Now the slow client reads: everything, in order, merged.
+    let (mut text, mut last_seq, mut frames, mut largest_merge) = (String::new(), 0, 0, 0);
+    loop {
+        let m = next_json(&mut merged).await;
+        let seq = m["seq"].as_u64().unwrap();
+        assert!(
+            seq > last_seq,
+            "in order, no duplicate: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+        frames += 1;
+        match m["type"].as_str().unwrap() {
+            "ai_start" => {}
+            "ai_delta" => {
+                text.push_str(m["delta"]["text"].as_str().unwrap());
+                largest_merge = largest_merge.max(m["merged"].as_u64().unwrap_or(1));
+            }
+            "ai_complete" => break,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(last_seq as usize, DELTAS + 2);
+    assert_eq!(text, full, "the concatenation is the whole text");
+    assert!(largest_merge > 1, "deltas were merged");
+    assert!(frames < DELTAS, "fewer frames than deltas: {frames}");
+    eprintln!(
+        "slow reader: {DELTAS} deltas arrived as {frames} frames (largest merge {largest_merge})"
+    );
+    let stats = wait_stats(&server, |_| true).await;
+    assert_eq!(stats["evictions"], 1);
+}
