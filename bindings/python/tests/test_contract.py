@@ -43,6 +43,7 @@ def snake(name: str) -> str:
 CONFIG_TYPES = {
     "Config": _types.ServerConfig,
     "HistoryConfig": _types.HistoryConfig,
+    "JobsConfig": _types.JobsConfig,
     "AuthConfig": _types.AuthConfig,
     "RateLimitConfig": _types.RateLimitConfig,
     "TlsConfig": _types.TlsConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional, TypedDict, Union
 
-__all__ = ["ServerConfig", "HistoryConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
+__all__ = ["ServerConfig", "HistoryConfig", "JobsConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
 
 
 class HistoryConfig(TypedDict, total=False):
@@ -13,6 +13,18 @@ class HistoryConfig(TypedDict, total=False):
 
     size: int
     ttl_ms: int
+    max_bytes: int
+
+
+class JobsConfig(TypedDict, total=False):
+    """``jobs``: what is kept of each session's AI jobs for snapshots. ``ttl_ms`` (1 hour):
+    kept this long after a job ends; ``max_per_session`` (16); ``max_text_bytes`` (256 KiB
+    of streamed text per job, then ``truncated``); ``max_bytes`` (64 MiB across sessions,
+    memory broker)."""
+
+    ttl_ms: int
+    max_per_session: int
+    max_text_bytes: int
     max_bytes: int
 
 
@@ -110,6 +122,7 @@ class ServerConfig(TypedDict, total=False):
     max_channels: int
     stats_client_limit: int
     history: HistoryConfig
+    jobs: JobsConfig
     auth: AuthConfig
     allowed_origins: List[str]
     max_connections_per_ip: int
