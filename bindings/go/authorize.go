@@ -86,6 +86,9 @@ type AuthRequest struct {
 	// Channel is the channel asked for; sessions are "session:ID"
 	// (AuthSubscribe).
 	Channel string
+	// Action is "subscribe", or "cancel" when the client asks to cancel a job
+	// of the session Channel names (AuthSubscribe).
+	Action string
 
 	// Raw is the request exactly as the core reported it, including any
 	// field this version of the binding does not map.
@@ -372,6 +375,7 @@ type wireAuthRequest struct {
 	ClientID    string            `json:"clientId"`
 	UserID      string            `json:"userId"`
 	Channel     string            `json:"channel"`
+	Action      string            `json:"action"`
 }
 
 func parseAuthRequest(raw []byte) (AuthRequest, error) {
@@ -394,6 +398,7 @@ func parseAuthRequest(raw []byte) (AuthRequest, error) {
 		ClientID:    w.ClientID,
 		UserID:      w.UserID,
 		Channel:     w.Channel,
+		Action:      w.Action,
 		Raw:         json.RawMessage(raw),
 	}, nil
 }

@@ -66,6 +66,9 @@ type Config struct {
 	// History configures per-channel message history (see Server.History);
 	// nil keeps the core defaults.
 	History *HistoryConfig `json:"history,omitempty"`
+	// Jobs bounds the state kept of each session's AI jobs (see Server.Jobs);
+	// nil keeps the core defaults.
+	Jobs *JobsConfig `json:"jobs,omitempty"`
 
 	// Auth configures authentication (JWTs verified by the core) and
 	// channel permissions; nil keeps the core defaults (open mode: no
@@ -225,6 +228,20 @@ type HistoryConfig struct {
 	// TTLMS is how long a message is kept, in milliseconds.
 	TTLMS int `json:"ttl_ms,omitempty"`
 	// MaxBytes caps the total size of a channel's history in bytes.
+	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// JobsConfig bounds the AI job state the core keeps per session, for the
+// jobs_snapshot a subscriber gets first. Zero fields keep the core defaults.
+type JobsConfig struct {
+	// TTLMS is how long a job is kept after it ends (default 1 hour).
+	TTLMS int `json:"ttl_ms,omitempty"`
+	// MaxPerSession caps the jobs kept per session (default 16).
+	MaxPerSession int `json:"max_per_session,omitempty"`
+	// MaxTextBytes caps the streamed text kept per job (default 256 KiB).
+	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// MaxBytes caps the job state across sessions with the memory broker
+	// (default 64 MiB).
 	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
