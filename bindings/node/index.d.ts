@@ -22,6 +22,22 @@ export interface HistoryOptions {
   maxBytes?: number;
 }
 
+/** What is kept of each session's AI jobs, for snapshots (`jobs_snapshot`, `getJobs`). */
+export interface JobsOptions {
+  /** A job is kept this many ms after it ends. Default 3600000 (1 hour). */
+  ttl_ms?: number;
+  ttlMs?: number;
+  /** Jobs kept per session; beyond it the oldest ended (else oldest) goes. Default 16. */
+  max_per_session?: number;
+  maxPerSession?: number;
+  /** Bytes of streamed text kept per job (then `truncated`). Default 256 KiB. */
+  max_text_bytes?: number;
+  maxTextBytes?: number;
+  /** Bytes of job state across sessions on this node (memory broker). Default 64 MiB. */
+  max_bytes?: number;
+  maxBytes?: number;
+}
+
 /**
  * Server options: the core's configuration keys. Every key is optional; an
  * unknown key makes `start()` reject with code `HERALD_INVALID_CONFIG`.
@@ -73,6 +89,8 @@ export interface ServerOptions {
   statsClientLimit?: number;
   /** Per-channel history for recovery after reconnects. */
   history?: HistoryOptions;
+  /** The state of AI jobs per session, and its bounds. */
+  jobs?: JobsOptions;
   /** Who may connect and what they may subscribe to. */
   auth?: AuthOptions;
   /**
@@ -288,8 +306,54 @@ export interface MessageEvent extends BaseEvent {
   message: { type: string; [key: string]: unknown };
 }
 
+/**
+ * 'cancel': a client asked to cancel a job (`{"type":"cancel","sessionId","jobId"}`),
+ * allowed as a subscribe to the session would be (the authorizer sees `action: 'cancel'`);
+ * core event type `cancel_requested`. Stop the job, then `notifyAICancelled`.
+ */
+export interface CancelEvent extends BaseEvent {
+  type: 'cancel_requested';
+  userId: string | null;
+  /** The session whose job is to be cancelled. */
+  sessionId: string;
+  /** The job; null for the session's implicit job (notifications without `jobId`). */
+  jobId: string | null;
+}
+
 /** Any event the server emits with a payload. */
-export type HeraldEvent = ConnectionEvent | DisconnectEvent | SubscribeEvent | UnsubscribeEvent | MessageEvent;
+export type HeraldEvent =
+  | ConnectionEvent
+  | DisconnectEvent
+  | SubscribeEvent
+  | UnsubscribeEvent
+  | CancelEvent
+  | MessageEvent;
+
+/** One job of a session, as `getJobs` and the `jobs_snapshot` message give it. */
+export interface Job {
+  /** null for the session's implicit job. */
+  jobId: string | null;
+  state: 'running' | 'complete' | 'error' | 'cancelled';
+  task: { [key: string]: unknown } | null;
+  progress: { [key: string]: unknown } | null;
+  /** The text of its `ai_delta`s so far. */
+  text: string;
+  /** Present (true) when the text reached `jobs.max_text_bytes`. */
+  truncated?: true;
+  result?: { [key: string]: unknown };
+  error?: { [key: string]: unknown };
+  cancelled?: { [key: string]: unknown };
+  startedAt: string;
+  endedAt: string | null;
+}
+
+/** The result of `getJobs`: the session's jobs as of `seq`. */
+export interface JobsSnapshot {
+  sessionId: string;
+  seq: number;
+  epoch: string;
+  jobs: Job[];
+}
 
 /** One client as listed in `getStats().clients`. */
 export interface ClientStats {
@@ -444,6 +508,8 @@ export interface SubscribeAuthRequest {
   userId: string | null;
   /** The channel: "session:<id>" for sessions, else the channel name. */
   channel: string;
+  /** 'subscribe', or 'cancel' when the client asks to cancel a job of that session. */
+  action: 'subscribe' | 'cancel';
 }
 
 /** What an authorizer receives; switch on `type`. */
@@ -544,6 +610,14 @@ export declare class HeraldServer extends EventEmitter {
    * An `Error` instance is sent as `{message, code?}`.
    */
   notifyAIError(sessionId: string, error: Message | Error): void;
+  /**
+   * Sends `{"type":"ai_delta","sessionId","delta",...}`: a piece of a job's token stream,
+   * `{jobId, text}` (`text` required), appended to the job's text. A subscriber that falls
+   * behind gets a job's consecutive deltas merged instead of being evicted.
+   */
+  notifyAIDelta(sessionId: string, delta: Message): void;
+  /** Sends `{"type":"ai_cancelled","sessionId","cancelled",...}`: the job ended cancelled. */
+  notifyAICancelled(sessionId: string, cancelled: Message): void;
   /** Sends the message as given (plus `timestamp` if absent) to every connected client. */
   broadcast(message: Message): void;
   /** Sends the message to every client connected with `?userId=<userId>` (channel `user:<userId>`). */
@@ -556,6 +630,8 @@ export declare class HeraldServer extends EventEmitter {
   getStats(): Stats;
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
   getHistory(channel: string): HistoryEntry[];
+  /** A session's jobs as of a seq (the same as `GET /api/jobs/<sessionId>`), for server-side rendering. */
+  getJobs(sessionId: string): JobsSnapshot;
 
   /**
    * Installs the host authorizer, or removes it with `null`; replaces any
@@ -619,6 +695,7 @@ export declare class HeraldServer extends EventEmitter {
   on(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   on(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   on(event: 'message', listener: (event: MessageEvent) => void): this;
+  on(event: 'cancel', listener: (event: CancelEvent) => void): this;
   on(event: 'close', listener: () => void): this;
   on(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -628,6 +705,7 @@ export declare class HeraldServer extends EventEmitter {
   once(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   once(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   once(event: 'message', listener: (event: MessageEvent) => void): this;
+  once(event: 'cancel', listener: (event: CancelEvent) => void): this;
   once(event: 'close', listener: () => void): this;
   once(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -637,6 +715,7 @@ export declare class HeraldServer extends EventEmitter {
   addListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   addListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   addListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  addListener(event: 'cancel', listener: (event: CancelEvent) => void): this;
   addListener(event: 'close', listener: () => void): this;
   addListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   addListener(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -646,6 +725,7 @@ export declare class HeraldServer extends EventEmitter {
   prependListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   prependListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   prependListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  prependListener(event: 'cancel', listener: (event: CancelEvent) => void): this;
   prependListener(event: 'close', listener: () => void): this;
   prependListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -655,6 +735,7 @@ export declare class HeraldServer extends EventEmitter {
   off(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   off(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   off(event: 'message', listener: (event: MessageEvent) => void): this;
+  off(event: 'cancel', listener: (event: CancelEvent) => void): this;
   off(event: 'close', listener: () => void): this;
   off(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   off(event: string | symbol, listener: (...args: any[]) => void): this;

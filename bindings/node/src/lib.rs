@@ -589,7 +589,8 @@ impl NativeServer {
     }
 
     /// The calls that send a message, as plain functions bound to this server:
-    /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, broadcast,
+    /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, notifyAiDelta,
+    /// notifyAiCancelled, broadcast,
     /// broadcastToUser, publish, send}`. Each takes the id (none for `broadcast`) and
     /// the message's JSON text, and throws `HERALD_<KIND>` errors.
     ///
@@ -601,11 +602,13 @@ impl NativeServer {
     #[napi(ts_return_type = "Record<string, (...args: string[]) => void>")]
     pub fn senders<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut senders = Object::new(env)?;
-        let with_id: [(&str, SendFn); 7] = [
+        let with_id: [(&str, SendFn); 9] = [
             ("notifyAiStart", herald::Server::notify_ai_start),
             ("notifyAiProgress", herald::Server::notify_ai_progress),
             ("notifyAiComplete", herald::Server::notify_ai_complete),
             ("notifyAiError", herald::Server::notify_ai_error),
+            ("notifyAiDelta", herald::Server::notify_ai_delta),
+            ("notifyAiCancelled", herald::Server::notify_ai_cancelled),
             ("broadcastToUser", herald::Server::broadcast_to_user),
             ("publish", herald::Server::publish),
             ("send", herald::Server::send),
@@ -642,6 +645,12 @@ impl NativeServer {
     #[napi]
     pub fn history(&self, channel: String) -> Result<String, String> {
         self.server.history_json(&channel).map_err(herald_err)
+    }
+
+    /// A session's jobs as JSON text (`{"sessionId","seq","epoch","jobs":[…]}`).
+    #[napi]
+    pub fn jobs(&self, session_id: String) -> Result<String, String> {
+        self.server.jobs_json(&session_id).map_err(herald_err)
     }
 
     /// Installs (`callback` given) or removes (`null`) the host authorizer.

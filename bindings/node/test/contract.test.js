@@ -43,6 +43,7 @@ function defName(prop) {
 const CONFIG_INTERFACES = {
   Config: 'ServerOptions',
   HistoryConfig: 'HistoryOptions',
+  JobsConfig: 'JobsOptions',
   AuthConfig: 'AuthOptions',
   RateLimitConfig: 'RateLimitOptions',
   TlsConfig: 'TlsOptions',
