@@ -1,8 +1,17 @@
 import { backoffDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { Job } from './job.js';
+import type { JobOptions } from './job.js';
 import { channelOf } from './protocol.js';
-import type { ConnectionMessage, ErrorMessage, Publication, ServerMessage, SubscribedMessage, Target } from './protocol.js';
+import type {
+  ConnectionMessage,
+  ErrorMessage,
+  JobsSnapshotMessage,
+  Publication,
+  ServerMessage,
+  SubscribedMessage,
+  Target,
+} from './protocol.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionLink } from './subscription.js';
 
@@ -196,9 +205,15 @@ export class HeraldClient extends Emitter<ClientEvents> {
     return sub;
   }
 
-  /** The AI job on `sessionId`, rebuilt from the session's recent history, then live. */
-  job(sessionId: string, options: SubscribeOptions = { history: 256 }): Job {
-    return new Job(sessionId, this.subscribe({ sessionId }, options));
+  /**
+   * The AI job on `sessionId`: its state from the session's jobs snapshot (the text
+   * streamed so far included, after a reload too), then live. `jobId` follows that job;
+   * without it, the session's latest job.
+   */
+  job(sessionId: string, options: JobOptions = {}): Job {
+    const { jobId, ...subscribe } = options;
+    const send = (message: { type: string; [key: string]: unknown }) => this.send(message);
+    return new Job(sessionId, this.subscribe({ sessionId }, subscribe), send, jobId);
   }
 
   /**
@@ -359,6 +374,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
     const sub = this.subs.get(channel);
     if (!sub) return;
     if (m.type === 'subscribed') sub.handleSubscribed(message as SubscribedMessage);
+    else if (m.type === 'jobs_snapshot') sub.handleSnapshot(message as JobsSnapshotMessage);
     else if (typeof m.seq === 'number' && typeof m.epoch === 'string') sub.handlePublication(message as Publication);
   }
 

@@ -2,10 +2,10 @@
 // effect's cleanup, so StrictMode's mount → unmount → mount leaves exactly one live
 // subscription (or client), and unmounting leaves none.
 
-import { useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { HeraldClient } from './client.js';
 import type { ConnectionState, HeraldClientOptions } from './client.js';
-import type { JobState } from './job.js';
+import type { Job, JobOptions, JobState } from './job.js';
 import type { Publication, Target } from './protocol.js';
 import { channelOf } from './protocol.js';
 import type { GapEvent, SubscribeOptions } from './subscription.js';
@@ -86,20 +86,38 @@ export function useChannel(
   return state;
 }
 
-/** The AI job on `sessionId` (see `HeraldClient.job`): idle, running with progress, complete or error. */
-export function useJob(client: HeraldClient | null, sessionId: string | null, options?: SubscribeOptions): JobState {
+/** A job's state, and a way to ask the host to cancel it. */
+export type JobView = JobState & {
+  /** Sends `{"type":"cancel","sessionId","jobId"}`; false if it could not go out now (queued). */
+  cancel: () => boolean;
+};
+
+/**
+ * The AI job on `sessionId` (see `HeraldClient.job`): idle, running with progress and the
+ * text streamed so far (after a reload too, from the session's snapshot), complete, error
+ * or cancelled; `cancel()` asks the host to stop it.
+ */
+export function useJob(client: HeraldClient | null, sessionId: string | null, options?: JobOptions): JobView {
   const [state, setState] = useState<JobState>({ status: 'idle' });
+  const jobRef = useRef<Job | null>(null);
   const history = options?.history;
+  const jobId = options?.jobId;
   useEffect(() => {
     if (!client || !sessionId) return;
-    const job = client.job(sessionId, history === undefined ? undefined : { history });
+    const opts: JobOptions = {};
+    if (history !== undefined) opts.history = history;
+    if (jobId !== undefined) opts.jobId = jobId;
+    const job = client.job(sessionId, opts);
+    jobRef.current = job;
     setState(job.state);
     const off = job.on('change', setState);
     return () => {
       off();
       job.close();
+      if (jobRef.current === job) jobRef.current = null;
       setState({ status: 'idle' });
     };
-  }, [client, sessionId, history]);
-  return state;
+  }, [client, sessionId, history, jobId]);
+  const cancel = useCallback(() => jobRef.current?.cancel() ?? false, []);
+  return { ...state, cancel };
 }

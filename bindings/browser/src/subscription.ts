@@ -1,5 +1,5 @@
 import { Emitter } from './emitter.js';
-import type { Position, Publication, SubscribedMessage, Target } from './protocol.js';
+import type { JobsSnapshotMessage, Position, Publication, SubscribedMessage, Target } from './protocol.js';
 
 export interface SubscribeOptions {
   /**
@@ -25,6 +25,11 @@ export interface SubscriptionEvents {
   subscribed: SubscribedMessage;
   /** Recovery after a reconnect failed (history too short, or the server restarted). */
   gap: GapEvent;
+  /**
+   * A session's jobs as of a position, sent (instead of history) when the subscription
+   * starts fresh or its recovery failed; publications continue after it.
+   */
+  snapshot: JobsSnapshotMessage;
 }
 
 /** What a subscription needs from its client. */
@@ -137,6 +142,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.phase = 'live';
     this.emit('subscribed', reply);
     if (from && reply.recovered === false) this.emit('gap', { from, to: now });
+  }
+
+  /** @internal the jobs snapshot that follows our subscribe's reply. */
+  handleSnapshot(message: JobsSnapshotMessage): void {
+    if (this.phase !== 'live' && this.phase !== 'awaiting-history') return;
+    // The snapshot holds everything up to its seq: a history replay of those is not
+    // processed again.
+    this.last = { seq: message.seq, epoch: message.epoch };
+    this.emit('snapshot', message);
   }
 
   /** @internal a publication on this channel. */

@@ -207,6 +207,51 @@ test('React hooks under StrictMode: one connection, one subscription each, every
   assert.deepEqual(errors, []);
 });
 
+test('useJob: a reload in the middle of a token stream shows the text so far and continues with no gap or duplicate; Stop reaches the host', async () => {
+  const server = await startServer();
+  const cancels = [];
+  server.on('cancel', (e) => cancels.push(e));
+  let { page, errors } = await newPage();
+  await page.evaluate(([url, session]) => window.mountJob(url, session), [wsUrl(server), 'stream-job']);
+  const text = (id) => page.locator(`#${id}`).textContent();
+  await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
+
+  // A token stream at about 100 deltas a second; the page is reloaded in the middle.
+  const tokens = Array.from({ length: 300 }, (_, n) => `t${n} `);
+  server.notifyAIStart('stream-job', { jobId: 'answer', prompt: 'p' });
+  let sent = '';
+  const stream = (async () => {
+    for (const token of tokens) {
+      server.notifyAIDelta('stream-job', { jobId: 'answer', text: token });
+      sent += token;
+      await sleep(10);
+    }
+  })();
+  await eventually(async () => (await text('stream-text')).length > 200, 'some text before the reload');
+  await page.reload();
+  const reloadedAt = sent.length;
+  await page.evaluate(([url, session]) => window.mountJob(url, session), [wsUrl(server), 'stream-job']);
+  // Right after the reload, before the stream is over, the page shows the text so far.
+  await eventually(async () => (await text('stream-status')) === 'running' && (await text('stream-text')).length >= reloadedAt, 'the text so far after the reload');
+  const shownAfterReload = (await text('stream-text')).length;
+  await stream;
+  await eventually(async () => (await text('stream-text')) === sent, 'the whole text');
+  assert.equal(await text('stream-text'), tokens.join(''), 'final text = what the host sent: no gap, no duplicate');
+  figures.reloadMidStream = { tokens: tokens.length, charsSentAtReload: reloadedAt, charsShownAfterReload: shownAfterReload, totalChars: sent.length };
+
+  // Stop: the page's cancel reaches the host, which ends the job.
+  await page.click('#stream-stop');
+  await eventually(() => cancels.length === 1, "the host's 'cancel' event");
+  assert.equal(cancels[0].sessionId, 'stream-job');
+  assert.equal(cancels[0].jobId, 'answer');
+  server.notifyAICancelled('stream-job', { jobId: 'answer', reason: 'stopped by the user' });
+  await eventually(async () => (await text('stream-status')) === 'cancelled', 'the cancelled job');
+  assert.equal(await text('stream-text'), tokens.join(''), 'the text stays');
+  await page.close();
+  await server.close();
+  assert.deepEqual(errors, []);
+});
+
 test('while waiting to retry, the client reconnects at once when the browser comes back online or the tab becomes visible', async () => {
   let server = await startServer();
   const port = server.port;

@@ -343,7 +343,7 @@ describe('jobs', () => {
     await server.close();
   });
 
-  test('a new client (a reloaded page) restores the job from history', async () => {
+  test('a new client (a reloaded page) restores the job from the snapshot', async () => {
     const server = await startServer();
     server.notifyAIStart('j2', { prompt: 'old' });
     server.notifyAIComplete('j2', { output: 'old result' });
@@ -364,6 +364,34 @@ describe('jobs', () => {
     await sleep(100);
     assert.deepEqual(idle.state, { status: 'idle' });
     idle.close();
+    job.close();
+    client.disconnect();
+    await server.close();
+  });
+
+  test('a new client mid-stream starts from the snapshot, follows the deltas, and cancel reaches the host', async () => {
+    const server = await startServer();
+    const cancels = [];
+    server.on('cancel', (e) => cancels.push(e));
+    server.notifyAIStart('j4', { jobId: 'a', prompt: 'p' });
+    const tokens = Array.from({ length: 60 }, (_, n) => `k${n} `);
+    for (const text of tokens.slice(0, 30)) server.notifyAIDelta('j4', { jobId: 'a', text });
+    await eventually(() => server.getJobs('j4').jobs[0]?.text === tokens.slice(0, 30).join(''), 'the state');
+
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const job = client.job('j4');
+    await eventually(() => job.state.text === tokens.slice(0, 30).join(''), 'the text so far');
+    assert.equal(job.state.status, 'running');
+    assert.equal(job.state.jobId, 'a');
+    for (const text of tokens.slice(30)) server.notifyAIDelta('j4', { jobId: 'a', text });
+    await eventually(() => job.state.text === tokens.join(''), 'the whole text, once');
+    assert.equal(job.cancel(), true);
+    await eventually(() => cancels.length === 1, "the host's 'cancel' event");
+    assert.deepEqual([cancels[0].sessionId, cancels[0].jobId], ['j4', 'a']);
+    server.notifyAICancelled('j4', { jobId: 'a' });
+    await eventually(() => job.state.status === 'cancelled', 'cancelled');
+    assert.equal(job.state.text, tokens.join(''));
     job.close();
     client.disconnect();
     await server.close();

@@ -40,6 +40,31 @@ function ReactProbe({ url }) {
   );
 }
 
+/** A streamed job under useJob: its status and text so far, and a Stop button. */
+function JobProbe({ url, sessionId }) {
+  const { client, state } = useHeraldClient(url, { minReconnectDelayMs: 20, maxReconnectDelayMs: 250 });
+  const job = useJob(client, sessionId);
+  return (
+    <div id="job-probe">
+      <span id="stream-state">{state}</span>
+      <span id="stream-status">{job.status}</span>
+      <pre id="stream-text">{job.status === 'idle' ? '' : (job.text ?? '')}</pre>
+      <button id="stream-stop" onClick={() => job.cancel()}>
+        Stop
+      </button>
+    </div>
+  );
+}
+
+window.mountJob = (url, sessionId) => {
+  const root = createRoot(document.getElementById('root'));
+  root.render(
+    <StrictMode>
+      <JobProbe url={url} sessionId={sessionId} />
+    </StrictMode>,
+  );
+};
+
 function Toggle({ url }) {
   const [shown, setShown] = useState(true);
   window.hideProbe = () => setShown(false);

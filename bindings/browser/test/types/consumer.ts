@@ -23,6 +23,12 @@ function describeMessage(message: ProtocolMessage): string {
       return JSON.stringify(message.result);
     case 'ai_error':
       return JSON.stringify(message.error);
+    case 'ai_delta':
+      return `${message.delta.text} (${message.merged ?? 1})`;
+    case 'ai_cancelled':
+      return JSON.stringify(message.cancelled);
+    case 'jobs_snapshot':
+      return message.jobs.map((job) => `${job.jobId ?? '-'} ${job.state} ${job.text}`).join('\n');
     default: {
       // Every type is handled: adding one to the union without a case fails here.
       const unhandled: never = message;
@@ -41,6 +47,8 @@ function describeJob(state: JobState): string {
       return JSON.stringify(state.result);
     case 'error':
       return JSON.stringify(state.error);
+    case 'cancelled':
+      return `cancelled after ${state.text ?? ''}`;
   }
 }
 
@@ -49,4 +57,8 @@ client.on('message', (m: ServerMessage) => void m);
 client.on('state', (s) => void s);
 const sub = client.subscribe({ sessionId: 's' });
 sub.on('gap', ({ from, to }) => void (from.seq + to.seq));
+const job = client.job('s', { jobId: 'j' });
+job.on('change', (state) => void describeJob(state));
+const stop: () => boolean = () => job.cancel();
+void stop;
 export { describeMessage, describeJob, useJob, sub };
