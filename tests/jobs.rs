@@ -331,3 +331,58 @@ async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
     let stats = wait_stats(&server, |_| true).await;
     assert_eq!(stats["evictions"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_decides_cancels_seeing_the_action() {
+    use herald::{AuthDecision, AuthRequest};
+    use std::sync::{Arc, Mutex};
+    let server = start(r#"{"auth":{"required":true}}"#);
+    let asked = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let (replier, log) = (server.clone(), Arc::clone(&asked));
+    server
+        .set_authorizer(Some(Arc::new(move |request: &AuthRequest| {
+            let v: Value = serde_json::from_str(&request.to_json()).unwrap();
+            log.lock().unwrap().push(v.clone());
+            let allow = match v["type"].as_str().unwrap() {
+                "connect" => true,
+                // Subscribing to any session is fine; cancelling only in "mine".
+                _ => v["action"] == "subscribe" || v["channel"] == "session:mine",
+            };
+            let decision = AuthDecision {
+                allow,
+                user_id: Some("u".into()),
+                ..Default::default()
+            };
+            replier.authorize_reply(request.id(), decision).unwrap();
+        })))
+        .unwrap();
+    let mut client = connect(&server, "?token=t").await;
+    send(
+        &mut client.ws,
+        r#"{"type":"cancel","sessionId":"theirs","jobId":"j"}"#,
+    )
+    .await;
+    let refused = next_json(&mut client.ws).await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    send(
+        &mut client.ws,
+        r#"{"type":"cancel","sessionId":"mine","jobId":"j"}"#,
+    )
+    .await;
+    let event = loop {
+        match server.next_event(WAIT).unwrap().expect("an event") {
+            event @ Event::CancelRequested { .. } => break event,
+            _ => continue,
+        }
+    };
+    let event: Value = serde_json::from_str(&event.to_json()).unwrap();
+    assert_eq!(
+        (event["sessionId"].as_str(), event["userId"].as_str()),
+        (Some("mine"), Some("u"))
+    );
+    let asked = asked.lock().unwrap();
+    let cancels: Vec<_> = asked.iter().filter(|v| v["action"] == "cancel").collect();
+    assert_eq!(cancels.len(), 2, "{asked:?}");
+    assert_eq!(cancels[0]["channel"], "session:theirs");
+    assert_eq!(cancels[0]["clientId"], client.id.as_str());
+}
