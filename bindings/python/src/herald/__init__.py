@@ -18,7 +18,7 @@ from ._auth import AuthDecision, AuthRequest, Decision
 from ._ffi import Status, library_path
 from ._logging import forward_logs
 from ._server import Authorizer, Event, EventStream, Message, Server, core_version
-from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
+from ._types import AuthConfig, HistoryConfig, JobsConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
     BrokerUnavailableError,
     HeraldError,
@@ -55,6 +55,7 @@ __all__ = [
     "Decision",
     "ServerConfig",
     "HistoryConfig",
+    "JobsConfig",
     "AuthConfig",
     "RateLimitConfig",
     "TlsConfig",
