@@ -40,6 +40,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// The state of AI jobs per session (snapshots for subscribers), and its bounds.
     pub jobs: JobsConfig,
+    /// AI notifications: batching of token streams.
+    pub ai: AiConfig,
     /// Who may connect and what they may subscribe to.
     pub auth: AuthConfig,
     /// Browser origins allowed to connect (exact match, e.g. "https://app.example.com");
@@ -212,6 +214,15 @@ pub struct JobsConfig {
     pub max_bytes: usize,
 }
 
+/// How AI notifications are sent.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// A job's `ai_delta`s made within this many ms go out as one (text concatenated),
+    /// for every subscriber; 0 (the default) sends each at once. Memory broker only.
+    pub delta_rollup_ms: u64,
+}
+
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
@@ -242,6 +253,7 @@ impl Default for Config {
             stats_client_limit: 1000,
             history: HistoryConfig::default(),
             jobs: JobsConfig::default(),
+            ai: AiConfig::default(),
             auth: AuthConfig::default(),
             allowed_origins: Vec::new(),
             max_connections_per_ip: 0,
@@ -403,6 +415,14 @@ impl Config {
         } else if self.broker.is_some() {
             return fail("invalid config: broker must name a broker (\"redis\")".into());
         }
+        if self.ai.delta_rollup_ms > 0 && self.redis().is_some() {
+            // With Redis a host call returns once Redis holds the publication; a delta
+            // held back for a window could not keep that promise.
+            return fail(
+                "invalid config: ai.delta_rollup_ms is not supported with broker.redis in this version"
+                    .into(),
+            );
+        }
         if !self.listen && self.redis().is_none() {
             // An emitter without a broker would publish to nobody.
             return fail("invalid config: listen: false needs a broker (broker.redis)".into());
@@ -416,7 +436,7 @@ impl Config {
 
     /// Every numeric key with its accepted range. The upper bounds keep each value far
     /// from what would overflow a timer, an allocation or a channel's capacity.
-    fn numeric_bounds(&self) -> [Bound; 29] {
+    fn numeric_bounds(&self) -> [Bound; 30] {
         let auth = &self.auth;
         let rate = &self.rate_limit;
         let history = &self.history;
@@ -450,6 +470,7 @@ impl Config {
             Bound::new("jobs.max_per_session", jobs.max_per_session, 1, 4096),
             Bound::new("jobs.max_text_bytes", jobs.max_text_bytes, 0, 64 * MIB),
             Bound::new("jobs.max_bytes", jobs.max_bytes, 0, TIB),
+            Bound::new("ai.delta_rollup_ms", self.ai.delta_rollup_ms, 0, 60_000),
             Bound::new("auth.jwt_leeway_s", auth.jwt_leeway_s, 0, DAY_MS / 1000),
             Bound::new(
                 "auth.authorizer_timeout_ms",

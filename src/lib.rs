@@ -22,6 +22,7 @@ mod memory;
 mod merge;
 mod metrics;
 mod protocol;
+mod rollup;
 mod server;
 mod stats;
 mod time;
@@ -35,8 +36,8 @@ pub mod ffi;
 pub use assets::StaticFiles;
 pub use auth::{AuthAction, AuthDecision, AuthRequest, Authorizer};
 pub use config::{
-    AuthConfig, BrokerConfig, Config, HistoryConfig, JobsConfig, RateLimitConfig, RedisConfig,
-    TlsConfig,
+    AiConfig, AuthConfig, BrokerConfig, Config, HistoryConfig, JobsConfig, RateLimitConfig,
+    RedisConfig, TlsConfig,
 };
 pub use contract::contract_schema;
 pub use error::{Error, ErrorKind, Result};

@@ -13,6 +13,7 @@ use crate::jobs::{JobStore, JobUpdate};
 use crate::limits::{Refusal, SocketLimits};
 use crate::memory::MemoryGauge;
 use crate::protocol::{self, AiEvent, OpenObject};
+use crate::rollup::Rollup;
 use crate::stats::{BrokerStats, ClientSnapshot, Counters, Gauges, Snapshot};
 use crate::transport::wire::Frame;
 use std::collections::hash_map::RandomState;
@@ -830,7 +831,23 @@ async fn accept_loop(
 
 async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
     let mut batch = Vec::with_capacity(DISPATCH_BATCH);
-    while commands.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
+    let fanout = &shared.fanout;
+    let mut rollup = Rollup::new(shared.config.ai.delta_rollup_ms);
+    loop {
+        let received = match rollup.next_due() {
+            Some(due) => tokio::select! {
+                n = commands.recv_many(&mut batch, DISPATCH_BATCH) => n,
+                _ = tokio::time::sleep_until(due) => {
+                    rollup.flush_due(fanout, tokio::time::Instant::now());
+                    continue;
+                }
+            },
+            None => commands.recv_many(&mut batch, DISPATCH_BATCH).await,
+        };
+        if received == 0 {
+            rollup.flush_all(fanout);
+            return;
+        }
         for command in batch.drain(..) {
             match command {
                 Command::Publish {
@@ -838,12 +855,23 @@ async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
                     message,
                     hold,
                     job,
-                } => shared.fanout.publish(&channel, message, hold, job),
-                Command::Broadcast(message) => shared.fanout.broadcast(&message),
+                } => match job {
+                    Some((session, update)) if rollup.is_on() && update.event == AiEvent::Delta => {
+                        rollup.add(fanout, channel, session, update, hold);
+                    }
+                    job => {
+                        // What the session holds goes first: its order never changes.
+                        rollup.flush(fanout, &channel);
+                        fanout.publish(&channel, message, hold, job);
+                    }
+                },
+                Command::Broadcast(message) => fanout.broadcast(&message),
                 Command::Send { client_id, message } => {
-                    shared.fanout.send(&client_id, message);
+                    fanout.send(&client_id, message);
                 }
                 Command::Barrier(done) => {
+                    // A stop delivers every call made before it, held deltas included.
+                    rollup.flush_all(fanout);
                     let _ = done.send(());
                 }
             }

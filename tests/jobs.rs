@@ -386,3 +386,55 @@ async fn the_authorizer_decides_cancels_seeing_the_action() {
     assert_eq!(cancels[0]["channel"], "session:theirs");
     assert_eq!(cancels[0]["clientId"], client.id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_sends_a_token_stream_in_fewer_frames_in_order() {
+    let server = start(r#"{"ai":{"delta_rollup_ms":40}}"#);
+    let mut client = connect(&server, "?sessionId=roll").await;
+    wait_stats(&server, |s| s["subscriptions"] == 1).await;
+    server.notify_ai_start("roll", r#"{"jobId":"j"}"#).unwrap();
+    const DELTAS: usize = 100;
+    let mut full = String::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+    for n in 0..DELTAS {
+        ticks.tick().await;
+        let text = format!("r{n} ");
+        full.push_str(&text);
+        let delta = serde_json::json!({"jobId": "j", "text": text}).to_string();
+        server.notify_ai_delta("roll", &delta).unwrap();
+    }
+    // Sent at once, after what the session holds.
+    server
+        .notify_ai_complete("roll", r#"{"jobId":"j"}"#)
+        .unwrap();
+    assert_eq!(next_json(&mut client.ws).await["type"], "ai_start");
+    let (mut text, mut frames, mut last) = (String::new(), 0, 1);
+    loop {
+        let m = next_json(&mut client.ws).await;
+        assert_eq!(m["seq"], last + 1, "consecutive seqs: {m}");
+        last += 1;
+        match m["type"].as_str().unwrap() {
+            "ai_delta" => {
+                frames += 1;
+                text.push_str(m["delta"]["text"].as_str().unwrap());
+            }
+            "ai_complete" => break,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(text, full);
+    assert!(frames < DELTAS / 3, "{frames} frames for {DELTAS} deltas");
+    eprintln!("rollup 40 ms: {DELTAS} deltas at 200/s arrived as {frames} frames");
+    let jobs: Value = serde_json::from_str(&server.jobs_json("roll").unwrap()).unwrap();
+    assert_eq!(jobs["jobs"][0]["text"], full.as_str());
+    assert_eq!(jobs["seq"], last);
+    // Not with Redis: a host call there returns once Redis holds the publication.
+    let refused = herald::Config::from_json(
+        r#"{"ai":{"delta_rollup_ms":40},"broker":{"redis":{"url":"redis://127.0.0.1:1"}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        refused.message().contains("ai.delta_rollup_ms"),
+        "{refused}"
+    );
+}

@@ -69,6 +69,8 @@ type Config struct {
 	// Jobs bounds the state kept of each session's AI jobs (see Server.Jobs);
 	// nil keeps the core defaults.
 	Jobs *JobsConfig `json:"jobs,omitempty"`
+	// AI configures how AI notifications are sent; nil keeps the defaults.
+	AI *AIConfig `json:"ai,omitempty"`
 
 	// Auth configures authentication (JWTs verified by the core) and
 	// channel permissions; nil keeps the core defaults (open mode: no
@@ -243,6 +245,14 @@ type JobsConfig struct {
 	// MaxBytes caps the job state across sessions with the memory broker
 	// (default 64 MiB).
 	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// AIConfig configures how AI notifications are sent.
+type AIConfig struct {
+	// DeltaRollupMS: a job's ai_delta messages made within this many ms go out
+	// as one (text concatenated), for every subscriber; 0 sends each at once.
+	// Memory broker only.
+	DeltaRollupMS int `json:"delta_rollup_ms,omitempty"`
 }
 
 // Int returns a pointer to v, for the Config fields where zero differs from

@@ -38,6 +38,16 @@ export interface JobsOptions {
   maxBytes?: number;
 }
 
+/** How AI notifications are sent. */
+export interface AiOptions {
+  /**
+   * A job's `ai_delta`s made within this many ms go out as one (text concatenated), for
+   * every subscriber; 0 (default) sends each at once. Memory broker only.
+   */
+  delta_rollup_ms?: number;
+  deltaRollupMs?: number;
+}
+
 /**
  * Server options: the core's configuration keys. Every key is optional; an
  * unknown key makes `start()` reject with code `HERALD_INVALID_CONFIG`.
@@ -91,6 +101,8 @@ export interface ServerOptions {
   history?: HistoryOptions;
   /** The state of AI jobs per session, and its bounds. */
   jobs?: JobsOptions;
+  /** AI notifications: batching of token streams. */
+  ai?: AiOptions;
   /** Who may connect and what they may subscribe to. */
   auth?: AuthOptions;
   /**

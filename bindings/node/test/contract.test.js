@@ -44,6 +44,7 @@ const CONFIG_INTERFACES = {
   Config: 'ServerOptions',
   HistoryConfig: 'HistoryOptions',
   JobsConfig: 'JobsOptions',
+  AiConfig: 'AiOptions',
   AuthConfig: 'AuthOptions',
   RateLimitConfig: 'RateLimitOptions',
   TlsConfig: 'TlsOptions',

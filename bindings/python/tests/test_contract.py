@@ -44,6 +44,7 @@ CONFIG_TYPES = {
     "Config": _types.ServerConfig,
     "HistoryConfig": _types.HistoryConfig,
     "JobsConfig": _types.JobsConfig,
+    "AiConfig": _types.AiConfig,
     "AuthConfig": _types.AuthConfig,
     "RateLimitConfig": _types.RateLimitConfig,
     "TlsConfig": _types.TlsConfig,

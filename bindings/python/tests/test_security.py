@@ -761,6 +761,7 @@ FULL_CONFIG: Dict[str, Any] = {
     "stats_client_limit": 100,
     "history": {"size": 10, "ttl_ms": 60_000, "max_bytes": 1 << 20},
     "jobs": {"ttl_ms": 60_000, "max_per_session": 8, "max_text_bytes": 1 << 16, "max_bytes": 1 << 22},
+    "ai": {"delta_rollup_ms": 0},
     "auth": {
         "required": True,
         "jwt_secret": SECRET,
@@ -794,6 +795,7 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
     nested = {
         "history": herald.HistoryConfig,
         "jobs": herald.JobsConfig,
+        "ai": herald.AiConfig,
         "auth": herald.AuthConfig,
         "rate_limit": herald.RateLimitConfig,
         "tls": herald.TlsConfig,

@@ -18,7 +18,7 @@ from ._auth import AuthDecision, AuthRequest, Decision
 from ._ffi import Status, library_path
 from ._logging import forward_logs
 from ._server import Authorizer, Event, EventStream, Message, Server, core_version
-from ._types import AuthConfig, HistoryConfig, JobsConfig, RateLimitConfig, ServerConfig, TlsConfig
+from ._types import AiConfig, AuthConfig, HistoryConfig, JobsConfig, RateLimitConfig, ServerConfig, TlsConfig
 from .errors import (
     BrokerUnavailableError,
     HeraldError,
@@ -56,6 +56,7 @@ __all__ = [
     "ServerConfig",
     "HistoryConfig",
     "JobsConfig",
+    "AiConfig",
     "AuthConfig",
     "RateLimitConfig",
     "TlsConfig",

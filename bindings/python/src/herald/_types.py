@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional, TypedDict, Union
 
-__all__ = ["ServerConfig", "HistoryConfig", "JobsConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
+__all__ = ["ServerConfig", "HistoryConfig", "JobsConfig", "AiConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
 
 
 class HistoryConfig(TypedDict, total=False):
@@ -26,6 +26,13 @@ class JobsConfig(TypedDict, total=False):
     max_per_session: int
     max_text_bytes: int
     max_bytes: int
+
+
+class AiConfig(TypedDict, total=False):
+    """``ai``: ``delta_rollup_ms`` (0, off): a job's ``ai_delta``s made within this many ms go
+    out as one, for every subscriber (memory broker only)."""
+
+    delta_rollup_ms: int
 
 
 class AuthConfig(TypedDict, total=False):
@@ -123,6 +130,7 @@ class ServerConfig(TypedDict, total=False):
     stats_client_limit: int
     history: HistoryConfig
     jobs: JobsConfig
+    ai: AiConfig
     auth: AuthConfig
     allowed_origins: List[str]
     max_connections_per_ip: int
