@@ -25,13 +25,18 @@ struct Mergeable {
     seq: u64,
     epoch: String,
     text: String,
+    /// How many publications it stands for (more than one once merged).
+    merged: usize,
 }
 
 /// A run being merged: the queue index of its last message, and what it adds up to.
 struct Run {
     last: usize,
     head: Mergeable,
+    /// Publications it stands for.
     count: usize,
+    /// Queue entries it spans.
+    entries: usize,
     text: String,
 }
 
@@ -59,6 +64,7 @@ fn mergeable(frame: &Frame) -> Option<Mergeable> {
         epoch: String,
         delta: Option<Payload>,
         progress: Option<Payload>,
+        merged: Option<usize>,
     }
     let message: Message = serde_json::from_str(text).ok()?;
     let payload = match kind {
@@ -72,6 +78,7 @@ fn mergeable(frame: &Frame) -> Option<Mergeable> {
         seq: message.seq,
         epoch: message.epoch,
         text: payload.text.unwrap_or_default(),
+        merged: message.merged.unwrap_or(1).max(1),
     })
 }
 
@@ -93,7 +100,7 @@ pub(crate) fn compact(entries: &mut VecDeque<Outbound>) -> usize {
     let mut replaced: Vec<(usize, Frame)> = Vec::new();
     let mut runs: HashMap<String, Run> = HashMap::new();
     let finish = |run: Run, replaced: &mut Vec<(usize, Frame)>| {
-        if run.count > 1 && run.head.kind == Kind::Delta {
+        if run.entries > 1 && run.head.kind == Kind::Delta {
             let position = Position {
                 seq: run.head.seq,
                 epoch: run.head.epoch.clone(),
@@ -119,7 +126,8 @@ pub(crate) fn compact(entries: &mut VecDeque<Outbound>) -> usize {
             Some(run) if run.extends(&next) => {
                 dropped[run.last] = true;
                 run.last = i;
-                run.count += 1;
+                run.count += next.merged;
+                run.entries += 1;
                 run.text.push_str(&next.text);
                 run.head.seq = next.seq;
             }
@@ -127,7 +135,8 @@ pub(crate) fn compact(entries: &mut VecDeque<Outbound>) -> usize {
                 let run = Run {
                     last: i,
                     text: next.text.clone(),
-                    count: 1,
+                    count: next.merged,
+                    entries: 1,
                     head: next,
                 };
                 if let Some(done) = runs.insert(run.head.session.clone(), run) {
@@ -196,5 +205,21 @@ mod tests {
         assert_eq!(got[2]["delta"]["text"], "?");
         assert_eq!(got[3]["delta"]["jobId"], "b");
         assert_eq!(compact(&mut queue), 0, "nothing left to merge");
+        // A merged delta merges again, its count carried.
+        queue.push_back(ai(AiEvent::Delta, "s", r#"{"jobId":"b","text":"y"}"#, 7));
+        assert!(compact(&mut queue) > 0);
+        let got: Vec<_> = queue.iter().map(json).collect();
+        assert_eq!(got[3]["delta"]["text"], "xy");
+        assert_eq!(
+            (got[3]["merged"].as_u64(), got[3]["seq"].as_u64()),
+            (Some(2), Some(7))
+        );
+        queue.push_back(ai(AiEvent::Delta, "s", r#"{"jobId":"b","text":"z"}"#, 8));
+        compact(&mut queue);
+        let last = json(queue.back().unwrap());
+        assert_eq!(
+            (last["delta"]["text"].as_str(), last["merged"].as_u64()),
+            (Some("xyz"), Some(3))
+        );
     }
 }

@@ -302,6 +302,7 @@ async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
 
     // Now the slow client reads: everything, in order, merged.
     let (mut text, mut last_seq, mut frames, mut largest_merge) = (String::new(), 0, 0, 0);
+    let mut stood_for = 0;
     loop {
         let m = next_json(&mut merged).await;
         let seq = m["seq"].as_u64().unwrap();
@@ -315,7 +316,9 @@ async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
             "ai_start" => {}
             "ai_delta" => {
                 text.push_str(m["delta"]["text"].as_str().unwrap());
-                largest_merge = largest_merge.max(m["merged"].as_u64().unwrap_or(1));
+                let merged = m["merged"].as_u64().unwrap_or(1);
+                largest_merge = largest_merge.max(merged);
+                stood_for += merged as usize;
             }
             "ai_complete" => break,
             other => panic!("unexpected {other}"),
@@ -324,6 +327,7 @@ async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
     assert_eq!(last_seq as usize, DELTAS + 2);
     assert_eq!(text, full, "the concatenation is the whole text");
     assert!(largest_merge > 1, "deltas were merged");
+    assert_eq!(stood_for, DELTAS, "the merged counts add up to the deltas sent");
     assert!(frames < DELTAS, "fewer frames than deltas: {frames}");
     eprintln!(
         "slow reader: {DELTAS} deltas arrived as {frames} frames (largest merge {largest_merge})"
