@@ -327,7 +327,10 @@ async fn a_slow_reader_of_a_token_stream_is_merged_not_evicted() {
     assert_eq!(last_seq as usize, DELTAS + 2);
     assert_eq!(text, full, "the concatenation is the whole text");
     assert!(largest_merge > 1, "deltas were merged");
-    assert_eq!(stood_for, DELTAS, "the merged counts add up to the deltas sent");
+    assert_eq!(
+        stood_for, DELTAS,
+        "the merged counts add up to the deltas sent"
+    );
     assert!(frames < DELTAS, "fewer frames than deltas: {frames}");
     eprintln!(
         "slow reader: {DELTAS} deltas arrived as {frames} frames (largest merge {largest_merge})"

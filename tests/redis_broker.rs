@@ -527,6 +527,17 @@ async fn job_state_is_the_same_on_every_node_and_a_late_subscriber_continues_fro
     assert_eq!(jobs[0]["text"], words.concat());
     assert_eq!(jobs[1]["state"], "cancelled");
     assert_eq!(jobs[1]["cancelled"]["why"], "stop");
+    // A recovery that fails (another epoch) gets the snapshot instead of nothing.
+    let mut back = connect(&a, "?sessionId=s&since=3&epoch=gone").await;
+    let reply = next_json(&mut back.ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["recovered"].as_bool()),
+        (Some("subscribed"), Some(false))
+    );
+    let snapshot = next_json(&mut back.ws).await;
+    assert_eq!(snapshot["type"], "jobs_snapshot");
+    assert_eq!(snapshot["seq"], reply["seq"]);
+    assert_eq!(snapshot["jobs"], jobs);
     // Ended jobs leave every node's snapshot after jobs.ttl_ms.
     let deadline = Instant::now() + WAIT;
     while jobs_of(&a, "s").1 != serde_json::json!([]) {

@@ -67,7 +67,7 @@ return {seq, epoch}
 
 /// The job rules of `jobs.rs`, in Redis: a hash per session (`<jobId>\n<field>`: state,
 /// task, progress, outcome, truncated, startedAt, endedAt; the implicit job's id is
-/// ''), a sorted set of its job ids by start, and a string per job for its text
+/// ''), a sorted set of its job ids in creation order, and a string per job for its text
 /// (APPEND, so a delta costs its own length). Jobs ended `ttl` ago are dropped here
 /// and left out of snapshots; the keys expire `ttl` after the last job ended (a day
 /// while one runs).
@@ -100,7 +100,9 @@ local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, 
       end
       forget(hash, ids, textprefix, victim or redis.call('ZRANGE', ids, 0, 0)[1])
     end
-    redis.call('ZADD', ids, now, id)
+    -- Scored by creation order (start times may tie within a millisecond).
+    local top = redis.call('ZRANGE', ids, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', ids, (tonumber(top[2]) or 0) + 1, id)
     redis.call('HSET', hash, f .. 'state', 'running', f .. 'startedAt', now)
   end
   if kind == 'start' then
