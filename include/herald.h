@@ -120,7 +120,8 @@ typedef struct herald_server herald_server;
 
 /**
  * Receives events as JSON objects (`type`: connected, disconnected, subscribed,
- * unsubscribed, client_message). `event_json` is valid only during the call.
+ * unsubscribed, cancel_requested, client_message). `event_json` is valid only during
+ * the call.
  */
 typedef void (*herald_event_callback)(void *user_data, const char *event_json);
 

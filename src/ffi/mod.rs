@@ -83,7 +83,8 @@ impl From<ErrorKind> for herald_status {
 }
 
 /// Receives events as JSON objects (`type`: connected, disconnected, subscribed,
-/// unsubscribed, client_message). `event_json` is valid only during the call.
+/// unsubscribed, cancel_requested, client_message). `event_json` is valid only during
+/// the call.
 pub type herald_event_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
 
