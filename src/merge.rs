@@ -168,6 +168,7 @@ pub(crate) fn compact(entries: &mut VecDeque<Outbound>) -> usize {
 mod tests {
     use super::*;
     use crate::protocol::AiEvent;
+    use proptest::prelude::*;
 
     fn ai(event: AiEvent, session: &str, payload: &str, seq: u64) -> Outbound {
         let open = protocol::ai_notification(event, session, payload).unwrap();
@@ -221,5 +222,103 @@ mod tests {
             (last["delta"]["text"].as_str(), last["merged"].as_u64()),
             (Some("xyz"), Some(3))
         );
+    }
+
+    /// What a client makes of one session: the text of each job, the latest progress, the
+    /// last seq, and whether a seq ever failed to grow.
+    #[derive(Debug, Default, PartialEq)]
+    struct Made {
+        texts: Vec<(String, String)>,
+        progress: Option<String>,
+        last: u64,
+        disordered: bool,
+    }
+
+    /// What a client makes of its queue, per session.
+    fn outcome(queue: &VecDeque<Outbound>) -> std::collections::BTreeMap<String, Made> {
+        let mut seen: std::collections::BTreeMap<String, Made> = Default::default();
+        for entry in queue {
+            let m = json(entry);
+            let made = seen
+                .entry(m["sessionId"].as_str().unwrap().to_string())
+                .or_default();
+            let seq = m["seq"].as_u64().unwrap();
+            made.disordered |= seq <= made.last;
+            made.last = seq;
+            if m["type"] == "ai_delta" {
+                let job = m["delta"]["jobId"].as_str().unwrap_or("").to_string();
+                let text = m["delta"]["text"].as_str().unwrap();
+                match made.texts.iter_mut().find(|(j, _)| *j == job) {
+                    Some((_, t)) => t.push_str(text),
+                    None => made.texts.push((job, text.to_string())),
+                }
+            } else {
+                made.progress = Some(m["progress"].to_string());
+            }
+        }
+        seen
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Whatever the interleaving of sessions, jobs and kinds, merging keeps each job's
+        /// text, each session's latest progress and last seq, and the order of seqs.
+        #[test]
+        fn merging_keeps_what_a_client_makes_of_its_queue(
+            steps in proptest::collection::vec((0..3usize, 0..3usize, any::<bool>(), "[a-z€]{0,3}"), 0..60)
+        ) {
+            let mut queue: VecDeque<Outbound> = VecDeque::new();
+            let mut seqs = [0u64; 3];
+            for (session, job, is_delta, text) in steps {
+                seqs[session] += 1;
+                let name = format!("s{session}");
+                let payload = if is_delta {
+                    serde_json::json!({"jobId": format!("j{job}"), "text": text}).to_string()
+                } else {
+                    serde_json::json!({"jobId": format!("j{job}"), "n": seqs[session]}).to_string()
+                };
+                let event = if is_delta { AiEvent::Delta } else { AiEvent::Progress };
+                queue.push_back(ai(event, &name, &payload, seqs[session]));
+            }
+            let original: Vec<Frame> = queue
+                .iter()
+                .map(|e| match e {
+                    Outbound::Message(frame) => frame.clone(),
+                    Outbound::Replay(_) => unreachable!(),
+                })
+                .collect();
+            let before = outcome(&queue);
+            let bytes_before: usize = queue.iter().map(Outbound::byte_len).sum();
+            let freed = compact(&mut queue);
+            let bytes_after: usize = queue.iter().map(Outbound::byte_len).sum();
+            prop_assert_eq!(bytes_before - freed, bytes_after);
+            let after = outcome(&queue);
+            prop_assert_eq!(&before, &after);
+            // A client cut off after any merged message recovers from its seqs what
+            // follows, and ends with the same texts: nothing lost, nothing twice.
+            for cut in 0..queue.len() {
+                let mut resumed: VecDeque<Outbound> = VecDeque::new();
+                for entry in queue.iter().take(cut + 1) {
+                    let Outbound::Message(frame) = entry else { unreachable!() };
+                    resumed.push_back(Outbound::Message(frame.clone()));
+                }
+                let processed = outcome(&resumed);
+                for frame in &original {
+                    let m: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+                    let session = m["sessionId"].as_str().unwrap();
+                    let last = processed.get(session).map_or(0, |made| made.last);
+                    if m["seq"].as_u64().unwrap() > last {
+                        resumed.push_back(Outbound::Message(frame.clone()));
+                    }
+                }
+                let resumed = outcome(&resumed);
+                for (session, made) in &before {
+                    prop_assert_eq!(&resumed[session].texts, &made.texts, "cut after {}", cut);
+                    prop_assert_eq!(&resumed[session].progress, &made.progress);
+                }
+            }
+            prop_assert!(after.values().all(|made| !made.disordered));
+        }
     }
 }
