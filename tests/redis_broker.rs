@@ -490,6 +490,13 @@ async fn job_state_is_the_same_on_every_node_and_a_late_subscriber_continues_fro
     assert_eq!(jobs_a[0]["task"]["prompt"], "p");
     assert_eq!(jobs_a[1]["jobId"], Value::Null);
     assert_eq!(jobs_a[1]["state"], "running");
+    // The text lives in a key of its own, which expires like the session's others.
+    let text_key = "jobs:jobtext:session:s\nj";
+    assert_eq!(redis.query(&["EXISTS", text_key]), redis::Value::Int(1));
+    let redis::Value::Int(pttl) = redis.query(&["PTTL", text_key]) else {
+        panic!("PTTL")
+    };
+    assert!(pttl > 0, "the text key expires ({pttl})");
 
     // A subscriber on node b: the snapshot at the reply's seq, then the tail.
     let mut late = connect(&b, "").await;
@@ -545,4 +552,22 @@ async fn job_state_is_the_same_on_every_node_and_a_late_subscriber_continues_fro
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(jobs_of(&b, "s").1, serde_json::json!([]));
+    // And Redis forgets them: every job key of the session expires.
+    let keys = [
+        "jobs:jobs:session:s",
+        "jobs:jobids:session:s",
+        "jobs:jobtext:session:s\nj",
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left: Vec<_> = keys
+            .iter()
+            .filter(|k| redis.query(&["EXISTS", k]) != redis::Value::Int(0))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left:?} never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -83,15 +83,36 @@ local function forget(hash, ids, textprefix, id)
   redis.call('ZREM', ids, id)
   redis.call('DEL', textprefix .. id)
 end
+-- The keys live `ttl` after the last job ended, and at least `longttl` while one runs.
+local function refresh(hash, ids, textprefix, ttl, longttl)
+  local running = false
+  local all = redis.call('ZRANGE', ids, 0, -1)
+  for _, job in ipairs(all) do
+    if redis.call('HGET', hash, job .. '\nstate') == 'running' then running = true end
+  end
+  local keep = ttl
+  if running then keep = math.max(ttl, longttl) end
+  redis.call('PEXPIRE', hash, keep)
+  redis.call('PEXPIRE', ids, keep)
+  for _, job in ipairs(all) do redis.call('PEXPIRE', textprefix .. job, keep) end
+end
+-- Deltas and progress, the stream's bulk, cost a few commands; a job's start, its end
+-- and a new job also drop expired jobs and refresh the keys' expiry.
 local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, ttl, textprefix, longttl)
   local now = now_ms()
-  for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
-    local ended = redis.call('HGET', hash, old .. '\nendedAt')
-    if ended and tonumber(ended) + ttl <= now then forget(hash, ids, textprefix, old) end
-  end
   local f = id .. '\n'
   local textkey = textprefix .. id
-  if not redis.call('ZSCORE', ids, id) then
+  local structural = kind ~= 'delta' and kind ~= 'progress'
+  local exists = redis.call('ZSCORE', ids, id)
+  if structural or not exists then
+    for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
+      local ended = redis.call('HGET', hash, old .. '\nendedAt')
+      if ended and tonumber(ended) + ttl <= now then forget(hash, ids, textprefix, old) end
+    end
+    exists = redis.call('ZSCORE', ids, id)
+  end
+  if not exists then
+    structural = true
     if redis.call('ZCARD', ids) >= maxjobs then
       local victim, first = nil, nil
       for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
@@ -112,7 +133,8 @@ local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, 
   elseif kind == 'progress' then
     redis.call('HSET', hash, f .. 'progress', payload)
   elseif kind == 'delta' then
-    local room = maxtext - redis.call('STRLEN', textkey)
+    local have = redis.call('STRLEN', textkey)
+    local room = maxtext - have
     if #text <= room then
       redis.call('APPEND', textkey, text)
     else
@@ -126,19 +148,15 @@ local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, 
       if cut > 0 then redis.call('APPEND', textkey, string.sub(text, 1, cut)) end
       redis.call('HSET', hash, f .. 'truncated', '1')
     end
+    if have == 0 and not structural then
+      -- A text key made by this APPEND: it expires with the session's others.
+      local pttl = redis.call('PTTL', hash)
+      if pttl > 0 then redis.call('PEXPIRE', textkey, pttl) end
+    end
   else
     redis.call('HSET', hash, f .. 'state', kind, f .. 'outcome', payload, f .. 'endedAt', now)
   end
-  local running = false
-  local all = redis.call('ZRANGE', ids, 0, -1)
-  for _, job in ipairs(all) do
-    if redis.call('HGET', hash, job .. '\nstate') == 'running' then running = true end
-  end
-  local keep = ttl
-  if running then keep = math.max(ttl, longttl) end
-  redis.call('PEXPIRE', hash, keep)
-  redis.call('PEXPIRE', ids, keep)
-  for _, job in ipairs(all) do redis.call('PEXPIRE', textprefix .. job, keep) end
+  if structural then refresh(hash, ids, textprefix, ttl, longttl) end
 end
 ";
 
