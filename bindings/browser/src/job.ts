@@ -1,6 +1,6 @@
 import { Emitter } from './emitter.js';
 import type { GapEvent, SubscribeOptions, Subscription } from './subscription.js';
-import type { JobSnapshot, JobsSnapshotMessage, JsonObject, Publication } from './protocol.js';
+import type { JobSnapshot, JobsSnapshotMessage, JsonObject, Position, Publication } from './protocol.js';
 
 /** What every non-idle state may carry besides its own fields. */
 interface Followed {
@@ -122,6 +122,8 @@ export function jobStateFromSnapshot(snapshot: JobsSnapshotMessage, follow?: str
  */
 export class Job extends Emitter<JobEvents> {
   private current: JobState = { status: 'idle' };
+  /** The last snapshot's position: publications up to it are in the snapshot already. */
+  private snapshotAt: Position | undefined;
   private readonly offs: Array<() => void>;
 
   constructor(
@@ -132,8 +134,15 @@ export class Job extends Emitter<JobEvents> {
   ) {
     super();
     this.offs = [
-      subscription.on('snapshot', (snapshot) => this.set(jobStateFromSnapshot(snapshot, this.jobId))),
-      subscription.on('publication', (message) => this.set(nextJobState(this.current, message, this.jobId))),
+      subscription.on('snapshot', (snapshot) => {
+        this.snapshotAt = { seq: snapshot.seq, epoch: snapshot.epoch };
+        this.set(jobStateFromSnapshot(snapshot, this.jobId));
+      }),
+      subscription.on('publication', (message) => {
+        const at = this.snapshotAt;
+        if (at && message.epoch === at.epoch && message.seq <= at.seq) return; // in the snapshot
+        this.set(nextJobState(this.current, message, this.jobId));
+      }),
       subscription.on('gap', (gap) => this.emit('gap', gap)),
     ];
   }

@@ -146,10 +146,10 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** @internal the jobs snapshot that follows our subscribe's reply. */
   handleSnapshot(message: JobsSnapshotMessage): void {
+    // Its seq is the reply's: the position does not move. A history request in flight
+    // still replays what came before it, for listeners that asked for history (a job
+    // skips those: the snapshot holds them).
     if (this.phase !== 'live' && this.phase !== 'awaiting-history') return;
-    // The snapshot holds everything up to its seq: a history replay of those is not
-    // processed again.
-    this.last = { seq: message.seq, epoch: message.epoch };
     this.emit('snapshot', message);
   }
 

@@ -397,6 +397,28 @@ describe('jobs', () => {
     await server.close();
   });
 
+  test('a job sharing a session subscription that asked for history counts no text twice', async () => {
+    const server = await startServer();
+    server.notifyAIStart('j5', { jobId: 'a' });
+    for (const text of ['x', 'y', 'z']) server.notifyAIDelta('j5', { jobId: 'a', text });
+    await eventually(() => server.getJobs('j5').jobs[0]?.text === 'xyz', 'the state');
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const replayed = [];
+    const sub = client.subscribe({ sessionId: 'j5' }, { history: 10 });
+    sub.on('publication', (m) => replayed.push(m.type));
+    const job = client.job('j5');
+    await eventually(() => replayed.length === 4, 'the history replay for the listener that asked for it');
+    assert.deepEqual(replayed, ['ai_start', 'ai_delta', 'ai_delta', 'ai_delta']);
+    server.notifyAIDelta('j5', { jobId: 'a', text: '!' });
+    await eventually(() => job.state.text === 'xyz!', 'the live delta');
+    assert.equal(job.state.text, 'xyz!', 'the replayed deltas were in the snapshot already');
+    job.close();
+    sub.unsubscribe();
+    client.disconnect();
+    await server.close();
+  });
+
   test('a job keeps its state through forced disconnects during the stream', async () => {
     const server = await startServer();
     const tracked = trackedWebSocket();
@@ -407,6 +429,10 @@ describe('jobs', () => {
     await once(client, 'connected');
     await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
     server.notifyAIStart('j3', { prompt: 'long' });
+    // Once the job has a position, every reconnect recovers from it: each progress is
+    // seen. (A client cut off before its first reply starts over from the snapshot,
+    // which holds only the latest progress.)
+    await eventually(() => job.state.status === 'running', 'the running job');
     for (let p = 1; p <= 100; p++) {
       server.notifyAIProgress('j3', { percent: p });
       if (p % 10 === 0) {
