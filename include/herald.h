@@ -232,6 +232,19 @@ enum herald_status herald_history(struct herald_server *server,
                                   char **history_json_out);
 
 /**
+ * Writes who is in a channel to `*presence_json_out` as a JSON object, to be freed
+ * with `herald_string_free`: `{"channel": …, "members": [{"clientId": …, "userId": …
+ * or null, "status": …}], "total": n, "truncated": bool}`, at most
+ * `presence.max_members` members listed (`total` counts them all). Every subscriber
+ * of the channel is a member; with the Redis broker, every node's (this call then
+ * waits for Redis, like a publication). `HERALD_ERR_INVALID_ARGUMENT` when
+ * `presence.enabled` is false.
+ */
+enum herald_status herald_presence(struct herald_server *server,
+                                   const char *channel,
+                                   char **presence_json_out);
+
+/**
  * Frees a string returned by Herald. NULL is ignored.
  *
  * # Safety

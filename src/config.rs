@@ -81,6 +81,32 @@ pub struct Config {
     /// Where publications are sequenced and kept: in this process (the default) or in
     /// Redis, shared by every node and emitter that names the same Redis and prefix.
     pub broker: Option<BrokerConfig>,
+    /// Who is in each channel, with a status each client sets.
+    pub presence: PresenceConfig,
+}
+
+/// Presence: every subscriber of a channel is a member, with a short status of its own.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Track members and answer presence queries; `false` turns presence off (queries
+    /// and status changes get an error, no join or leave is sent).
+    pub enabled: bool,
+    /// With the Redis broker: a member whose node stopped refreshing it for this long
+    /// (the node was killed or lost Redis) leaves. Nodes refresh every third of it.
+    pub ttl_ms: u64,
+    /// Members listed in one answer at most (the `total` counts them all).
+    pub max_members: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            ttl_ms: 30_000,
+            max_members: 1000,
+        }
+    }
 }
 
 /// The broker: `{"redis": {"url": "redis://127.0.0.1:6379", "prefix": "herald:"}}`.
@@ -227,6 +253,7 @@ impl Default for Config {
             listen: true,
             broker: None,
             http_routes: Default::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -386,7 +413,7 @@ impl Config {
 
     /// Every numeric key with its accepted range. The upper bounds keep each value far
     /// from what would overflow a timer, an allocation or a channel's capacity.
-    fn numeric_bounds(&self) -> [Bound; 25] {
+    fn numeric_bounds(&self) -> [Bound; 27] {
         let auth = &self.auth;
         let rate = &self.rate_limit;
         let history = &self.history;
@@ -452,6 +479,13 @@ impl Config {
             Bound::new("socket_send_buffer", self.socket_send_buffer, 0, 64 * MIB),
             Bound::new("max_memory", self.max_memory, MIB, TIB),
             Bound::new("event_queue_bytes", self.event_queue_bytes, KIB, 4 * GIB),
+            Bound::new("presence.ttl_ms", self.presence.ttl_ms, 100, DAY_MS),
+            Bound::new(
+                "presence.max_members",
+                self.presence.max_members,
+                1,
+                100_000,
+            ),
         ]
     }
 

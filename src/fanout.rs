@@ -175,7 +175,11 @@ impl Fanout {
 
     /// Queues one frame for many clients, with one update of the memory gauge: counted
     /// for all before any connection can take it, then given back for those not queued.
-    fn fan_out<'a>(&self, clients: impl ExactSizeIterator<Item = &'a Arc<Client>>, frame: &Frame) {
+    pub(crate) fn fan_out<'a>(
+        &self,
+        clients: impl ExactSizeIterator<Item = &'a Arc<Client>>,
+        frame: &Frame,
+    ) {
         let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
         self.memory.add_queued(clients.len() * bytes);
         let mut refused = 0;

@@ -19,6 +19,7 @@ mod limits;
 mod logging;
 mod memory;
 mod metrics;
+mod presence;
 mod protocol;
 mod server;
 mod stats;
@@ -33,7 +34,8 @@ pub mod ffi;
 pub use assets::StaticFiles;
 pub use auth::{AuthDecision, AuthRequest, Authorizer};
 pub use config::{
-    AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
+    AuthConfig, BrokerConfig, Config, HistoryConfig, PresenceConfig, RateLimitConfig, RedisConfig,
+    TlsConfig,
 };
 pub use contract::contract_schema;
 pub use error::{Error, ErrorKind, Result};

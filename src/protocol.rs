@@ -339,6 +339,54 @@ pub(crate) fn unsubscribed(target: Option<&Target>) -> Frame {
     w.timestamp().finish()
 }
 
+/// Longest presence status a client may set, in bytes.
+pub const MAX_STATUS_LEN: usize = 32;
+
+/// A status is 1 to [`MAX_STATUS_LEN`] bytes of printable text; `offline` is what a
+/// leave says, so a client cannot claim it while present.
+pub(crate) fn check_status(status: &str) -> std::result::Result<(), String> {
+    if status.is_empty() || status.len() > MAX_STATUS_LEN {
+        return Err(format!(
+            "\"status\" must be 1 to {MAX_STATUS_LEN} bytes long"
+        ));
+    }
+    if status.chars().any(char::is_control) {
+        return Err("\"status\" must not contain control characters".into());
+    }
+    if status == "offline" {
+        return Err("\"status\" cannot be \"offline\": that is what leaving says".into());
+    }
+    Ok(())
+}
+
+/// The answer to a presence query: `members` is a JSON array of member objects.
+pub(crate) fn presence_members(
+    target: &Target,
+    members_json: &str,
+    total: u64,
+    truncated: bool,
+) -> Frame {
+    let capacity = 128 + members_json.len();
+    target
+        .write(ObjectWriter::with_type_capacity("presence", capacity))
+        .raw("members", members_json)
+        .u64("total", total)
+        .bool("truncated", truncated)
+        .timestamp()
+        .finish()
+}
+
+/// A member joined, left or changed its status (`action`), for the channel's
+/// subscribers that asked for presence. `member_json` is the member's object.
+pub(crate) fn user_presence(channel: &str, action: &'static str, member_json: &str) -> Frame {
+    ObjectWriter::with_type_capacity("user_presence", 128 + member_json.len())
+        .str("channel", channel)
+        .str("action", action)
+        .raw("data", member_json)
+        .timestamp()
+        .finish()
+}
+
 /// `ai_start` & co. for a session, left open for the channel position.
 pub(crate) fn ai_notification(
     event: AiEvent,
@@ -441,6 +489,13 @@ pub(crate) enum ClientMessage {
     Subscribe {
         target: Target,
         since: Option<Since>,
+        /// The client wants the channel's `user_presence` join, leave and status events.
+        presence: bool,
+    },
+    /// Asks who is in a channel; with `status`, first sets the client's own status there.
+    Presence {
+        target: Target,
+        status: Option<String>,
     },
     /// `None` unsubscribes from everything.
     Unsubscribe {
@@ -458,10 +513,22 @@ impl PartialEq for ClientMessage {
                 ClientMessage::Subscribe {
                     target: a,
                     since: x,
+                    presence: p,
                 },
                 ClientMessage::Subscribe {
                     target: b,
                     since: y,
+                    presence: q,
+                },
+            ) => a == b && x == y && p == q,
+            (
+                ClientMessage::Presence {
+                    target: a,
+                    status: x,
+                },
+                ClientMessage::Presence {
+                    target: b,
+                    status: y,
                 },
             ) => a == b && x == y,
             (
@@ -538,6 +605,8 @@ pub(crate) fn parse_client_message(
         session_id: Option<serde_json::Value>,
         channel: Option<serde_json::Value>,
         since: Option<serde_json::Value>,
+        presence: Option<serde_json::Value>,
+        status: Option<serde_json::Value>,
     }
     let env: Envelope = serde_json::from_str(raw.get())
         .map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
@@ -557,7 +626,29 @@ pub(crate) fn parse_client_message(
                     bad("\"since\" must be {\"seq\": <non-negative integer>, \"epoch\": <string>}")
                 })?),
             };
-            Ok(ClientMessage::Subscribe { target, since })
+            let presence = match env.presence {
+                None | Some(serde_json::Value::Null) => false,
+                Some(serde_json::Value::Bool(b)) => b,
+                Some(_) => return Err(bad("\"presence\" must be true or false")),
+            };
+            Ok(ClientMessage::Subscribe {
+                target,
+                since,
+                presence,
+            })
+        }
+        "presence" => {
+            let target = parse_target(env.session_id, env.channel)?
+                .ok_or_else(|| bad("presence needs a string \"sessionId\" or \"channel\""))?;
+            let status = match env.status {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => {
+                    check_status(&s).map_err(InvalidMessage)?;
+                    Some(s)
+                }
+                Some(_) => return Err(bad("\"status\" must be a string")),
+            };
+            Ok(ClientMessage::Presence { target, status })
         }
         "unsubscribe" => Ok(ClientMessage::Unsubscribe {
             target: parse_target(env.session_id, env.channel)?,
@@ -649,7 +740,23 @@ mod tests {
                 since: Some(Since {
                     seq: 3,
                     epoch: "e".into()
-                })
+                }),
+                presence: false,
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"subscribe","channel":"c","presence":true}"#),
+            Ok(ClientMessage::Subscribe {
+                target: Target::Channel("c".into()),
+                since: None,
+                presence: true,
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"presence","channel":"c","status":"away"}"#),
+            Ok(ClientMessage::Presence {
+                target: Target::Channel("c".into()),
+                status: Some("away".into()),
             })
         );
         assert_eq!(
@@ -668,6 +775,12 @@ mod tests {
             r#"{"type":"subscribe"}"#,
             r#"{"type":"subscribe","channel":""}"#,
             r#"{"type":"subscribe","channel":"c","since":{"seq":-1,"epoch":"e"}}"#,
+            r#"{"type":"subscribe","channel":"c","presence":1}"#,
+            r#"{"type":"presence"}"#,
+            r#"{"type":"presence","channel":"c","status":""}"#,
+            r#"{"type":"presence","channel":"c","status":"offline"}"#,
+            r#"{"type":"presence","channel":"c","status":"0123456789012345678901234567890123"}"#,
+            r#"{"type":"presence","channel":"c","status":7}"#,
         ] {
             assert!(parse_client_message(bad).is_err(), "{bad}");
         }

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub memory: Arc<MemoryGauge>,
     /// The Redis broker; `None` with the in-memory one.
     pub broker: Option<Arc<RedisBroker>>,
+    /// Who is in each channel on this node.
+    pub presence: crate::presence::Presence,
     pub latency: crate::metrics::LatencyHistogram,
     /// The host calls' queue, to read its depth (weak: it does not keep it open).
     publish_queue: mpsc::WeakSender<Command>,
@@ -290,6 +292,7 @@ impl Server {
             ),
             memory,
             broker: broker.as_ref().map(|(b, _)| Arc::clone(b)),
+            presence: Default::default(),
             counters,
             events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
@@ -316,6 +319,12 @@ impl Server {
         }
         if let Some((broker, pubsub)) = broker {
             runtime.spawn(broker.run(Arc::clone(&shared), pubsub, shutdown_rx.clone()));
+            if shared.config.listen && shared.config.presence.enabled {
+                runtime.spawn(crate::presence::keeper(
+                    Arc::clone(&shared),
+                    shutdown_rx.clone(),
+                ));
+            }
         }
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
@@ -558,6 +567,22 @@ impl Server {
             return Ok(format!("[{}]", texts.join(",")));
         }
         Ok(self.inner.shared.fanout.history_json(channel))
+    }
+
+    /// Who is in a channel, as a JSON object: `{"channel", "members": [{"clientId",
+    /// "userId", "status"}], "total", "truncated"}`, at most `presence.max_members`
+    /// listed. With the Redis broker, every node's members.
+    pub fn presence_json(&self, channel: &str) -> Result<String> {
+        self.check_running()?;
+        protocol::check_name("channel", channel)?;
+        let shared = Arc::clone(&self.inner.shared);
+        let name = channel.to_string();
+        let listing = if shared.broker.is_some() {
+            self.through_broker(async move { crate::presence::list(&shared, &name).await })?
+        } else {
+            crate::presence::list_local(&shared, &name)?
+        };
+        Ok(listing.host_json(channel))
     }
 
     /// Installs (or with `None` removes) the event handler. It runs on a dedicated

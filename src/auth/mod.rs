@@ -44,6 +44,9 @@ pub enum AuthRequest {
         client_id: String,
         user_id: Option<String>,
         channel: String,
+        /// What it asked: `subscribe`, or `presence` (to see who is in the channel,
+        /// without subscribing). Allowing it does not subscribe the client.
+        action: String,
     },
 }
 
@@ -262,13 +265,15 @@ impl AuthGate {
         }
     }
 
-    /// Whether a client may subscribe to `channel`; asks the authorizer as a last resort.
+    /// Whether a client may subscribe to `channel` (or, with `action` "presence", see
+    /// who is in it); asks the authorizer as a last resort.
     pub async fn may_subscribe(
         &self,
         client_id: &str,
         user_id: Option<&str>,
         grants: &[String],
         channel: &str,
+        action: &'static str,
     ) -> bool {
         if !self.enforces_rules() {
             return true;
@@ -293,6 +298,7 @@ impl AuthGate {
                     client_id: client_id.to_string(),
                     user_id: user_id.map(str::to_string),
                     channel: channel.to_string(),
+                    action: action.to_string(),
                 })
                 .await
                 .allow

@@ -83,6 +83,70 @@ if not epoch then return {'', {}} end
 return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 ";
 
+/// Redis's clock in ms, so every node's deadlines count on one clock.
+const NOW_LUA: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// Removes the members whose deadline passed; `gone` holds their JSON. Expects `now`.
+const SWEEP_LUA: &str = "local gone = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+if #expired > 0 then
+  gone = redis.call('HMGET', KEYS[1], unpack(expired))
+  redis.call('HDEL', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+end
+";
+
+/// KEYS: members, deadlines. ARGV: client id, member JSON, ttl ms, topic, announcement.
+const PRESENCE_SET_LUA: &str = "
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// KEYS: members, deadlines. ARGV: client id, topic, announcement (sent only when the
+/// member was there, so an expiry and a late leave do not both announce it).
+const PRESENCE_REMOVE_LUA: &str = "
+local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return removed
+";
+
+/// KEYS: members, deadlines. ARGV: ttl ms, client ids. Extends the deadlines of those
+/// still present (one that expired meanwhile stays gone), then sweeps.
+/// Returns the members swept.
+const PRESENCE_REFRESH_LUA: &str = "
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[2], 'XX', now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+return gone
+";
+
+/// KEYS: members, deadlines. ARGV: most members listed. Sweeps, then returns
+/// {swept members, total, listed members}.
+const PRESENCE_LIST_LUA: &str = "
+local total = redis.call('ZCARD', KEYS[2])
+local members = {}
+local limit = tonumber(ARGV[1])
+if limit > 0 and total > 0 then
+  local ids = redis.call('ZRANGE', KEYS[2], 0, limit - 1)
+  members = redis.call('HMGET', KEYS[1], unpack(ids))
+end
+return {gone, total, members}
+";
+
+/// A presence change on a channel's topic: `P:<node>:<frame>`, told apart from a
+/// publication (`<seq>:…`) by its first byte.
+const PRESENCE_TAG: &str = "P:";
+
 /// Broker health, for stats.
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -135,6 +199,10 @@ pub(crate) struct RedisBroker {
     publish_script: Script,
     recover_script: Script,
     history_script: Script,
+    presence_set_script: Script,
+    presence_remove_script: Script,
+    presence_refresh_script: Script,
+    presence_list_script: Script,
 }
 
 fn unavailable(what: impl std::fmt::Display) -> Error {
@@ -177,6 +245,12 @@ impl RedisBroker {
             publish_script: Script::new(PUBLISH_LUA),
             recover_script: Script::new(RECOVER_LUA),
             history_script: Script::new(HISTORY_LUA),
+            presence_set_script: Script::new(&format!("{NOW_LUA}{PRESENCE_SET_LUA}")),
+            presence_remove_script: Script::new(PRESENCE_REMOVE_LUA),
+            presence_refresh_script: Script::new(&format!(
+                "{NOW_LUA}{SWEEP_LUA}{PRESENCE_REFRESH_LUA}"
+            )),
+            presence_list_script: Script::new(&format!("{NOW_LUA}{SWEEP_LUA}{PRESENCE_LIST_LUA}")),
         };
         let cannot_reach = |e: Error| {
             unavailable(format!(
@@ -245,6 +319,17 @@ impl RedisBroker {
 
     fn channel_topic(&self, channel: &str) -> String {
         format!("{}ch:{channel}", self.prefix)
+    }
+
+    fn presence_keys(&self, channel: &str) -> (String, String) {
+        (
+            format!("{}presence:{channel}", self.prefix),
+            format!("{}presence-deadlines:{channel}", self.prefix),
+        )
+    }
+
+    fn presence_announcement(&self, frame: &str) -> String {
+        format!("{PRESENCE_TAG}{}:{frame}", self.node_id)
     }
 
     fn broadcast_topic(&self) -> String {
@@ -392,6 +477,117 @@ impl RedisBroker {
             .rev()
             .map(|(seq, body)| OpenObject::from_text(&body).close_with_position(seq, &epoch))
             .collect())
+    }
+
+    /// Writes a member (joined, or changed its status) with a deadline `ttl_ms` from
+    /// now, and announces `frame` to the other nodes.
+    pub async fn presence_set(
+        &self,
+        channel: &str,
+        client_id: &str,
+        member_json: &str,
+        ttl_ms: u64,
+        frame: &str,
+    ) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_set_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(member_json)
+            .arg(ttl_ms)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Removes a member and, if it was still there, announces `frame`.
+    pub async fn presence_remove(&self, channel: &str, client_id: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_remove_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Announces `frame` (a leave this node noticed) to the other nodes.
+    pub async fn presence_announce(&self, channel: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        redis::cmd("PUBLISH")
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Extends this node's members' deadlines, then removes every member of the channel
+    /// whose deadline passed; returns those members' JSON.
+    pub async fn presence_refresh(
+        &self,
+        channel: &str,
+        client_ids: &[String],
+        ttl_ms: u64,
+    ) -> Result<Vec<String>> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        let mut gone = Vec::new();
+        // Bounded script arguments (Lua's unpack and the argument list stay small).
+        for ids in client_ids.chunks(1000) {
+            let value: Value = self
+                .presence_refresh_script
+                .key(&members)
+                .key(&deadlines)
+                .arg(ttl_ms)
+                .arg(ids)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            gone.extend(strings(value)?);
+        }
+        Ok(gone)
+    }
+
+    /// Sweeps expired members, then lists at most `limit`: (swept members' JSON, total,
+    /// listed members' JSON).
+    pub async fn presence_list(
+        &self,
+        channel: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64, Vec<String>)> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        let value: Value = self
+            .presence_list_script
+            .key(members)
+            .key(deadlines)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Value::Array(parts) = value else {
+            return Err(unavailable("unexpected reply to the presence script"));
+        };
+        let mut parts = parts.into_iter();
+        let gone = parts.next().map(strings).transpose()?.unwrap_or_default();
+        let total = match parts.next() {
+            Some(Value::Int(total)) => total.max(0) as u64,
+            _ => return Err(unavailable("the presence script returned no total")),
+        };
+        let listed = parts.next().map(strings).transpose()?.unwrap_or_default();
+        Ok((gone, total, listed))
     }
 
     /// Waits until the channel's topic is subscribed on this node; false while the
@@ -585,6 +781,15 @@ impl RedisBroker {
             return;
         };
         if let Some(channel) = topic.strip_prefix("ch:") {
+            if let Some(announced) = payload.strip_prefix(PRESENCE_TAG) {
+                // This node told its own watchers already.
+                if let Some((node, frame)) = announced.split_once(':') {
+                    if node != self.node_id {
+                        crate::presence::deliver_remote(shared, channel, frame);
+                    }
+                }
+                return;
+            }
             match parse_publication(channel, payload) {
                 Some(publication) => shared.fanout.deliver_remote(publication),
                 None => tracing::warn!(channel, "redis broker: malformed publication"),
@@ -630,6 +835,21 @@ fn bulk_string(value: Value) -> Result<String> {
         Value::Nil => Ok(String::new()),
         other => Err(unavailable(format!("unexpected reply {other:?}"))),
     }
+}
+
+/// An array of strings; missing entries (nil) are left out.
+fn strings(value: Value) -> Result<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .filter(|item| !matches!(item, Value::Nil))
+        .map(bulk_string)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {

@@ -252,6 +252,25 @@ pub extern "C" fn herald_history(
     })
 }
 
+/// Writes who is in a channel to `*presence_json_out` as a JSON object, to be freed
+/// with `herald_string_free`: `{"channel": …, "members": [{"clientId": …, "userId": …
+/// or null, "status": …}], "total": n, "truncated": bool}`, at most
+/// `presence.max_members` members listed (`total` counts them all). Every subscriber
+/// of the channel is a member; with the Redis broker, every node's (this call then
+/// waits for Redis, like a publication). `HERALD_ERR_INVALID_ARGUMENT` when
+/// `presence.enabled` is false.
+#[no_mangle]
+pub extern "C" fn herald_presence(
+    server: *mut herald_server,
+    channel: *const c_char,
+    presence_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        let presence = lookup(server)?.presence_json(c_str(channel, "channel")?)?;
+        write_string(presence_json_out, "presence_json_out", presence)
+    })
+}
+
 /// Frees a string returned by Herald. NULL is ignored.
 ///
 /// # Safety
