@@ -92,6 +92,7 @@ _SIGNATURES = {
     "herald_send": (_STATUS, [_HANDLE, c_char_p, c_char_p]),
     "herald_stats": (_STATUS, [_HANDLE, _OUT_STRING]),
     "herald_history": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
+    "herald_presence": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
     "herald_string_free": (None, [c_void_p]),
     "herald_set_event_handler": (_STATUS, [_HANDLE, EVENT_CALLBACK, c_void_p]),
     "herald_set_authorizer": (_STATUS, [_HANDLE, AUTHORIZE_CALLBACK, c_void_p]),

@@ -36,6 +36,7 @@ from typing import (
 from . import _ffi, _logging
 from ._auth import AuthDecision, AuthRequest, Decision, decision_json, deny_json
 from ._ffi import Status
+from ._presence import Presence
 from .errors import (
     HeraldError,
     InvalidArgumentError,
@@ -942,6 +943,20 @@ class Server:
         _check(_ffi.lib().herald_history(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
         history: List[Dict[str, Any]] = json.loads(_ffi.take_string(out))
         return history
+
+    def presence(self, channel: str) -> Presence:
+        """Who is in ``channel``: every subscriber, with its user id and the status it set.
+
+        At most ``presence.max_members`` members are listed (``total`` counts them all). With
+        the Redis broker, the members of every node (this call then waits for Redis, and raises
+        :class:`herald.UnavailableError` when Redis does not answer).
+
+        Raises:
+            InvalidArgumentError: a bad channel name, or ``presence={"enabled": False}``.
+        """
+        out = ctypes.c_void_p()
+        _check(_ffi.lib().herald_presence(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
+        return Presence.from_json(_ffi.take_string(out))
 
     # -- events ---------------------------------------------------------------------------
 
