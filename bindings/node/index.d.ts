@@ -96,6 +96,8 @@ export interface ServerOptions {
   listen?: boolean;
   /** Where publications are sequenced and kept; `{ redis: { url } }` shares them between processes. */
   broker?: BrokerOptions;
+  /** Who is in each channel (see {@link Server.getPresence}). */
+  presence?: PresenceOptions;
   /**
    * Bytes queued for one client at most, counting every way bytes wait for it (its
    * queue, replays, pongs and error replies, the socket writer's buffer); over it the
@@ -207,6 +209,39 @@ export interface RedisOptions {
   /** How long a host call waits for Redis to confirm a publication. Default 2000. */
   timeout_ms?: number;
   timeoutMs?: number;
+}
+
+/** `presence`: every subscriber of a channel is a member, with a status it sets. */
+export interface PresenceOptions {
+  /** Default true; `false` turns presence off (queries throw `HERALD_INVALID_ARGUMENT`). */
+  enabled?: boolean;
+  /** With Redis: a member whose node stopped refreshing it (killed) leaves after this long. Default 30000. */
+  ttl_ms?: number;
+  ttlMs?: number;
+  /** Members listed in one answer at most (`total` counts them all). Default 1000. */
+  max_members?: number;
+  maxMembers?: number;
+}
+
+/** One member of a channel. */
+export interface PresenceMember {
+  /** The subscriber's client id (as in events and for `send`). */
+  clientId: string;
+  /** Its user (from its token or the authorizer), null if anonymous. */
+  userId: string | null;
+  /** The status it set (`{"type":"presence","channel":…,"status":"away"}`); "online" until then. */
+  status: string;
+}
+
+/** Who is in a channel: with Redis, on every node. */
+export interface Presence {
+  channel: string;
+  /** At most `presence.maxMembers` members. */
+  members: PresenceMember[];
+  /** How many members there are in all. */
+  total: number;
+  /** True when some members were left out of `members`. */
+  truncated: boolean;
 }
 
 /** `broker`: where publications are sequenced and kept (default: in this process). */
@@ -444,6 +479,11 @@ export interface SubscribeAuthRequest {
   userId: string | null;
   /** The channel: "session:<id>" for sessions, else the channel name. */
   channel: string;
+  /**
+   * What the client asked: 'subscribe', or 'presence' to see who is in the
+   * channel without subscribing (allowing it does not subscribe the client).
+   */
+  action: 'subscribe' | 'presence';
 }
 
 /** What an authorizer receives; switch on `type`. */
@@ -556,6 +596,11 @@ export declare class HeraldServer extends EventEmitter {
   getStats(): Stats;
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
   getHistory(channel: string): HistoryEntry[];
+  /**
+   * Who is in a channel: every subscriber, with its user and the status it set.
+   * With the Redis broker, every node's (the call then waits for Redis).
+   */
+  getPresence(channel: string): Presence;
 
   /**
    * Installs the host authorizer, or removes it with `null`; replaces any

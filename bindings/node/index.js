@@ -250,6 +250,11 @@ class HeraldServer extends EventEmitter {
     return JSON.parse(this._call('history', channel));
   }
 
+  getPresence(channel) {
+    checkString('channel', channel);
+    return JSON.parse(this._call('presence', channel));
+  }
+
   /**
    * Installs the host authorizer (`fn`) or removes it (`null`). `fn(request)`
    * is called on the main thread for every connect and for subscribes to

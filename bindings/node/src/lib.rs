@@ -644,6 +644,12 @@ impl NativeServer {
         self.server.history_json(&channel).map_err(herald_err)
     }
 
+    /// Who is in a channel as JSON text (`{channel, members, total, truncated}`).
+    #[napi]
+    pub fn presence(&self, channel: String) -> Result<String, String> {
+        self.server.presence_json(&channel).map_err(herald_err)
+    }
+
     /// Installs (`callback` given) or removes (`null`) the host authorizer.
     /// `callback` receives each request's JSON on the main thread and must
     /// eventually answer with `authorizeReply(request.id, decisionJson)`.

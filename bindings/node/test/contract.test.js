@@ -48,6 +48,7 @@ const CONFIG_INTERFACES = {
   TlsConfig: 'TlsOptions',
   BrokerConfig: 'BrokerOptions',
   RedisConfig: 'RedisOptions',
+  PresenceConfig: 'PresenceOptions',
 };
 
 describe('the contract', () => {
