@@ -86,6 +86,10 @@ type AuthRequest struct {
 	// Channel is the channel asked for; sessions are "session:ID"
 	// (AuthSubscribe).
 	Channel string
+	// Action is what the client asked (AuthSubscribe): "subscribe", or
+	// "presence" to see who is in Channel without subscribing (allowing it
+	// does not subscribe the client).
+	Action string
 
 	// Raw is the request exactly as the core reported it, including any
 	// field this version of the binding does not map.
@@ -372,6 +376,7 @@ type wireAuthRequest struct {
 	ClientID    string            `json:"clientId"`
 	UserID      string            `json:"userId"`
 	Channel     string            `json:"channel"`
+	Action      string            `json:"action"`
 }
 
 func parseAuthRequest(raw []byte) (AuthRequest, error) {
@@ -394,6 +399,7 @@ func parseAuthRequest(raw []byte) (AuthRequest, error) {
 		ClientID:    w.ClientID,
 		UserID:      w.UserID,
 		Channel:     w.Channel,
+		Action:      w.Action,
 		Raw:         json.RawMessage(raw),
 	}, nil
 }

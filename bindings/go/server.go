@@ -264,6 +264,51 @@ func (s *Server) History(channel string) ([]json.RawMessage, error) {
 	return msgs, nil
 }
 
+// PresenceMember is one member of a channel: a subscriber.
+type PresenceMember struct {
+	// ClientID is the subscriber's client ID (as in events and for Send).
+	ClientID string `json:"clientId"`
+	// UserID is its user (from its token or the authorizer), "" if anonymous.
+	UserID string `json:"userId"`
+	// Status is the status it set ({"type":"presence","channel":…,
+	// "status":"away"}), "online" until then.
+	Status string `json:"status"`
+}
+
+// Presence is who is in a channel.
+type Presence struct {
+	Channel string `json:"channel"`
+	// Members lists at most PresenceConfig.MaxMembers members.
+	Members []PresenceMember `json:"members"`
+	// Total counts every member.
+	Total int `json:"total"`
+	// Truncated is true when some members were left out of Members.
+	Truncated bool `json:"truncated"`
+}
+
+// Presence returns who is in channel: every subscriber, with its user and the
+// status it set. With a Redis broker it lists the members of every node (and
+// waits for Redis, failing with ErrUnavailable when it does not answer).
+// Sessions are channel "session:"+sessionID.
+func (s *Server) Presence(channel string) (Presence, error) {
+	cch, err := cStringArg("presence", channel)
+	if err != nil {
+		return Presence{}, err
+	}
+	raw, err := s.stringCall("presence", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_presence(h, cptr(cch), out))
+	})
+	runtime.KeepAlive(cch)
+	if err != nil {
+		return Presence{}, err
+	}
+	p := Presence{Members: []PresenceMember{}}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Presence{}, goError("presence", ErrInvalidJSON, "cannot decode the core's presence", err)
+	}
+	return p, nil
+}
+
 // Close stops the server: the core flushes its queues, closes every client
 // with status 1001 (going away) and frees its resources, including the
 // authorizer installed with SetAuthorizer (whose running calls see their
