@@ -10,6 +10,8 @@ export type {
 export { Subscription } from './subscription.js';
 export type { GapEvent, SubscribeOptions, SubscriptionEvents } from './subscription.js';
 export { Job, nextJobState } from './job.js';
+export { Presence } from './presence.js';
+export type { PresenceEvents, PresenceOptions, PresenceState } from './presence.js';
 export type { JobEvents, JobState } from './job.js';
 export { backoffDelay } from './backoff.js';
 export { PROTOCOL_MESSAGE_TYPES, channelOf } from './protocol.js';

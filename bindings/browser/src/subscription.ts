@@ -1,5 +1,5 @@
 import { Emitter } from './emitter.js';
-import type { Position, Publication, SubscribedMessage, Target } from './protocol.js';
+import type { Position, PresenceMessage, Publication, SubscribedMessage, Target, UserPresenceMessage } from './protocol.js';
 
 export interface SubscribeOptions {
   /**
@@ -8,6 +8,8 @@ export interface SubscribeOptions {
    * after a page reload. Default 0: only what is published from now on.
    */
   history?: number;
+  /** Ask for the channel's `user_presence` events (who joins, leaves, changes status). */
+  presence?: boolean;
 }
 
 /** Recovery failed: publications between `from` and `to` are lost; refetch your state. */
@@ -25,6 +27,8 @@ export interface SubscriptionEvents {
   subscribed: SubscribedMessage;
   /** Recovery after a reconnect failed (history too short, or the server restarted). */
   gap: GapEvent;
+  /** A presence answer or event on this channel (see `HeraldClient.presence`). */
+  presence: PresenceMessage | UserPresenceMessage;
 }
 
 /** What a subscription needs from its client. */
@@ -54,6 +58,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private phase: Phase = 'idle';
   private last: Position | undefined;
   private historyWanted: number;
+  private presenceWanted: boolean;
   private refs = 1;
 
   constructor(
@@ -65,6 +70,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     super();
     this.channel = channel;
     this.historyWanted = Math.max(0, Math.floor(options.history ?? 0));
+    this.presenceWanted = options.presence === true;
   }
 
   /** The last publication processed, as `{seq, epoch}`; undefined before the first reply. */
@@ -101,7 +107,28 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     const since = this.last;
     const request: Record<string, unknown> = { type: 'subscribe', ...this.target };
     if (since) request.since = since;
+    if (this.presenceWanted) request.presence = true;
     this.phase = this.link.sendNow(request) ? 'awaiting' : 'idle';
+  }
+
+  /**
+   * @internal from now on (and after every reconnect) ask for presence events. While
+   * subscribed, the server takes a second subscribe as that wish (its reply is ignored).
+   */
+  wantPresence(): void {
+    if (this.presenceWanted || this.phase === 'closed') return;
+    this.presenceWanted = true;
+    if (this.phase !== 'idle') this.link.sendNow({ type: 'subscribe', ...this.target, presence: true });
+  }
+
+  /** @internal sends a message about this channel now if connected. */
+  sendNow(message: object): boolean {
+    return this.phase !== 'closed' && this.link.sendNow(message);
+  }
+
+  /** @internal a presence answer or event for this channel. */
+  handlePresence(message: PresenceMessage | UserPresenceMessage): void {
+    if (this.phase !== 'closed') this.emit('presence', message);
   }
 
   /** @internal the connection dropped. */

@@ -394,3 +394,46 @@ describe('jobs', () => {
     await server.close();
   });
 });
+
+describe('presence', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  test('follows joins, statuses and leaves, and after a reconnect asks again and keeps its own status', async () => {
+    const trackedA = trackedWebSocket();
+    const a = new HeraldClient(wsUrl(server), fastOptions(trackedA, { userId: 'ann' }));
+    const presence = a.presence('lobby', { status: 'busy' });
+    const seen = (pred) => once(presence, 'change', pred);
+    await seen((s) => s.ready && s.members.some((m) => m.userId === 'ann' && m.status === 'busy'));
+
+    const b = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'bob' }));
+    const bobs = b.presence({ channel: 'lobby' });
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'online') && s.total === 2);
+    bobs.setStatus('away');
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'away'));
+
+    // Ann's socket is cut: she comes back with a new client id, her status, and the list.
+    const before = a.clientId;
+    assert.ok(trackedA.kill());
+    const back = await seen((s) => s.members.length === 2 && s.members.some((m) => m.userId === 'ann' && m.clientId !== before));
+    assert.deepEqual(
+      back.members.map((m) => [m.userId, m.status]).sort(),
+      [
+        ['ann', 'busy'],
+        ['bob', 'away'],
+      ],
+    );
+    await eventually(() => server.getPresence('lobby').total === 2, 'the old connection gone on the server');
+
+    b.disconnect();
+    const alone = await seen((s) => s.members.length === 1);
+    assert.equal(alone.members[0].userId, 'ann');
+    assert.equal(alone.total, 1);
+    presence.close();
+    await eventually(() => server.getPresence('lobby').total === 0, 'nobody left');
+    a.disconnect();
+  });
+});
