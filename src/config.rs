@@ -352,7 +352,10 @@ impl Config {
                 self.path
             ));
         }
-        if self.path == "/healthz" || self.path == "/api/ws/stats" {
+        if self.path == "/healthz"
+            || self.path == "/api/ws/stats"
+            || self.path.starts_with("/api/presence/")
+        {
             return fail(format!(
                 "invalid config: path {:?} is taken by an HTTP endpoint",
                 self.path

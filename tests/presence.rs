@@ -490,3 +490,38 @@ async fn a_killed_nodes_clients_leave_presence_after_the_ttl() {
     assert_eq!(member_ids(&host), vec![watcher.id.clone()]);
     common::blocking(move || survivor.stop(WAIT).unwrap()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_presence_endpoint_answers_admins_only() {
+    let token = "an-admin-token-of-some-length";
+    let server = start(&json!({ "admin_token": token }).to_string());
+    let mut client = connect(&server, "?userId=ann").await;
+    common::subscribe(&mut client.ws, "channel", "room 1/a+b").await;
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let path = "/api/presence/room%201%2Fa+b";
+
+    let denied = common::http(server.port(), "GET", path, "").await;
+    assert_eq!(denied.status, 401);
+    let reply = common::http(server.port(), "GET", path, &bearer).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.headers.contains("application/json") && reply.headers.contains("no-store"));
+    let listing: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(listing["channel"], "room 1/a+b");
+    assert_eq!(member_ids(&listing), vec![client.id.clone()]);
+    assert_eq!(listing["members"][0]["userId"], "ann");
+
+    let bad = common::http(server.port(), "GET", "/api/presence/%ff", &bearer).await;
+    assert_eq!(bad.status, 400);
+    let empty = common::http(server.port(), "GET", "/api/presence/", &bearer).await;
+    assert_eq!(empty.status, 400);
+    let error: Value = serde_json::from_str(&empty.body).unwrap();
+    assert_eq!(error["error"]["code"], "invalid_argument");
+    let posted = common::http(server.port(), "POST", path, &bearer).await;
+    assert_eq!(posted.status, 405);
+    // Secure mode without an admin token: closed, like stats.
+    let secure = start(r#"{"auth":{"jwt_secret":"0123456789abcdef0123"}}"#);
+    let closed = common::http(secure.port(), "GET", "/api/presence/room", "").await;
+    assert_eq!(closed.status, 401);
+    secure.stop(WAIT).unwrap();
+    server.stop(WAIT).unwrap();
+}
