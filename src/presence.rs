@@ -106,6 +106,9 @@ impl Listing {
     }
 }
 
+/// A member's client id and its JSON, as Redis keeps it.
+type IdAndJson = (String, String);
+
 /// The members on this node, per channel. Bounded by the subscriptions it holds.
 #[derive(Default)]
 pub(crate) struct Presence {
@@ -191,12 +194,18 @@ impl Presence {
     }
 
     /// Every local member's client id and JSON, per channel, for a refresh in Redis.
-    fn snapshot(&self) -> Vec<(Arc<str>, Vec<String>)> {
+    fn snapshot(&self) -> Vec<(Arc<str>, Vec<IdAndJson>)> {
         self.lock()
             .iter()
             .map(|(channel, members)| {
-                let ids = members.values().map(|m| m.client.id.to_string()).collect();
-                (Arc::clone(channel), ids)
+                let listed = members
+                    .values()
+                    .map(|m| {
+                        let member = Member::of(&m.client, &m.status);
+                        (member.client_id.clone(), member.to_json())
+                    })
+                    .collect();
+                (Arc::clone(channel), listed)
             })
             .collect()
     }
@@ -378,18 +387,32 @@ fn parse_member(json: &str) -> Option<Member> {
 /// Members Redis expired (their node stopped refreshing them): their leave, to this
 /// node's watchers and every other node's.
 async fn announce_expired(shared: &Shared, channel: &str, gone: Vec<String>) {
+    let members = gone
+        .iter()
+        .filter_map(|m| parse_member(m))
+        .map(Member::gone);
+    announce_noticed(shared, channel, Action::Leave, members).await;
+}
+
+/// Changes this node noticed in Redis (which holds them already): to this node's
+/// watchers and every other node's.
+async fn announce_noticed(
+    shared: &Shared,
+    channel: &str,
+    action: Action,
+    members: impl Iterator<Item = Member>,
+) {
     let Some(broker) = &shared.broker else {
         return;
     };
-    for member in gone.iter().filter_map(|m| parse_member(m)) {
-        let frame =
-            protocol::user_presence(channel, Action::Leave.as_str(), &member.gone().to_json());
+    for member in members {
+        let frame = protocol::user_presence(channel, action.as_str(), &member.to_json());
         let watchers = shared.presence.watchers(channel);
         if !watchers.is_empty() {
             shared.fanout.fan_out(watchers.iter(), &frame);
         }
         if let Err(e) = broker.presence_announce(channel, frame.as_str()).await {
-            tracing::debug!(channel, error = %e, "presence: cannot announce an expiry");
+            tracing::debug!(channel, error = %e, "presence: cannot announce a change");
         }
     }
 }
@@ -403,8 +426,9 @@ pub(crate) fn deliver_remote(shared: &Shared, channel: &str, frame_text: &str) {
     }
 }
 
-/// With Redis: every third of the ttl, extends this node's members' deadlines and
-/// removes (announcing their leave) the members of its channels whose deadline passed.
+/// With Redis: every third of the ttl, extends this node's members' deadlines (putting
+/// back, with a join, any that another node swept while this one was late) and removes
+/// (announcing their leave) the members of its channels whose deadline passed.
 pub(crate) async fn keeper(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let Some(broker) = shared.broker.clone() else {
         return;
@@ -421,9 +445,13 @@ pub(crate) async fn keeper(shared: Arc<Shared>, mut shutdown: watch::Receiver<bo
         if !broker.is_connected() {
             continue;
         }
-        for (channel, ids) in shared.presence.snapshot() {
-            match broker.presence_refresh(&channel, &ids, ttl).await {
-                Ok(gone) => announce_expired(&shared, &channel, gone).await,
+        for (channel, members) in shared.presence.snapshot() {
+            match broker.presence_refresh(&channel, &members, ttl).await {
+                Ok((gone, rejoined)) => {
+                    announce_expired(&shared, &channel, gone).await;
+                    let rejoined = rejoined.iter().filter_map(|m| parse_member(m));
+                    announce_noticed(&shared, &channel, Action::Join, rejoined).await;
+                }
                 Err(e) => {
                     tracing::debug!(channel = %channel, error = %e, "presence: refresh failed");
                     break;

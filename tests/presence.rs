@@ -525,3 +525,49 @@ async fn the_http_presence_endpoint_answers_admins_only() {
     secure.stop(WAIT).unwrap();
     server.stop(WAIT).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_redis_lost_are_put_back_by_their_nodes_refresh() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, 900), node(&redis, 900));
+    let mut watcher = connect(&a, "").await;
+    subscribe_with_presence(&mut watcher, "room").await;
+    let mut member = connect(&b, "?userId=bob").await;
+    common::subscribe(&mut member.ws, "channel", "room").await;
+    presence_event(&mut watcher.ws, "join", &member.id).await;
+
+    // Redis loses the channel's members (a flush, a failover without the keys).
+    let conn = redis::Client::open(redis.url()).unwrap();
+    let mut conn = conn.get_connection().unwrap();
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("presence:presence:room")
+        .arg("presence:presence-deadlines:room")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(deleted, 2);
+    // Each node puts its own back within a refresh period and says so.
+    let rejoined = presence_event(&mut watcher.ws, "join", &member.id).await;
+    assert_eq!(rejoined["data"]["userId"], "bob");
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let host_a = a.clone();
+        let listing = common::blocking(move || host_presence(&host_a, "room")).await;
+        if listing["total"] == 2 {
+            break listing;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never listed both again: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        member_ids(&listed),
+        sorted(vec![watcher.id.clone(), member.id.clone()])
+    );
+    common::blocking(move || {
+        a.stop(WAIT).unwrap();
+        b.stop(WAIT).unwrap();
+    })
+    .await;
+}

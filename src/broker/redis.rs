@@ -117,17 +117,21 @@ if removed == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return removed
 ";
 
-/// KEYS: members, deadlines. ARGV: ttl ms, client ids. Extends the deadlines of those
-/// still present (one that expired meanwhile stays gone), then sweeps.
-/// Returns the members swept.
+/// KEYS: members, deadlines. ARGV: ttl ms, then client id and member JSON pairs.
+/// Extends this node's members' deadlines first (so a node that was late does not
+/// sweep its own), putting back any that were swept meanwhile; the caller sweeps after.
+/// Expects `now`; leaves `rejoined` (the members put back).
 const PRESENCE_REFRESH_LUA: &str = "
 local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[2], 'XX', now + ttl, ARGV[i])
+local rejoined = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], now + ttl, ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    rejoined[#rejoined + 1] = ARGV[i + 1]
+  end
 end
 redis.call('PEXPIRE', KEYS[1], 2 * ttl)
 redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-return gone
 ";
 
 /// KEYS: members, deadlines. ARGV: most members listed. Sweeps, then returns
@@ -248,7 +252,7 @@ impl RedisBroker {
             presence_set_script: Script::new(&format!("{NOW_LUA}{PRESENCE_SET_LUA}")),
             presence_remove_script: Script::new(PRESENCE_REMOVE_LUA),
             presence_refresh_script: Script::new(&format!(
-                "{NOW_LUA}{SWEEP_LUA}{PRESENCE_REFRESH_LUA}"
+                "{NOW_LUA}{PRESENCE_REFRESH_LUA}{SWEEP_LUA}return {{gone, rejoined}}"
             )),
             presence_list_script: Script::new(&format!("{NOW_LUA}{SWEEP_LUA}{PRESENCE_LIST_LUA}")),
         };
@@ -533,31 +537,38 @@ impl RedisBroker {
             .map_err(|e| self.failed(e))
     }
 
-    /// Extends this node's members' deadlines, then removes every member of the channel
-    /// whose deadline passed; returns those members' JSON.
+    /// Extends the deadlines of this node's members (`(client id, member JSON)`),
+    /// putting back those swept meanwhile, then removes every member of the channel
+    /// whose deadline passed. Returns (the members removed, the members put back), as
+    /// JSON.
     pub async fn presence_refresh(
         &self,
         channel: &str,
-        client_ids: &[String],
+        members: &[(String, String)],
         ttl_ms: u64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let mut conn = self.connection()?;
-        let (members, deadlines) = self.presence_keys(channel);
-        let mut gone = Vec::new();
+        let (hash, deadlines) = self.presence_keys(channel);
+        let (mut gone, mut rejoined) = (Vec::new(), Vec::new());
         // Bounded script arguments (Lua's unpack and the argument list stay small).
-        for ids in client_ids.chunks(1000) {
-            let value: Value = self
-                .presence_refresh_script
-                .key(&members)
-                .key(&deadlines)
-                .arg(ttl_ms)
-                .arg(ids)
+        for chunk in members.chunks(500) {
+            let mut invocation = self.presence_refresh_script.key(&hash);
+            invocation.key(&deadlines).arg(ttl_ms);
+            for (id, json) in chunk {
+                invocation.arg(id).arg(json);
+            }
+            let value: Value = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
-            gone.extend(strings(value)?);
+            let Value::Array(parts) = value else {
+                return Err(unavailable("unexpected reply to the presence refresh"));
+            };
+            let mut parts = parts.into_iter();
+            gone.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
+            rejoined.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
         }
-        Ok(gone)
+        Ok((gone, rejoined))
     }
 
     /// Sweeps expired members, then lists at most `limit`: (swept members' JSON, total,
