@@ -783,6 +783,7 @@ FULL_CONFIG: Dict[str, Any] = {
     "listen": True,
     # None keeps the in-memory broker; the Redis one is covered by test_broker.py.
     "broker": None,
+    "presence": {"enabled": True, "ttl_ms": 30_000, "max_members": 100},
 }
 
 
@@ -795,6 +796,7 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
         "auth": herald.AuthConfig,
         "rate_limit": herald.RateLimitConfig,
         "tls": herald.TlsConfig,
+        "presence": herald.PresenceConfig,
     }
     for key, cls in nested.items():
         assert set(FULL_CONFIG[key]) == set(cls.__annotations__), key
