@@ -147,6 +147,27 @@ fn bad_arguments_get_statuses_not_crashes() {
         HERALD_OK
     );
     assert_eq!(take_string(out), "[]");
+    let mut out = sentinel;
+    for (channel, status) in [
+        (ptr::null(), HERALD_ERR_NULL_ARGUMENT),
+        (cs("").as_ptr(), HERALD_ERR_INVALID_ARGUMENT),
+    ] {
+        assert_eq!(herald_presence(server, channel, &mut out), status);
+        assert_eq!(out, sentinel);
+    }
+    assert_eq!(
+        herald_presence(server, cs("room").as_ptr(), ptr::null_mut()),
+        HERALD_ERR_NULL_ARGUMENT
+    );
+    assert_eq!(
+        herald_presence(server, cs("room").as_ptr(), &mut out),
+        HERALD_OK
+    );
+    let presence: Value = serde_json::from_str(&take_string(out)).unwrap();
+    assert_eq!(
+        presence,
+        serde_json::json!({"channel": "room", "members": [], "total": 0, "truncated": false})
+    );
 
     unsafe { herald_string_free(ptr::null_mut()) };
     assert_eq!(
