@@ -86,7 +86,7 @@ fn check(text: &str) {
             assert_eq!(kind, "subscribe");
             assert_eq!(
                 *presence,
-                present(&object, "presence").and_then(|p| p.as_bool()) == Some(true)
+                present(&object, "presence").and_then(|p| p.as_bool())
             );
             check_target(&object, Some(target));
             match (since, present(&object, "since")) {

@@ -121,14 +121,23 @@ impl Presence {
     }
 
     /// Adds a member; `Some` when it is new. A member already there only takes the
-    /// new wish for events.
-    fn join(&self, channel: &Arc<str>, client: &Arc<Client>, events: bool) -> Option<Member> {
+    /// new wish for events, if the subscribe said one (a recovery's subscribe need not
+    /// repeat it).
+    fn join(
+        &self,
+        channel: &Arc<str>,
+        client: &Arc<Client>,
+        events: Option<bool>,
+    ) -> Option<Member> {
         let mut channels = self.lock();
         let members = channels.entry(Arc::clone(channel)).or_default();
         if let Some(local) = members.get_mut(&client.key) {
-            local.events = events;
+            if let Some(events) = events {
+                local.events = events;
+            }
             return None;
         }
+        let events = events.unwrap_or(false);
         members.insert(
             client.key,
             Local {
@@ -257,7 +266,7 @@ pub(crate) async fn joined(
     shared: &Shared,
     client: &Arc<Client>,
     channel: &Arc<str>,
-    events: bool,
+    events: Option<bool>,
 ) {
     if !enabled(shared) {
         return;

@@ -489,8 +489,9 @@ pub(crate) enum ClientMessage {
     Subscribe {
         target: Target,
         since: Option<Since>,
-        /// The client wants the channel's `user_presence` join, leave and status events.
-        presence: bool,
+        /// Whether the client wants the channel's `user_presence` join, leave and status
+        /// events; `None` (not said) keeps what an earlier subscribe asked, else no.
+        presence: Option<bool>,
     },
     /// Asks who is in a channel; with `status`, first sets the client's own status there.
     Presence {
@@ -627,8 +628,8 @@ pub(crate) fn parse_client_message(
                 })?),
             };
             let presence = match env.presence {
-                None | Some(serde_json::Value::Null) => false,
-                Some(serde_json::Value::Bool(b)) => b,
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Bool(b)) => Some(b),
                 Some(_) => return Err(bad("\"presence\" must be true or false")),
             };
             Ok(ClientMessage::Subscribe {
@@ -741,7 +742,7 @@ mod tests {
                     seq: 3,
                     epoch: "e".into()
                 }),
-                presence: false,
+                presence: None,
             })
         );
         assert_eq!(
@@ -749,7 +750,7 @@ mod tests {
             Ok(ClientMessage::Subscribe {
                 target: Target::Channel("c".into()),
                 since: None,
-                presence: true,
+                presence: Some(true),
             })
         );
         assert_eq!(

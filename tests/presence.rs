@@ -169,6 +169,31 @@ async fn members_statuses_joins_and_leaves_on_one_node() {
     let next = next_json(&mut quiet.ws).await;
     assert_eq!(next["type"], "pong", "{next}");
 
+    // Subscribing again without the key (a recovery) keeps the wish; false drops it.
+    common::subscribe(&mut watcher.ws, "channel", "room").await;
+    let mut fourth = connect(&server, "").await;
+    common::subscribe(&mut fourth.ws, "channel", "room").await;
+    presence_event(&mut watcher.ws, "join", &fourth.id).await;
+    send(
+        &mut watcher.ws,
+        r#"{"type":"subscribe","channel":"room","presence":false}"#,
+    )
+    .await;
+    next_of(&mut watcher.ws, "subscribed").await;
+    fourth.ws.close(None).await.unwrap();
+    // Its leave is done once the host no longer lists it; no event came meanwhile.
+    let deadline = Instant::now() + WAIT;
+    while member_ids(&host_presence(&server, "room")).contains(&fourth.id) {
+        assert!(Instant::now() < deadline, "the fourth client never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send(&mut watcher.ws, r#"{"type":"ping"}"#).await;
+    let next = next_json(&mut watcher.ws).await;
+    assert_eq!(
+        next["type"], "pong",
+        "no presence event after presence: false: {next}"
+    );
+
     server.stop(WAIT).unwrap();
 }
 

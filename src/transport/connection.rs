@@ -130,13 +130,13 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     let mut subscribed = Vec::new();
     if let Some(user) = &user_id {
         let own = Target::Channel(protocol::user_channel(user));
-        subscribed.extend(subscribe(&shared, &client, &own, None, false, false).await);
+        subscribed.extend(subscribe(&shared, &client, &own, None, false, None).await);
     }
     if let Some(session) = &session_id {
         // A `since` in the URL is answered like a subscribe message with `since`.
         let reply = since.is_some();
         let target = Target::Session(session.clone());
-        subscribed.extend(subscribe(&shared, &client, &target, since.as_ref(), reply, false).await);
+        subscribed.extend(subscribe(&shared, &client, &target, since.as_ref(), reply, None).await);
     }
     shared.events.push(Event::Connected {
         client_id: client.id.to_string(),
@@ -539,7 +539,7 @@ async fn subscribe(
     target: &Target,
     since: Option<&Since>,
     reply: bool,
-    presence_events: bool,
+    presence_events: Option<bool>,
 ) -> Option<Event> {
     let channel = target.channel();
     let (user, grants) = (client.user_id.as_deref(), &client.grants);

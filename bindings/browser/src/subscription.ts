@@ -59,6 +59,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private last: Position | undefined;
   private historyWanted: number;
   private presenceWanted: boolean;
+  /** The server was told of `presenceWanted` on this connection. */
+  private presenceSent = false;
   private refs = 1;
 
   constructor(
@@ -109,6 +111,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     if (since) request.since = since;
     if (this.presenceWanted) request.presence = true;
     this.phase = this.link.sendNow(request) ? 'awaiting' : 'idle';
+    this.presenceSent = this.presenceWanted && this.phase === 'awaiting';
   }
 
   /**
@@ -118,7 +121,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   wantPresence(): void {
     if (this.presenceWanted || this.phase === 'closed') return;
     this.presenceWanted = true;
-    if (this.phase !== 'idle') this.link.sendNow({ type: 'subscribe', ...this.target, presence: true });
+    // While a subscribe awaits its reply, a second one would be taken for that reply:
+    // it is sent once the subscription is live.
+    if (this.phase === 'live') this.sendPresenceWish();
+  }
+
+  private sendPresenceWish(): void {
+    if (this.presenceWanted && !this.presenceSent) {
+      this.presenceSent = this.link.sendNow({ type: 'subscribe', ...this.target, presence: true });
+    }
   }
 
   /** @internal sends a message about this channel now if connected. */
@@ -143,6 +154,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       // The one-time history request: on success the replay follows; otherwise only what comes next.
       if (reply.recovered !== true) this.last = now;
       this.phase = 'live';
+      this.sendPresenceWish();
       this.emit('subscribed', reply);
       return;
     }
@@ -154,7 +166,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       // is replayed after it, so publications arriving meanwhile are dropped.
       const since = { seq: Math.max(0, now.seq - this.historyWanted), epoch: now.epoch };
       this.historyWanted = 0;
-      if (this.link.sendNow({ type: 'subscribe', ...this.target, since })) {
+      const request: Record<string, unknown> = { type: 'subscribe', ...this.target, since };
+      if (this.presenceWanted) request.presence = true;
+      if (this.link.sendNow(request)) {
         this.last = since;
         this.phase = 'awaiting-history';
         return;
@@ -162,6 +176,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     }
     this.historyWanted = 0;
     this.phase = 'live';
+    this.sendPresenceWish();
     this.emit('subscribed', reply);
     if (from && reply.recovered === false) this.emit('gap', { from, to: now });
   }

@@ -436,4 +436,27 @@ describe('presence', () => {
     await eventually(() => server.getPresence('lobby').total === 0, 'nobody left');
     a.disconnect();
   });
+
+  test('on a subscription already asking for history, presence keeps the history and gets the events', async () => {
+    for (let n = 1; n <= 3; n++) server.publish('hall', { n });
+    const client = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket()));
+    const sub = client.subscribe('hall', { history: 5 });
+    const seen = [];
+    sub.on('publication', (m) => seen.push(m.n));
+    // Asked for while the first subscribe (and then the history request) await their replies.
+    const presence = client.presence('hall');
+    await once(presence, 'change', (s) => s.ready && s.total === 1);
+    await eventually(() => seen.length === 3, 'the history replayed');
+    const other = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'zed' }));
+    other.subscribe('hall');
+    await once(presence, 'change', (s) => s.members.some((m) => m.userId === 'zed'));
+    server.publish('hall', { n: 4 });
+    await eventually(() => seen.length === 4, 'the live publication');
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    other.disconnect();
+    await once(presence, 'change', (s) => s.total === 1);
+    presence.close();
+    sub.unsubscribe();
+    client.disconnect();
+  });
 });
