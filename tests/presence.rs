@@ -364,10 +364,18 @@ async fn members_on_one_node_are_seen_from_another_through_redis() {
     let update = presence_event(&mut watcher.ws, "update", &remote.id).await;
     assert_eq!(update["data"]["status"], "busy");
 
-    // Both nodes list both members, from the clients and from the hosts.
+    // Both nodes list both members, from the clients and from the hosts; so does an
+    // emitter (a worker that serves no socket).
     let both = sorted(vec![watcher.id.clone(), remote.id.clone()]);
     assert_eq!(member_ids(&query(&mut watcher, "room").await), both);
-    for server in [a.clone(), b.clone()] {
+    let emitter = {
+        let config = json!({
+            "listen": false,
+            "broker": {"redis": {"url": redis.url(), "prefix": "presence:", "timeout_ms": 1000}},
+        });
+        Server::start(Config::from_json(&config.to_string()).unwrap()).unwrap()
+    };
+    for server in [a.clone(), b.clone(), emitter.clone()] {
         let host = common::blocking(move || host_presence(&server, "room")).await;
         assert_eq!(member_ids(&host), both);
     }
@@ -394,6 +402,7 @@ async fn members_on_one_node_are_seen_from_another_through_redis() {
     common::blocking(move || {
         a.stop(WAIT).unwrap();
         b.stop(WAIT).unwrap();
+        emitter.stop(WAIT).unwrap();
     })
     .await;
 }
