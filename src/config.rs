@@ -120,7 +120,8 @@ pub struct BrokerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (the server's
+    /// certificate checked against the system's roots, or `SSL_CERT_FILE`).
     pub url: String,
     /// Prefix of every key and PUB/SUB channel, so several apps can share one Redis.
     #[serde(default = "default_redis_prefix")]
@@ -381,15 +382,11 @@ impl Config {
             return fail("invalid config: max_memory must be >= client_queue_bytes".into());
         }
         if let Some(redis) = self.redis() {
-            if redis.url.starts_with("rediss://") {
+            if !redis.url.starts_with("redis://") && !redis.url.starts_with("rediss://") {
                 return fail(
-                    "invalid config: broker.redis.url: rediss:// (TLS) is not supported by this \
-                     build; reach Redis over a trusted network or a TLS tunnel"
+                    "invalid config: broker.redis.url must start with redis:// or rediss:// (TLS)"
                         .into(),
                 );
-            }
-            if !redis.url.starts_with("redis://") {
-                return fail("invalid config: broker.redis.url must start with redis://".into());
             }
             if redis.prefix.len() > 64 || redis.prefix.chars().any(char::is_control) {
                 return fail("invalid config: broker.redis.prefix must be at most 64 characters, none a control character".into());

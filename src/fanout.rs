@@ -5,8 +5,7 @@
 //! subscriber's replay and its live messages never overlap or leave a gap.
 
 use crate::broker::memory::ChannelLog;
-use crate::broker::redis::{Fetched, RedisBroker};
-use crate::broker::{Publication, Watcher};
+use crate::broker::{Fetched, Publication, SharedBroker};
 use crate::client::{Client, CloseReason, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -36,9 +35,9 @@ pub(crate) struct Fanout {
     epoch_seed: String,
     counters: Arc<Counters>,
     memory: Arc<MemoryGauge>,
-    /// With a remote broker: told when a channel gains its first local subscriber and
-    /// loses its last. `None` with the in-memory broker.
-    watcher: Option<Arc<dyn Watcher>>,
+    /// A shared broker, told when a channel gains its first local subscriber and loses
+    /// its last. `None` with the in-memory broker (the channels' own logs).
+    shared_broker: Option<Arc<dyn SharedBroker>>,
 }
 
 /// Free places in the channel table. Every channel is created with a place taken
@@ -151,7 +150,7 @@ impl Fanout {
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
-        watcher: Option<Arc<dyn Watcher>>,
+        shared_broker: Option<Arc<dyn SharedBroker>>,
     ) -> Fanout {
         Fanout {
             clients: RwLock::default(),
@@ -161,7 +160,7 @@ impl Fanout {
             epoch_seed,
             counters,
             memory,
-            watcher,
+            shared_broker,
         }
     }
 
@@ -352,7 +351,7 @@ impl Fanout {
     /// those past the last one replayed are delivered: no gap, no duplicate.
     pub async fn subscribe_remote(
         &self,
-        broker: &RedisBroker,
+        broker: &dyn SharedBroker,
         client: &Arc<Client>,
         target: &Target,
         since: Option<&Since>,
@@ -406,10 +405,7 @@ impl Fanout {
         let fetched = if broker.ready(&name).await {
             broker.fetch(&name, since).await
         } else {
-            Err(Error::new(
-                ErrorKind::Unavailable,
-                "redis broker: not connected",
-            ))
+            Err(Error::new(ErrorKind::Unavailable, "broker: not connected"))
         };
         guard.armed = false;
         self.finish_remote_subscribe(client, target, since, reply, &name, fetched)
@@ -770,9 +766,9 @@ impl Channels {
         let key: Arc<str> = name.into();
         // With a remote broker the position is the broker's, learnt when the first
         // subscribe reads it or the first publication arrives.
-        let epoch: Arc<str> = match &hub.watcher {
-            Some(watcher) => {
-                watcher.watch(&key);
+        let epoch: Arc<str> = match &hub.shared_broker {
+            Some(broker) => {
+                broker.watch(&key);
                 "".into()
             }
             None => {
@@ -824,8 +820,8 @@ impl Channels {
     fn reclaim(&mut self, name: &str, hub: &Fanout) {
         if let Some((key, _)) = self.map.remove_entry(name) {
             hub.room.give_back();
-            if let Some(watcher) = &hub.watcher {
-                watcher.unwatch(&key);
+            if let Some(broker) = &hub.shared_broker {
+                broker.unwatch(&key);
             }
         }
     }

@@ -3,7 +3,10 @@
 //! A host process starts a [`Server`], which owns its own tokio runtime and serves
 //! WebSocket clients (and a few HTTP endpoints) on one port. The host pushes AI-task
 //! notifications, broadcasts and channel publications; clients subscribe to sessions
-//! and channels. The C ABI lives in [`ffi`]; the core knows nothing of it.
+//! and channels. The C ABI lives in the `ffi` module, hidden from the Rust API (its
+//! functions are for C and are `unsafe` to call); the core knows nothing of it.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod assets;
 mod auth;
@@ -22,6 +25,7 @@ mod metrics;
 mod presence;
 mod protocol;
 mod server;
+mod shared;
 mod stats;
 mod time;
 mod transport;
@@ -29,6 +33,7 @@ mod transport;
 #[cfg(test)]
 mod fuzz_tests;
 
+#[doc(hidden)]
 pub mod ffi;
 
 pub use assets::StaticFiles;
@@ -42,6 +47,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventHandler};
 pub use host_routes::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
 pub use logging::{dropped_log_records, set_log_handler, LogHandler, LogLevel, LogRecord};
+pub use protocol::AiEvent;
 pub use server::Server;
 
 /// The library version.

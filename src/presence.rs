@@ -12,7 +12,7 @@
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{self, Target};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::transport::wire::Frame;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

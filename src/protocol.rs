@@ -16,16 +16,39 @@ use std::fmt;
 /// Longest channel, session, user or client id accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
-/// The four AI-task notifications and the payload key each carries.
+// The C ABI's `herald_ai_kind` is generated from this enum (its numbers are the C
+// values): a new kind is a variant here, its arms below and its entry in `AI_EVENTS`.
+/// The AI-task notifications a host sends to a session (`herald_notify_ai`), each with
+/// its payload under its own key.
+///
+/// cbindgen:rename-all=QualifiedScreamingSnakeCase
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AiEvent {
-    Start,
-    Progress,
-    Complete,
-    Error,
+    /// `ai_start`, payload `task`.
+    Start = 0,
+    /// `ai_progress`, payload `progress`.
+    Progress = 1,
+    /// `ai_complete`, payload `result`.
+    Complete = 2,
+    /// `ai_error`, payload `error`.
+    Error = 3,
 }
 
+/// Every AI notification kind, in the order of their numbers.
+pub const AI_EVENTS: [AiEvent; 4] = [
+    AiEvent::Start,
+    AiEvent::Progress,
+    AiEvent::Complete,
+    AiEvent::Error,
+];
+
 impl AiEvent {
+    /// The kind with this number (its C value), if any.
+    pub fn from_number(number: i64) -> Option<AiEvent> {
+        AI_EVENTS.into_iter().find(|kind| *kind as i64 == number)
+    }
+
     pub fn message_type(self) -> &'static str {
         match self {
             AiEvent::Start => "ai_start",
@@ -685,6 +708,17 @@ mod tests {
 
     fn json(frame: &Frame) -> serde_json::Value {
         serde_json::from_str(frame.as_str()).unwrap()
+    }
+
+    #[test]
+    fn every_ai_kind_is_listed_once_by_its_number() {
+        for (number, kind) in AI_EVENTS.into_iter().enumerate() {
+            assert_eq!(kind as usize, number);
+            assert_eq!(AiEvent::from_number(number as i64), Some(kind));
+            assert!(kind.message_type().starts_with("ai_"));
+        }
+        assert_eq!(AiEvent::from_number(AI_EVENTS.len() as i64), None);
+        assert_eq!(AiEvent::from_number(-1), None);
     }
 
     #[test]

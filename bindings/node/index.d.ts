@@ -563,7 +563,10 @@ export interface HeraldError extends Error {
  * (see {@link HeraldServer.unref}); a closed one never does.
  *
  * All sending methods only enqueue and return at once; they throw a
- * {@link HeraldError} on failure (`HERALD_STOPPED` once closed).
+ * {@link HeraldError} on failure (`HERALD_STOPPED` once closed). With the Redis
+ * broker they wait for Redis to confirm instead (one round trip, at most
+ * `broker.redis.timeout_ms`), blocking the event loop meanwhile: use their
+ * promise forms (`publishAsync`, `notifyAIProgressAsync`, ...) there.
  */
 export declare class HeraldServer extends EventEmitter {
   private constructor();
@@ -592,6 +595,32 @@ export declare class HeraldServer extends EventEmitter {
   publish(channel: string, message: Message): void;
   /** Sends the message to one client; throws `HERALD_UNKNOWN_CLIENT` if it is not connected. */
   send(clientId: string, message: Message): void;
+
+  /*
+   * The sending methods as promises. With the Redis broker each waits for Redis to
+   * confirm on a thread of the addon, never on the event loop, and the calls take effect
+   * in the order they are made (one at a time); a promise resolves once Redis holds the
+   * publication and rejects with a HeraldError (`HERALD_UNAVAILABLE` while Redis is down
+   * or slower than `timeoutMs`, `HERALD_QUEUE_FULL` beyond 4096 calls waiting,
+   * `HERALD_STOPPED` once closed; a bad argument rejects too). Without a broker they
+   * settle at once, like the synchronous forms.
+   */
+  /** {@link notifyAIStart}, resolved once the broker holds it. */
+  notifyAIStartAsync(sessionId: string, task: Message): Promise<void>;
+  /** {@link notifyAIProgress}, resolved once the broker holds it. */
+  notifyAIProgressAsync(sessionId: string, progress: Message): Promise<void>;
+  /** {@link notifyAIComplete}, resolved once the broker holds it. */
+  notifyAICompleteAsync(sessionId: string, result: Message): Promise<void>;
+  /** {@link notifyAIError}, resolved once the broker holds it. */
+  notifyAIErrorAsync(sessionId: string, error: Message | Error): Promise<void>;
+  /** {@link broadcast}, resolved once the broker holds it. */
+  broadcastAsync(message: Message): Promise<void>;
+  /** {@link broadcastToUser}, resolved once the broker holds it. */
+  broadcastToUserAsync(userId: string, message: Message): Promise<void>;
+  /** {@link publish}, resolved once the broker holds it. */
+  publishAsync(channel: string, message: Message): Promise<void>;
+  /** {@link send}, resolved once the broker holds it (rejects with `HERALD_UNKNOWN_CLIENT` if no node has the client). */
+  sendAsync(clientId: string, message: Message): Promise<void>;
   /** Connection and message counters, and the connected clients. */
   getStats(): Stats;
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */

@@ -12,7 +12,7 @@ use crate::protocol;
 use jwt::JwtVerifier;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -176,6 +176,8 @@ pub(crate) struct AuthGate {
     config: AuthConfig,
     jwt: Option<JwtVerifier>,
     authorizer: RwLock<Option<Authorizer>>,
+    /// Set under the authorizer's write lock once the server stopped.
+    closed: AtomicBool,
     pending: Mutex<HashMap<u64, oneshot::Sender<AuthDecision>>>,
     next_id: AtomicU64,
 }
@@ -186,6 +188,7 @@ impl AuthGate {
             jwt: JwtVerifier::from_config(config)?,
             config: config.clone(),
             authorizer: RwLock::new(None),
+            closed: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             in_flight: Arc::default(),
@@ -199,8 +202,28 @@ impl AuthGate {
             .clone()
     }
 
+    /// Installs or clears the authorizer. The one replaced goes outside the lock: calls
+    /// under way hold their own reference, so what it owns is released after its last call.
     pub fn set_authorizer(&self, authorizer: Option<Authorizer>) {
-        *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = authorizer;
+        let replaced = {
+            let mut slot = self.authorizer.write().unwrap_or_else(|p| p.into_inner());
+            if self.closed.load(Ordering::SeqCst) {
+                authorizer
+            } else {
+                std::mem::replace(&mut *slot, authorizer)
+            }
+        };
+        drop(replaced);
+    }
+
+    /// Drops the authorizer for good (the server stopped); later installs are refused.
+    pub fn close(&self) {
+        let replaced = {
+            let mut slot = self.authorizer.write().unwrap_or_else(|p| p.into_inner());
+            self.closed.store(true, Ordering::SeqCst);
+            slot.take()
+        };
+        drop(replaced);
     }
 
     /// Channel rules apply as soon as any way to authenticate is configured.
@@ -323,9 +346,12 @@ impl AuthGate {
         self.in_flight.count.fetch_add(1, Ordering::SeqCst);
         let running = Running(Arc::clone(&self.in_flight));
         tokio::task::spawn_blocking(move || {
-            let _running = running;
             IN_AUTHORIZER.with(|flag| flag.set(true));
             authorizer(&request);
+            // This call's reference goes before the call counts as finished, so a stop
+            // that waited for it has also seen what the authorizer owns released.
+            drop(authorizer);
+            drop(running);
         });
         let timeout = Duration::from_millis(self.config.authorizer_timeout_ms);
         let decision = match tokio::time::timeout(timeout, decision).await {

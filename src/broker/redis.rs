@@ -15,17 +15,22 @@
 //! - **The link** (one command connection, one PUB/SUB connection) reconnects with
 //!   backoff and resubscribes; the clients of this node are then asked to reconnect
 //!   and recover, since publications may have been missed meanwhile.
+//! - **AUTH and TLS** come with the URL (`redis://user:password@…`, `rediss://…`),
+//!   handled by redis-rs (TLS with rustls, Redis's certificate checked against the
+//!   system's roots or `SSL_CERT_FILE`). Credentials Redis refuses fail the start as a
+//!   configuration error.
 
-use super::{Publication, Watcher};
+use super::{
+    BrokerFuture, Entries, Fetched, Health, MemberList, Publication, Refreshed, SharedBroker,
+};
 use crate::config::{HistoryConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{OpenObject, Position, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::transport::wire::Frame;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -151,28 +156,6 @@ return {gone, total, members}
 /// publication (`<seq>:…`) by its first byte.
 const PRESENCE_TAG: &str = "P:";
 
-/// Broker health, for stats.
-#[derive(Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Health {
-    pub kind: &'static str,
-    pub node: String,
-    pub connected: bool,
-    pub reconnects: u64,
-    pub publish_round_trip_us: u64,
-    pub publish_errors: u64,
-}
-
-/// Stream entries as (seq, body), oldest first.
-pub(crate) type Entries = Vec<(u64, String)>;
-
-/// What a subscribe with or without `since` reads from Redis.
-pub(crate) struct Fetched {
-    pub position: Position,
-    /// Every publication after `since`, in order, when Redis still holds all of them.
-    pub replay: Option<Entries>,
-}
-
 enum Control {
     /// A local channel gained its first subscriber: subscribe to its topic.
     Watch(Arc<str>),
@@ -192,6 +175,8 @@ pub(crate) struct RedisBroker {
     command: RwLock<Option<MultiplexedConnection>>,
     control: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
+    /// The PUB/SUB connection `connect` opened, until `run` takes it over.
+    first_link: Mutex<Option<PubSub>>,
     /// Woken when a command found the connection broken, so the link reconnects now.
     link_lost: Notify,
     connected: AtomicBool,
@@ -213,6 +198,21 @@ fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Unavailable, format!("redis broker: {what}"))
 }
 
+/// A connection's failure: credentials Redis refused are a configuration error (trying
+/// again cannot help); anything else leaves the broker unavailable for now.
+fn link_error(e: redis::RedisError) -> Error {
+    let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if refused {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("authentication failed ({e})"),
+        )
+    } else {
+        unavailable(e)
+    }
+}
+
 impl RedisBroker {
     /// Connects, or fails when Redis cannot be reached within the timeout: a node that
     /// starts without its broker would serve clients that hear nothing.
@@ -221,7 +221,7 @@ impl RedisBroker {
         history: &HistoryConfig,
         node_id: String,
         epoch_seed: u64,
-    ) -> Result<(Arc<RedisBroker>, PubSub)> {
+    ) -> Result<Arc<RedisBroker>> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidConfig,
@@ -239,6 +239,7 @@ impl RedisBroker {
             command: RwLock::new(None),
             control,
             control_rx: Mutex::new(Some(control_rx)),
+            first_link: Mutex::new(None),
             link_lost: Notify::new(),
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
@@ -257,11 +258,17 @@ impl RedisBroker {
             presence_list_script: Script::new(&format!("{NOW_LUA}{SWEEP_LUA}{PRESENCE_LIST_LUA}")),
         };
         let cannot_reach = |e: Error| {
-            unavailable(format!(
-                "cannot reach {}: {}",
-                redact(&config.url),
-                e.message()
-            ))
+            let url = redact(&config.url);
+            let detail = e.message().trim_start_matches("redis broker: ");
+            match e.kind() {
+                ErrorKind::InvalidConfig => Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "redis broker: {url} refused the credentials of broker.redis.url: {detail}"
+                    ),
+                ),
+                _ => unavailable(format!("cannot reach {url}: {detail}")),
+            }
         };
         let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
         // Listening for broadcasts and sends before the host can make any, and connected
@@ -271,11 +278,12 @@ impl RedisBroker {
         tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
             .await
             .map_err(|_| unavailable("SUBSCRIBE timed out"))
-            .and_then(|done| done.map_err(unavailable))
+            .and_then(|done| done.map_err(link_error))
             .map_err(cannot_reach)?;
         *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+        *broker.first_link.lock().unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
         broker.connected.store(true, Ordering::Release);
-        Ok((Arc::new(broker), pubsub))
+        Ok(Arc::new(broker))
     }
 
     async fn open(&self) -> Result<(MultiplexedConnection, PubSub)> {
@@ -286,31 +294,12 @@ impl RedisBroker {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("connection timed out"))?
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         Ok((command, pubsub))
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
-    }
-
-    pub fn health(&self) -> Health {
-        Health {
-            kind: "redis",
-            node: self.node_id.clone(),
-            connected: self.is_connected(),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-        }
     }
 
     fn meta_key(&self, channel: &str) -> String {
@@ -346,7 +335,7 @@ impl RedisBroker {
 
     fn new_epoch(&self) -> String {
         let n = self.epochs.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", crate::server::splitmix64(self.epoch_seed ^ n))
+        format!("{:016x}", crate::shared::splitmix64(self.epoch_seed ^ n))
     }
 
     /// The command connection, or `Unavailable` at once while the link is down.
@@ -370,7 +359,7 @@ impl RedisBroker {
     }
 
     /// Sequences and publishes; Ok once Redis holds the publication.
-    pub async fn publish(&self, channel: &str, body: &str) -> Result<Position> {
+    async fn sequence_and_publish(&self, channel: &str, body: &str) -> Result<Position> {
         let mut conn = self.connection()?;
         let started = Instant::now();
         let result: redis::RedisResult<(u64, String)> = self
@@ -399,7 +388,7 @@ impl RedisBroker {
     }
 
     /// PUBLISH to every node: their local clients each get `text`.
-    pub async fn broadcast(&self, text: &str) -> Result<()> {
+    async fn publish_broadcast(&self, text: &str) -> Result<()> {
         let mut conn = self.connection()?;
         redis::cmd("PUBLISH")
             .arg(self.broadcast_topic())
@@ -411,7 +400,7 @@ impl RedisBroker {
     }
 
     /// To a client of another node: false when that node is not listening.
-    pub async fn send(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
+    async fn publish_to_node(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
         let mut conn = self.connection()?;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(self.node_topic(node))
@@ -423,7 +412,7 @@ impl RedisBroker {
     }
 
     /// The channel's position and, with `since`, what came after it.
-    pub async fn fetch(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
+    async fn read_position(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
         let mut conn = self.connection()?;
         let max_replay = self.history_size.max(1) * 2;
         let value: Value = self
@@ -453,7 +442,7 @@ impl RedisBroker {
     }
 
     /// The channel's history as closed JSON texts, oldest first.
-    pub async fn history(&self, channel: &str) -> Result<Vec<Frame>> {
+    async fn read_history(&self, channel: &str) -> Result<Vec<Frame>> {
         let mut conn = self.connection()?;
         let value: Value = self
             .history_script
@@ -485,7 +474,7 @@ impl RedisBroker {
 
     /// Writes a member (joined, or changed its status) with a deadline `ttl_ms` from
     /// now, and announces `frame` to the other nodes.
-    pub async fn presence_set(
+    async fn write_member(
         &self,
         channel: &str,
         client_id: &str,
@@ -510,7 +499,7 @@ impl RedisBroker {
     }
 
     /// Removes a member and, if it was still there, announces `frame`.
-    pub async fn presence_remove(&self, channel: &str, client_id: &str, frame: &str) -> Result<()> {
+    async fn remove_member(&self, channel: &str, client_id: &str, frame: &str) -> Result<()> {
         let mut conn = self.connection()?;
         let (members, deadlines) = self.presence_keys(channel);
         self.presence_remove_script
@@ -526,7 +515,7 @@ impl RedisBroker {
     }
 
     /// Announces `frame` (a leave this node noticed) to the other nodes.
-    pub async fn presence_announce(&self, channel: &str, frame: &str) -> Result<()> {
+    async fn announce_presence(&self, channel: &str, frame: &str) -> Result<()> {
         let mut conn = self.connection()?;
         redis::cmd("PUBLISH")
             .arg(self.channel_topic(channel))
@@ -541,7 +530,7 @@ impl RedisBroker {
     /// putting back those swept meanwhile, then removes every member of the channel
     /// whose deadline passed. Returns (the members removed, the members put back), as
     /// JSON.
-    pub async fn presence_refresh(
+    async fn refresh_members(
         &self,
         channel: &str,
         members: &[(String, String)],
@@ -573,7 +562,7 @@ impl RedisBroker {
 
     /// Sweeps expired members, then lists at most `limit`: (swept members' JSON, total,
     /// listed members' JSON).
-    pub async fn presence_list(
+    async fn list_members(
         &self,
         channel: &str,
         limit: usize,
@@ -603,7 +592,7 @@ impl RedisBroker {
 
     /// Waits until the channel's topic is subscribed on this node; false while the
     /// link is down.
-    pub async fn ready(&self, channel: &Arc<str>) -> bool {
+    async fn subscription_ready(&self, channel: &Arc<str>) -> bool {
         let (tx, rx) = oneshot::channel();
         if self
             .control
@@ -617,12 +606,15 @@ impl RedisBroker {
 
     /// Keeps the link: PUB/SUB messages to the fan-out, subscriptions following the
     /// local channels, reconnection with backoff. Ends at shutdown.
-    pub async fn run(
-        self: Arc<Self>,
-        shared: Arc<Shared>,
-        first: PubSub,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn keep_link(self: Arc<Self>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let Some(first) = self
+            .first_link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
         let Some(mut control) = self
             .control_rx
             .lock()
@@ -815,13 +807,130 @@ impl RedisBroker {
     }
 }
 
-impl Watcher for RedisBroker {
+impl SharedBroker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            kind: self.kind(),
+            node: self.node_id.clone(),
+            connected: self.is_connected(),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        body: &'a str,
+    ) -> BrokerFuture<'a, Result<Position>> {
+        Box::pin(self.sequence_and_publish(channel, body))
+    }
+
+    fn broadcast<'a>(&'a self, text: &'a str) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.publish_broadcast(text))
+    }
+
+    fn send<'a>(
+        &'a self,
+        node: &'a str,
+        client_id: &'a str,
+        text: &'a str,
+    ) -> BrokerFuture<'a, Result<bool>> {
+        Box::pin(self.publish_to_node(node, client_id, text))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        channel: &'a str,
+        since: Option<&'a Since>,
+    ) -> BrokerFuture<'a, Result<Fetched>> {
+        Box::pin(self.read_position(channel, since))
+    }
+
+    fn history<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, Result<Vec<Frame>>> {
+        Box::pin(self.read_history(channel))
+    }
+
     fn watch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Watch(Arc::clone(channel)));
     }
 
     fn unwatch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Unwatch(Arc::clone(channel)));
+    }
+
+    fn ready<'a>(&'a self, channel: &'a Arc<str>) -> BrokerFuture<'a, bool> {
+        Box::pin(self.subscription_ready(channel))
+    }
+
+    fn presence_set<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        member_json: &'a str,
+        ttl_ms: u64,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.write_member(channel, client_id, member_json, ttl_ms, frame))
+    }
+
+    fn presence_remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.remove_member(channel, client_id, frame))
+    }
+
+    fn presence_announce<'a>(
+        &'a self,
+        channel: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.announce_presence(channel, frame))
+    }
+
+    fn presence_refresh<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [(String, String)],
+        ttl_ms: u64,
+    ) -> BrokerFuture<'a, Result<Refreshed>> {
+        Box::pin(self.refresh_members(channel, members, ttl_ms))
+    }
+
+    fn presence_list<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> BrokerFuture<'a, Result<MemberList>> {
+        Box::pin(self.list_members(channel, limit))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> BrokerFuture<'static, ()> {
+        Box::pin(self.keep_link(shared, shutdown))
     }
 }
 

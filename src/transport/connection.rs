@@ -7,7 +7,7 @@ use crate::events::Event;
 use crate::limits::{RateLimiter, SocketSlot, Verdict};
 use crate::metrics::Stamp;
 use crate::protocol::{self, ClientMessage, Since, Target};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::time::now_iso;
 use crate::transport::wire::{WireIo, PING};
@@ -558,7 +558,7 @@ async fn subscribe(
         Some(broker) => {
             shared
                 .fanout
-                .subscribe_remote(broker, client, target, since, reply)
+                .subscribe_remote(broker.as_ref(), client, target, since, reply)
                 .await
         }
         None => shared.fanout.subscribe(client, target, since, reply),

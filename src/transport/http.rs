@@ -2,7 +2,7 @@
 
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::transport::connection::{self, Handshake, Upgrade};
 use http_body_util::Full;
@@ -51,7 +51,9 @@ pub(crate) async fn serve_socket<I>(
         let slot = Arc::clone(&slot);
         async move {
             if let Some(host) = host_route(&shared, req.uri().path()) {
-                return Ok::<_, Infallible>(crate::host_routes::serve(host, req).await);
+                // With a shared broker, a host call in the handler waits for it.
+                let blocking = shared.broker.is_some();
+                return Ok::<_, Infallible>(crate::host_routes::serve(host, req, blocking).await);
             }
             if let Some(channel) = req.uri().path().strip_prefix(PRESENCE_PREFIX) {
                 let channel = channel.to_string();
