@@ -41,11 +41,6 @@
 #define HERALD_VERSION_STRING "0.1.0"
 
 /**
- * Longest presence status a client may set, in bytes.
- */
-#define MAX_STATUS_LEN 32
-
-/**
  * The result of every call that can fail. `herald_last_error` gives the message.
  */
 typedef enum herald_status {
