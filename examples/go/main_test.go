@@ -183,6 +183,9 @@ func TestReturnedWebSocketURLWorks(t *testing.T) {
 	c.send(map[string]any{"type": "cancel_job", "jobId": jr.JobID})
 	// The job's ai_start may come first: the job starts as the client connects.
 	m := c.next()
+	for m.str("type") == "pong" {
+		m = c.next()
+	}
 	if m.str("type") == "ai_start" {
 		m = c.nextOfType("ai_error")
 	} else if m.str("type") != "ai_error" {
