@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
+    // herald_ai_kind is generated from the core's AiEvent.
+    println!("cargo:rerun-if-changed=src/protocol.rs");
     println!("cargo:rerun-if-env-changed=HERALD_BLESS_HEADER");
 
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -26,12 +28,22 @@ fn main() {
         sys_includes: vec!["stdint.h".into(), "stddef.h".into()],
         no_includes: true,
         after_includes: Some(version_macros()),
+        export: cbindgen::ExportConfig {
+            // Taken as an int32_t (a value from C is checked, never trusted as an enum),
+            // so nothing refers to it: listed to be emitted.
+            include: vec!["AiEvent".into()],
+            rename: [("AiEvent".to_string(), "herald_ai_kind".to_string())].into(),
+            // The core's own constants in that file.
+            exclude: vec!["MAX_NAME_LEN".into(), "AI_EVENTS".into(), "MAX_STATUS_LEN".into()],
+            ..Default::default()
+        },
         ..Default::default()
     };
 
     cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir.join("src/ffi/mod.rs"))
+        .with_src(crate_dir.join("src/protocol.rs"))
         .generate()
         .expect("cbindgen could not generate the header")
         .write_to_file(&out);
@@ -79,6 +91,9 @@ const HEADER: &str = r#"
  *   OK-and-lost. "listen": false starts an emitter: no socket, only the broker.
  * - A server handle is valid from herald_start() until herald_stop(); afterwards
  *   (or if it never existed) calls return HERALD_ERR_INVALID_HANDLE, never crash.
+ * - Callbacks take a user_data pointer and a drop callback (or NULL): Herald owns
+ *   user_data from that call on and calls drop(user_data) exactly once, after the
+ *   callback's last call (replaced, removed, server stopped; at once on failure).
  * - No panic crosses this boundary: an internal error is HERALD_ERR_PANIC.
  */
 "#;

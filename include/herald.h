@@ -21,6 +21,9 @@
  *   OK-and-lost. "listen": false starts an emitter: no socket, only the broker.
  * - A server handle is valid from herald_start() until herald_stop(); afterwards
  *   (or if it never existed) calls return HERALD_ERR_INVALID_HANDLE, never crash.
+ * - Callbacks take a user_data pointer and a drop callback (or NULL): Herald owns
+ *   user_data from that call on and calls drop(user_data) exactly once, after the
+ *   callback's last call (replaced, removed, server stopped; at once on failure).
  * - No panic crosses this boundary: an internal error is HERALD_ERR_PANIC.
  */
 
@@ -114,6 +117,38 @@ typedef enum herald_log_level {
 } herald_log_level;
 
 /**
+ * The AI-task notifications a host sends to a session (`herald_notify_ai`), each with
+ * its payload under its own key.
+ *
+ */
+typedef enum herald_ai_kind {
+  /**
+   * `ai_start`, payload `task`.
+   */
+  HERALD_AI_KIND_START = 0,
+  /**
+   * `ai_progress`, payload `progress`.
+   */
+  HERALD_AI_KIND_PROGRESS = 1,
+  /**
+   * `ai_complete`, payload `result`.
+   */
+  HERALD_AI_KIND_COMPLETE = 2,
+  /**
+   * `ai_error`, payload `error`.
+   */
+  HERALD_AI_KIND_ERROR = 3,
+  /**
+   * `ai_delta`, payload `delta`: a piece of a token stream, `{"jobId":…,"text":"…"}`.
+   */
+  HERALD_AI_KIND_DELTA = 4,
+  /**
+   * `ai_cancelled`, payload `cancelled`: the job ended because it was cancelled.
+   */
+  HERALD_AI_KIND_CANCELLED = 5,
+} herald_ai_kind;
+
+/**
  * An opaque server handle, from `herald_start` until `herald_stop`.
  */
 typedef struct herald_server herald_server;
@@ -124,6 +159,13 @@ typedef struct herald_server herald_server;
  * the call.
  */
 typedef void (*herald_event_callback)(void *user_data, const char *event_json);
+
+/**
+ * Called once with a host's `user_data` when Herald no longer uses it: after the last
+ * call of the callback it came with, once that callback is replaced or removed or the
+ * server is stopped. It may run on any thread, Herald's or the one making that change.
+ */
+typedef void (*herald_drop_callback)(void *user_data);
 
 /**
  * Receives one log record: its level, its target (the module
@@ -151,56 +193,99 @@ extern "C" {
 
 /**
  * Starts a server and returns once its socket is bound (and, with the Redis broker,
- * once Redis answered). `config_json` is a JSON object (every key optional; NULL
- * means all defaults). Returns NULL on failure; see `herald_last_error`.
+ * once Redis answered), writing its handle to `*server_out`. `config_json` is a JSON
+ * object (every key optional; NULL means all defaults). `HERALD_ERR_INVALID_CONFIG`
+ * (or `HERALD_ERR_INVALID_JSON`) for a rejected config, `HERALD_ERR_IO` when the port
+ * cannot be bound, `HERALD_ERR_UNAVAILABLE` when Redis does not answer.
+ *
+ * # Safety
+ * `config_json` is NULL or a NUL-terminated string; `server_out` is NULL or writable.
  */
-struct herald_server *herald_start(const char *config_json);
+enum herald_status herald_start(const char *config_json, struct herald_server **server_out);
 
 /**
- * The bound port of a server, or 0 for an invalid handle.
+ * Writes the server's bound port to `*port_out` (0 for an emitter, which listens on
+ * no socket).
+ *
+ * # Safety
+ * `port_out` is NULL or writable.
  */
-uint16_t herald_port(const struct herald_server *server);
+enum herald_status herald_port(const struct herald_server *server, uint16_t *port_out);
 
 /**
- * Sends `ai_start` with `task_json` (a JSON object) to the subscribers of a session.
+ * Sends an AI-task notification of `kind` (a `herald_ai_kind`) to the subscribers of a
+ * session: `{"type":"ai_start","sessionId":…,"task":…}` with `payload_json` (a JSON
+ * object) under the kind's key (`task`, `progress`, `result`, `error`, `delta`, `cancelled`).
+ * `HERALD_ERR_INVALID_ARGUMENT` for a kind this library does not know.
+ *
+ * # Safety
+ * `session_id` and `payload_json` are NULL or NUL-terminated strings.
+ */
+enum herald_status herald_notify_ai(struct herald_server *server,
+                                    int32_t kind,
+                                    const char *session_id,
+                                    const char *payload_json);
+
+/**
+ * `herald_notify_ai` with `HERALD_AI_KIND_START`: `ai_start` with `task_json`.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_start(struct herald_server *server,
                                           const char *session_id,
                                           const char *task_json);
 
 /**
- * Sends `ai_progress` with `progress_json` (a JSON object) to a session.
+ * `herald_notify_ai` with `HERALD_AI_KIND_PROGRESS`: `ai_progress` with `progress_json`.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_progress(struct herald_server *server,
                                              const char *session_id,
                                              const char *progress_json);
 
 /**
- * Sends `ai_complete` with `result_json` (a JSON object) to a session.
+ * `herald_notify_ai` with `HERALD_AI_KIND_COMPLETE`: `ai_complete` with `result_json`.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_complete(struct herald_server *server,
                                              const char *session_id,
                                              const char *result_json);
 
 /**
- * Sends `ai_error` with `error_json` (a JSON object) to a session.
+ * `herald_notify_ai` with `HERALD_AI_KIND_ERROR`: `ai_error` with `error_json`.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_error(struct herald_server *server,
                                           const char *session_id,
                                           const char *error_json);
 
 /**
- * Sends `ai_delta` with `delta_json` (`{"jobId":…,"text":"…"}`, `text` required) to a
- * session: a piece of a job's token stream, appended to the job's text. A subscriber
- * that falls behind gets a job's consecutive deltas merged into one.
+ * `herald_notify_ai` with `HERALD_AI_KIND_DELTA`: `ai_delta` with `delta_json`
+ * (`{"jobId":…,"text":"…"}`, `text` required), a piece of a job's token stream,
+ * appended to the job's text. A subscriber that falls behind gets a job's consecutive
+ * deltas merged into one.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_delta(struct herald_server *server,
                                           const char *session_id,
                                           const char *delta_json);
 
 /**
- * Sends `ai_cancelled` with `cancelled_json` (a JSON object, e.g. `{"jobId":…}`) to a
- * session: the job ended because it was cancelled (see the `cancel_requested` event).
+ * `herald_notify_ai` with `HERALD_AI_KIND_CANCELLED`: `ai_cancelled` with
+ * `cancelled_json` (a JSON object, e.g. `{"jobId":…}`): the job ended because it was
+ * cancelled (see the `cancel_requested` event).
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
  */
 enum herald_status herald_notify_ai_cancelled(struct herald_server *server,
                                               const char *session_id,
@@ -208,11 +293,17 @@ enum herald_status herald_notify_ai_cancelled(struct herald_server *server,
 
 /**
  * Sends a JSON object to every connected client.
+ *
+ * # Safety
+ * `message_json` is NULL or a NUL-terminated string.
  */
 enum herald_status herald_broadcast(struct herald_server *server, const char *message_json);
 
 /**
  * Sends a JSON object to every client bound to a user (`?userId=`).
+ *
+ * # Safety
+ * `user_id` and `message_json` are NULL or NUL-terminated strings.
  */
 enum herald_status herald_broadcast_to_user(struct herald_server *server,
                                             const char *user_id,
@@ -222,6 +313,9 @@ enum herald_status herald_broadcast_to_user(struct herald_server *server,
  * Publishes a JSON object to the subscribers of a channel. A channel that does not
  * exist yet while `max_channels` channels do is `HERALD_ERR_LIMIT` (as for notify and
  * broadcast to a user).
+ *
+ * # Safety
+ * `channel` and `message_json` are NULL or NUL-terminated strings.
  */
 enum herald_status herald_publish(struct herald_server *server,
                                   const char *channel,
@@ -229,6 +323,9 @@ enum herald_status herald_publish(struct herald_server *server,
 
 /**
  * Sends a JSON object to one client; `HERALD_ERR_UNKNOWN_CLIENT` if it is not connected.
+ *
+ * # Safety
+ * `client_id` and `message_json` are NULL or NUL-terminated strings.
  */
 enum herald_status herald_send(struct herald_server *server,
                                const char *client_id,
@@ -237,6 +334,9 @@ enum herald_status herald_send(struct herald_server *server,
 /**
  * Writes the server's statistics as a JSON object to `*stats_json_out`, to be freed
  * with `herald_string_free`.
+ *
+ * # Safety
+ * `stats_json_out` is NULL or writable.
  */
 enum herald_status herald_stats(struct herald_server *server, char **stats_json_out);
 
@@ -244,15 +344,37 @@ enum herald_status herald_stats(struct herald_server *server, char **stats_json_
  * Writes a channel's retained publications, oldest first, as a JSON array to
  * `*history_json_out`, to be freed with `herald_string_free`. Publishing only
  * enqueues, so a publication made just before may not be in it yet.
+ *
+ * # Safety
+ * `channel` is NULL or a NUL-terminated string; `history_json_out` is NULL or writable.
  */
 enum herald_status herald_history(struct herald_server *server,
                                   const char *channel,
                                   char **history_json_out);
 
 /**
+ * Writes who is in a channel to `*presence_json_out` as a JSON object, to be freed
+ * with `herald_string_free`: `{"channel": …, "members": [{"clientId": …, "userId": …
+ * or null, "status": …}], "total": n, "truncated": bool}`, at most
+ * `presence.max_members` members listed (`total` counts them all). Every subscriber
+ * of the channel is a member; with the Redis broker, every node's (this call then
+ * waits for Redis, like a publication). `HERALD_ERR_INVALID_ARGUMENT` when
+ * `presence.enabled` is false.
+ *
+ * # Safety
+ * `channel` is NULL or a NUL-terminated string; `presence_json_out` is NULL or writable.
+ */
+enum herald_status herald_presence(struct herald_server *server,
+                                   const char *channel,
+                                   char **presence_json_out);
+
+/**
  * Writes a session's jobs as `{"sessionId","seq","epoch","jobs":[…]}` (the state as of
  * `seq`) to `*jobs_json_out`, to be freed with `herald_string_free`. Publishing only
  * enqueues, so a notification made just before may not be in it yet.
+ *
+ * # Safety
+ * `session_id` is NULL or a NUL-terminated string; `jobs_json_out` is NULL or writable.
  */
 enum herald_status herald_jobs(struct herald_server *server,
                                const char *session_id,
@@ -269,43 +391,63 @@ void herald_string_free(char *string);
 /**
  * Installs (or, with a NULL callback, removes) the event callback. It is called on a
  * dedicated Herald thread, one event at a time, never after `herald_stop` returns.
- * `user_data` is passed through untouched and must stay valid until then.
+ * `user_data` is passed to it untouched. From this call on Herald owns `user_data`: if
+ * `drop` is not NULL, it is called with `user_data` exactly once, after the last call of
+ * `callback`, when the callback is replaced or removed or the server is stopped, and
+ * right away if `callback` is NULL or this call fails.
+ *
+ * # Safety
+ * `callback` and `drop` may be called with `user_data` on Herald's threads until then.
  */
 enum herald_status herald_set_event_handler(struct herald_server *server,
                                             herald_event_callback callback,
-                                            void *user_data);
+                                            void *user_data,
+                                            herald_drop_callback drop);
 
 /**
  * Installs (or, with a NULL callback, removes) the process-wide log handler, for records
  * of `max_level` (a `herald_log_level`) and more severe. It is called on a dedicated
  * Herald thread, one record at a time, never on an I/O thread; past 4096 records
- * waiting, records are dropped. A call already under way may finish after this returns
- * with a NULL callback, so keep `user_data` valid until then. Independent of
- * `HERALD_LOG`, which logs to stderr. `HERALD_ERR_INVALID_ARGUMENT` for a level out of
- * range; `HERALD_ERR_IO` if the process already has another tracing subscriber (a Rust
- * host's own), which then receives Herald's records instead.
+ * waiting, records are dropped. `user_data` and `drop` as for `herald_set_event_handler`
+ * (`drop` runs after the last call, once the handler is replaced or removed).
+ * Independent of `HERALD_LOG`, which logs to stderr. `HERALD_ERR_INVALID_ARGUMENT` for a
+ * level out of range; `HERALD_ERR_IO` if the process already has another tracing
+ * subscriber (a Rust host's own), which then receives Herald's records instead.
+ *
+ * # Safety
+ * `callback` and `drop` may be called with `user_data` on Herald's threads until then.
  */
 enum herald_status herald_set_log_handler(int32_t max_level,
                                           herald_log_callback callback,
-                                          void *user_data);
+                                          void *user_data,
+                                          herald_drop_callback drop);
 
 /**
  * Installs (or, with a NULL callback, removes) the host authorizer. It is asked on
  * every connect, and on subscribes that neither the client's token nor the config's
  * `auth.public_channels` allow. It runs on a Herald worker thread that is never an I/O
- * thread; requests not answered within `auth.authorizer_timeout_ms` are denied. A call
- * already under way may finish after this function returns with a NULL callback, so keep
- * `user_data` valid until then; `herald_stop` waits for running calls (within its timeout).
+ * thread; requests not answered within `auth.authorizer_timeout_ms` are denied.
+ * `user_data` and `drop` as for `herald_set_event_handler`: `drop` is called once, after
+ * the last call of `callback` (a call already under way when the authorizer is replaced,
+ * or when a stop times out, finishes first). `herald_stop` waits for running calls
+ * (within its timeout).
+ *
+ * # Safety
+ * `callback` and `drop` may be called with `user_data` on Herald's threads until then.
  */
 enum herald_status herald_set_authorizer(struct herald_server *server,
                                          herald_authorize_callback callback,
-                                         void *user_data);
+                                         void *user_data,
+                                         herald_drop_callback drop);
 
 /**
  * Answers an authorization request. `decision_json` is `{"allow":true,"userId":"u",
  * "channels":["session:*"]}` (userId and channels optional) or `{"allow":false,
  * "reason":"…"}`. `HERALD_ERR_INVALID_ARGUMENT` if the request was already answered
  * or timed out.
+ *
+ * # Safety
+ * `decision_json` is NULL or a NUL-terminated string.
  */
 enum herald_status herald_authorize_reply(struct herald_server *server,
                                           uint64_t request_id,
@@ -315,6 +457,9 @@ enum herald_status herald_authorize_reply(struct herald_server *server,
  * Pull alternative to the callback: waits up to `timeout_ms` for the next event and
  * writes it as JSON to `*event_json_out` (free with `herald_string_free`).
  * `HERALD_ERR_TIMEOUT` if none came; `HERALD_ERR_STOPPED` if the server stops meanwhile.
+ *
+ * # Safety
+ * `event_json_out` is NULL or writable.
  */
 enum herald_status herald_next_event(struct herald_server *server,
                                      uint32_t timeout_ms,
@@ -322,25 +467,22 @@ enum herald_status herald_next_event(struct herald_server *server,
 
 /**
  * Stops the server gracefully and frees the handle, whatever the result: queued
- * messages are delivered, then every client gets close code 1001. Returns
- * `HERALD_ERR_TIMEOUT` if connections had to be dropped at `timeout_ms`.
+ * messages are delivered, then every client gets close code 1001. The drop callbacks
+ * of the event handler and the authorizer run (after their callbacks' last calls).
+ * Returns `HERALD_ERR_TIMEOUT` if connections had to be dropped at `timeout_ms`.
  */
 enum herald_status herald_stop(struct herald_server *server, uint32_t timeout_ms);
 
 /**
- * The message of the last failed call on this thread ("" if none). The pointer stays
- * valid until the next failed Herald call on this thread.
+ * The message of the last failed call on this thread ("" if none): the detail behind
+ * the status it returned. The pointer stays valid until the next failed Herald call on
+ * this thread.
  */
 const char *herald_last_error(void);
 
 /**
- * The status of the last failed call on this thread (`HERALD_OK` if none), for calls
- * that report failure by returning NULL, such as `herald_start`.
- */
-enum herald_status herald_last_status(void);
-
-/**
- * The library version, e.g. "0.1.0". Static; never free it.
+ * The library version, e.g. "0.1.0" (`HERALD_VERSION_STRING` is the header's). Static;
+ * never free it.
  */
 const char *herald_version(void);
 

@@ -85,6 +85,32 @@ pub struct Config {
     /// Where publications are sequenced and kept: in this process (the default) or in
     /// Redis, shared by every node and emitter that names the same Redis and prefix.
     pub broker: Option<BrokerConfig>,
+    /// Who is in each channel, with a status each client sets.
+    pub presence: PresenceConfig,
+}
+
+/// Presence: every subscriber of a channel is a member, with a short status of its own.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Track members and answer presence queries; `false` turns presence off (queries
+    /// and status changes get an error, no join or leave is sent).
+    pub enabled: bool,
+    /// With the Redis broker: a member whose node stopped refreshing it for this long
+    /// (the node was killed or lost Redis) leaves. Nodes refresh every third of it.
+    pub ttl_ms: u64,
+    /// Members listed in one answer at most (the `total` counts them all).
+    pub max_members: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            ttl_ms: 30_000,
+            max_members: 1000,
+        }
+    }
 }
 
 /// The broker: `{"redis": {"url": "redis://127.0.0.1:6379", "prefix": "herald:"}}`.
@@ -98,7 +124,8 @@ pub struct BrokerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (the server's
+    /// certificate checked against the system's roots, or `SSL_CERT_FILE`).
     pub url: String,
     /// Prefix of every key and PUB/SUB channel, so several apps can share one Redis.
     #[serde(default = "default_redis_prefix")]
@@ -269,6 +296,7 @@ impl Default for Config {
             listen: true,
             broker: None,
             http_routes: Default::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -367,7 +395,10 @@ impl Config {
                 self.path
             ));
         }
-        if self.path == "/healthz" || self.path == "/api/ws/stats" {
+        if self.path == "/healthz"
+            || self.path == "/api/ws/stats"
+            || self.path.starts_with("/api/presence/")
+        {
             return fail(format!(
                 "invalid config: path {:?} is taken by an HTTP endpoint",
                 self.path
@@ -393,15 +424,11 @@ impl Config {
             return fail("invalid config: max_memory must be >= client_queue_bytes".into());
         }
         if let Some(redis) = self.redis() {
-            if redis.url.starts_with("rediss://") {
+            if !redis.url.starts_with("redis://") && !redis.url.starts_with("rediss://") {
                 return fail(
-                    "invalid config: broker.redis.url: rediss:// (TLS) is not supported by this \
-                     build; reach Redis over a trusted network or a TLS tunnel"
+                    "invalid config: broker.redis.url must start with redis:// or rediss:// (TLS)"
                         .into(),
                 );
-            }
-            if !redis.url.starts_with("redis://") {
-                return fail("invalid config: broker.redis.url must start with redis://".into());
             }
             if redis.prefix.len() > 64 || redis.prefix.chars().any(char::is_control) {
                 return fail("invalid config: broker.redis.prefix must be at most 64 characters, none a control character".into());
@@ -436,7 +463,7 @@ impl Config {
 
     /// Every numeric key with its accepted range. The upper bounds keep each value far
     /// from what would overflow a timer, an allocation or a channel's capacity.
-    fn numeric_bounds(&self) -> [Bound; 30] {
+    fn numeric_bounds(&self) -> [Bound; 32] {
         let auth = &self.auth;
         let rate = &self.rate_limit;
         let history = &self.history;
@@ -508,6 +535,13 @@ impl Config {
             Bound::new("socket_send_buffer", self.socket_send_buffer, 0, 64 * MIB),
             Bound::new("max_memory", self.max_memory, MIB, TIB),
             Bound::new("event_queue_bytes", self.event_queue_bytes, KIB, 4 * GIB),
+            Bound::new("presence.ttl_ms", self.presence.ttl_ms, 100, DAY_MS),
+            Bound::new(
+                "presence.max_members",
+                self.presence.max_members,
+                1,
+                100_000,
+            ),
         ]
     }
 

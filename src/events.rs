@@ -273,10 +273,21 @@ impl EventQueue {
         self.lock().bytes
     }
 
-    /// Installs or clears the handler; the delivery thread starts on first use.
+    /// Installs or clears the handler; the delivery thread starts on first use. Once the
+    /// queue is closed, a new handler is not installed. The handler replaced (or refused)
+    /// is dropped here, outside the lock, or by the delivery thread after its last call:
+    /// what it owns (a C host's user data) is released after the last call either way.
     pub fn set_handler(self: &Arc<Self>, handler: Option<EventHandler>) {
         let start = handler.is_some();
-        self.lock().handler = handler;
+        let replaced = {
+            let mut state = self.lock();
+            if state.closed {
+                handler
+            } else {
+                std::mem::replace(&mut state.handler, handler)
+            }
+        };
+        drop(replaced);
         self.changed.notify_all();
         if start {
             let mut delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,6 +369,10 @@ impl EventQueue {
         if let (Some((handle, _)), false) = (delivery, from_handler) {
             let _ = handle.join();
         }
+        // No call follows: the handler goes (called from the handler itself, the delivery
+        // thread still holds it and drops it when that call returns).
+        let handler = self.lock().handler.take();
+        drop(handler);
     }
 }
 

@@ -5,8 +5,7 @@
 //! subscriber's replay and its live messages never overlap or leave a gap.
 
 use crate::broker::memory::ChannelLog;
-use crate::broker::redis::{Fetched, RedisBroker};
-use crate::broker::{Publication, Watcher};
+use crate::broker::{Fetched, Publication, SharedBroker};
 use crate::client::{Client, CloseReason, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -42,9 +41,9 @@ pub(crate) struct Fanout {
     epoch_seed: String,
     counters: Arc<Counters>,
     memory: Arc<MemoryGauge>,
-    /// With a remote broker: told when a channel gains its first local subscriber and
-    /// loses its last. `None` with the in-memory broker.
-    watcher: Option<Arc<dyn Watcher>>,
+    /// A shared broker, told when a channel gains its first local subscriber and loses
+    /// its last. `None` with the in-memory broker (the channels' own logs).
+    shared_broker: Option<Arc<dyn SharedBroker>>,
 }
 
 /// Free places in the channel table. Every channel is created with a place taken
@@ -158,7 +157,7 @@ impl Fanout {
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
-        watcher: Option<Arc<dyn Watcher>>,
+        shared_broker: Option<Arc<dyn SharedBroker>>,
     ) -> Fanout {
         Fanout {
             clients: RwLock::default(),
@@ -169,7 +168,7 @@ impl Fanout {
             epoch_seed,
             counters,
             memory,
-            watcher,
+            shared_broker,
         }
     }
 
@@ -218,7 +217,11 @@ impl Fanout {
 
     /// Queues one frame for many clients, with one update of the memory gauge: counted
     /// for all before any connection can take it, then given back for those not queued.
-    fn fan_out<'a>(&self, clients: impl ExactSizeIterator<Item = &'a Arc<Client>>, frame: &Frame) {
+    pub(crate) fn fan_out<'a>(
+        &self,
+        clients: impl ExactSizeIterator<Item = &'a Arc<Client>>,
+        frame: &Frame,
+    ) {
         let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
         self.memory.add_queued(clients.len() * bytes);
         let mut refused = 0;
@@ -399,7 +402,7 @@ impl Fanout {
     /// those past the last one replayed are delivered: no gap, no duplicate.
     pub async fn subscribe_remote(
         &self,
-        broker: &RedisBroker,
+        broker: &dyn SharedBroker,
         client: &Arc<Client>,
         target: &Target,
         since: Option<&Since>,
@@ -453,10 +456,7 @@ impl Fanout {
         let fetched = if broker.ready(&name).await {
             broker.fetch(&name, since).await
         } else {
-            Err(Error::new(
-                ErrorKind::Unavailable,
-                "redis broker: not connected",
-            ))
+            Err(Error::new(ErrorKind::Unavailable, "broker: not connected"))
         };
         guard.armed = false;
         self.finish_remote_subscribe(client, target, since, reply, &name, fetched)
@@ -843,9 +843,9 @@ impl Channels {
         let key: Arc<str> = name.into();
         // With a remote broker the position is the broker's, learnt when the first
         // subscribe reads it or the first publication arrives.
-        let epoch: Arc<str> = match &hub.watcher {
-            Some(watcher) => {
-                watcher.watch(&key);
+        let epoch: Arc<str> = match &hub.shared_broker {
+            Some(broker) => {
+                broker.watch(&key);
                 "".into()
             }
             None => {
@@ -897,8 +897,8 @@ impl Channels {
     fn reclaim(&mut self, name: &str, hub: &Fanout) {
         if let Some((key, _)) = self.map.remove_entry(name) {
             hub.room.give_back();
-            if let Some(watcher) = &hub.watcher {
-                watcher.unwatch(&key);
+            if let Some(broker) = &hub.shared_broker {
+                broker.unwatch(&key);
             }
         }
     }

@@ -78,8 +78,16 @@ fn check(text: &str) {
         .expect("a string type");
     match &message {
         ClientMessage::Ping => assert_eq!(kind, "ping"),
-        ClientMessage::Subscribe { target, since } => {
+        ClientMessage::Subscribe {
+            target,
+            since,
+            presence,
+        } => {
             assert_eq!(kind, "subscribe");
+            assert_eq!(
+                *presence,
+                present(&object, "presence").and_then(|p| p.as_bool())
+            );
             check_target(&object, Some(target));
             match (since, present(&object, "since")) {
                 (None, None) => {}
@@ -89,6 +97,16 @@ fn check(text: &str) {
                 }
                 (since, given) => panic!("since {since:?} from {given:?}"),
             }
+        }
+        ClientMessage::Presence { target, status } => {
+            assert_eq!(kind, "presence");
+            check_target(&object, Some(target));
+            let given = present(&object, "status");
+            assert_eq!(
+                status.as_deref(),
+                given.as_ref().and_then(Value::as_str),
+                "status"
+            );
         }
         ClientMessage::Unsubscribe { target } => {
             assert_eq!(kind, "unsubscribe");
@@ -107,7 +125,7 @@ fn check(text: &str) {
         }
         ClientMessage::Custom(raw) => {
             assert!(
-                !matches!(kind, "ping" | "subscribe" | "unsubscribe"),
+                !matches!(kind, "ping" | "subscribe" | "unsubscribe" | "presence"),
                 "{kind}"
             );
             if kind == "cancel" {

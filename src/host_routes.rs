@@ -134,8 +134,13 @@ impl PartialEq for HttpRoutes {
     }
 }
 
-/// Reads the body (bounded) and calls the route's handler.
-pub(crate) async fn serve(route: HttpRoute, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Reads the body (bounded) and calls the route's handler; `blocking` when host calls
+/// made by the handler may wait (for a shared broker's answer).
+pub(crate) async fn serve(
+    route: HttpRoute,
+    req: Request<Incoming>,
+    blocking: bool,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, route.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -155,7 +160,15 @@ pub(crate) async fn serve(route: HttpRoute, req: Request<Incoming>) -> Response<
         headers,
         body,
     };
-    let answer = (route.handler)(&request);
+    // With a shared broker a host call waits for the broker's answer, which a task of
+    // this runtime brings: this worker's other tasks (the one just spawned included) go
+    // to another thread first, or it would wait for itself until the broker timeout.
+    // Without one, host calls only queue, and the handler runs here.
+    let answer = if blocking {
+        tokio::task::block_in_place(|| (route.handler)(&request))
+    } else {
+        (route.handler)(&request)
+    };
     let mut response = Response::new(Full::new(answer.body));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

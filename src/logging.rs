@@ -74,17 +74,26 @@ impl LogLevel {
 pub type LogHandler = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 
 /// Installs (or with `None` removes) the process-wide log handler, for records at
-/// `max_level` or more severe. A call already under way may finish after this returns.
-/// Returns false when a tracing subscriber of the host's own was installed first, in
-/// which case Herald's records go to that subscriber instead.
+/// `max_level` or more severe. A call already under way may finish after this returns;
+/// the handler replaced is dropped after its last call. Returns false (and drops
+/// `handler`) when a tracing subscriber of the host's own was installed first, in which
+/// case Herald's records go to that subscriber instead.
 pub fn set_log_handler(max_level: LogLevel, handler: Option<LogHandler>) -> bool {
+    if !install() {
+        return false;
+    }
     let host = host();
     let installed = handler.is_some();
-    *host.handler.lock().unwrap_or_else(|p| p.into_inner()) = handler;
+    let replaced = std::mem::replace(
+        &mut *host.handler.lock().unwrap_or_else(|p| p.into_inner()),
+        handler,
+    );
     // 0 turns the layer off: records are not even formatted.
     let level = if installed { max_level as u8 } else { 0 };
     host.max_level.store(level, Ordering::Relaxed);
-    install()
+    // Outside the lock: the log thread takes it for every record.
+    drop(replaced);
+    true
 }
 
 /// Records dropped because the host's handler did not keep up.

@@ -7,7 +7,7 @@
 //! stamped frame in it (the batch's worst case), so the cost is one clock read and a
 //! few relaxed atomic adds per write, not per message.
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::{Gauges, Kind, MetricInfo};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};

@@ -16,20 +16,45 @@ use std::fmt;
 /// Longest channel, session, user or client id accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
-/// The AI-task notifications and the payload key each carries.
+// The C ABI's `herald_ai_kind` is generated from this enum (its numbers are the C
+// values): a new kind is a variant here, its arms below and its entry in `AI_EVENTS`.
+/// The AI-task notifications a host sends to a session (`herald_notify_ai`), each with
+/// its payload under its own key.
+///
+/// cbindgen:rename-all=QualifiedScreamingSnakeCase
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AiEvent {
-    Start,
-    Progress,
-    Complete,
-    Error,
-    /// A piece of a token stream: `{"jobId":…,"text":"…"}`.
-    Delta,
-    /// The job ended because it was cancelled.
-    Cancelled,
+    /// `ai_start`, payload `task`.
+    Start = 0,
+    /// `ai_progress`, payload `progress`.
+    Progress = 1,
+    /// `ai_complete`, payload `result`.
+    Complete = 2,
+    /// `ai_error`, payload `error`.
+    Error = 3,
+    /// `ai_delta`, payload `delta`: a piece of a token stream, `{"jobId":…,"text":"…"}`.
+    Delta = 4,
+    /// `ai_cancelled`, payload `cancelled`: the job ended because it was cancelled.
+    Cancelled = 5,
 }
 
+/// Every AI notification kind, in the order of their numbers.
+pub const AI_EVENTS: [AiEvent; 6] = [
+    AiEvent::Start,
+    AiEvent::Progress,
+    AiEvent::Complete,
+    AiEvent::Error,
+    AiEvent::Delta,
+    AiEvent::Cancelled,
+];
+
 impl AiEvent {
+    /// The kind with this number (its C value), if any.
+    pub fn from_number(number: i64) -> Option<AiEvent> {
+        AI_EVENTS.into_iter().find(|kind| *kind as i64 == number)
+    }
+
     pub fn message_type(self) -> &'static str {
         match self {
             AiEvent::Start => "ai_start",
@@ -359,6 +384,43 @@ pub(crate) fn jobs_snapshot(session_id: &str, position: &Position, jobs_json: &s
         .finish()
 }
 
+/// Longest presence status a client may set, in bytes.
+pub const MAX_STATUS_LEN: usize = 32;
+
+/// A status is 1 to [`MAX_STATUS_LEN`] bytes of printable text; `offline` is what a
+/// leave says, so a client cannot claim it while present.
+pub(crate) fn check_status(status: &str) -> std::result::Result<(), String> {
+    if status.is_empty() || status.len() > MAX_STATUS_LEN {
+        return Err(format!(
+            "\"status\" must be 1 to {MAX_STATUS_LEN} bytes long"
+        ));
+    }
+    if status.chars().any(char::is_control) {
+        return Err("\"status\" must not contain control characters".into());
+    }
+    if status == "offline" {
+        return Err("\"status\" cannot be \"offline\": that is what leaving says".into());
+    }
+    Ok(())
+}
+
+/// The answer to a presence query: `members` is a JSON array of member objects.
+pub(crate) fn presence_members(
+    target: &Target,
+    members_json: &str,
+    total: u64,
+    truncated: bool,
+) -> Frame {
+    let capacity = 128 + members_json.len();
+    target
+        .write(ObjectWriter::with_type_capacity("presence", capacity))
+        .raw("members", members_json)
+        .u64("total", total)
+        .bool("truncated", truncated)
+        .timestamp()
+        .finish()
+}
+
 /// Several `ai_delta`s of one job, consecutive in their channel, as one: the text
 /// concatenated, the position of the last (`merged` says how many it stands for).
 pub(crate) fn merged_delta(
@@ -380,6 +442,17 @@ pub(crate) fn merged_delta(
         .timestamp()
         .open()
         .close_with_position(position.seq, &position.epoch)
+}
+
+/// A member joined, left or changed its status (`action`), for the channel's
+/// subscribers that asked for presence. `member_json` is the member's object.
+pub(crate) fn user_presence(channel: &str, action: &'static str, member_json: &str) -> Frame {
+    ObjectWriter::with_type_capacity("user_presence", 128 + member_json.len())
+        .str("channel", channel)
+        .str("action", action)
+        .raw("data", member_json)
+        .timestamp()
+        .finish()
 }
 
 /// `ai_start` & co. for a session, left open for the channel position.
@@ -484,6 +557,14 @@ pub(crate) enum ClientMessage {
     Subscribe {
         target: Target,
         since: Option<Since>,
+        /// Whether the client wants the channel's `user_presence` join, leave and status
+        /// events; `None` (not said) keeps what an earlier subscribe asked, else no.
+        presence: Option<bool>,
+    },
+    /// Asks who is in a channel; with `status`, first sets the client's own status there.
+    Presence {
+        target: Target,
+        status: Option<String>,
     },
     /// `None` unsubscribes from everything.
     Unsubscribe {
@@ -506,10 +587,22 @@ impl PartialEq for ClientMessage {
                 ClientMessage::Subscribe {
                     target: a,
                     since: x,
+                    presence: p,
                 },
                 ClientMessage::Subscribe {
                     target: b,
                     since: y,
+                    presence: q,
+                },
+            ) => a == b && x == y && p == q,
+            (
+                ClientMessage::Presence {
+                    target: a,
+                    status: x,
+                },
+                ClientMessage::Presence {
+                    target: b,
+                    status: y,
                 },
             ) => a == b && x == y,
             (
@@ -598,6 +691,8 @@ pub(crate) fn parse_client_message(
         since: Option<serde_json::Value>,
         #[serde(rename = "jobId")]
         job_id: Option<serde_json::Value>,
+        presence: Option<serde_json::Value>,
+        status: Option<serde_json::Value>,
     }
     let env: Envelope = serde_json::from_str(raw.get())
         .map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
@@ -617,7 +712,29 @@ pub(crate) fn parse_client_message(
                     bad("\"since\" must be {\"seq\": <non-negative integer>, \"epoch\": <string>}")
                 })?),
             };
-            Ok(ClientMessage::Subscribe { target, since })
+            let presence = match env.presence {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Bool(b)) => Some(b),
+                Some(_) => return Err(bad("\"presence\" must be true or false")),
+            };
+            Ok(ClientMessage::Subscribe {
+                target,
+                since,
+                presence,
+            })
+        }
+        "presence" => {
+            let target = parse_target(env.session_id, env.channel)?
+                .ok_or_else(|| bad("presence needs a string \"sessionId\" or \"channel\""))?;
+            let status = match env.status {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => {
+                    check_status(&s).map_err(InvalidMessage)?;
+                    Some(s)
+                }
+                Some(_) => return Err(bad("\"status\" must be a string")),
+            };
+            Ok(ClientMessage::Presence { target, status })
         }
         "unsubscribe" => Ok(ClientMessage::Unsubscribe {
             target: parse_target(env.session_id, env.channel)?,
@@ -669,6 +786,17 @@ mod tests {
 
     fn json(frame: &Frame) -> serde_json::Value {
         serde_json::from_str(frame.as_str()).unwrap()
+    }
+
+    #[test]
+    fn every_ai_kind_is_listed_once_by_its_number() {
+        for (number, kind) in AI_EVENTS.into_iter().enumerate() {
+            assert_eq!(kind as usize, number);
+            assert_eq!(AiEvent::from_number(number as i64), Some(kind));
+            assert!(kind.message_type().starts_with("ai_"));
+        }
+        assert_eq!(AiEvent::from_number(AI_EVENTS.len() as i64), None);
+        assert_eq!(AiEvent::from_number(-1), None);
     }
 
     #[test]
@@ -725,7 +853,23 @@ mod tests {
                 since: Some(Since {
                     seq: 3,
                     epoch: "e".into()
-                })
+                }),
+                presence: None,
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"subscribe","channel":"c","presence":true}"#),
+            Ok(ClientMessage::Subscribe {
+                target: Target::Channel("c".into()),
+                since: None,
+                presence: Some(true),
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"presence","channel":"c","status":"away"}"#),
+            Ok(ClientMessage::Presence {
+                target: Target::Channel("c".into()),
+                status: Some("away".into()),
             })
         );
         assert_eq!(
@@ -744,6 +888,12 @@ mod tests {
             r#"{"type":"subscribe"}"#,
             r#"{"type":"subscribe","channel":""}"#,
             r#"{"type":"subscribe","channel":"c","since":{"seq":-1,"epoch":"e"}}"#,
+            r#"{"type":"subscribe","channel":"c","presence":1}"#,
+            r#"{"type":"presence"}"#,
+            r#"{"type":"presence","channel":"c","status":""}"#,
+            r#"{"type":"presence","channel":"c","status":"offline"}"#,
+            r#"{"type":"presence","channel":"c","status":"0123456789012345678901234567890123"}"#,
+            r#"{"type":"presence","channel":"c","status":7}"#,
         ] {
             assert!(parse_client_message(bad).is_err(), "{bad}");
         }

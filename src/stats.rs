@@ -3,7 +3,7 @@
 //! Each stats key is declared once, below: the macro makes the struct the stats JSON
 //! serializes and the table `/metrics` reads, so a new key reaches both.
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -204,16 +204,16 @@ pub(crate) struct Snapshot<'a> {
     pub port: u16,
     pub path: &'a str,
     pub version: &'static str,
-    /// `{"kind":"memory"}`, or the Redis broker's health.
+    /// `{"kind":"memory"}`, or a shared broker's health.
     pub broker: BrokerStats,
 }
 
-/// Which broker, and for Redis its health.
+/// Which broker, and for a shared one (Redis) its health.
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum BrokerStats {
     Memory { kind: &'static str },
-    Redis(crate::broker::redis::Health),
+    Shared(crate::broker::Health),
 }
 
 /// One listed client.
@@ -232,4 +232,44 @@ pub(crate) struct ClientSnapshot<'a> {
     pub queued_bytes: usize,
     pub messages_sent: u64,
     pub idle_ms: u64,
+}
+
+impl Shared {
+    /// Counters, clients and channels as the stats JSON object.
+    pub fn stats_json(&self) -> String {
+        let now = self.now_ms();
+        let mut clients = self.fanout.clients();
+        clients.sort_by_key(|c| c.key);
+        let listed: Vec<_> = clients
+            .iter()
+            .take(self.config.stats_client_limit)
+            .map(|client| ClientSnapshot {
+                id: &client.id,
+                user_id: client.user_id.as_deref(),
+                session_id: client.session_id.as_deref(),
+                is_alive: client.is_alive(),
+                state: client.state(),
+                remote_addr: client.remote_addr.to_string(),
+                subscriptions: client.subscription_count(),
+                queued: client.queued(),
+                queued_bytes: client.queued_bytes(),
+                messages_sent: Counters::get(&client.messages_sent),
+                idle_ms: now.saturating_sub(client.last_seen_ms()),
+            })
+            .collect();
+        let snapshot = Snapshot {
+            counters: &self.counters,
+            gauges: Gauges::read(self),
+            clients_listed: listed.len(),
+            clients: listed,
+            port: self.port,
+            path: &self.config.path,
+            version: crate::version(),
+            broker: match &self.broker {
+                Some(broker) => BrokerStats::Shared(broker.health()),
+                None => BrokerStats::Memory { kind: "memory" },
+            },
+        };
+        serde_json::to_string(&snapshot).expect("stats always serialize")
+    }
 }

@@ -102,9 +102,22 @@ async fn every_bad_token_is_closed_with_1008_and_counted() {
         &EncodingKey::from_secret(fixture("ec_public.pem").as_bytes()),
         json!({"sub": "a", "exp": now() + 600}),
     );
+    // A valid token's signature over another payload (a different user's).
+    let tampered = {
+        let (alice, bob) = (hs256("alice", &[]), hs256("bob", &[]));
+        let (a, b): (Vec<&str>, Vec<&str>) = (alice.split('.').collect(), bob.split('.').collect());
+        format!("{}.{}.{}", a[0], b[1], a[2])
+    };
+    // {"alg":"none","typ":"JWT"} over a valid payload, without a signature.
+    let unsigned = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        hs256("alice", &[]).split('.').nth(1).unwrap()
+    );
     let cases = [
         "".to_string(),
         "?token=garbage".into(),
+        format!("?token={tampered}"),
+        format!("?token={unsigned}"),
         format!("?token={forged}"),
         format!("?token={expired}"),
         format!("?token={not_yet}"),
@@ -216,7 +229,18 @@ async fn a_user_sees_only_its_own_channels() {
         "headline",
         "nothing of b-1 arrived"
     );
-    wait_stats(&server, |s| s["forbidden"] == 4).await;
+    // The same rules for ?sessionId=: a session the token does not grant is refused,
+    // and the client stays connected.
+    let mut e = connect(
+        &server,
+        &format!("?token={}&sessionId=b-1", hs256("eve", &["session:e-*"])),
+    )
+    .await;
+    let m = next_json(&mut e.ws).await;
+    assert_eq!(m["error"]["code"], "forbidden", "{m}");
+    send(&mut e.ws, r#"{"type":"ping"}"#).await;
+    assert_eq!(next_json(&mut e.ws).await["type"], "pong");
+    wait_stats(&server, |s| s["forbidden"] == 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,6 +644,7 @@ async fn a_configured_issuer_and_audience_must_be_in_the_token() {
         json!({"sub": "a", "exp": exp, "iss": "https://login.example"}),
         json!({"sub": "a", "exp": exp, "aud": "herald"}),
         json!({"sub": "a", "exp": exp, "iss": "https://evil.example", "aud": "herald"}),
+        json!({"sub": "a", "exp": exp, "iss": "https://login.example", "aud": "other"}),
     ] {
         expect_unauthorized(
             &server,

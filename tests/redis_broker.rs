@@ -3,83 +3,16 @@
 //! with real WebSocket clients on every node.
 
 mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use common::{close_code, connect, next_json, send, subscribe, Client, WAIT};
 use herald::{Config, ErrorKind, Server};
+use redis_server::Redis;
 use serde_json::Value;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A redis-server of this test's own, killed (SIGKILL) when dropped.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis { port, child: None };
-        redis.spawn();
-        redis
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}): these tests need it; \
-                     install it with `apt-get install -y redis-server` (tests/run-all.sh does)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no goodbye to any client, nothing saved.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn query(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        cmd.query(&mut conn).unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn node(redis: &Redis, prefix: &str, extra: &str) -> Server {
     let mut json: Value = serde_json::from_str(extra).unwrap();
@@ -441,7 +374,7 @@ fn a_node_without_its_redis_does_not_start_and_an_emitter_needs_a_broker() {
     assert!(err.message().contains("cannot reach"), "{}", err.message());
     let err = Config::from_json(r#"{"listen":false}"#).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    for url in ["http://x", "rediss://x"] {
+    for url in ["http://x", "redis:/x"] {
         let json = format!(r#"{{"broker":{{"redis":{{"url":"{url}"}}}}}}"#);
         let err = Config::from_json(&json).unwrap_err();
         assert!(

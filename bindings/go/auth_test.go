@@ -370,108 +370,45 @@ func TestJWTValidTokenReceivesUserBroadcast(t *testing.T) {
 	}
 }
 
+// The JWT rules (expiry, nbf, algorithms, tampering, issuer and audience,
+// channel patterns) are tested in the core (tests/auth.rs); these tests check
+// that the settings reach it.
 func TestJWTRejectedTokens(t *testing.T) {
 	srv := startServer(t, secureConfig())
-	now := time.Now()
-	bad := map[string]string{
-		"missing":   "",
-		"forged":    hs256(t, "another-secret-of-16-bytes!", map[string]any{"sub": "alice", "exp": now.Add(time.Hour).Unix()}),
-		"expired":   hs256(t, testSecret, map[string]any{"sub": "alice", "exp": now.Add(-time.Hour).Unix()}),
-		"no exp":    hs256(t, testSecret, map[string]any{"sub": "alice"}),
-		"not yet":   hs256(t, testSecret, map[string]any{"sub": "alice", "exp": now.Add(2 * time.Hour).Unix(), "nbf": now.Add(time.Hour).Unix()}),
-		"malformed": "not.a.jwt",
-		"alg none":  base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"alice","exp":9999999999}`)) + ".",
-		"tampered":  tamper(userToken(t, "alice")),
-	}
-	n := 0
-	for name, tok := range bad {
-		t.Run(name, func(t *testing.T) {
-			q := url.Values{"userId": {"alice"}}
-			if tok != "" {
-				q.Set("token", tok)
-			}
-			expectUnauthorized(t, wsURL("ws", srv, q), nil)
-		})
-		n++
-	}
-	// Bearer header with a forged token.
-	expectUnauthorized(t, wsURL("ws", srv, nil), &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + bad["forged"]}},
-	})
-	n++
+	forged := hs256(t, "another-secret-of-16-bytes!", map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	// auth.required: no token; auth.jwt_secret: a token signed with another key.
+	expectUnauthorized(t, wsURL("ws", srv, url.Values{"userId": {"alice"}}), nil)
+	expectUnauthorized(t, wsURL("ws", srv, url.Values{"token": {forged}}), nil)
 	st, err := srv.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.AuthFailures != uint64(n) || st.ActiveConnections != 0 {
-		t.Errorf("AuthFailures = %d, ActiveConnections = %d; want %d and 0", st.AuthFailures, st.ActiveConnections, n)
+	if st.AuthFailures != 2 || st.ActiveConnections != 0 {
+		t.Errorf("AuthFailures = %d, ActiveConnections = %d; want 2 and 0", st.AuthFailures, st.ActiveConnections)
 	}
-}
-
-// tamper changes the payload of a token (alice → admin) and keeps the
-// signature.
-func tamper(tok string) string {
-	parts := strings.Split(tok, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	payload = bytes.Replace(payload, []byte(`"alice"`), []byte(`"admin"`), 1)
-	parts[1] = base64.RawURLEncoding.EncodeToString(payload)
-	return strings.Join(parts, ".")
 }
 
 func TestJWTChannelPermissions(t *testing.T) {
 	cfg := secureConfig()
 	cfg.Auth.PublicChannels = []string{"news", "public:*"}
 	srv := startServer(t, cfg)
-	a := dial(t, srv, url.Values{"token": {userToken(t, "alice", "session:a-*", "team:1")}})
-	b := dial(t, srv, url.Values{"token": {userToken(t, "bob")}})
+	a := dial(t, srv, url.Values{"token": {userToken(t, "alice", "session:a-*")}})
 
-	// Allowed: the token's own user channel, its channels claim, public ones.
-	a.subscribe("user:alice")
+	// The token's channels claim and AuthConfig.PublicChannels reach the core.
 	a.subscribeSession("a-1")
-	a.subscribe("team:1")
-	a.subscribe("news")
 	a.subscribe("public:x")
-	// Forbidden: another user's channel, another session, anything else.
-	forbidden := 0
-	for _, sub := range []map[string]any{
-		{"type": "subscribe", "channel": "user:bob"},
-		{"type": "subscribe", "sessionId": "b-1"},
-		{"type": "subscribe", "channel": "session:b-1"},
-		{"type": "subscribe", "channel": "team:2"},
-	} {
-		a.write(sub)
-		a.expectError("forbidden")
-		forbidden++
-	}
-	// Bob may not listen on alice's channel either.
-	b.write(map[string]any{"type": "subscribe", "channel": "user:alice"})
-	b.expectError("forbidden")
-	forbidden++
-
-	// The client stays connected and is not subscribed to what it was
-	// refused: a publication to session b-1, then one to a-1, yields only
-	// the second.
-	if err := srv.NotifyAIStart("b-1", map[string]any{"name": "bob's"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.NotifyAIStart("a-1", map[string]any{"name": "alice's"}); err != nil {
-		t.Fatal(err)
-	}
-	if m := a.nextOfType("ai_start"); m.str("sessionId") != "a-1" {
-		t.Errorf("got %v, want the a-1 notification", m)
-	}
-	if err := srv.BroadcastToUser("alice", map[string]any{"type": "hi"}); err != nil {
-		t.Fatal(err)
-	}
-	b.write(map[string]any{"type": "ping"})
-	b.nextOfType("pong") // bob got no "hi" before its pong
+	a.write(map[string]any{"type": "subscribe", "channel": "team:2"})
+	a.expectError("forbidden")
+	// Still connected.
+	a.write(map[string]any{"type": "ping"})
+	a.nextOfType("pong")
 
 	st, err := srv.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Forbidden != uint64(forbidden) {
-		t.Errorf("Forbidden = %d, want %d", st.Forbidden, forbidden)
+	if st.Forbidden != 1 {
+		t.Errorf("Forbidden = %d, want 1", st.Forbidden)
 	}
 }
 
@@ -711,35 +648,25 @@ func TestAuthorizerClearAndReplace(t *testing.T) {
 	d.nextOfType("for_dave")
 	d.subscribe("anything")
 
-	// Handles: none installed, two retired (deny, allow); Close frees all.
-	srv.authMu.Lock()
-	installed, retired := srv.authHandle, len(srv.authRetired)
-	var handles []cgo.Handle
-	for h := range srv.authRetired {
-		handles = append(handles, h)
-	}
-	srv.authMu.Unlock()
-	if installed != 0 || retired != 2 {
-		t.Errorf("installed handle %v, %d retired; want 0 and 2", installed, retired)
+	// Handles: the core handed back the two replaced (deny, allow) once it was
+	// done with them (no call is under way); Close hands back the last one.
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles still owned by the core after clearing; want 0", n)
 	}
 	if err := srv.SetAuthorizer(allow); err != nil {
 		t.Fatal(err)
 	}
-	srv.authMu.Lock()
-	handles = append(handles, srv.authHandle)
-	srv.authMu.Unlock()
+	if n := srv.authHandles.Load(); n != 1 {
+		t.Errorf("%d authorizer handles owned by the core; want 1", n)
+	}
 	c.conn.Close(websocket.StatusNormalClosure, "")
 	d.conn.Close(websocket.StatusNormalClosure, "")
 	if err := srv.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	authHandles.RLock()
-	for _, h := range handles {
-		if _, live := authHandles.live[h]; live {
-			t.Errorf("handle %d still live after Close", h)
-		}
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles still owned by the core after Close; want 0", n)
 	}
-	authHandles.RUnlock()
 	mustIs(t, "SetAuthorizer after Close", srv.SetAuthorizer(allow), ErrClosed)
 	mustIs(t, "clear after Close", srv.SetAuthorizer(nil), ErrClosed)
 	var nilSrv *Server
@@ -875,11 +802,9 @@ func TestAuthorizerConcurrentSwapsConnectsAndClose(t *testing.T) {
 			t.Errorf("round %d: Close: %v", round, err)
 		}
 		t.Logf("round %d: %d authorizer calls", round, calls.Load())
-		srv.authMu.Lock()
-		if srv.authHandle != 0 || len(srv.authRetired) != 0 {
-			t.Errorf("round %d: handles left after Close: %v, %d retired", round, srv.authHandle, len(srv.authRetired))
+		if n := srv.authHandles.Load(); n != 0 {
+			t.Errorf("round %d: %d authorizer handles left after Close", round, n)
 		}
-		srv.authMu.Unlock()
 	}
 }
 
@@ -1153,21 +1078,9 @@ func TestAuthorizerBlockingDoesNotHoldOthers(t *testing.T) {
 	}
 }
 
-func TestAuthorizeLateCallbacks(t *testing.T) {
-	// A callback whose handle was released (after Close, or long after a
-	// replacement) is ignored instead of panicking.
+func TestAuthorizeAfterClose(t *testing.T) {
+	// A request that reaches a closed server does not run the function.
 	called := make(chan struct{}, 1)
-	reg := &authReg{fn: func(context.Context, AuthRequest) AuthDecision {
-		called <- struct{}{}
-		return AuthDecision{Allow: true}
-	}}
-	h := newAuthHandle(reg)
-	releaseAuthHandle(h)
-	releaseAuthHandle(h) // twice is a no-op
-	authorize(h, 1, []byte(`{"type":"connect","id":1}`))
-	authorize(0, 2, []byte(`{"type":"connect","id":2}`))
-
-	// A callback that reaches a closed server does not run the function.
 	srv, err := Start(Config{Port: Int(0)})
 	if err != nil {
 		t.Fatal(err)
@@ -1175,15 +1088,23 @@ func TestAuthorizeLateCallbacks(t *testing.T) {
 	if err := srv.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	reg.srv = srv
-	h = newAuthHandle(reg)
-	defer releaseAuthHandle(h)
+	reg := &authReg{srv: srv, fn: func(context.Context, AuthRequest) AuthDecision {
+		called <- struct{}{}
+		return AuthDecision{Allow: true}
+	}}
+	h := cgo.NewHandle(reg)
+	defer h.Delete()
 	authorize(h, 3, []byte(`{"type":"connect","id":3}`))
 	reg.serve(4, []byte(`{"type":"connect","id":4}`), time.Now().Add(time.Second))
 	select {
 	case <-called:
-		t.Error("authorizer called for a released handle or a closed server")
-	default:
+		t.Error("authorizer called for a closed server")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Installing on a closed server: refused, and the handle is not leaked.
+	mustIs(t, "SetAuthorizer after Close", srv.SetAuthorizer(reg.fn), ErrClosed)
+	if n := srv.authHandles.Load(); n != 0 {
+		t.Errorf("%d authorizer handles after a refused install; want 0", n)
 	}
 }
 

@@ -6,6 +6,7 @@ package herald
 
 // Defined in Go (authorize_export.go).
 extern void heraldGoAuthorize(uintptr_t handle, uint64_t request_id, char *request_json);
+extern void heraldGoAuthorizerDropped(uintptr_t handle);
 
 // The herald_authorize_callback the core calls. user_data is not a pointer:
 // it carries the integer value of a runtime/cgo.Handle.
@@ -13,13 +14,21 @@ static void herald_go_authorize(void *user_data, uint64_t request_id, const char
 	heraldGoAuthorize((uintptr_t)user_data, request_id, (char *)request_json);
 }
 
+// The herald_drop_callback: the core calls it once, after the last call of
+// herald_go_authorize with this handle.
+static void herald_go_authorizer_dropped(void *user_data) {
+	heraldGoAuthorizerDropped((uintptr_t)user_data);
+}
+
 // Installs herald_go_authorize with handle as user_data, or clears the
-// authorizer when handle is 0 (cgo handles are never 0).
+// authorizer when handle is 0 (cgo handles are never 0). The core owns the
+// handle from here: it calls herald_go_authorizer_dropped once, even if this
+// call fails.
 static herald_status herald_go_set_authorizer(herald_server *server, uintptr_t handle) {
 	if (handle == 0) {
-		return herald_set_authorizer(server, NULL, NULL);
+		return herald_set_authorizer(server, NULL, NULL, NULL);
 	}
-	return herald_set_authorizer(server, herald_go_authorize, (void *)handle);
+	return herald_set_authorizer(server, herald_go_authorize, (void *)handle, herald_go_authorizer_dropped);
 }
 */
 import "C"
@@ -32,7 +41,6 @@ import (
 	"log/slog"
 	"runtime/cgo"
 	"runtime/debug"
-	"sync"
 	"time"
 )
 
@@ -86,8 +94,10 @@ type AuthRequest struct {
 	// Channel is the channel asked for; sessions are "session:ID"
 	// (AuthSubscribe).
 	Channel string
-	// Action is "subscribe", or "cancel" when the client asks to cancel a job
-	// of the session Channel names (AuthSubscribe).
+	// Action is what the client asked (AuthSubscribe): "subscribe";
+	// "presence" to see who is in Channel without subscribing (allowing it
+	// does not subscribe the client); or "cancel" when the client asks to
+	// cancel a job of the session Channel names.
 	Action string
 
 	// Raw is the request exactly as the core reported it, including any
@@ -117,54 +127,11 @@ type AuthDecision struct {
 type AuthorizerFunc func(ctx context.Context, req AuthRequest) AuthDecision
 
 // authReg is one installation of an AuthorizerFunc on a Server. The core
-// holds its cgo.Handle as user_data.
+// holds its cgo.Handle as user_data and hands it back to
+// heraldGoAuthorizerDropped after its last call, which deletes the handle.
 type authReg struct {
 	srv *Server
 	fn  AuthorizerFunc
-}
-
-// authHandles is the set of cgo.Handles that the core may still pass to
-// heraldGoAuthorize. A handle is removed from it (under the write lock)
-// before it is deleted, and the trampoline calls Handle.Value only while it
-// holds the read lock and finds the handle in the set, so a callback that
-// arrives after its handle was freed is recognized instead of panicking.
-var authHandles struct {
-	sync.RWMutex
-	live map[cgo.Handle]struct{}
-}
-
-func newAuthHandle(r *authReg) cgo.Handle {
-	h := cgo.NewHandle(r)
-	authHandles.Lock()
-	if authHandles.live == nil {
-		authHandles.live = make(map[cgo.Handle]struct{})
-	}
-	authHandles.live[h] = struct{}{}
-	authHandles.Unlock()
-	return h
-}
-
-// releaseAuthHandle deletes h; releasing it again is a no-op.
-func releaseAuthHandle(h cgo.Handle) {
-	authHandles.Lock()
-	_, ok := authHandles.live[h]
-	delete(authHandles.live, h)
-	authHandles.Unlock()
-	if ok {
-		h.Delete()
-	}
-}
-
-// lookupAuthHandle returns the registration behind h, or nil if h has been
-// released.
-func lookupAuthHandle(h cgo.Handle) *authReg {
-	authHandles.RLock()
-	defer authHandles.RUnlock()
-	if _, ok := authHandles.live[h]; !ok {
-		return nil
-	}
-	r, _ := h.Value().(*authReg)
-	return r
 }
 
 // SetAuthorizer installs fn as the server's host authorizer, replacing any
@@ -202,72 +169,35 @@ func (s *Server) SetAuthorizer(fn AuthorizerFunc) error {
 	if s == nil {
 		return closedError(op)
 	}
-	s.authMu.Lock()
-	defer s.authMu.Unlock()
 	var h cgo.Handle
 	if fn != nil {
-		h = newAuthHandle(&authReg{srv: s, fn: fn})
+		h = cgo.NewHandle(&authReg{srv: s, fn: fn})
+		s.authHandles.Add(1)
 	}
+	handedOver := false
 	err := s.call(op, func(ch *C.herald_server) Status {
+		handedOver = true
 		return Status(C.herald_go_set_authorizer(ch, C.uintptr_t(h)))
 	})
-	if err != nil {
-		if h != 0 {
-			releaseAuthHandle(h)
-		}
-		return err
-	}
-	if old := s.authHandle; old != 0 {
-		s.retireAuthHandle(old)
-	}
-	s.authHandle = h
-	return nil
-}
-
-// retireAuthHandle frees a replaced handle once the core can no longer have
-// requests for it: requests issued before the replacement are denied by the
-// core after the authorizer timeout anyway. Until then late callbacks are
-// still answered by the old function. Close frees it at once. s.authMu must
-// be held.
-func (s *Server) retireAuthHandle(h cgo.Handle) {
-	if s.authRetired == nil {
-		s.authRetired = make(map[cgo.Handle]struct{})
-	}
-	s.authRetired[h] = struct{}{}
-	time.AfterFunc(s.authTimeout+time.Second, func() {
-		s.authMu.Lock()
-		defer s.authMu.Unlock()
-		if _, ok := s.authRetired[h]; ok {
-			delete(s.authRetired, h)
-			releaseAuthHandle(h)
-		}
-	})
-}
-
-// releaseAuthorizers frees every handle of s; called by Close once the core
-// is stopped.
-func (s *Server) releaseAuthorizers() {
-	s.authMu.Lock()
-	defer s.authMu.Unlock()
-	if s.authHandle != 0 {
-		releaseAuthHandle(s.authHandle)
-		s.authHandle = 0
-	}
-	for h := range s.authRetired {
+	if !handedOver && h != 0 {
+		// Refused before reaching the core (closed): the core never owned h.
 		releaseAuthHandle(h)
 	}
-	s.authRetired = nil
+	return err
+}
+
+// releaseAuthHandle deletes h, which the core no longer uses.
+func releaseAuthHandle(h cgo.Handle) {
+	h.Value().(*authReg).srv.authHandles.Add(-1)
+	h.Delete()
 }
 
 // authorize is called by the trampoline on the core's worker thread. It
 // only copies the request and starts the goroutine that answers it.
 func authorize(h cgo.Handle, id uint64, raw []byte) {
-	r := lookupAuthHandle(h)
-	if r == nil {
-		// Freed by Close (or long after a replacement): nobody can answer;
-		// the core denies the request at its timeout, if it still runs.
-		return
-	}
+	// The core calls the drop callback, which deletes h, only after its last
+	// call with h: h is valid here.
+	r := h.Value().(*authReg)
 	deadline := time.Now().Add(r.srv.authTimeout)
 	go r.serve(id, raw, deadline)
 }

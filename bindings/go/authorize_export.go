@@ -23,3 +23,13 @@ func heraldGoAuthorize(handle C.uintptr_t, requestID C.uint64_t, requestJSON *C.
 	raw := []byte(C.GoString(requestJSON))
 	authorize(cgo.Handle(handle), uint64(requestID), raw)
 }
+
+// heraldGoAuthorizerDropped is the Go side of the authorizer's
+// herald_drop_callback: the core calls it once per installed handle, after
+// the handle's last heraldGoAuthorize call (when the authorizer is replaced
+// or cleared, when the server stops, or at once if installing it failed).
+//
+//export heraldGoAuthorizerDropped
+func heraldGoAuthorizerDropped(handle C.uintptr_t) {
+	releaseAuthHandle(cgo.Handle(handle))
+}

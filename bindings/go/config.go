@@ -101,6 +101,9 @@ type Config struct {
 	// this process. A Redis broker shares them between every node and emitter
 	// that names the same Redis and prefix.
 	Broker *BrokerConfig `json:"broker,omitempty"`
+	// Presence configures who-is-in-a-channel tracking (see Server.Presence);
+	// nil keeps the core defaults (on, 30 s ttl, 1000 members listed).
+	Presence *PresenceConfig `json:"presence,omitempty"`
 	// AdminToken is the Bearer token for GET /api/ws/stats (and every admin
 	// endpoint): when set, a request without "Authorization: Bearer <token>"
 	// gets 401. Unset, the endpoints are open in open mode and always answer
@@ -192,6 +195,19 @@ type RateLimitConfig struct {
 	// seconds before the client is closed; nil keeps the core default (50)
 	// and a pointer to 0 closes a client at its first refused message.
 	MaxViolations *int `json:"max_violations,omitempty"`
+}
+
+// PresenceConfig is the core's "presence" object. Zero (nil) fields keep the
+// core defaults.
+type PresenceConfig struct {
+	// Enabled, when a pointer to false, turns presence off (Server.Presence
+	// then fails with ErrInvalidArgument); nil keeps it on (see Bool).
+	Enabled *bool `json:"enabled,omitempty"`
+	// TTLMS is, with a Redis broker, how long a member whose node stopped
+	// refreshing it (the node was killed) stays listed, in milliseconds.
+	TTLMS int `json:"ttl_ms,omitempty"`
+	// MaxMembers is the number of members listed in one answer at most.
+	MaxMembers int `json:"max_members,omitempty"`
 }
 
 // BrokerConfig is the core's "broker" object.

@@ -14,7 +14,7 @@ static void herald_go_log(void *user_data, enum herald_log_level level, const ch
 }
 
 static enum herald_status herald_go_set_log_handler(int max_level, int install) {
-	return herald_set_log_handler(max_level, install ? herald_go_log : NULL, NULL);
+	return herald_set_log_handler(max_level, install ? herald_go_log : NULL, NULL, NULL);
 }
 */
 import "C"

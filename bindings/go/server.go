@@ -12,9 +12,9 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"runtime/cgo"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -54,10 +54,9 @@ type Server struct {
 	// authTimeout is the configured authorizer timeout (the deadline of the
 	// authorizer's context).
 	authTimeout time.Duration
-	// authMu serializes SetAuthorizer and the release of its handles.
-	authMu      sync.Mutex
-	authHandle  cgo.Handle              // installed authorizer; 0 if none
-	authRetired map[cgo.Handle]struct{} // replaced, freed after a grace period
+	// authHandles counts the authorizer handles the core still owns (it
+	// hands each back through the drop callback after its last call).
+	authHandles atomic.Int32
 }
 
 // Version returns the core library's version string.
@@ -69,9 +68,8 @@ func Version() string {
 // Config{Port: Int(0)} the core binds any free port; Port reports it.
 //
 // Start fails with an error wrapping ErrInvalidConfig when the core rejects
-// the configuration, or ErrIO when it cannot bind (e.g. port in use). The
-// core reports no status code for start failures, so the binding classifies
-// the core's message; the message itself is in Error.Message.
+// the configuration, or ErrIO when it cannot bind (e.g. port in use): the
+// core's status, with its message in Error.Message.
 func Start(cfg Config) (*Server, error) {
 	js, err := cfg.configJSON()
 	if err != nil {
@@ -80,18 +78,26 @@ func Start(cfg Config) (*Server, error) {
 	cjs := cString(js)
 	ensureLogs(cfg.Logger)
 
-	h, st, msg := func() (*C.herald_server, Status, string) {
+	h, port, st, msg := func() (*C.herald_server, C.uint16_t, Status, string) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		h := C.herald_start(cptr(cjs))
-		if h == nil {
-			// herald_start reports failure as NULL; its status is read on the same thread.
-			return nil, Status(C.herald_last_status()), C.GoString(C.herald_last_error())
+		var h *C.herald_server
+		var port C.uint16_t
+		st := Status(C.herald_start(cptr(cjs), &h))
+		if st == StatusOK {
+			st = Status(C.herald_port(h, &port))
 		}
-		return h, StatusOK, ""
+		if st != StatusOK {
+			// The message is read on the thread that failed.
+			return h, 0, st, C.GoString(C.herald_last_error())
+		}
+		return h, port, StatusOK, ""
 	}()
 	runtime.KeepAlive(cjs)
-	if h == nil {
+	if st != StatusOK {
+		if h != nil {
+			C.herald_stop(h, 0)
+		}
 		return nil, statusError("start", st, msg)
 	}
 
@@ -106,7 +112,7 @@ func Start(cfg Config) (*Server, error) {
 	closeCtx, closeCancel := context.WithCancel(context.Background())
 	s := &Server{
 		h:           h,
-		port:        int(C.herald_port(h)),
+		port:        int(port),
 		events:      make(chan Event, buf),
 		stopping:    make(chan struct{}),
 		done:        make(chan struct{}),
@@ -153,25 +159,19 @@ func (s *Server) Events() <-chan Event {
 // started. task must encode to a JSON object; clients receive
 // {"type":"ai_start","sessionId":...,"task":task,...}.
 func (s *Server) NotifyAIStart(sessionID string, task any) error {
-	return s.sessionCall("notify_ai_start", sessionID, task, func(h *C.herald_server, sid, js *C.char) Status {
-		return Status(C.herald_notify_ai_start(h, sid, js))
-	})
+	return s.notifyAI("notify_ai_start", C.HERALD_AI_KIND_START, sessionID, task)
 }
 
 // NotifyAIProgress sends an "ai_progress" message (field "progress") to the
 // subscribers of session sessionID. progress must encode to a JSON object.
 func (s *Server) NotifyAIProgress(sessionID string, progress any) error {
-	return s.sessionCall("notify_ai_progress", sessionID, progress, func(h *C.herald_server, sid, js *C.char) Status {
-		return Status(C.herald_notify_ai_progress(h, sid, js))
-	})
+	return s.notifyAI("notify_ai_progress", C.HERALD_AI_KIND_PROGRESS, sessionID, progress)
 }
 
 // NotifyAIComplete sends an "ai_complete" message (field "result") to the
 // subscribers of session sessionID. result must encode to a JSON object.
 func (s *Server) NotifyAIComplete(sessionID string, result any) error {
-	return s.sessionCall("notify_ai_complete", sessionID, result, func(h *C.herald_server, sid, js *C.char) Status {
-		return Status(C.herald_notify_ai_complete(h, sid, js))
-	})
+	return s.notifyAI("notify_ai_complete", C.HERALD_AI_KIND_COMPLETE, sessionID, result)
 }
 
 // NotifyAIError sends an "ai_error" message (field "error") to the
@@ -184,9 +184,7 @@ func (s *Server) NotifyAIError(sessionID string, errPayload any) error {
 			errPayload = map[string]string{"message": e.Error()}
 		}
 	}
-	return s.sessionCall("notify_ai_error", sessionID, errPayload, func(h *C.herald_server, sid, js *C.char) Status {
-		return Status(C.herald_notify_ai_error(h, sid, js))
-	})
+	return s.notifyAI("notify_ai_error", C.HERALD_AI_KIND_ERROR, sessionID, errPayload)
 }
 
 // NotifyAIDelta sends an "ai_delta" message (field "delta"): a piece of a
@@ -333,6 +331,51 @@ func (s *Server) Jobs(sessionID string) (JobsSnapshot, error) {
 	return snapshot, nil
 }
 
+// PresenceMember is one member of a channel: a subscriber.
+type PresenceMember struct {
+	// ClientID is the subscriber's client ID (as in events and for Send).
+	ClientID string `json:"clientId"`
+	// UserID is its user (from its token or the authorizer), "" if anonymous.
+	UserID string `json:"userId"`
+	// Status is the status it set ({"type":"presence","channel":…,
+	// "status":"away"}), "online" until then.
+	Status string `json:"status"`
+}
+
+// Presence is who is in a channel.
+type Presence struct {
+	Channel string `json:"channel"`
+	// Members lists at most PresenceConfig.MaxMembers members.
+	Members []PresenceMember `json:"members"`
+	// Total counts every member.
+	Total int `json:"total"`
+	// Truncated is true when some members were left out of Members.
+	Truncated bool `json:"truncated"`
+}
+
+// Presence returns who is in channel: every subscriber, with its user and the
+// status it set. With a Redis broker it lists the members of every node (and
+// waits for Redis, failing with ErrUnavailable when it does not answer).
+// Sessions are channel "session:"+sessionID.
+func (s *Server) Presence(channel string) (Presence, error) {
+	cch, err := cStringArg("presence", channel)
+	if err != nil {
+		return Presence{}, err
+	}
+	raw, err := s.stringCall("presence", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_presence(h, cptr(cch), out))
+	})
+	runtime.KeepAlive(cch)
+	if err != nil {
+		return Presence{}, err
+	}
+	p := Presence{Members: []PresenceMember{}}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Presence{}, goError("presence", ErrInvalidJSON, "cannot decode the core's presence", err)
+	}
+	return p, nil
+}
+
 // Close stops the server: the core flushes its queues, closes every client
 // with status 1001 (going away) and frees its resources, including the
 // authorizer installed with SetAuthorizer (whose running calls see their
@@ -382,10 +425,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}()
 	s.mu.Unlock()
 
-	// The core calls no authorizer any more (late callbacks find their
-	// handle released); running authorizers see their context cancelled.
+	// The core calls no authorizer any more and has released its handle
+	// (the drop callback); running authorizers see their context cancelled.
 	s.closeCancel()
-	s.releaseAuthorizers()
 	close(s.stopping)
 	<-s.done
 	return err
@@ -475,6 +517,13 @@ func (s *Server) keyedCall(op, key string, msg any, fn func(h *C.herald_server, 
 	return s.call(op, func(h *C.herald_server) Status {
 		return fn(h, cptr(ckey), cptr(js))
 	}, ckey, js)
+}
+
+// notifyAI is herald_notify_ai: the four NotifyAI* methods differ only in kind.
+func (s *Server) notifyAI(op string, kind C.herald_ai_kind, sessionID string, msg any) error {
+	return s.sessionCall(op, sessionID, msg, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai(h, C.int32_t(kind), sid, js))
+	})
 }
 
 // sessionCall is keyedCall for the notify functions.

@@ -126,6 +126,8 @@ export interface ServerOptions {
   listen?: boolean;
   /** Where publications are sequenced and kept; `{ redis: { url } }` shares them between processes. */
   broker?: BrokerOptions;
+  /** Who is in each channel (see {@link Server.getPresence}). */
+  presence?: PresenceOptions;
   /**
    * Bytes queued for one client at most, counting every way bytes wait for it (its
    * queue, replays, pongs and error replies, the socket writer's buffer); over it the
@@ -237,6 +239,39 @@ export interface RedisOptions {
   /** How long a host call waits for Redis to confirm a publication. Default 2000. */
   timeout_ms?: number;
   timeoutMs?: number;
+}
+
+/** `presence`: every subscriber of a channel is a member, with a status it sets. */
+export interface PresenceOptions {
+  /** Default true; `false` turns presence off (queries throw `HERALD_INVALID_ARGUMENT`). */
+  enabled?: boolean;
+  /** With Redis: a member whose node stopped refreshing it (killed) leaves after this long. Default 30000. */
+  ttl_ms?: number;
+  ttlMs?: number;
+  /** Members listed in one answer at most (`total` counts them all). Default 1000. */
+  max_members?: number;
+  maxMembers?: number;
+}
+
+/** One member of a channel. */
+export interface PresenceMember {
+  /** The subscriber's client id (as in events and for `send`). */
+  clientId: string;
+  /** Its user (from its token or the authorizer), null if anonymous. */
+  userId: string | null;
+  /** The status it set (`{"type":"presence","channel":…,"status":"away"}`); "online" until then. */
+  status: string;
+}
+
+/** Who is in a channel: with Redis, on every node. */
+export interface Presence {
+  channel: string;
+  /** At most `presence.maxMembers` members. */
+  members: PresenceMember[];
+  /** How many members there are in all. */
+  total: number;
+  /** True when some members were left out of `members`. */
+  truncated: boolean;
 }
 
 /** `broker`: where publications are sequenced and kept (default: in this process). */
@@ -520,8 +555,12 @@ export interface SubscribeAuthRequest {
   userId: string | null;
   /** The channel: "session:<id>" for sessions, else the channel name. */
   channel: string;
-  /** 'subscribe', or 'cancel' when the client asks to cancel a job of that session. */
-  action: 'subscribe' | 'cancel';
+  /**
+   * What the client asked: 'subscribe'; 'presence' to see who is in the channel
+   * without subscribing (allowing it does not subscribe the client); or 'cancel'
+   * when the client asks to cancel a job of that session.
+   */
+  action: 'subscribe' | 'presence' | 'cancel';
 }
 
 /** What an authorizer receives; switch on `type`. */
@@ -601,7 +640,10 @@ export interface HeraldError extends Error {
  * (see {@link HeraldServer.unref}); a closed one never does.
  *
  * All sending methods only enqueue and return at once; they throw a
- * {@link HeraldError} on failure (`HERALD_STOPPED` once closed).
+ * {@link HeraldError} on failure (`HERALD_STOPPED` once closed). With the Redis
+ * broker they wait for Redis to confirm instead (one round trip, at most
+ * `broker.redis.timeout_ms`), blocking the event loop meanwhile: use their
+ * promise forms (`publishAsync`, `notifyAIProgressAsync`, ...) there.
  */
 export declare class HeraldServer extends EventEmitter {
   private constructor();
@@ -638,12 +680,43 @@ export declare class HeraldServer extends EventEmitter {
   publish(channel: string, message: Message): void;
   /** Sends the message to one client; throws `HERALD_UNKNOWN_CLIENT` if it is not connected. */
   send(clientId: string, message: Message): void;
+
+  /*
+   * The sending methods as promises. With the Redis broker each waits for Redis to
+   * confirm on a thread of the addon, never on the event loop, and the calls take effect
+   * in the order they are made (one at a time); a promise resolves once Redis holds the
+   * publication and rejects with a HeraldError (`HERALD_UNAVAILABLE` while Redis is down
+   * or slower than `timeoutMs`, `HERALD_QUEUE_FULL` beyond 4096 calls waiting,
+   * `HERALD_STOPPED` once closed; a bad argument rejects too). Without a broker they
+   * settle at once, like the synchronous forms.
+   */
+  /** {@link notifyAIStart}, resolved once the broker holds it. */
+  notifyAIStartAsync(sessionId: string, task: Message): Promise<void>;
+  /** {@link notifyAIProgress}, resolved once the broker holds it. */
+  notifyAIProgressAsync(sessionId: string, progress: Message): Promise<void>;
+  /** {@link notifyAIComplete}, resolved once the broker holds it. */
+  notifyAICompleteAsync(sessionId: string, result: Message): Promise<void>;
+  /** {@link notifyAIError}, resolved once the broker holds it. */
+  notifyAIErrorAsync(sessionId: string, error: Message | Error): Promise<void>;
+  /** {@link broadcast}, resolved once the broker holds it. */
+  broadcastAsync(message: Message): Promise<void>;
+  /** {@link broadcastToUser}, resolved once the broker holds it. */
+  broadcastToUserAsync(userId: string, message: Message): Promise<void>;
+  /** {@link publish}, resolved once the broker holds it. */
+  publishAsync(channel: string, message: Message): Promise<void>;
+  /** {@link send}, resolved once the broker holds it (rejects with `HERALD_UNKNOWN_CLIENT` if no node has the client). */
+  sendAsync(clientId: string, message: Message): Promise<void>;
   /** Connection and message counters, and the connected clients. */
   getStats(): Stats;
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
   getHistory(channel: string): HistoryEntry[];
   /** A session's jobs as of a seq (the same as `GET /api/jobs/<sessionId>`), for server-side rendering. */
   getJobs(sessionId: string): JobsSnapshot;
+  /**
+   * Who is in a channel: every subscriber, with its user and the status it set.
+   * With the Redis broker, every node's (the call then waits for Redis).
+   */
+  getPresence(channel: string): Presence;
 
   /**
    * Installs the host authorizer, or removes it with `null`; replaces any

@@ -124,6 +124,14 @@ function toJson(name, value) {
   );
 }
 
+/** Convenience: an Error becomes {message, code?}, since JSON.stringify(err) is "{}". */
+function errorPayload(error) {
+  if (!(error instanceof Error)) return error;
+  const plain = { message: error.message };
+  if (error.code !== undefined) plain.code = error.code;
+  return plain;
+}
+
 /** `heartbeatIntervalMs` -> `heartbeat_interval_ms`; snake_case keys pass unchanged. */
 function snakeKey(key) {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -214,13 +222,7 @@ class HeraldServer extends EventEmitter {
 
   notifyAIError(sessionId, error) {
     checkString('sessionId', sessionId);
-    if (error instanceof Error) {
-      // Convenience: an Error becomes {message, code?}, since JSON.stringify(err) is "{}".
-      const plain = { message: error.message };
-      if (error.code !== undefined) plain.code = error.code;
-      error = plain;
-    }
-    this._senders.notifyAiError(sessionId, toJson('error', error));
+    this._senders.notifyAiError(sessionId, toJson('error', errorPayload(error)));
   }
 
   notifyAIDelta(sessionId, delta) {
@@ -252,6 +254,50 @@ class HeraldServer extends EventEmitter {
     this._senders.send(clientId, toJson('message', message));
   }
 
+  // The same calls returning a Promise. With the Redis broker a call waits for Redis to
+  // confirm (one round trip, at most broker.redis.timeout_ms): these forms wait on a thread
+  // of the addon, never on the event loop, and take effect in the order they are made.
+  // Without a broker they settle at once. Every error, a bad argument included, rejects.
+
+  async notifyAIStartAsync(sessionId, task) {
+    checkString('sessionId', sessionId);
+    return this._senders.notifyAiStartAsync(sessionId, toJson('task', task));
+  }
+
+  async notifyAIProgressAsync(sessionId, progress) {
+    checkString('sessionId', sessionId);
+    return this._senders.notifyAiProgressAsync(sessionId, toJson('progress', progress));
+  }
+
+  async notifyAICompleteAsync(sessionId, result) {
+    checkString('sessionId', sessionId);
+    return this._senders.notifyAiCompleteAsync(sessionId, toJson('result', result));
+  }
+
+  async notifyAIErrorAsync(sessionId, error) {
+    checkString('sessionId', sessionId);
+    return this._senders.notifyAiErrorAsync(sessionId, toJson('error', errorPayload(error)));
+  }
+
+  async broadcastAsync(message) {
+    return this._senders.broadcastAsync(toJson('message', message));
+  }
+
+  async broadcastToUserAsync(userId, message) {
+    checkString('userId', userId);
+    return this._senders.broadcastToUserAsync(userId, toJson('message', message));
+  }
+
+  async publishAsync(channel, message) {
+    checkString('channel', channel);
+    return this._senders.publishAsync(channel, toJson('message', message));
+  }
+
+  async sendAsync(clientId, message) {
+    checkString('clientId', clientId);
+    return this._senders.sendAsync(clientId, toJson('message', message));
+  }
+
   getStats() {
     return JSON.parse(this._call('stats'));
   }
@@ -264,6 +310,11 @@ class HeraldServer extends EventEmitter {
   getJobs(sessionId) {
     checkString('sessionId', sessionId);
     return JSON.parse(this._call('jobs', sessionId));
+  }
+
+  getPresence(channel) {
+    checkString('channel', channel);
+    return JSON.parse(this._call('presence', channel));
   }
 
   /**

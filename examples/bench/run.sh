@@ -100,7 +100,8 @@ if command -v go >/dev/null && [ -f "$ROOT/bindings/go/go.mod" ]; then
 fi
 
 # The C host again, publishing through the Redis broker (a redis-server of the kit's
-# own on a free loopback port, no persistence, killed on exit): herald-c-redis.
+# own on a free loopback port, no persistence, killed on exit): herald-c-redis (one
+# node) and herald-c-redis-x3 (three nodes), each with one or 16 publishing threads.
 REDIS_PID=""
 stop_redis() { if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi; }
 trap stop_redis EXIT
@@ -110,8 +111,16 @@ if command -v redis-server >/dev/null; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
   REDIS_PID=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.1; done
-  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=redis://127.0.0.1:$REDIS_PORT $KIT/hosts/c/build/herald-c-host")
-  SERVERS+=(herald-c-redis); COST_HOSTS+=(herald-c-redis)
+  # herald-c-redis-x3: three such nodes on the same Redis, subscribers spread over them,
+  # publications through the first. -p16: the host publishes from 16 threads, so 16 calls
+  # wait for Redis at once (each call waits for its confirmation). --redis lets the kit
+  # read redis-server's CPU time.
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  REDIS_ARGS=(--server-cmd "herald-c-redis=env BENCH_REDIS=$REDIS_URL $KIT/hosts/c/build/herald-c-host"
+              --server-cmd "herald-c-redis-p16=env BENCH_PUBLISHERS=16 BENCH_REDIS=$REDIS_URL $KIT/hosts/c/build/herald-c-host"
+              --cluster herald-c-redis-x3=herald-c-redis:3 --cluster herald-c-redis-x3-p16=herald-c-redis-p16:3
+              --redis "127.0.0.1:$REDIS_PORT")
+  SERVERS+=(herald-c-redis herald-c-redis-x3 herald-c-redis-p16 herald-c-redis-x3-p16); COST_HOSTS+=(herald-c-redis)
 else
   NOTES+=("herald-c-redis skipped: redis-server missing (apt-get install -y redis-server)")
 fi

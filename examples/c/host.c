@@ -42,17 +42,16 @@ int main(int argc, char **argv) {
 
     char config[128];
     snprintf(config, sizeof config, "{\"port\": %d}", atoi(port));
-    herald_server *server = herald_start(config);
-    if (server == NULL) {
-        fprintf(stderr, "herald_start failed: %s\n", herald_last_error());
-        return 1;
-    }
-    printf("herald %s listening on port %u\n", herald_version(), (unsigned)herald_port(server));
-    printf("connect: ws://127.0.0.1:%u/ws?sessionId=%s\n", (unsigned)herald_port(server), session);
+    herald_server *server = NULL;
+    if (!check(herald_start(config, &server), "herald_start")) return 1;
+    uint16_t bound = 0;
+    if (!check(herald_port(server, &bound), "herald_port")) return 1;
+    printf("herald %s listening on port %u\n", herald_version(), (unsigned)bound);
+    printf("connect: ws://127.0.0.1:%u/ws?sessionId=%s\n", (unsigned)bound, session);
     fflush(stdout);
 
     /* Errors come back as statuses with a message, never as crashes. */
-    if (herald_notify_ai_start(server, session, "not json") != HERALD_ERR_INVALID_JSON) return 1;
+    if (herald_notify_ai(server, HERALD_AI_KIND_START, session, "not json") != HERALD_ERR_INVALID_JSON) return 1;
     printf("bad JSON rejected: %s\n", herald_last_error());
 
     char channel[300];
@@ -63,11 +62,12 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    /* herald_notify_ai(server, HERALD_AI_KIND_*, ...) or its named aliases. */
     int ok = check(herald_notify_ai_start(server, session, "{\"taskId\":\"t1\",\"model\":\"demo-llm\"}"), "ai_start");
     for (int pct = 25; ok && pct <= 100; pct += 25) {
         char progress[96];
         snprintf(progress, sizeof progress, "{\"taskId\":\"t1\",\"percent\":%d}", pct);
-        ok = check(herald_notify_ai_progress(server, session, progress), "ai_progress");
+        ok = check(herald_notify_ai(server, HERALD_AI_KIND_PROGRESS, session, progress), "ai_progress");
     }
     ok = ok && check(herald_notify_ai_complete(server, session, "{\"taskId\":\"t1\",\"output\":\"hello from C\"}"), "ai_complete");
 

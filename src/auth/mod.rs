@@ -12,7 +12,7 @@ use crate::protocol;
 use jwt::JwtVerifier;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -45,7 +45,9 @@ pub enum AuthRequest {
         client_id: String,
         user_id: Option<String>,
         channel: String,
-        /// `subscribe`, or `cancel` for a client's request to cancel a job.
+        /// What it asked: `subscribe`, `presence` (to see who is in the channel,
+        /// without subscribing: allowing it does not subscribe the client), or `cancel`
+        /// (a client's request to cancel a job).
         action: AuthAction,
     },
 }
@@ -67,6 +69,7 @@ impl AuthRequest {
 #[serde(rename_all = "snake_case")]
 pub enum AuthAction {
     Subscribe,
+    Presence,
     Cancel,
 }
 
@@ -184,6 +187,8 @@ pub(crate) struct AuthGate {
     config: AuthConfig,
     jwt: Option<JwtVerifier>,
     authorizer: RwLock<Option<Authorizer>>,
+    /// Set under the authorizer's write lock once the server stopped.
+    closed: AtomicBool,
     pending: Mutex<HashMap<u64, oneshot::Sender<AuthDecision>>>,
     next_id: AtomicU64,
 }
@@ -194,6 +199,7 @@ impl AuthGate {
             jwt: JwtVerifier::from_config(config)?,
             config: config.clone(),
             authorizer: RwLock::new(None),
+            closed: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             in_flight: Arc::default(),
@@ -207,8 +213,28 @@ impl AuthGate {
             .clone()
     }
 
+    /// Installs or clears the authorizer. The one replaced goes outside the lock: calls
+    /// under way hold their own reference, so what it owns is released after its last call.
     pub fn set_authorizer(&self, authorizer: Option<Authorizer>) {
-        *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = authorizer;
+        let replaced = {
+            let mut slot = self.authorizer.write().unwrap_or_else(|p| p.into_inner());
+            if self.closed.load(Ordering::SeqCst) {
+                authorizer
+            } else {
+                std::mem::replace(&mut *slot, authorizer)
+            }
+        };
+        drop(replaced);
+    }
+
+    /// Drops the authorizer for good (the server stopped); later installs are refused.
+    pub fn close(&self) {
+        let replaced = {
+            let mut slot = self.authorizer.write().unwrap_or_else(|p| p.into_inner());
+            self.closed.store(true, Ordering::SeqCst);
+            slot.take()
+        };
+        drop(replaced);
     }
 
     /// Channel rules apply as soon as any way to authenticate is configured.
@@ -343,9 +369,12 @@ impl AuthGate {
         self.in_flight.count.fetch_add(1, Ordering::SeqCst);
         let running = Running(Arc::clone(&self.in_flight));
         tokio::task::spawn_blocking(move || {
-            let _running = running;
             IN_AUTHORIZER.with(|flag| flag.set(true));
             authorizer(&request);
+            // This call's reference goes before the call counts as finished, so a stop
+            // that waited for it has also seen what the authorizer owns released.
+            drop(authorizer);
+            drop(running);
         });
         let timeout = Duration::from_millis(self.config.authorizer_timeout_ms);
         let decision = match tokio::time::timeout(timeout, decision).await {

@@ -15,18 +15,23 @@
 //! - **The link** (one command connection, one PUB/SUB connection) reconnects with
 //!   backoff and resubscribes; the clients of this node are then asked to reconnect
 //!   and recover, since publications may have been missed meanwhile.
+//! - **AUTH and TLS** come with the URL (`redis://user:password@…`, `rediss://…`),
+//!   handled by redis-rs (TLS with rustls, Redis's certificate checked against the
+//!   system's roots or `SSL_CERT_FILE`). Credentials Redis refuses fail the start as a
+//!   configuration error.
 
-use super::{Publication, Watcher};
+use super::{
+    BrokerFuture, Entries, Fetched, Health, MemberList, Publication, Refreshed, SharedBroker,
+};
 use crate::config::{HistoryConfig, JobsConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{Job, JobStatus, JobUpdate};
 use crate::protocol::{OpenObject, Position, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::transport::wire::Frame;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -205,29 +210,73 @@ if not epoch then return {'', {}} end
 return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 ";
 
-/// Broker health, for stats.
-#[derive(Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Health {
-    pub kind: &'static str,
-    pub node: String,
-    pub connected: bool,
-    pub reconnects: u64,
-    pub publish_round_trip_us: u64,
-    pub publish_errors: u64,
-}
+/// Redis's clock in ms, so every node's deadlines count on one clock.
+const NOW_LUA: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
 
-/// Stream entries as (seq, body), oldest first.
-pub(crate) type Entries = Vec<(u64, String)>;
+/// Removes the members whose deadline passed; `gone` holds their JSON. Expects `now`.
+const SWEEP_LUA: &str = "local gone = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+if #expired > 0 then
+  gone = redis.call('HMGET', KEYS[1], unpack(expired))
+  redis.call('HDEL', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+end
+";
 
-/// What a subscribe with or without `since` reads from Redis.
-pub(crate) struct Fetched {
-    pub position: Position,
-    /// Every publication after `since`, in order, when Redis still holds all of them.
-    pub replay: Option<Entries>,
-    /// For a session: its jobs as a JSON array (none when it has no job).
-    pub jobs: Option<String>,
-}
+/// KEYS: members, deadlines. ARGV: client id, member JSON, ttl ms, topic, announcement.
+const PRESENCE_SET_LUA: &str = "
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// KEYS: members, deadlines. ARGV: client id, topic, announcement (sent only when the
+/// member was there, so an expiry and a late leave do not both announce it).
+const PRESENCE_REMOVE_LUA: &str = "
+local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return removed
+";
+
+/// KEYS: members, deadlines. ARGV: ttl ms, then client id and member JSON pairs.
+/// Extends this node's members' deadlines first (so a node that was late does not
+/// sweep its own), putting back any that were swept meanwhile; the caller sweeps after.
+/// Expects `now`; leaves `rejoined` (the members put back).
+const PRESENCE_REFRESH_LUA: &str = "
+local ttl = tonumber(ARGV[1])
+local rejoined = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], now + ttl, ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    rejoined[#rejoined + 1] = ARGV[i + 1]
+  end
+end
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+";
+
+/// KEYS: members, deadlines. ARGV: most members listed. Sweeps, then returns
+/// {swept members, total, listed members}.
+const PRESENCE_LIST_LUA: &str = "
+local total = redis.call('ZCARD', KEYS[2])
+local members = {}
+local limit = tonumber(ARGV[1])
+if limit > 0 and total > 0 then
+  local ids = redis.call('ZRANGE', KEYS[2], 0, limit - 1)
+  members = redis.call('HMGET', KEYS[1], unpack(ids))
+end
+return {gone, total, members}
+";
+
+/// A presence change on a channel's topic: `P:<node>:<frame>`, told apart from a
+/// publication (`<seq>:…`) by its first byte.
+const PRESENCE_TAG: &str = "P:";
 
 enum Control {
     /// A local channel gained its first subscriber: subscribe to its topic.
@@ -251,6 +300,8 @@ pub(crate) struct RedisBroker {
     command: RwLock<Option<MultiplexedConnection>>,
     control: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
+    /// The PUB/SUB connection `connect` opened, until `run` takes it over.
+    first_link: Mutex<Option<PubSub>>,
     /// Woken when a command found the connection broken, so the link reconnects now.
     link_lost: Notify,
     connected: AtomicBool,
@@ -262,10 +313,29 @@ pub(crate) struct RedisBroker {
     publish_script: Script,
     recover_script: Script,
     history_script: Script,
+    presence_set_script: Script,
+    presence_remove_script: Script,
+    presence_refresh_script: Script,
+    presence_list_script: Script,
 }
 
 fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Unavailable, format!("redis broker: {what}"))
+}
+
+/// A connection's failure: credentials Redis refused are a configuration error (trying
+/// again cannot help); anything else leaves the broker unavailable for now.
+fn link_error(e: redis::RedisError) -> Error {
+    let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if refused {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("authentication failed ({e})"),
+        )
+    } else {
+        unavailable(e)
+    }
 }
 
 impl RedisBroker {
@@ -278,7 +348,7 @@ impl RedisBroker {
         max_snapshot_bytes: usize,
         node_id: String,
         epoch_seed: u64,
-    ) -> Result<(Arc<RedisBroker>, PubSub)> {
+    ) -> Result<Arc<RedisBroker>> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidConfig,
@@ -298,6 +368,7 @@ impl RedisBroker {
             command: RwLock::new(None),
             control,
             control_rx: Mutex::new(Some(control_rx)),
+            first_link: Mutex::new(None),
             link_lost: Notify::new(),
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
@@ -308,13 +379,25 @@ impl RedisBroker {
             publish_script: Script::new(&format!("{JOB_LUA}{PUBLISH_LUA}")),
             recover_script: Script::new(RECOVER_LUA),
             history_script: Script::new(HISTORY_LUA),
+            presence_set_script: Script::new(&format!("{NOW_LUA}{PRESENCE_SET_LUA}")),
+            presence_remove_script: Script::new(PRESENCE_REMOVE_LUA),
+            presence_refresh_script: Script::new(&format!(
+                "{NOW_LUA}{PRESENCE_REFRESH_LUA}{SWEEP_LUA}return {{gone, rejoined}}"
+            )),
+            presence_list_script: Script::new(&format!("{NOW_LUA}{SWEEP_LUA}{PRESENCE_LIST_LUA}")),
         };
         let cannot_reach = |e: Error| {
-            unavailable(format!(
-                "cannot reach {}: {}",
-                redact(&config.url),
-                e.message()
-            ))
+            let url = redact(&config.url);
+            let detail = e.message().trim_start_matches("redis broker: ");
+            match e.kind() {
+                ErrorKind::InvalidConfig => Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "redis broker: {url} refused the credentials of broker.redis.url: {detail}"
+                    ),
+                ),
+                _ => unavailable(format!("cannot reach {url}: {detail}")),
+            }
         };
         let (command, mut pubsub) = broker.open().await.map_err(cannot_reach)?;
         // Listening for broadcasts and sends before the host can make any, and connected
@@ -324,11 +407,12 @@ impl RedisBroker {
         tokio::time::timeout(broker.timeout, pubsub.subscribe(&topics))
             .await
             .map_err(|_| unavailable("SUBSCRIBE timed out"))
-            .and_then(|done| done.map_err(unavailable))
+            .and_then(|done| done.map_err(link_error))
             .map_err(cannot_reach)?;
         *broker.command.write().unwrap_or_else(|p| p.into_inner()) = Some(command);
+        *broker.first_link.lock().unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
         broker.connected.store(true, Ordering::Release);
-        Ok((Arc::new(broker), pubsub))
+        Ok(Arc::new(broker))
     }
 
     async fn open(&self) -> Result<(MultiplexedConnection, PubSub)> {
@@ -339,31 +423,12 @@ impl RedisBroker {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("connection timed out"))?
-            .map_err(unavailable)?;
+            .map_err(link_error)?;
         Ok((command, pubsub))
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
-    }
-
-    pub fn health(&self) -> Health {
-        Health {
-            kind: "redis",
-            node: self.node_id.clone(),
-            connected: self.is_connected(),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-        }
     }
 
     fn meta_key(&self, channel: &str) -> String {
@@ -391,6 +456,17 @@ impl RedisBroker {
         format!("{}ch:{channel}", self.prefix)
     }
 
+    fn presence_keys(&self, channel: &str) -> (String, String) {
+        (
+            format!("{}presence:{channel}", self.prefix),
+            format!("{}presence-deadlines:{channel}", self.prefix),
+        )
+    }
+
+    fn presence_announcement(&self, frame: &str) -> String {
+        format!("{PRESENCE_TAG}{}:{frame}", self.node_id)
+    }
+
     fn broadcast_topic(&self) -> String {
         format!("{}broadcast", self.prefix)
     }
@@ -401,7 +477,7 @@ impl RedisBroker {
 
     fn new_epoch(&self) -> String {
         let n = self.epochs.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", crate::server::splitmix64(self.epoch_seed ^ n))
+        format!("{:016x}", crate::shared::splitmix64(self.epoch_seed ^ n))
     }
 
     /// The command connection, or `Unavailable` at once while the link is down.
@@ -425,7 +501,7 @@ impl RedisBroker {
     }
 
     /// Sequences and publishes; Ok once Redis holds the publication.
-    pub async fn publish(
+    async fn sequence_and_publish(
         &self,
         channel: &str,
         body: &str,
@@ -480,7 +556,7 @@ impl RedisBroker {
     }
 
     /// PUBLISH to every node: their local clients each get `text`.
-    pub async fn broadcast(&self, text: &str) -> Result<()> {
+    async fn publish_broadcast(&self, text: &str) -> Result<()> {
         let mut conn = self.connection()?;
         redis::cmd("PUBLISH")
             .arg(self.broadcast_topic())
@@ -492,7 +568,7 @@ impl RedisBroker {
     }
 
     /// To a client of another node: false when that node is not listening.
-    pub async fn send(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
+    async fn publish_to_node(&self, node: &str, client_id: &str, text: &str) -> Result<bool> {
         let mut conn = self.connection()?;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(self.node_topic(node))
@@ -504,7 +580,7 @@ impl RedisBroker {
     }
 
     /// The channel's position and, with `since`, what came after it.
-    pub async fn fetch(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
+    async fn read_position(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
         let mut conn = self.connection()?;
         let max_replay = self.history_size.max(1) * 2;
         let with_jobs = channel.starts_with("session:");
@@ -545,9 +621,9 @@ impl RedisBroker {
     }
 
     /// A session's jobs and the position they hold at, as `GET /api/jobs/…` answers.
-    pub async fn jobs_json(&self, session: &str) -> Result<String> {
+    async fn read_jobs(&self, session: &str) -> Result<String> {
         let channel = crate::protocol::session_channel(session);
-        let fetched = self.fetch(&channel, None).await?;
+        let fetched = self.read_position(&channel, None).await?;
         Ok(crate::fanout::jobs_reply(
             session,
             &fetched.position,
@@ -556,7 +632,7 @@ impl RedisBroker {
     }
 
     /// The channel's history as closed JSON texts, oldest first.
-    pub async fn history(&self, channel: &str) -> Result<Vec<Frame>> {
+    async fn read_history(&self, channel: &str) -> Result<Vec<Frame>> {
         let mut conn = self.connection()?;
         let value: Value = self
             .history_script
@@ -586,9 +662,127 @@ impl RedisBroker {
             .collect())
     }
 
+    /// Writes a member (joined, or changed its status) with a deadline `ttl_ms` from
+    /// now, and announces `frame` to the other nodes.
+    async fn write_member(
+        &self,
+        channel: &str,
+        client_id: &str,
+        member_json: &str,
+        ttl_ms: u64,
+        frame: &str,
+    ) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_set_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(member_json)
+            .arg(ttl_ms)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Removes a member and, if it was still there, announces `frame`.
+    async fn remove_member(&self, channel: &str, client_id: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_remove_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Announces `frame` (a leave this node noticed) to the other nodes.
+    async fn announce_presence(&self, channel: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        redis::cmd("PUBLISH")
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Extends the deadlines of this node's members (`(client id, member JSON)`),
+    /// putting back those swept meanwhile, then removes every member of the channel
+    /// whose deadline passed. Returns (the members removed, the members put back), as
+    /// JSON.
+    async fn refresh_members(
+        &self,
+        channel: &str,
+        members: &[(String, String)],
+        ttl_ms: u64,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut conn = self.connection()?;
+        let (hash, deadlines) = self.presence_keys(channel);
+        let (mut gone, mut rejoined) = (Vec::new(), Vec::new());
+        // Bounded script arguments (Lua's unpack and the argument list stay small).
+        for chunk in members.chunks(500) {
+            let mut invocation = self.presence_refresh_script.key(&hash);
+            invocation.key(&deadlines).arg(ttl_ms);
+            for (id, json) in chunk {
+                invocation.arg(id).arg(json);
+            }
+            let value: Value = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            let Value::Array(parts) = value else {
+                return Err(unavailable("unexpected reply to the presence refresh"));
+            };
+            let mut parts = parts.into_iter();
+            gone.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
+            rejoined.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
+        }
+        Ok((gone, rejoined))
+    }
+
+    /// Sweeps expired members, then lists at most `limit`: (swept members' JSON, total,
+    /// listed members' JSON).
+    async fn list_members(
+        &self,
+        channel: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64, Vec<String>)> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        let value: Value = self
+            .presence_list_script
+            .key(members)
+            .key(deadlines)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Value::Array(parts) = value else {
+            return Err(unavailable("unexpected reply to the presence script"));
+        };
+        let mut parts = parts.into_iter();
+        let gone = parts.next().map(strings).transpose()?.unwrap_or_default();
+        let total = match parts.next() {
+            Some(Value::Int(total)) => total.max(0) as u64,
+            _ => return Err(unavailable("the presence script returned no total")),
+        };
+        let listed = parts.next().map(strings).transpose()?.unwrap_or_default();
+        Ok((gone, total, listed))
+    }
+
     /// Waits until the channel's topic is subscribed on this node; false while the
     /// link is down.
-    pub async fn ready(&self, channel: &Arc<str>) -> bool {
+    async fn subscription_ready(&self, channel: &Arc<str>) -> bool {
         let (tx, rx) = oneshot::channel();
         if self
             .control
@@ -602,12 +796,15 @@ impl RedisBroker {
 
     /// Keeps the link: PUB/SUB messages to the fan-out, subscriptions following the
     /// local channels, reconnection with backoff. Ends at shutdown.
-    pub async fn run(
-        self: Arc<Self>,
-        shared: Arc<Shared>,
-        first: PubSub,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn keep_link(self: Arc<Self>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let Some(first) = self
+            .first_link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
         let Some(mut control) = self
             .control_rx
             .lock()
@@ -777,6 +974,15 @@ impl RedisBroker {
             return;
         };
         if let Some(channel) = topic.strip_prefix("ch:") {
+            if let Some(announced) = payload.strip_prefix(PRESENCE_TAG) {
+                // This node told its own watchers already.
+                if let Some((node, frame)) = announced.split_once(':') {
+                    if node != self.node_id {
+                        crate::presence::deliver_remote(shared, channel, frame);
+                    }
+                }
+                return;
+            }
             match parse_publication(channel, payload) {
                 Some(publication) => shared.fanout.deliver_remote(publication),
                 None => tracing::warn!(channel, "redis broker: malformed publication"),
@@ -791,13 +997,135 @@ impl RedisBroker {
     }
 }
 
-impl Watcher for RedisBroker {
+impl SharedBroker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            kind: self.kind(),
+            node: self.node_id.clone(),
+            connected: self.is_connected(),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            publish_round_trip_us: self.publish_rtt_us.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        body: &'a str,
+        job: Option<&'a JobUpdate>,
+    ) -> BrokerFuture<'a, Result<Position>> {
+        Box::pin(self.sequence_and_publish(channel, body, job))
+    }
+
+    fn jobs_json<'a>(&'a self, session: &'a str) -> BrokerFuture<'a, Result<String>> {
+        Box::pin(self.read_jobs(session))
+    }
+
+    fn broadcast<'a>(&'a self, text: &'a str) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.publish_broadcast(text))
+    }
+
+    fn send<'a>(
+        &'a self,
+        node: &'a str,
+        client_id: &'a str,
+        text: &'a str,
+    ) -> BrokerFuture<'a, Result<bool>> {
+        Box::pin(self.publish_to_node(node, client_id, text))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        channel: &'a str,
+        since: Option<&'a Since>,
+    ) -> BrokerFuture<'a, Result<Fetched>> {
+        Box::pin(self.read_position(channel, since))
+    }
+
+    fn history<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, Result<Vec<Frame>>> {
+        Box::pin(self.read_history(channel))
+    }
+
     fn watch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Watch(Arc::clone(channel)));
     }
 
     fn unwatch(&self, channel: &Arc<str>) {
         let _ = self.control.send(Control::Unwatch(Arc::clone(channel)));
+    }
+
+    fn ready<'a>(&'a self, channel: &'a Arc<str>) -> BrokerFuture<'a, bool> {
+        Box::pin(self.subscription_ready(channel))
+    }
+
+    fn presence_set<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        member_json: &'a str,
+        ttl_ms: u64,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.write_member(channel, client_id, member_json, ttl_ms, frame))
+    }
+
+    fn presence_remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.remove_member(channel, client_id, frame))
+    }
+
+    fn presence_announce<'a>(
+        &'a self,
+        channel: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.announce_presence(channel, frame))
+    }
+
+    fn presence_refresh<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [(String, String)],
+        ttl_ms: u64,
+    ) -> BrokerFuture<'a, Result<Refreshed>> {
+        Box::pin(self.refresh_members(channel, members, ttl_ms))
+    }
+
+    fn presence_list<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> BrokerFuture<'a, Result<MemberList>> {
+        Box::pin(self.list_members(channel, limit))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> BrokerFuture<'static, ()> {
+        Box::pin(self.keep_link(shared, shutdown))
     }
 }
 
@@ -822,6 +1150,21 @@ fn bulk_string(value: Value) -> Result<String> {
         Value::Nil => Ok(String::new()),
         other => Err(unavailable(format!("unexpected reply {other:?}"))),
     }
+}
+
+/// An array of strings; missing entries (nil) are left out.
+fn strings(value: Value) -> Result<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .filter(|item| !matches!(item, Value::Nil))
+        .map(bulk_string)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 fn parse_recover(value: Value) -> Result<(u64, String, Entries, Vec<Job>)> {

@@ -1,6 +1,7 @@
-//! The panic boundary, argument conversion and the per-thread last error.
+//! The panic boundary, argument conversion, the per-thread last error and the host's
+//! user data.
 
-use super::{herald_server, herald_status};
+use super::{herald_drop_callback, herald_status};
 use crate::error::{Error, ErrorKind, Result};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -9,7 +10,6 @@ use std::sync::Once;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    static LAST_STATUS: Cell<herald_status> = const { Cell::new(herald_status::HERALD_OK) };
     /// Set while this thread runs a call behind the boundary.
     static IN_BOUNDARY: Cell<bool> = const { Cell::new(false) };
 }
@@ -49,10 +49,6 @@ pub(super) fn last_error() -> *const c_char {
     LAST_ERROR.with(|last| last.borrow().as_ptr())
 }
 
-pub(super) fn last_status() -> herald_status {
-    LAST_STATUS.with(Cell::get)
-}
-
 fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
     let detail = payload
         .downcast_ref::<&str>()
@@ -67,9 +63,7 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
 
 fn fail(error: Error) -> herald_status {
     set_last_error(error.message());
-    let status = error.kind().into();
-    LAST_STATUS.with(|last| last.set(status));
-    status
+    error.kind().into()
 }
 
 /// Runs a call behind the panic boundary and turns its result into a status.
@@ -81,33 +75,25 @@ pub(super) fn guard(call: impl FnOnce() -> Result<()>) -> herald_status {
     }
 }
 
-/// Like [`guard`] for calls that return a handle: NULL on failure.
-pub(super) fn guard_ptr(call: impl FnOnce() -> Result<*mut herald_server>) -> *mut herald_server {
-    match catch_behind_boundary(call) {
-        Ok(Ok(ptr)) => ptr,
-        Ok(Err(error)) => {
-            fail(error);
-            std::ptr::null_mut()
-        }
-        Err(payload) => {
-            fail(panic_error(payload));
-            std::ptr::null_mut()
-        }
-    }
-}
-
 /// Borrows a required C string argument as UTF-8.
-pub(super) fn c_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str> {
-    optional_c_str(ptr, name)?
+///
+/// # Safety
+/// `ptr` is NULL or a NUL-terminated string that outlives `'a`.
+pub(super) unsafe fn c_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str> {
+    // SAFETY: passed on from this function's own contract.
+    unsafe { optional_c_str(ptr, name) }?
         .ok_or_else(|| Error::new(ErrorKind::NullArgument, format!("{name} is NULL")))
 }
 
 /// Borrows an optional C string argument as UTF-8.
-pub(super) fn optional_c_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>> {
+///
+/// # Safety
+/// `ptr` is NULL or a NUL-terminated string that outlives `'a`.
+pub(super) unsafe fn optional_c_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>> {
     if ptr.is_null() {
         return Ok(None);
     }
-    // SAFETY: the caller passes a NUL-terminated string that outlives the call.
+    // SAFETY: not NULL, and by this function's contract NUL-terminated and alive for 'a.
     let bytes = unsafe { CStr::from_ptr(ptr) };
     bytes.to_str().map(Some).map_err(|e| {
         Error::new(
@@ -117,37 +103,72 @@ pub(super) fn optional_c_str<'a>(ptr: *const c_char, name: &str) -> Result<Optio
     })
 }
 
-/// Writes an owned string to an out-parameter; the only place outputs are written.
-pub(super) fn write_string(out: *mut *mut c_char, name: &str, value: String) -> Result<()> {
+/// Checks that an out-parameter is not NULL, before any work whose result it would take.
+pub(super) fn require_out<T>(out: *mut T, name: &str) -> Result<()> {
     if out.is_null() {
         return Err(Error::new(
             ErrorKind::NullArgument,
             format!("{name} is NULL"),
         ));
     }
-    let value = CString::new(value)
-        .map_err(|_| Error::new(ErrorKind::Panic, "output contained a NUL byte"))?;
-    // SAFETY: checked non-NULL; the caller passes a writable pointer.
-    unsafe { *out = value.into_raw() };
     Ok(())
 }
 
-/// A host's `user_data` pointer, handed back untouched to the host's own callback.
-pub(super) struct UserData(*mut c_void);
+/// Writes a value to an out-parameter, on success only.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a `T`.
+pub(super) unsafe fn write_out<T>(out: *mut T, name: &str, value: T) -> Result<()> {
+    require_out(out, name)?;
+    // SAFETY: not NULL, and by this function's contract writable.
+    unsafe { out.write(value) };
+    Ok(())
+}
 
-// SAFETY: Herald never dereferences it; by registering a callback the host vouches that
-// its callback may receive the pointer on Herald's threads.
+/// Writes an owned string to an out-parameter (freed with `herald_string_free`).
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a pointer.
+pub(super) unsafe fn write_string(out: *mut *mut c_char, name: &str, value: String) -> Result<()> {
+    require_out(out, name)?;
+    let value = CString::new(value)
+        .map_err(|_| Error::new(ErrorKind::Panic, "output contained a NUL byte"))?;
+    // SAFETY: passed on from this function's own contract.
+    unsafe { write_out(out, name, value.into_raw()) }
+}
+
+/// A host's `user_data` pointer and its drop callback: owned by Herald from the call
+/// that hands them over, and handed back to `drop` exactly once, when this is dropped.
+/// Herald never dereferences the pointer.
+pub(super) struct UserData {
+    pointer: *mut c_void,
+    drop: herald_drop_callback,
+}
+
+// SAFETY: Herald never dereferences the pointer; by handing it over with a callback the
+// host vouches that its callback and its drop may receive it on Herald's threads.
 unsafe impl Send for UserData {}
+// SAFETY: as for Send; Herald only copies the pointer.
 unsafe impl Sync for UserData {}
 
 impl UserData {
-    pub fn new(pointer: *mut c_void) -> Self {
-        UserData(pointer)
+    pub fn new(pointer: *mut c_void, drop: herald_drop_callback) -> Self {
+        UserData { pointer, drop }
     }
 
-    // A method, so closures capture the whole wrapper rather than its raw field.
+    // A method, so closures capture the whole owner rather than its raw field.
     pub fn get(&self) -> *mut c_void {
-        self.0
+        self.pointer
+    }
+}
+
+impl Drop for UserData {
+    fn drop(&mut self) {
+        if let Some(drop) = self.drop {
+            // SAFETY: the host registered `drop` for this pointer; this is its one call,
+            // made after the last call of the callback that received the pointer.
+            unsafe { drop(self.pointer) };
+        }
     }
 }
 
@@ -159,7 +180,7 @@ mod tests {
     fn a_panic_behind_the_boundary_is_a_status_and_a_message() {
         let status = guard(|| panic!("boom {}", 7));
         assert_eq!(status, herald_status::HERALD_ERR_PANIC);
-        assert_eq!(last_status(), herald_status::HERALD_ERR_PANIC);
+        // SAFETY: last_error returns a NUL-terminated string valid until the next failure.
         let message = unsafe { CStr::from_ptr(last_error()) }.to_str().unwrap();
         assert_eq!(message, "internal error (panic): boom 7");
         // The mark is gone once the call returns, so later panics on this thread reach

@@ -2,7 +2,7 @@
 
 use crate::limits::SocketSlot;
 use crate::protocol::{self, Since};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::transport::connection::{self, Handshake, Upgrade};
 use http_body_util::Full;
@@ -54,7 +54,13 @@ pub(crate) async fn serve_socket<I>(
                 return Ok(jobs(&shared, &req, remote).await);
             }
             if let Some(host) = host_route(&shared, req.uri().path()) {
-                return Ok::<_, Infallible>(crate::host_routes::serve(host, req).await);
+                // With a shared broker, a host call in the handler waits for it.
+                let blocking = shared.broker.is_some();
+                return Ok::<_, Infallible>(crate::host_routes::serve(host, req, blocking).await);
+            }
+            if let Some(channel) = req.uri().path().strip_prefix(PRESENCE_PREFIX) {
+                let channel = channel.to_string();
+                return Ok(presence(shared, req.method(), req.headers(), &channel).await);
             }
             Ok(route(shared, req, remote, &slot))
         }
@@ -81,7 +87,9 @@ type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
 
 /// The host's route for `path`, unless one of Herald's own routes has it.
 fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRoute> {
-    let own = path == shared.config.path || ENDPOINTS.iter().any(|e| e.path == path);
+    let own = path == shared.config.path
+        || ENDPOINTS.iter().any(|e| e.path == path)
+        || path.starts_with(PRESENCE_PREFIX);
     if own {
         return None;
     }
@@ -233,6 +241,68 @@ const ENDPOINTS: &[Endpoint] = &[
         serve: metrics,
     },
 ];
+
+/// `GET /api/presence/{channel}` (the name percent-encoded): who is in a channel, as
+/// `herald_presence` answers. It names clients, so it is an admin endpoint like stats.
+const PRESENCE_PREFIX: &str = "/api/presence/";
+
+async fn presence(
+    shared: Arc<Shared>,
+    method: &Method,
+    headers: &HeaderMap,
+    encoded: &str,
+) -> Response<Body> {
+    if method != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    if !admin_allowed(&shared, headers) {
+        return unauthorized();
+    }
+    // In a path '+' is itself, not a space.
+    let Some(channel) = percent_decode(&encoded.replace('+', "%2B")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the channel is not valid percent-encoded UTF-8\n",
+        );
+    };
+    let listed = match protocol::check_name("channel", &channel) {
+        Ok(()) => {
+            let wait = Duration::from_millis(shared.config.redis().map_or(2000, |r| r.timeout_ms));
+            tokio::time::timeout(wait, crate::presence::list(&shared, &channel))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::Error::new(
+                        crate::ErrorKind::Unavailable,
+                        "redis broker: no answer in time",
+                    ))
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let (status, body) = match listed {
+        Ok(listing) => (StatusCode::OK, listing.host_json(&channel)),
+        Err(e) => {
+            let status = match e.kind() {
+                crate::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({
+                "ok": false,
+                "error": {"code": e.kind().as_str(), "message": e.message()},
+            });
+            (status, body.to_string())
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
 
 fn metrics(shared: &Shared) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(shared))));

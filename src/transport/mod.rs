@@ -1,7 +1,8 @@
-//! The transport: HTTP routes and the WebSocket upgrade, one task per connection,
-//! frames shared by every socket, and TLS.
+//! The transport: the listening socket, HTTP routes and the WebSocket upgrade, one
+//! task per connection, frames shared by every socket, and TLS.
 
 pub(crate) mod connection;
 pub(crate) mod http;
+pub(crate) mod listen;
 pub(crate) mod tls;
 pub(crate) mod wire;

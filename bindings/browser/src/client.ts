@@ -2,15 +2,19 @@ import { backoffDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { Job } from './job.js';
 import type { JobOptions } from './job.js';
+import { Presence } from './presence.js';
+import type { PresenceOptions } from './presence.js';
 import { channelOf } from './protocol.js';
 import type {
   ConnectionMessage,
   ErrorMessage,
   JobsSnapshotMessage,
+  PresenceMessage,
   Publication,
   ServerMessage,
   SubscribedMessage,
   Target,
+  UserPresenceMessage,
 } from './protocol.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionLink } from './subscription.js';
@@ -217,6 +221,17 @@ export class HeraldClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * Who is in a channel (or session), kept up to date: subscribes to it with presence
+   * events, asks for the member list on every (re)connect, then applies joins, leaves
+   * and status changes. `options.status` sets this client's own status there.
+   */
+  presence(target: Target, options: PresenceOptions = {}): Presence {
+    const sub = this.subscribe(target, { presence: true });
+    sub.wantPresence();
+    return new Presence(sub, options);
+  }
+
+  /**
    * Sends a message for the host (any JSON object with a string `type`). While not
    * connected it is queued (at most `maxQueuedMessages`, oldest dropped) and sent after
    * the next welcome. Returns whether it went out now.
@@ -376,6 +391,9 @@ export class HeraldClient extends Emitter<ClientEvents> {
     if (m.type === 'subscribed') sub.handleSubscribed(message as SubscribedMessage);
     else if (m.type === 'jobs_snapshot') sub.handleSnapshot(message as JobsSnapshotMessage);
     else if (typeof m.seq === 'number' && typeof m.epoch === 'string') sub.handlePublication(message as Publication);
+    // Not publications (no seq): presence answers and events.
+    else if (m.type === 'presence' || m.type === 'user_presence')
+      sub.handlePresence(message as PresenceMessage | UserPresenceMessage);
   }
 
   private welcomed(message: ConnectionMessage): void {

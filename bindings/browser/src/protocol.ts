@@ -50,6 +50,38 @@ export interface UnsubscribedMessage extends Stamped {
   all?: true;
 }
 
+/** One member of a channel: a subscriber, its user (null if anonymous) and the status it set. */
+export interface PresenceMember {
+  clientId: string;
+  userId: string | null;
+  /** "online" until the client sets another (at most 32 bytes; never "offline"). */
+  status: string;
+}
+
+/** The answer to `{"type":"presence", channel | sessionId, status?}`: who is in the channel. */
+export interface PresenceMessage extends Stamped {
+  type: 'presence';
+  sessionId?: string;
+  channel?: string;
+  /** At most the server's `presence.max_members`. */
+  members: PresenceMember[];
+  /** Every member, listed or not. */
+  total: number;
+  truncated: boolean;
+}
+
+/**
+ * A member joined, left (its status then reads "offline") or changed its status; sent to
+ * the channel's subscribers that subscribed with `presence: true`.
+ */
+export interface UserPresenceMessage extends Stamped {
+  type: 'user_presence';
+  /** The channel's name (`session:ID` for a session). */
+  channel: string;
+  action: 'join' | 'leave' | 'update';
+  data: PresenceMember;
+}
+
 interface AiMessage extends Stamped, Position {
   sessionId: string;
 }
@@ -130,6 +162,8 @@ export type ProtocolMessage =
   | SubscribedMessage
   | UnsubscribedMessage
   | JobsSnapshotMessage
+  | PresenceMessage
+  | UserPresenceMessage
   | AiNotification;
 
 /**
@@ -157,6 +191,8 @@ export const PROTOCOL_MESSAGE_TYPES = [
   'error',
   'subscribed',
   'unsubscribed',
+  'presence',
+  'user_presence',
   'ai_start',
   'ai_progress',
   'ai_complete',

@@ -6,6 +6,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { HeraldClient } from './client.js';
 import type { ConnectionState, HeraldClientOptions } from './client.js';
 import type { Job, JobOptions, JobState } from './job.js';
+import type { Presence, PresenceState } from './presence.js';
 import type { Publication, Target } from './protocol.js';
 import { channelOf } from './protocol.js';
 import type { GapEvent, SubscribeOptions } from './subscription.js';
@@ -120,4 +121,41 @@ export function useJob(client: HeraldClient | null, sessionId: string | null, op
   }, [client, sessionId, history, jobId]);
   const cancel = useCallback(() => jobRef.current?.cancel() ?? false, []);
   return { ...state, cancel };
+}
+
+/**
+ * Who is in a channel (or session) while mounted: its members with their user and
+ * status, kept up to date. `options.status` is this client's own status there (e.g.
+ * "away" while the tab is hidden); changing it updates the server.
+ */
+export function usePresence(
+  client: HeraldClient | null,
+  target: Target | null,
+  options?: { status?: string },
+): PresenceState {
+  const [state, setState] = useState<PresenceState>({ ready: false, members: [], total: 0 });
+  const presenceRef = useRef<Presence | null>(null);
+  const status = options?.status;
+  const statusRef = useRef(status);
+  statusRef.current = status;
+  const key = target === null ? null : `${typeof target === 'string' ? 'c' : 'sessionId' in target ? 's' : 'c'}:${channelOf(target)}`;
+  useEffect(() => {
+    if (!client || target === null) return;
+    const presence = client.presence(target, { status: statusRef.current });
+    presenceRef.current = presence;
+    setState(presence.state);
+    const off = presence.on('change', setState);
+    return () => {
+      off();
+      presence.close();
+      presenceRef.current = null;
+      setState({ ready: false, members: [], total: 0 });
+    };
+    // `key` stands for `target`: a new object literal each render must not resubscribe.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, key]);
+  useEffect(() => {
+    if (status !== undefined) presenceRef.current?.setStatus(status);
+  }, [status]);
+  return state;
 }

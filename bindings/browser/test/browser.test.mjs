@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
 import { REPO, ROOT, eventually, sleep, startServer, wsUrl } from './helpers.mjs';
 
 const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
@@ -250,6 +251,49 @@ test('useJob: a reload in the middle of a token stream shows the text so far and
   await page.close();
   await server.close();
   assert.deepEqual(errors, []);
+});
+
+test('usePresence in two tabs: each sees the other join, change its status and leave; a plain WebSocket client too', async () => {
+  const server = await startServer();
+  const members = (page) =>
+    page.evaluate(() =>
+      [...document.querySelectorAll('#presence li')].map((li) => ({ user: li.dataset.user, status: li.dataset.status })),
+    );
+  const byUser = (list) => Object.fromEntries(list.map((m) => [m.user, m.status]));
+  const a = await newPage();
+  await a.page.evaluate((url) => window.mountPresence(url, 'room', 'ann'), wsUrl(server));
+  await eventually(async () => byUser(await members(a.page)).ann === 'online', 'ann sees herself');
+  const b = await newPage();
+  await b.page.evaluate((url) => window.mountPresence(url, 'room', 'bob'), wsUrl(server));
+  await eventually(async () => byUser(await members(a.page)).bob === 'online', 'ann sees bob join');
+  await eventually(async () => byUser(await members(b.page)).ann === 'online', 'bob sees ann in the list');
+  // StrictMode mounted each probe twice: still one connection and one membership per tab.
+  assert.equal(server.getPresence('room').total, 2);
+
+  await b.page.evaluate(() => window.setPresenceStatus('away'));
+  await eventually(async () => byUser(await members(a.page)).bob === 'away', "ann sees bob's status");
+  assert.equal(server.getPresence('room').members.find((m) => m.userId === 'bob').status, 'away');
+
+  // A client without herald-client, in Node.
+  const ws = new WebSocket(`${wsUrl(server)}?userId=carol`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  ws.send(JSON.stringify({ type: 'subscribe', channel: 'room' }));
+  await eventually(async () => byUser(await members(a.page)).carol === 'online' && byUser(await members(b.page)).carol === 'online', 'both tabs see carol');
+  ws.close();
+  await eventually(async () => !('carol' in byUser(await members(a.page))), 'carol left');
+
+  // Closing a tab is a leave.
+  await b.page.close();
+  await eventually(async () => Object.keys(byUser(await members(a.page))).join() === 'ann', 'bob left');
+  assert.equal(await a.page.locator('#presence-total').textContent(), '1');
+  await a.page.evaluate(() => window.unmountPresence());
+  await eventually(() => server.getPresence('room').total === 0, 'nobody left on the server');
+  await a.page.close();
+  await server.close();
+  assert.deepEqual([...a.errors, ...b.errors], []);
 });
 
 test('while waiting to retry, the client reconnects at once when the browser comes back online or the tab becomes visible', async () => {

@@ -448,3 +448,69 @@ describe('jobs', () => {
     await server.close();
   });
 });
+
+describe('presence', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  test('follows joins, statuses and leaves, and after a reconnect asks again and keeps its own status', async () => {
+    const trackedA = trackedWebSocket();
+    const a = new HeraldClient(wsUrl(server), fastOptions(trackedA, { userId: 'ann' }));
+    const presence = a.presence('lobby', { status: 'busy' });
+    const seen = (pred) => once(presence, 'change', pred);
+    await seen((s) => s.ready && s.members.some((m) => m.userId === 'ann' && m.status === 'busy'));
+
+    const b = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'bob' }));
+    const bobs = b.presence({ channel: 'lobby' });
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'online') && s.total === 2);
+    bobs.setStatus('away');
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'away'));
+
+    // Ann's socket is cut: she comes back with a new client id, her status, and the list.
+    const before = a.clientId;
+    assert.ok(trackedA.kill());
+    const back = await seen((s) => s.members.length === 2 && s.members.some((m) => m.userId === 'ann' && m.clientId !== before));
+    assert.deepEqual(
+      back.members.map((m) => [m.userId, m.status]).sort(),
+      [
+        ['ann', 'busy'],
+        ['bob', 'away'],
+      ],
+    );
+    await eventually(() => server.getPresence('lobby').total === 2, 'the old connection gone on the server');
+
+    b.disconnect();
+    const alone = await seen((s) => s.members.length === 1);
+    assert.equal(alone.members[0].userId, 'ann');
+    assert.equal(alone.total, 1);
+    presence.close();
+    await eventually(() => server.getPresence('lobby').total === 0, 'nobody left');
+    a.disconnect();
+  });
+
+  test('on a subscription already asking for history, presence keeps the history and gets the events', async () => {
+    for (let n = 1; n <= 3; n++) server.publish('hall', { n });
+    const client = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket()));
+    const sub = client.subscribe('hall', { history: 5 });
+    const seen = [];
+    sub.on('publication', (m) => seen.push(m.n));
+    // Asked for while the first subscribe (and then the history request) await their replies.
+    const presence = client.presence('hall');
+    await once(presence, 'change', (s) => s.ready && s.total === 1);
+    await eventually(() => seen.length === 3, 'the history replayed');
+    const other = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'zed' }));
+    other.subscribe('hall');
+    await once(presence, 'change', (s) => s.members.some((m) => m.userId === 'zed'));
+    server.publish('hall', { n: 4 });
+    await eventually(() => seen.length === 4, 'the live publication');
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    other.disconnect();
+    await once(presence, 'change', (s) => s.total === 1);
+    presence.close();
+    sub.unsubscribe();
+    client.disconnect();
+  });
+});

@@ -56,6 +56,8 @@ function typescriptShapes() {
 
 /** Whether a JSON value fits a property type as TypeScript prints it. */
 function fits(value, text) {
+  if (text.includes(' | ')) return text.split(' | ').some((alternative) => fits(value, alternative));
+  if (text.endsWith('[]')) return Array.isArray(value) && value.every((item) => fits(item, text.slice(0, -2)));
   if (text.startsWith('"')) return JSON.stringify(value) === text;
   if (text === 'string') return typeof value === 'string';
   if (text === 'number') return Number.isInteger(value) && value >= 0;
@@ -116,6 +118,10 @@ test('real server messages match the TypeScript types field by field', async () 
   send({ type: 'unsubscribe', channel: 'c' });
   send({ type: 'unsubscribe' });
   await waitCount(11 + 5 + 1 + 2 + 3, 'recovery and unsubscribe replies');
+  // Presence: the subscriber's own join, then its status change and the member list.
+  send({ type: 'subscribe', channel: 'p', presence: true });
+  send({ type: 'presence', channel: 'p', status: 'away' });
+  await waitCount(11 + 5 + 1 + 2 + 3 + 4, 'presence replies and events');
   ws.close();
   await server.close();
 

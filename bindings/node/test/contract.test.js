@@ -50,6 +50,7 @@ const CONFIG_INTERFACES = {
   TlsConfig: 'TlsOptions',
   BrokerConfig: 'BrokerOptions',
   RedisConfig: 'RedisOptions',
+  PresenceConfig: 'PresenceOptions',
 };
 
 describe('the contract', () => {

@@ -67,12 +67,25 @@ class RedisServer {
     }
   }
 
+  /** SIGSTOP: Redis keeps its sockets but answers nothing until `resume()`. */
+  pause() {
+    if (this.child) this.child.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `pause()`. */
+  resume() {
+    if (this.child) this.child.kill('SIGCONT');
+  }
+
   /** SIGKILL: no goodbye to any client, nothing saved. */
   async kill() {
     if (!this.child) return;
     const { child, exited } = this;
     this.child = null;
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      child.kill('SIGCONT'); // a paused process dies on SIGKILL anyway; this is belt and braces
+    }
     await exited;
   }
 }

@@ -117,74 +117,27 @@ describe('JWT authentication (HS256)', () => {
     assert.deepEqual(c.pending().filter((m) => m.type === 'note'), []);
   });
 
-  it('missing, forged, tampered, expired, exp-less and alg=none tokens are closed with 1008 Unauthorized', async () => {
+  // The JWT rules (expiry, nbf, algorithms, tampering, issuer and audience, channel patterns)
+  // are tested in the core (tests/auth.rs); these tests check that the settings reach it.
+  it('a token the core refuses is closed with 1008 Unauthorized (auth.required and jwt_secret reach it)', async () => {
     const before = server.getStats().authFailures;
-    const good = tokenFor('alice');
-    const [h, p] = good.split('.');
-    const cases = {
-      missing: {},
-      forged: { token: hs256({ sub: 'alice', exp: nowSeconds() + 3600 }, 'another-secret-of-enough-length') },
-      tampered: { token: `${h}.${Buffer.from(JSON.stringify({ sub: 'bob', exp: nowSeconds() + 3600 })).toString('base64url')}.${good.split('.')[2]}` },
-      expired: { token: hs256({ sub: 'alice', exp: nowSeconds() - 3600 }, SECRET) },
-      'without exp': { token: hs256({ sub: 'alice' }, SECRET) },
-      'alg none': { token: `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${p}.` },
-      garbage: { token: 'not-a-jwt' },
-    };
-    for (const [label, query] of Object.entries(cases)) {
-      assertUnauthorized(await attempt(url(query)), label);
-    }
-    assertUnauthorized(
-      await attempt(url(), { headers: { Authorization: `Bearer ${hs256({ sub: 'x', exp: nowSeconds() - 3600 }, SECRET)}` } }),
-      'expired bearer header',
-    );
-    const failures = Object.keys(cases).length + 1;
-    assert.ok(server.getStats().authFailures - before >= failures, 'authFailures counts each refusal');
-    // Rejected clients never became clients: no 'connection' event for them.
-    assert.equal(rec.all('connection', { userId: 'bob' }).length, 0);
+    assertUnauthorized(await attempt(url({})), 'missing');
+    const forged = hs256({ sub: 'alice', exp: nowSeconds() + 3600 }, 'another-secret-of-enough-length');
+    assertUnauthorized(await attempt(url({ token: forged })), 'forged');
+    assert.ok(server.getStats().authFailures - before >= 2, 'authFailures counts each refusal');
   });
 
-  it("a user cannot subscribe to another user's channel or session (error 'forbidden', still connected)", async () => {
+  it("the token's channels claim and public_channels reach the core ('forbidden' otherwise, still connected)", async () => {
     const before = server.getStats().forbidden;
     const alice = await open({ token: tokenFor('alice', { channels: ['session:alice-*'] }) });
-    const bob = await open({ token: tokenFor('bob', { channels: ['session:bob-*'] }) });
-    for (const [msg, what] of [
-      [{ type: 'subscribe', channel: 'user:bob' }, 'user:bob'],
-      [{ type: 'subscribe', sessionId: 'bob-1' }, 'session:bob-1'],
-      [{ type: 'subscribe', channel: 'session:bob-1' }, 'session:bob-1'],
-      [{ type: 'subscribe', channel: 'private' }, 'private'],
-    ]) {
-      alice.send(msg);
-      const err = await alice.next({ type: 'error' });
-      assert.equal(err.error.code, 'forbidden', `subscribing to ${what}`);
-    }
-    // What the token's channels claim and public_channels allow works.
     alice.send({ type: 'subscribe', sessionId: 'alice-1' });
     await alice.next({ type: 'subscribed', sessionId: 'alice-1' });
-    alice.send({ type: 'subscribe', channel: 'news' });
-    await alice.next({ type: 'subscribed', channel: 'news' });
     alice.send({ type: 'subscribe', channel: 'public:lobby' });
     await alice.next({ type: 'subscribed', channel: 'public:lobby' });
-    // Nothing meant for bob reaches alice.
-    bob.send({ type: 'subscribe', sessionId: 'bob-1' });
-    await bob.next({ type: 'subscribed', sessionId: 'bob-1' });
-    server.broadcastToUser('bob', { type: 'for-bob' });
-    server.notifyAIProgress('bob-1', { percent: 10 });
-    await bob.next({ type: 'for-bob' });
-    await bob.next({ type: 'ai_progress', sessionId: 'bob-1' });
-    server.notifyAIProgress('alice-1', { percent: 20 });
-    assert.equal((await alice.next({ type: 'ai_progress' })).sessionId, 'alice-1');
-    await alice.sync();
-    assert.deepEqual(alice.pending(), [], 'alice got nothing of bob');
-    assert.ok(server.getStats().forbidden - before >= 4);
-  });
-
-  it("?sessionId= of a session the token does not allow is refused with 'forbidden'", async () => {
-    const c = await open({ token: tokenFor('alice', { channels: ['session:alice-*'] }), sessionId: 'bob-2' });
-    assert.equal((await c.next({ type: 'error' })).error.code, 'forbidden');
-    await c.sync(); // still connected
-    const e = await rec.wait('connection', { clientId: c.id });
-    assert.equal(e.sessionId, 'bob-2');
-    assert.equal(rec.all('subscribe', { clientId: c.id, channel: 'session:bob-2' }).length, 0);
+    alice.send({ type: 'subscribe', channel: 'private' });
+    assert.equal((await alice.next({ type: 'error' })).error.code, 'forbidden');
+    await alice.sync(); // still connected
+    assert.ok(server.getStats().forbidden - before >= 1);
   });
 });
 

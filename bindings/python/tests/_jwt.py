@@ -38,14 +38,6 @@ def token(sub: str, ttl: int = 3600, secret: str = SECRET, **claims: Any) -> str
     return sign({"sub": sub, "iat": now, "exp": now + ttl, **claims}, secret)
 
 
-def tampered(sub: str, new_sub: str) -> str:
-    """A token for ``sub`` whose payload was changed to ``new_sub`` after signing."""
-    head, _, sig = token(sub).split(".")
-    now = int(time.time())
-    body = b64url(json.dumps({"sub": new_sub, "iat": now, "exp": now + 3600}).encode())
-    return f"{head}.{body}.{sig}"
-
-
 def have_openssl() -> bool:
     return shutil.which("openssl") is not None
 

@@ -50,6 +50,7 @@ CONFIG_TYPES = {
     "TlsConfig": _types.TlsConfig,
     "BrokerConfig": _types.BrokerConfig,
     "RedisConfig": _types.RedisConfig,
+    "PresenceConfig": _types.PresenceConfig,
 }
 
 

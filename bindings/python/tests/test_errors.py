@@ -297,6 +297,8 @@ def assert_port_released(port: int) -> None:
                 s.connect(("127.0.0.1", port))
             except ConnectionRefusedError:
                 return True
+            except ConnectionResetError:
+                return False  # accepted by a listener still closing: poll again
             return False
 
     poll_until(refused)

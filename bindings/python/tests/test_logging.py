@@ -57,6 +57,6 @@ def test_core_debug_lines_reach_python_logging(make_server) -> None:
 
 
 def test_an_invalid_level_is_refused_by_the_core() -> None:
-    status = _ffi.lib().herald_set_log_handler(9, _ffi.LOG_CALLBACK(), None)
+    status = _ffi.lib().herald_set_log_handler(9, _ffi.LOG_CALLBACK(), None, _ffi.DROP_CALLBACK())
     assert status == _ffi.Status.ERR_INVALID_ARGUMENT
     assert "max_level" in _ffi.last_error()

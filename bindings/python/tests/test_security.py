@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 import herald
 from _helpers import TIMEOUT, Client, poll_until, run
-from _jwt import SECRET, have_openssl, sign, sign_rs256, tampered, token
+from _jwt import SECRET, have_openssl, sign_rs256, token
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -155,33 +155,23 @@ def test_valid_token_connects_and_gets_broadcast_to_user_for_its_sub(make_server
     assert server.stats()["authFailures"] == 0
 
 
-BAD_TOKENS: Dict[str, Callable[[], Optional[str]]] = {
-    "missing": lambda: None,
-    "forged": lambda: token("alice", secret="some-other-secret-0123456789"),
-    "expired": lambda: token("alice", ttl=-3600),  # beyond the default 30 s leeway
-    "tampered": lambda: tampered("mallory", "alice"),
-    "no-exp": lambda: sign({"sub": "alice"}),
-    "not-yet-valid": lambda: token("alice", nbf=int(time.time()) + 3600),
-    "alg-none": lambda: sign({"sub": "alice", "exp": 2**33}, header={"alg": "none"}).rsplit(".", 1)[0] + ".",
-    "garbage": lambda: "not-a-jwt",
-}
+# The JWT rules (expiry, nbf, algorithms, tampering, issuer and audience, channel patterns) are
+# tested in the core (tests/auth.rs); these tests check that the settings reach it.
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
-def test_bad_or_missing_token_is_closed_with_1008_unauthorized(make_server: Any, kind: str) -> None:
+def test_a_token_the_core_refuses_is_closed_with_1008_unauthorized(make_server: Any) -> None:
     server = make_server(auth=JWT_AUTH)
-    tok = BAD_TOKENS[kind]()
+    forged = token("alice", secret="some-other-secret-0123456789")
 
     async def body() -> None:
-        params = {"token": tok} if tok is not None else {}
-        await expect_unauthorized(server.port, sessionId="s", **params)
-        # A good client is unaffected.
+        await expect_unauthorized(server.port, sessionId="s")  # auth.required
+        await expect_unauthorized(server.port, token=forged)  # auth.jwt_secret
         good = await connect_ok(server.port, token=token("alice"))
         await still_served(good)
         await good.close()
 
     run(body())
-    assert stat(server, "authFailures") == 1
+    assert stat(server, "authFailures", 2) == 2
     assert server.stats()["totalConnections"] == 1  # only the good one
 
 
@@ -205,23 +195,15 @@ ISSUER_AUDIENCE = {**JWT_AUTH, "jwt_issuer": "https://login.example", "jwt_audie
 GOOD_ISS_AUD = {"iss": "https://login.example", "aud": "herald"}
 
 
-def test_issuer_and_audience_are_checked(make_server: Any) -> None:
+def test_issuer_and_audience_reach_the_core(make_server: Any) -> None:
     server = make_server(auth=ISSUER_AUDIENCE)
 
     async def body() -> None:
         c = await connect_ok(server.port, token=token("alice", **GOOD_ISS_AUD))
         await c.close()
         await expect_unauthorized(server.port, token=token("alice", **{**GOOD_ISS_AUD, "iss": "https://evil.example"}))
-        await expect_unauthorized(server.port, token=token("alice", **{**GOOD_ISS_AUD, "aud": "other"}))
 
     run(body())
-
-
-@pytest.mark.parametrize("missing", ["iss", "aud"])
-def test_a_token_without_the_configured_issuer_or_audience_is_refused(make_server: Any, missing: str) -> None:
-    server = make_server(auth=ISSUER_AUDIENCE)
-    claims = {k: v for k, v in GOOD_ISS_AUD.items() if k != missing}
-    run(expect_unauthorized(server.port, token=token("alice", **claims)))
 
 
 @pytest.mark.skipif(not have_openssl(), reason="needs the openssl command to sign RS256")
@@ -230,54 +212,30 @@ def test_rs256_token_verified_with_the_public_key(make_server: Any) -> None:
     server = make_server(auth={"jwt_public_key": public_pem, "required": True})
     now = int(time.time())
     rs256 = sign_rs256({"sub": "rita", "exp": now + 3600}, FIXTURES / "rsa_private.pem")
-    # Algorithm confusion: HS256 "signed" with the public key as the HMAC secret.
-    confused = sign({"sub": "rita", "exp": now + 3600}, secret=public_pem)
 
     async def body() -> None:
         async with server.events() as events:
             c = await connect_ok(server.port, token=rs256)
             assert (await next_event(events, "connected", clientId=c.client_id))["userId"] == "rita"
             await c.close()
-        await expect_unauthorized(server.port, token=confused)
 
     run(body())
 
 
-def test_a_user_cannot_subscribe_to_another_users_session(make_server: Any) -> None:
+def test_the_tokens_channels_and_public_channels_reach_the_core(make_server: Any) -> None:
     server = make_server(auth={**JWT_AUTH, "public_channels": ["news"]})
 
     async def body() -> None:
-        async with server.events() as events:
-            alice = await connect_ok(server.port, token=token("alice", channels=["session:alice-*"]))
-            bob = await connect_ok(server.port, token=token("bob", channels=["session:bob-*"]), sessionId="bob-1")
-            await next_event(events, "connected", clientId=bob.client_id)
-
-            await alice.subscribe(sessionId="alice-1")  # her own session: granted by her token
-            await alice.send({"type": "subscribe", "sessionId": "bob-1"})
-            await expect_error(alice, "forbidden")
-            await alice.send({"type": "subscribe", "channel": "user:bob"})
-            await expect_error(alice, "forbidden")
-            await alice.send({"type": "subscribe", "channel": "secret"})
-            await expect_error(alice, "forbidden")
-            await alice.subscribe(channel="news")  # auth.public_channels
-            await still_served(alice)  # a refusal does not disconnect
-
-            server.notify_ai_progress("bob-1", {"percent": 50})
-            server.notify_ai_progress("alice-1", {"percent": 10})
-            msg = await alice.recv()  # not bob's progress: her own
-            assert msg["type"] == "ai_progress" and msg["sessionId"] == "alice-1", msg
-            msg = await bob.recv()
-            assert msg["type"] == "ai_progress" and msg["sessionId"] == "bob-1", msg
-
-            # ?sessionId= of somebody else's session in the URL: connected, then refused.
-            eve = await connect_ok(server.port, token=token("eve"), sessionId="bob-1")
-            await expect_error(eve, "forbidden")
-            await still_served(eve)
-            for c in (alice, bob, eve):
-                await c.close()
+        alice = await connect_ok(server.port, token=token("alice", channels=["session:alice-*"]))
+        await alice.subscribe(sessionId="alice-1")  # the token's channels claim
+        await alice.subscribe(channel="news")  # auth.public_channels
+        await alice.send({"type": "subscribe", "channel": "secret"})
+        await expect_error(alice, "forbidden")
+        await still_served(alice)
+        await alice.close()
 
     run(body())
-    assert stat(server, "forbidden", 4) >= 4
+    assert stat(server, "forbidden") == 1
 
 
 # -- the host authorizer ---------------------------------------------------------------------
@@ -785,6 +743,7 @@ FULL_CONFIG: Dict[str, Any] = {
     "listen": True,
     # None keeps the in-memory broker; the Redis one is covered by test_broker.py.
     "broker": None,
+    "presence": {"enabled": True, "ttl_ms": 30_000, "max_members": 100},
 }
 
 
@@ -799,6 +758,7 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
         "auth": herald.AuthConfig,
         "rate_limit": herald.RateLimitConfig,
         "tls": herald.TlsConfig,
+        "presence": herald.PresenceConfig,
     }
     for key, cls in nested.items():
         assert set(FULL_CONFIG[key]) == set(cls.__annotations__), key
@@ -832,7 +792,7 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
 def test_bad_security_config_is_an_invalid_config_error(config: Dict[str, Any]) -> None:
     with pytest.raises(herald.InvalidConfigError) as info:
         herald.Server(port=0, **config)
-    assert info.value.status == herald.Status.ERR_INVALID_CONFIG  # from herald_last_status
+    assert info.value.status == herald.Status.ERR_INVALID_CONFIG  # the status herald_start returned
     assert info.value.message
 
 

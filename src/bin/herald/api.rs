@@ -191,7 +191,8 @@ fn status_of(kind: ErrorKind) -> u16 {
         ErrorKind::UnknownClient => 404,
         // The channel table is full: the server is out of room, not the caller out of line.
         ErrorKind::Limit => 507,
-        ErrorKind::QueueFull | ErrorKind::Stopped => 503,
+        // Try again later: the queue drains, the broker (Redis) comes back.
+        ErrorKind::QueueFull | ErrorKind::Stopped | ErrorKind::Unavailable => 503,
         _ => 500,
     }
 }

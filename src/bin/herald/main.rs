@@ -10,6 +10,8 @@
 //! `--insecure-no-api-key` says so. Stats (`/api/ws/stats`) and `/metrics` answer to
 //! `admin_token`, which defaults to the API key. SIGINT or SIGTERM stop it gracefully.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod api;
 mod settings;
 

@@ -1,7 +1,7 @@
 // Compiled by test/package.test.mjs against the built .d.ts files, as an app would use them.
 import { HeraldClient } from 'herald-client';
 import type { JobState, ProtocolMessage, ServerMessage } from 'herald-client';
-import { useJob } from 'herald-client/react';
+import { useJob, usePresence } from 'herald-client/react';
 
 function describeMessage(message: ProtocolMessage): string {
   switch (message.type) {
@@ -15,6 +15,10 @@ function describeMessage(message: ProtocolMessage): string {
       return `${message.seq}@${message.epoch} ${message.recovered ?? ''}`;
     case 'unsubscribed':
       return message.channel ?? message.sessionId ?? 'all';
+    case 'presence':
+      return `${message.total} ${message.members.map((m) => `${m.userId ?? m.clientId}:${m.status}`).join()}`;
+    case 'user_presence':
+      return `${message.action} ${message.data.clientId}`;
     case 'ai_start':
       return JSON.stringify(message.task);
     case 'ai_progress':
@@ -61,4 +65,7 @@ const job = client.job('s', { jobId: 'j' });
 job.on('change', (state) => void describeJob(state));
 const stop: () => boolean = () => job.cancel();
 void stop;
-export { describeMessage, describeJob, useJob, sub };
+const lobby = client.presence('lobby', { status: 'away' });
+lobby.on('change', ({ members, total, ready }) => void (members.length + total + Number(ready)));
+lobby.setStatus('busy');
+export { describeMessage, describeJob, useJob, usePresence, sub, lobby };

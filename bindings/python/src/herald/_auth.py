@@ -29,8 +29,9 @@ class AuthRequest:
     ``type == "subscribe"``: a connected client asked for a channel that neither its token,
     the channels granted on connect nor ``auth.public_channels`` allow. Set: ``client_id``,
     ``user_id`` (``None`` for an anonymous client), ``channel`` (``"session:S"`` for a
-    session) and ``action``: ``"subscribe"``, or ``"cancel"`` when the client asks to cancel
-    a job of that session (``{"type": "cancel", "sessionId": ..., "jobId": ...}``).
+    session) and ``action``: ``"subscribe"``; ``"presence"`` when the client only asks who is
+    in the channel (allowing that does not subscribe it); or ``"cancel"`` when the client asks
+    to cancel a job of that session (``{"type": "cancel", "sessionId": ..., "jobId": ...}``).
 
     Fields that do not apply to the request's type are ``None`` (``query``/``headers``:
     empty). ``raw`` is the core's JSON object as received. ``token`` and ``headers`` may hold

@@ -24,7 +24,7 @@ import enum
 import os
 import sys
 import threading
-from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_uint16, c_uint32, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_uint16, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,12 +33,12 @@ __all__ = [
     "EVENT_CALLBACK",
     "LOG_CALLBACK",
     "AUTHORIZE_CALLBACK",
+    "DROP_CALLBACK",
     "lib",
     "library_path",
     "library_file_name",
     "take_string",
     "last_error",
-    "last_status",
 ]
 
 
@@ -74,14 +74,19 @@ AUTHORIZE_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint64, c_char_p)
 #: const char *target, const char *message);``
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_int, c_char_p, c_char_p)
 
+#: ``typedef void (*herald_drop_callback)(void *user_data);``: called once with a callback's
+#: user data after that callback's last call.
+DROP_CALLBACK = CFUNCTYPE(None, c_void_p)
+
 _STATUS = c_int  # C enum herald_status
 _HANDLE = c_void_p  # herald_server *, opaque
 _OUT_STRING = POINTER(c_void_p)  # char ** (owned by the core, freed with herald_string_free)
 
 # name: (restype, argtypes)
 _SIGNATURES = {
-    "herald_start": (_HANDLE, [c_char_p]),
-    "herald_port": (c_uint16, [_HANDLE]),
+    "herald_start": (_STATUS, [c_char_p, POINTER(_HANDLE)]),
+    "herald_port": (_STATUS, [_HANDLE, POINTER(c_uint16)]),
+    "herald_notify_ai": (_STATUS, [_HANDLE, c_int32, c_char_p, c_char_p]),
     "herald_notify_ai_start": (_STATUS, [_HANDLE, c_char_p, c_char_p]),
     "herald_notify_ai_progress": (_STATUS, [_HANDLE, c_char_p, c_char_p]),
     "herald_notify_ai_complete": (_STATUS, [_HANDLE, c_char_p, c_char_p]),
@@ -95,15 +100,15 @@ _SIGNATURES = {
     "herald_stats": (_STATUS, [_HANDLE, _OUT_STRING]),
     "herald_history": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
     "herald_jobs": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
+    "herald_presence": (_STATUS, [_HANDLE, c_char_p, _OUT_STRING]),
     "herald_string_free": (None, [c_void_p]),
-    "herald_set_event_handler": (_STATUS, [_HANDLE, EVENT_CALLBACK, c_void_p]),
-    "herald_set_authorizer": (_STATUS, [_HANDLE, AUTHORIZE_CALLBACK, c_void_p]),
+    "herald_set_event_handler": (_STATUS, [_HANDLE, EVENT_CALLBACK, c_void_p, DROP_CALLBACK]),
+    "herald_set_authorizer": (_STATUS, [_HANDLE, AUTHORIZE_CALLBACK, c_void_p, DROP_CALLBACK]),
     "herald_authorize_reply": (_STATUS, [_HANDLE, c_uint64, c_char_p]),
-    "herald_set_log_handler": (_STATUS, [c_int, LOG_CALLBACK, c_void_p]),
+    "herald_set_log_handler": (_STATUS, [c_int, LOG_CALLBACK, c_void_p, DROP_CALLBACK]),
     "herald_next_event": (_STATUS, [_HANDLE, c_uint32, _OUT_STRING]),
     "herald_stop": (_STATUS, [_HANDLE, c_uint32]),
     "herald_last_error": (c_char_p, []),
-    "herald_last_status": (_STATUS, []),
     "herald_version": (c_char_p, []),
 }
 
@@ -211,15 +216,6 @@ def last_error() -> str:
     """
     raw = lib().herald_last_error()
     return raw.decode("utf-8", "replace") if raw else ""
-
-
-def last_status() -> int:
-    """``herald_last_status()`` of the calling OS thread: the status of its last failed call
-    (``Status.OK`` if none). Used for ``herald_start``, which reports failure with NULL.
-
-    Must be called on the same thread, right after the failing call.
-    """
-    return int(lib().herald_last_status())
 
 
 def take_string(ptr: c_void_p) -> str:

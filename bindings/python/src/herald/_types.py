@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from typing import List, Optional, TypedDict, Union
 
-__all__ = ["ServerConfig", "HistoryConfig", "JobsConfig", "AiConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
+__all__ = [
+    "ServerConfig",
+    "HistoryConfig",
+    "JobsConfig",
+    "AiConfig",
+    "AuthConfig",
+    "RateLimitConfig",
+    "TlsConfig",
+    "PresenceConfig",
+]
 
 
 class HistoryConfig(TypedDict, total=False):
@@ -92,6 +101,19 @@ class BrokerConfig(TypedDict, total=False):
     redis: RedisConfig
 
 
+class PresenceConfig(TypedDict, total=False):
+    """``presence``: every subscriber of a channel is a member with a status it sets.
+
+    ``enabled`` (True): ``False`` turns presence off. ``ttl_ms`` (30000): with the Redis
+    broker, a member whose node stopped refreshing it (killed) leaves after this long.
+    ``max_members`` (1000): members listed in one answer at most.
+    """
+
+    enabled: bool
+    ttl_ms: int
+    max_members: int
+
+
 class ServerConfig(TypedDict, total=False):
     """Keyword arguments of :class:`herald.Server`: the core's JSON configuration keys.
 
@@ -144,3 +166,4 @@ class ServerConfig(TypedDict, total=False):
     event_queue_bytes: int
     listen: bool
     broker: Optional[BrokerConfig]
+    presence: PresenceConfig

@@ -8,7 +8,10 @@
  *   cost <K> <size>         -> COST <K> <elapsed_ns> <errors> <calling thread's CPU ns>
  *   quit
  * Environment: BENCH_CLIENT_QUEUE (client_queue_size, default 4096), BENCH_SESSION ("bench"),
- * BENCH_REDIS (a redis:// URL: publish through the Redis broker instead of in memory).
+ * BENCH_REDIS (a redis:// URL: publish through the Redis broker instead of in memory),
+ * BENCH_PUBLISHERS (threads that share each push, default 1: message i is published by
+ * thread i % K, so under the Redis broker, where each call waits for Redis, K calls are
+ * in flight at once; the order clients see is then Redis's, checked by `seq`).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +55,47 @@ static void build_payload(char *buf, size_t cap, uint64_t t, uint64_t i, size_t 
 
 static volatile int stopping = 0;
 
+/* One push: M messages, paced or flat out, shared by `threads` publishing threads. */
+struct push_job {
+    herald_server *server;
+    const char *session;
+    unsigned long long m;
+    double rate;
+    size_t size;
+    unsigned threads;
+    unsigned index; /* this thread's share: i % threads == index */
+    struct timespec start;
+    uint64_t retries, errors;
+};
+
+static void *push_share(void *arg) {
+    struct push_job *job = arg;
+    static __thread char payload[1 << 16];
+    for (unsigned long long i = job->index; i < job->m; i += job->threads) {
+        if (job->rate > 0) {
+            uint64_t off = (uint64_t)((double)i * 1e9 / job->rate);
+            struct timespec target = job->start;
+            target.tv_sec += (time_t)(off / 1000000000u);
+            target.tv_nsec += (long)(off % 1000000000u);
+            if (target.tv_nsec >= 1000000000L) {
+                target.tv_sec++;
+                target.tv_nsec -= 1000000000L;
+            }
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, NULL) == EINTR) {
+            }
+        }
+        build_payload(payload, sizeof payload, realtime_us(), i, job->size);
+        herald_status st;
+        while ((st = herald_notify_ai_progress(job->server, job->session, payload)) == HERALD_ERR_QUEUE_FULL) {
+            job->retries++;
+            struct timespec pause = {0, 50000};
+            nanosleep(&pause, NULL);
+        }
+        if (st != HERALD_OK) job->errors++;
+    }
+    return NULL;
+}
+
 /* Hosts consume their events; this one just drops them. */
 static void *event_drain(void *arg) {
     herald_server *server = arg;
@@ -74,6 +118,12 @@ int main(void) {
     if (!session) session = "bench";
     /* BENCH_REDIS=redis://host:port: the same host through the Redis broker. */
     const char *redis = getenv("BENCH_REDIS");
+    const char *publishers_env = getenv("BENCH_PUBLISHERS");
+    unsigned publishers = publishers_env ? (unsigned)strtoul(publishers_env, NULL, 10) : 1;
+    if (publishers < 1 || publishers > 64) {
+        fprintf(stderr, "BENCH_PUBLISHERS must be 1..64\n");
+        return 1;
+    }
     char config[512];
     if (redis && *redis) {
         snprintf(config, sizeof config,
@@ -83,14 +133,15 @@ int main(void) {
     } else {
         snprintf(config, sizeof config, "{\"port\":0,\"client_queue_size\":%s}", queue);
     }
-    herald_server *server = herald_start(config);
-    if (!server) {
+    herald_server *server = NULL;
+    uint16_t port = 0;
+    if (herald_start(config, &server) != HERALD_OK || herald_port(server, &port) != HERALD_OK) {
         fprintf(stderr, "herald_start failed: %s\n", herald_last_error());
         return 1;
     }
     pthread_t drain;
     pthread_create(&drain, NULL, event_drain, server);
-    printf("READY %u\n", (unsigned)herald_port(server));
+    printf("READY %u\n", (unsigned)port);
     fflush(stdout);
 
     char line[256];
@@ -100,31 +151,24 @@ int main(void) {
         double rate = 0;
         size_t size = 200;
         if (sscanf(line, "push %llu %lf %zu", &m, &rate, &size) == 3) {
+            struct push_job jobs[64];
+            pthread_t threads[64];
             uint64_t retries = 0, errors = 0;
+            uint64_t t0 = mono_ns();
             struct timespec start;
             clock_gettime(CLOCK_MONOTONIC, &start);
-            uint64_t t0 = mono_ns();
-            for (unsigned long long i = 0; i < m; i++) {
-                if (rate > 0) {
-                    uint64_t off = (uint64_t)((double)i * 1e9 / rate);
-                    struct timespec target = start;
-                    target.tv_sec += (time_t)(off / 1000000000u);
-                    target.tv_nsec += (long)(off % 1000000000u);
-                    if (target.tv_nsec >= 1000000000L) {
-                        target.tv_sec++;
-                        target.tv_nsec -= 1000000000L;
-                    }
-                    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, NULL) == EINTR) {
-                    }
-                }
-                build_payload(payload, sizeof payload, realtime_us(), i, size);
-                herald_status st;
-                while ((st = herald_notify_ai_progress(server, session, payload)) == HERALD_ERR_QUEUE_FULL) {
-                    retries++;
-                    struct timespec pause = {0, 50000};
-                    nanosleep(&pause, NULL);
-                }
-                if (st != HERALD_OK) errors++;
+            for (unsigned t = 0; t < publishers; t++) {
+                jobs[t] = (struct push_job){server, session, m, rate, size, publishers, t, start, 0, 0};
+            }
+            if (publishers == 1) {
+                push_share(&jobs[0]);
+            } else {
+                for (unsigned t = 0; t < publishers; t++) pthread_create(&threads[t], NULL, push_share, &jobs[t]);
+                for (unsigned t = 0; t < publishers; t++) pthread_join(threads[t], NULL);
+            }
+            for (unsigned t = 0; t < publishers; t++) {
+                retries += jobs[t].retries;
+                errors += jobs[t].errors;
             }
             if (errors) fprintf(stderr, "push: %llu errors: %s\n", (unsigned long long)errors, herald_last_error());
             printf("PUSHED %llu %llu %llu\n", m, (unsigned long long)(mono_ns() - t0),

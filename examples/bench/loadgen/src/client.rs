@@ -18,10 +18,14 @@ const WAKE: Token = Token(usize::MAX);
 const SCRATCH: usize = 256 * 1024;
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 const BENCH_PREFIX: &[u8] = b"{\"type\":\"ai_progress\"";
+/// `,"seq":N,"epoch":"…"}` fits in this many bytes at the end of a message.
+const SEQ_TAIL: usize = 96;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    pub port: u16,
+    /// Server ports on 127.0.0.1; connection k goes to `ports[k % ports.len()]`, so the
+    /// subscribers of a multi-node case are spread evenly over its nodes.
+    pub ports: Vec<u16>,
     pub path: String,
     pub connections: usize,
     pub session: String,
@@ -118,14 +122,14 @@ fn read_until_text(stream: &mut StdStream, buf: &mut Vec<u8>, marker: &[u8]) -> 
     }
 }
 
-fn open_one(cfg: &ClientConfig) -> Result<Ready, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], cfg.port));
+fn open_one(cfg: &ClientConfig, port: u16) -> Result<Ready, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = StdStream::connect_timeout(&addr, cfg.setup_timeout)
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(cfg.setup_timeout)).ok();
     stream
-        .write_all(handshake_request(cfg.port, &cfg.path).as_bytes())
+        .write_all(handshake_request(port, &cfg.path).as_bytes())
         .map_err(|e| format!("handshake write: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -170,6 +174,9 @@ fn open_one(cfg: &ClientConfig) -> Result<Ready, String> {
 impl Pool {
     /// Opens and subscribes `cfg.connections` sockets, then starts the readers.
     pub fn connect(cfg: &ClientConfig) -> Result<Pool, String> {
+        if cfg.ports.is_empty() {
+            return Err("no server port to connect to".into());
+        }
         let n = cfg.connections;
         let setup_threads = cfg.setup_threads.clamp(1, n.max(1));
         let mut handles = Vec::new();
@@ -181,7 +188,7 @@ impl Pool {
                 while k < cfg.connections {
                     let mut tries = 0;
                     loop {
-                        match open_one(&cfg) {
+                        match open_one(&cfg, cfg.ports[k % cfg.ports.len()]) {
                             Ok(r) => {
                                 out.push(r);
                                 break;
@@ -501,7 +508,7 @@ fn frames(c: &mut Conn, buf: &[u8], now_us: u64, local: &mut Local) -> usize {
 fn on_message(c: &mut Conn, payload: &[u8], now_us: u64, local: &mut Local) {
     // `"progress":{"t":..,"i":..}`: t first, then i, both unsigned.
     let t = ws::number_after(payload, b"{\"t\":").unwrap_or(0);
-    let i = ws::number_after(payload, b",\"i\":").unwrap_or(u64::MAX);
+    let i = order_key(payload);
     if i != u64::MAX {
         if i < c.next_i {
             c.out_of_order += 1;
@@ -518,6 +525,17 @@ fn on_message(c: &mut Conn, payload: &[u8], now_us: u64, local: &mut Local) {
         local.first_us = now_us;
     }
     local.last_us = now_us;
+}
+
+/// What a connection's messages must increase by: the channel's `seq` (near the end of the
+/// message; every server here sends it), else the payload's index `i` (`u64::MAX` when
+/// neither is there). With several publishing threads `i` is not the publication order;
+/// `seq` is.
+fn order_key(payload: &[u8]) -> u64 {
+    let tail = &payload[payload.len().saturating_sub(SEQ_TAIL)..];
+    ws::number_after(tail, b",\"seq\":")
+        .or_else(|| ws::number_after(payload, b",\"i\":"))
+        .unwrap_or(u64::MAX)
 }
 
 /// Waits until `pool` has received `expected` messages, nothing arrived for `idle`, or
@@ -541,5 +559,20 @@ pub fn wait_for(pool: &Pool, expected: u64, idle: Duration, deadline: Duration) 
             return false;
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_the_seq_else_the_index() {
+        let herald = br#"{"type":"ai_progress","sessionId":"bench","progress":{"t":1790000000000000,"i":7,"pad":"xxxx"},"timestamp":"2026-11-30T15:00:00.000Z","seq":1234,"epoch":"0123456789abcdef"}"#;
+        assert_eq!(order_key(herald), 1234);
+        let no_seq =
+            br#"{"type":"ai_progress","sessionId":"bench","progress":{"t":1,"i":7,"pad":"xx"}}"#;
+        assert_eq!(order_key(no_seq), 7);
+        assert_eq!(order_key(br#"{"type":"ai_progress"}"#), u64::MAX);
     }
 }

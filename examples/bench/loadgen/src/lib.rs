@@ -1,9 +1,11 @@
 //! Shared pieces of the Herald benchmark kit: WebSocket framing, /proc sampling,
-//! timestamps and the benchmark message payload.
+//! multi-node servers, Redis's CPU, timestamps and the benchmark message payload.
 
 pub mod client;
 pub mod host;
+pub mod nodes;
 pub mod procstat;
+pub mod redis_info;
 pub mod stats;
 pub mod ws;
 

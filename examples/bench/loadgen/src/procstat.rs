@@ -58,7 +58,8 @@ pub fn sample(pid: u32) -> Option<Sample> {
     Some(s)
 }
 
-/// Samples a process's RSS every `period` in the background and keeps the peak.
+/// Samples the summed RSS of some processes (the nodes of one server) every `period` in
+/// the background and keeps the peak.
 pub struct PeakRss {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
@@ -66,14 +67,17 @@ pub struct PeakRss {
 }
 
 impl PeakRss {
-    pub fn start(pid: u32, period: Duration) -> PeakRss {
+    pub fn start(pids: &[u32], period: Duration) -> PeakRss {
+        let pids = pids.to_vec();
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
         let (s, p) = (Arc::clone(&stop), Arc::clone(&peak));
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Some(x) = sample(pid) {
-                    p.fetch_max(x.rss_kb, Ordering::Relaxed);
+                let total: Option<u64> =
+                    pids.iter().map(|&pid| sample(pid).map(|x| x.rss_kb)).sum();
+                if let Some(rss_kb) = total {
+                    p.fetch_max(rss_kb, Ordering::Relaxed);
                 }
                 std::thread::sleep(period);
             }

@@ -11,7 +11,9 @@
 
 use herald_bench::client::{wait_for, ClientConfig, Pool};
 use herald_bench::host::Host;
+use herald_bench::nodes::Nodes;
 use herald_bench::procstat::{self, PeakRss};
+use herald_bench::redis_info;
 use herald_bench::stats::{percentile_sorted, summarize, Summary};
 use herald_bench::unix_micros;
 use std::collections::BTreeMap;
@@ -20,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const SESSION: &str = "bench";
+/// How long Redis's idle CPU rate is measured before each push through Redis.
+const REDIS_IDLE_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -44,6 +48,10 @@ struct Opts {
     command_line: String,
     /// Extra or replacement servers: name -> argv.
     custom: Vec<(String, Vec<String>)>,
+    /// Multi-node servers: name -> (the server each node runs, number of nodes).
+    clusters: Vec<(String, String, usize)>,
+    /// `host:port` of the redis-server the Redis hosts use, to read its CPU time.
+    redis: Option<String>,
 }
 
 const HELP: &str = "herald-bench: Herald benchmark kit (load client + orchestrator)
@@ -71,6 +79,12 @@ Options (defaults in brackets):
   --server-cmd NAME=CMD define or replace a server/host (e.g. an A/B build of the core:
                         --server-cmd herald-c-new=/tmp/x/herald-c-host); list NAME in
                         --servers/--cost-hosts. Names starting with herald- count as Herald.
+  --cluster NAME=BASE:K server NAME is K processes of server BASE (e.g. K Herald nodes on
+                        one Redis: --cluster herald-c-redis-x3=herald-c-redis:3). The load
+                        client spreads its connections round-robin over the K ports; the
+                        first node publishes; server CPU and RSS are summed over the nodes.
+  --redis HOST:PORT     the redis-server the Redis hosts use: its CPU time (INFO cpu) per
+                        publication is reported for every server whose name has \"redis\"
   --quick               small sizes for a smoke run (N=200, M=200, 2 rounds)
 ";
 
@@ -109,6 +123,8 @@ fn parse_opts() -> Opts {
         logs: PathBuf::from("target/bench-logs"),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         custom: Vec::new(),
+        clusters: Vec::new(),
+        redis: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -160,6 +176,22 @@ fn parse_opts() -> Opts {
                     cmd.split_whitespace().map(String::from).collect(),
                 ));
             }
+            "--cluster" => {
+                let v = val();
+                let parsed = v.split_once('=').and_then(|(name, rest)| {
+                    let (base, k) = rest.rsplit_once(':')?;
+                    let k: usize = k.parse().ok().filter(|k| (1..=16).contains(k))?;
+                    Some((name.to_string(), base.to_string(), k))
+                });
+                match parsed {
+                    Some(c) => o.clusters.push(c),
+                    None => {
+                        eprintln!("--cluster needs NAME=BASE:K with K in 1..=16, got {v:?}");
+                        std::process::exit(2)
+                    }
+                }
+            }
+            "--redis" => o.redis = Some(val()),
             "--quick" => {
                 o.rounds = 2;
                 o.flat1k = (200, 200);
@@ -185,6 +217,9 @@ fn parse_opts() -> Opts {
 /// How to start each server/host. Every one prints `READY <port>` and obeys the host
 /// command protocol.
 fn server_argv(o: &Opts, name: &str) -> Vec<String> {
+    if let Some((_, base, _)) = o.clusters.iter().find(|(n, _, _)| n == name) {
+        return server_argv(o, base);
+    }
     if let Some((_, argv)) = o.custom.iter().find(|(n, _)| n == name) {
         return argv.clone();
     }
@@ -233,6 +268,34 @@ struct Bench {
     notes: Vec<String>,
 }
 
+/// How many processes server `name` runs (1 unless it is a `--cluster`).
+fn node_count(o: &Opts, name: &str) -> usize {
+    o.clusters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map_or(1, |(_, _, k)| *k)
+}
+
+/// Whether `name` publishes through Redis (its Redis CPU is then measured).
+fn uses_redis(name: &str) -> bool {
+    name.contains("redis")
+}
+
+/// Every node of `server`, each a fresh process, started one after the other.
+fn start_nodes(b: &Bench, server: &str, case: &str, round: usize) -> Result<Nodes, String> {
+    let k = node_count(&b.o, server);
+    let mut hosts = Vec::with_capacity(k);
+    for node in 1..=k {
+        let label = if k > 1 {
+            format!("{case}, node {node}/{k}")
+        } else {
+            case.to_string()
+        };
+        hosts.push(start_host(b, server, &label, round)?);
+    }
+    Ok(Nodes::new(hosts))
+}
+
 fn start_host(b: &Bench, server: &str, case: &str, round: usize) -> Result<Host, String> {
     std::fs::create_dir_all(&b.o.logs).ok();
     let log = b.o.logs.join(format!("{server}.log"));
@@ -255,9 +318,9 @@ fn start_host(b: &Bench, server: &str, case: &str, round: usize) -> Result<Host,
     Host::spawn(server, &argv, &host_env(&b.o), &log)
 }
 
-fn connect(b: &Bench, port: u16, n: usize) -> Result<Pool, String> {
+fn connect(b: &Bench, ports: Vec<u16>, n: usize) -> Result<Pool, String> {
     Pool::connect(&ClientConfig {
-        port,
+        ports,
         path: "/ws".into(),
         connections: n,
         session: SESSION.into(),
@@ -270,19 +333,31 @@ fn connect(b: &Bench, port: u16, n: usize) -> Result<Pool, String> {
 /// Pushes M messages (rate 0 = flat out) and measures deliveries, latency and cost.
 fn push_phase(
     b: &Bench,
-    host: &mut Host,
+    nodes: &mut Nodes,
+    redis: Option<&str>,
     pool: &Pool,
     m: u64,
     rate: f64,
 ) -> Result<Metrics, String> {
     let n = pool.connections as u64;
-    let pid = host.pid();
     pool.reset(m);
-    let s0 = procstat::sample(pid).ok_or("server process gone")?;
-    let peak = PeakRss::start(pid, Duration::from_millis(50));
+    // Redis's own idle CPU rate (cron, the nodes' connections), to take out of its
+    // CPU per publication: at 50 publications/s it is a large share of the total.
+    let redis_idle = redis.and_then(|addr| {
+        let a = redis_info::cpu_seconds(addr)?;
+        let t = Instant::now();
+        std::thread::sleep(REDIS_IDLE_WINDOW);
+        let b = redis_info::cpu_seconds(addr)?;
+        Some((b - a).max(0.0) / t.elapsed().as_secs_f64())
+    });
+    let s0 = nodes.sample().ok_or("server process gone")?;
+    let redis0 = redis.and_then(redis_info::cpu_seconds);
+    let peak = PeakRss::start(&nodes.pids(), Duration::from_millis(50));
     let c0 = procstat::self_cpu_ns();
     let t_go = unix_micros();
-    host.send(&format!("push {m} {rate} {}", b.o.size))?;
+    nodes
+        .publisher()
+        .send(&format!("push {m} {rate} {}", b.o.size))?;
     let expected_secs = if rate > 0.0 { m as f64 / rate } else { 0.0 };
     let deadline = Duration::from_secs_f64(120.0 + expected_secs * 2.0);
     let complete = wait_for(
@@ -292,15 +367,32 @@ fn push_phase(
         deadline,
     );
     let t_done = unix_micros();
-    let s1 = procstat::sample(pid).ok_or("server process gone")?;
+    let s1 = nodes.sample().ok_or("server process gone")?;
+    let redis1 = redis.and_then(redis_info::cpu_seconds);
     let c1 = procstat::self_cpu_ns();
-    let pushed = host.expect("PUSHED", Duration::from_secs(60));
+    let pushed = nodes.publisher().expect("PUSHED", Duration::from_secs(60));
     let peak_rss = peak.finish();
     let mut col = pool.collect();
     // What the server keeps once the burst is over (buffers retained per connection).
     std::thread::sleep(Duration::from_secs(1));
-    let after = procstat::sample(pid);
+    let after = nodes.sample();
     let mut m_out = Metrics::new();
+    m_out.insert("nodes".into(), nodes.len() as f64);
+    if let (Some(r0), Some(r1), Some(idle)) = (redis0, redis1, redis_idle) {
+        if m > 0 {
+            let used = (r1 - r0).max(0.0);
+            let span = t_done.saturating_sub(t_go) as f64 / 1e6;
+            m_out.insert(
+                "redis_cpu_us_per_publication_gross".into(),
+                used * 1e6 / m as f64,
+            );
+            m_out.insert(
+                "redis_cpu_us_per_publication".into(),
+                (used - idle * span).max(0.0) * 1e6 / m as f64,
+            );
+            m_out.insert("redis_idle_cpu_ms_per_s".into(), idle * 1e3);
+        }
+    }
     let received = col.received as f64;
     let span_s = (col.last_recv_us.saturating_sub(t_go)) as f64 / 1e6;
     m_out.insert("deliveries".into(), received);
@@ -379,13 +471,15 @@ fn log_line(case: &str, server: &str, round: usize, m: &Metrics) {
             g("errors")
         ),
         _ => eprintln!(
-            "  [r{round}] {case:<8} {server:<14} {:>10.0} deliv/s  cpu {:>6.0} ns/deliv  p50 {:>7.0} us  p99 {:>7.0} us  missing {} ooo {}",
+            "  [r{round}] {case:<8} {server:<14} {:>10.0} deliv/s  cpu {:>6.0} ns/deliv  p50 {:>7.0} us  p99 {:>7.0} us  missing {} ooo {}{}",
             g("deliveries_per_s"),
             g("server_cpu_ns_per_delivery"),
             g("lat_p50_us"),
             g("lat_p99_us"),
             g("missing"),
-            g("out_of_order")
+            g("out_of_order"),
+            m.get("redis_cpu_us_per_publication")
+                .map_or(String::new(), |r| format!("  redis {r:.1} us/pub"))
         ),
     }
 }
@@ -399,6 +493,11 @@ impl Bench {
             round,
             metrics,
         });
+    }
+
+    /// The redis-server whose CPU `server`'s push phases are charged with.
+    fn redis_for(&self, server: &str) -> Option<String> {
+        self.o.redis.clone().filter(|_| uses_redis(server))
     }
 
     fn fail(&mut self, case: &str, server: &str, round: usize, e: String) {
@@ -428,7 +527,7 @@ impl Bench {
             }
             let phases: Vec<_> = plan[i..j].to_vec();
             let label = phases.iter().map(|p| p.0).collect::<Vec<_>>().join("+");
-            let mut host = match start_host(self, server, &label, round) {
+            let mut nodes = match start_nodes(self, server, &label, round) {
                 Ok(h) => h,
                 Err(e) => {
                     self.fail(&label, server, round, e);
@@ -436,11 +535,12 @@ impl Bench {
                     continue;
                 }
             };
-            match connect(self, host.port, n) {
+            let redis = self.redis_for(server);
+            match connect(self, nodes.ports(), n) {
                 Ok(pool) => {
                     settle();
                     for (case, _, m, rate) in phases {
-                        match push_phase(self, &mut host, &pool, m, rate) {
+                        match push_phase(self, &mut nodes, redis.as_deref(), &pool, m, rate) {
                             Ok(metrics) => self.record(case, server, round, metrics),
                             Err(e) => self.fail(case, server, round, e),
                         }
@@ -450,7 +550,7 @@ impl Bench {
                 }
                 Err(e) => self.fail(&label, server, round, e),
             }
-            host.quit(Duration::from_secs(5));
+            nodes.quit(Duration::from_secs(5));
             i = j;
         }
     }
@@ -482,25 +582,24 @@ impl Bench {
             (true, false) => "idle",
             _ => "flat10k",
         };
-        let mut host = match start_host(self, server, label, round) {
+        let mut nodes = match start_nodes(self, server, label, round) {
             Ok(h) => h,
             Err(e) => return self.fail(label, server, round, e),
         };
-        let pid = host.pid();
         std::thread::sleep(Duration::from_secs(1));
-        let before = procstat::sample(pid);
+        let before = nodes.sample();
         let t0 = Instant::now();
-        let pool = match connect(self, host.port, n) {
+        let pool = match connect(self, nodes.ports(), n) {
             Ok(p) => p,
             Err(e) => {
-                host.quit(Duration::from_secs(5));
+                nodes.quit(Duration::from_secs(5));
                 return self.fail(label, server, round, e);
             }
         };
         let setup_s = t0.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_secs(2));
         if idle {
-            let after = procstat::sample(pid);
+            let after = nodes.sample();
             match (before, after) {
                 (Some(a), Some(b2)) => {
                     let mut m = Metrics::new();
@@ -519,29 +618,31 @@ impl Bench {
             }
         }
         if let Some(m) = push {
-            match push_phase(self, &mut host, &pool, m, 0.0) {
+            let redis = self.redis_for(server);
+            match push_phase(self, &mut nodes, redis.as_deref(), &pool, m, 0.0) {
                 Ok(metrics) => self.record("flat10k", server, round, metrics),
                 Err(e) => self.fail("flat10k", server, round, e),
             }
         }
         pool.close();
-        host.quit(Duration::from_secs(5));
+        nodes.quit(Duration::from_secs(5));
     }
 
     /// ns per notify call, with the server running and `n` subscribers draining.
     fn group_cost(&mut self, server: &str, round: usize) {
         let (n, k, chunks) = self.o.cost;
-        let mut host = match start_host(self, server, "cost", round) {
+        let mut nodes = match start_nodes(self, server, "cost", round) {
             Ok(h) => h,
             Err(e) => return self.fail("cost", server, round, e),
         };
-        let pool = match connect(self, host.port, n) {
+        let pool = match connect(self, nodes.ports(), n) {
             Ok(p) => p,
             Err(e) => {
-                host.quit(Duration::from_secs(5));
+                nodes.quit(Duration::from_secs(5));
                 return self.fail("cost", server, round, e);
             }
         };
+        let host = nodes.publisher();
         settle();
         let mut per_call = Vec::new();
         let mut cpu_per_call = Vec::new();
@@ -585,7 +686,7 @@ impl Bench {
             missing += col.missing as f64;
         }
         pool.close();
-        host.quit(Duration::from_secs(5));
+        nodes.quit(Duration::from_secs(5));
         if let Some(s) = summarize(&per_call) {
             let mut m = Metrics::new();
             m.insert("ns_per_call".into(), s.median);
@@ -683,6 +784,14 @@ const FLAT_METRICS: &[(&str, &str)] = &[
     ("missing", "missing"),
     ("out_of_order", "out of order"),
     ("client_cpu_ns_per_delivery", "load client CPU ns/delivery"),
+    (
+        "redis_cpu_us_per_publication",
+        "Redis CPU µs/publication, net of idle",
+    ),
+    (
+        "redis_cpu_us_per_publication_gross",
+        "Redis CPU µs/publication, gross",
+    ),
 ];
 
 const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
@@ -697,6 +806,14 @@ const CASE_METRICS: &[(&str, &[(&str, &str)])] = &[
             ("lat_p999_us", "latency p99.9 µs"),
             ("lat_max_us", "latency max µs"),
             ("server_cpu_ns_per_delivery", "server CPU ns/delivery"),
+            (
+                "redis_cpu_us_per_publication",
+                "Redis CPU µs/publication, net of idle",
+            ),
+            (
+                "redis_cpu_us_per_publication_gross",
+                "Redis CPU µs/publication, gross",
+            ),
             ("missing", "missing"),
             ("out_of_order", "out of order"),
         ],
@@ -752,6 +869,7 @@ fn report(b: &Bench, machine: &str) -> String {
     let o = &b.o;
     let mut s = String::new();
     let _ = writeln!(s, "{machine}");
+    s.push_str(&redis_setup(o));
     for (case, metrics) in CASE_METRICS {
         if !o.cases.iter().any(|c| c == case) {
             continue;
@@ -889,12 +1007,14 @@ fn ratios_and_targets(b: &Bench) -> String {
                 ),
                 fmt_ratio(r, &per)
             );
-            rows.push((
-                "paced: p99 latency ≤ ceiling × 1.2".into(),
-                h.to_string(),
-                r.map_or("n/a".into(), |r| format!("{r:.2}× ceiling")),
-                r.map(|r| r <= 1.2),
-            ));
+            if has("ceiling") {
+                rows.push((
+                    "paced: p99 latency ≤ ceiling × 1.2".into(),
+                    h.to_string(),
+                    r.map_or("n/a".into(), |r| format!("{r:.2}× ceiling")),
+                    r.map(|r| r <= 1.2),
+                ));
+            }
         }
     }
     if o.cases.iter().any(|c| c == "idle") {
@@ -950,6 +1070,12 @@ fn ratios_and_targets(b: &Bench) -> String {
             ));
         }
     }
+    if !has("ws-peer") && !has("ceiling") {
+        s.clear(); // a table of ratios to servers that did not run
+    }
+    // The targets above were set for one node in memory; the Redis servers have their own.
+    rows.retain(|(_, who, _, _)| !uses_redis(who));
+    s.push_str(&through_redis(b, &mut rows));
     let _ = writeln!(
         s,
         "\n#### Targets\n\n| target | server | measured | verdict |\n|---|---|---|---|"
@@ -963,6 +1089,165 @@ fn ratios_and_targets(b: &Bench) -> String {
         let _ = writeln!(s, "| {t} | {who} | {v} | {verdict} |");
     }
     s
+}
+
+/// The same server in memory that the Redis servers are compared with.
+const SINGLE_NODE: &str = "herald-c";
+/// Goals for the Redis broker (issue 13): paced p50 at most this much above one node in
+/// memory, and CPU per delivery within this factor of it.
+const REDIS_P50_BUDGET_US: f64 = 1000.0;
+const REDIS_CPU_FACTOR: f64 = 1.5;
+
+/// Differences of medians a − b, with the per-round differences.
+fn difference(b: &Bench, case: &str, metric: &str, x: &str, y: &str) -> (Option<f64>, Vec<f64>) {
+    let med = |sv: &str| b.summary(case, sv, metric).map(|s| s.median);
+    let d = med(x).zip(med(y)).map(|(a, c)| a - c);
+    let mut per = Vec::new();
+    for r in 1..=b.o.rounds {
+        let get = |sv: &str| {
+            b.records
+                .iter()
+                .find(|rec| rec.case == case && rec.server == sv && rec.round == r)
+                .and_then(|rec| rec.metrics.get(metric).copied())
+        };
+        if let (Some(a), Some(c)) = (get(x), get(y)) {
+            per.push(a - c);
+        }
+    }
+    (d, per)
+}
+
+/// The Redis servers against one node in memory: a table, and their goals as target rows.
+fn through_redis(b: &Bench, rows: &mut Vec<(String, String, String, Option<bool>)>) -> String {
+    let o = &b.o;
+    let mut s = String::new();
+    let redis_servers: Vec<&String> = o.servers.iter().filter(|x| uses_redis(x)).collect();
+    let want = |c: &str| o.cases.iter().any(|x| x == c);
+    if !redis_servers.is_empty() && o.servers.iter().any(|x| x == SINGLE_NODE) {
+        let _ = writeln!(
+            s,
+            "\n#### Through Redis, against {SINGLE_NODE} (one node, in memory; same run, medians, per-round figures in brackets)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| case | metric | server | vs {SINGLE_NODE} |\n|---|---|---|---|"
+        );
+        for sv in &redis_servers {
+            for case in ["flat1k", "flat10k", "paced"] {
+                if !want(case) {
+                    continue;
+                }
+                let ratio = |metric: &str| {
+                    fmt_ratio(
+                        ratio_of_medians(b, case, metric, sv, SINGLE_NODE),
+                        &b.round_ratios(case, metric, sv, SINGLE_NODE),
+                    )
+                };
+                if case == "paced" {
+                    for (metric, label) in
+                        [("lat_p50_us", "latency p50"), ("lat_p99_us", "latency p99")]
+                    {
+                        let (d, per) = difference(b, case, metric, sv, SINGLE_NODE);
+                        let _ =
+                            writeln!(s, "| {case} | {label} | {sv} | {} |", fmt_delta_us(d, &per));
+                    }
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "| {case} | deliveries/s | {sv} | {} |",
+                        ratio("deliveries_per_s")
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    "| {case} | server CPU/delivery | {sv} | {} |",
+                    ratio("server_cpu_ns_per_delivery")
+                );
+            }
+        }
+        for sv in &redis_servers {
+            if want("paced") {
+                let (d, _) = difference(b, "paced", "lat_p50_us", sv, SINGLE_NODE);
+                rows.push((
+                    format!("paced: p50 latency ≤ {SINGLE_NODE} + 1 ms"),
+                    sv.to_string(),
+                    fmt_delta_us(d, &[]),
+                    d.map(|d| d <= REDIS_P50_BUDGET_US),
+                ));
+            }
+            for case in ["flat1k", "paced"] {
+                if !want(case) {
+                    continue;
+                }
+                let r = ratio_of_medians(b, case, "server_cpu_ns_per_delivery", sv, SINGLE_NODE);
+                rows.push((
+                    format!("{case}: server CPU/delivery ≤ {REDIS_CPU_FACTOR}× {SINGLE_NODE}"),
+                    sv.to_string(),
+                    r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+                    r.map(|r| r <= REDIS_CPU_FACTOR),
+                ));
+            }
+        }
+    }
+    if want("cost") {
+        for h in o.cost_hosts.iter().filter(|x| uses_redis(x)) {
+            let v = b.summary("cost", h, "ns_per_call").map(|x| x.median);
+            rows.push((
+                "notify call through Redis (one round trip; no target)".into(),
+                h.to_string(),
+                v.map_or("n/a".into(), |v| format!("{:.0} µs", v / 1000.0)),
+                None,
+            ));
+        }
+    }
+    s
+}
+
+/// How the Redis and multi-node servers ran, for the header.
+fn redis_setup(o: &Opts) -> String {
+    let mut s = String::new();
+    let all = o.servers.iter().chain(o.cost_hosts.iter());
+    if all.clone().any(|x| uses_redis(x)) {
+        let _ = writeln!(
+            s,
+            "- Redis servers ({}): the same host with `\"broker\":{{\"redis\":{{\"url\":…,\"prefix\":\"bench:\"}}}}` added, \
+             on one local redis-server {} (no persistence); every host call waits for Redis to confirm. \
+             Redis CPU µs/publication: `INFO cpu` (used_cpu_sys + used_cpu_user) from the push command to the last \
+             receipt ÷ publications (gross), and the same less Redis's idle rate measured over 1 s just before (net){}.",
+            o.servers
+                .iter()
+                .filter(|x| uses_redis(x))
+                .map(|x| format!("`{x}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sh("redis-server --version | sed -n 's/.*v=\\([^ ]*\\).*/\\1/p'"),
+            if o.redis.is_some() { "" } else { " (not measured: no --redis)" }
+        );
+    }
+    for (name, base, k) in &o.clusters {
+        if !all.clone().any(|x| x == name) {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "- `{name}`: {k} processes of `{base}`; the load client spreads its connections round-robin \
+             over their {k} ports; every publication is made through node 1 (so {}/{k} of the subscribers \
+             are on other nodes); server CPU, RSS and ns/delivery are summed over the {k} nodes.",
+            k - 1
+        );
+    }
+    s
+}
+
+fn fmt_delta_us(d: Option<f64>, per_round: &[f64]) -> String {
+    let Some(d) = d else {
+        return "n/a".into();
+    };
+    let mut out = format!("{d:+.0} µs");
+    if let Some(r) = summarize(per_round) {
+        let _ = write!(out, " (rounds {:+.0} to {:+.0})", r.min, r.max);
+    }
+    out
 }
 
 fn sh(cmd: &str) -> String {
