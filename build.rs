@@ -34,7 +34,7 @@ fn main() {
             include: vec!["AiEvent".into()],
             rename: [("AiEvent".to_string(), "herald_ai_kind".to_string())].into(),
             // The core's own constants in that file.
-            exclude: vec!["MAX_NAME_LEN".into(), "AI_EVENTS".into()],
+            exclude: vec!["MAX_NAME_LEN".into(), "AI_EVENTS".into(), "MAX_STATUS_LEN".into()],
             ..Default::default()
         },
         ..Default::default()

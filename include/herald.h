@@ -138,6 +138,14 @@ typedef enum herald_ai_kind {
    * `ai_error`, payload `error`.
    */
   HERALD_AI_KIND_ERROR = 3,
+  /**
+   * `ai_delta`, payload `delta`: a piece of a token stream, `{"jobId":…,"text":"…"}`.
+   */
+  HERALD_AI_KIND_DELTA = 4,
+  /**
+   * `ai_cancelled`, payload `cancelled`: the job ended because it was cancelled.
+   */
+  HERALD_AI_KIND_CANCELLED = 5,
 } herald_ai_kind;
 
 /**
@@ -147,7 +155,8 @@ typedef struct herald_server herald_server;
 
 /**
  * Receives events as JSON objects (`type`: connected, disconnected, subscribed,
- * unsubscribed, client_message). `event_json` is valid only during the call.
+ * unsubscribed, cancel_requested, client_message). `event_json` is valid only during
+ * the call.
  */
 typedef void (*herald_event_callback)(void *user_data, const char *event_json);
 
@@ -206,7 +215,7 @@ enum herald_status herald_port(const struct herald_server *server, uint16_t *por
 /**
  * Sends an AI-task notification of `kind` (a `herald_ai_kind`) to the subscribers of a
  * session: `{"type":"ai_start","sessionId":…,"task":…}` with `payload_json` (a JSON
- * object) under the kind's key (`task`, `progress`, `result`, `error`).
+ * object) under the kind's key (`task`, `progress`, `result`, `error`, `delta`, `cancelled`).
  * `HERALD_ERR_INVALID_ARGUMENT` for a kind this library does not know.
  *
  * # Safety
@@ -256,6 +265,31 @@ enum herald_status herald_notify_ai_complete(struct herald_server *server,
 enum herald_status herald_notify_ai_error(struct herald_server *server,
                                           const char *session_id,
                                           const char *error_json);
+
+/**
+ * `herald_notify_ai` with `HERALD_AI_KIND_DELTA`: `ai_delta` with `delta_json`
+ * (`{"jobId":…,"text":"…"}`, `text` required), a piece of a job's token stream,
+ * appended to the job's text. A subscriber that falls behind gets a job's consecutive
+ * deltas merged into one.
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
+ */
+enum herald_status herald_notify_ai_delta(struct herald_server *server,
+                                          const char *session_id,
+                                          const char *delta_json);
+
+/**
+ * `herald_notify_ai` with `HERALD_AI_KIND_CANCELLED`: `ai_cancelled` with
+ * `cancelled_json` (a JSON object, e.g. `{"jobId":…}`): the job ended because it was
+ * cancelled (see the `cancel_requested` event).
+ *
+ * # Safety
+ * As for `herald_notify_ai`.
+ */
+enum herald_status herald_notify_ai_cancelled(struct herald_server *server,
+                                              const char *session_id,
+                                              const char *cancelled_json);
 
 /**
  * Sends a JSON object to every connected client.
@@ -317,6 +351,34 @@ enum herald_status herald_stats(struct herald_server *server, char **stats_json_
 enum herald_status herald_history(struct herald_server *server,
                                   const char *channel,
                                   char **history_json_out);
+
+/**
+ * Writes who is in a channel to `*presence_json_out` as a JSON object, to be freed
+ * with `herald_string_free`: `{"channel": …, "members": [{"clientId": …, "userId": …
+ * or null, "status": …}], "total": n, "truncated": bool}`, at most
+ * `presence.max_members` members listed (`total` counts them all). Every subscriber
+ * of the channel is a member; with the Redis broker, every node's (this call then
+ * waits for Redis, like a publication). `HERALD_ERR_INVALID_ARGUMENT` when
+ * `presence.enabled` is false.
+ *
+ * # Safety
+ * `channel` is NULL or a NUL-terminated string; `presence_json_out` is NULL or writable.
+ */
+enum herald_status herald_presence(struct herald_server *server,
+                                   const char *channel,
+                                   char **presence_json_out);
+
+/**
+ * Writes a session's jobs as `{"sessionId","seq","epoch","jobs":[…]}` (the state as of
+ * `seq`) to `*jobs_json_out`, to be freed with `herald_string_free`. Publishing only
+ * enqueues, so a notification made just before may not be in it yet.
+ *
+ * # Safety
+ * `session_id` is NULL or a NUL-terminated string; `jobs_json_out` is NULL or writable.
+ */
+enum herald_status herald_jobs(struct herald_server *server,
+                               const char *session_id,
+                               char **jobs_json_out);
 
 /**
  * Frees a string returned by Herald. NULL is ignored.

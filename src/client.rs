@@ -238,8 +238,7 @@ impl Client {
         if queue.closed {
             return Delivery::Closed;
         }
-        let waiting = queue.bytes + self.wire_bytes.load(Ordering::Relaxed);
-        if queue.entries.len() >= self.queue_capacity || waiting + bytes > self.byte_budget {
+        if self.over_budget(&queue, bytes) && !self.merge_backlog(&mut queue, bytes) {
             // Closed at once, so nothing queued later can follow the message dropped
             // here: a client sees a prefix of its messages and recovers from its last
             // seq, never a gap (the connection keeps taking from this queue until it
@@ -264,6 +263,26 @@ impl Client {
             self.waker.wake();
         }
         Delivery::Queued
+    }
+
+    fn over_budget(&self, queue: &OutQueue, bytes: usize) -> bool {
+        let waiting = queue.bytes + self.wire_bytes.load(Ordering::Relaxed);
+        queue.entries.len() >= self.queue_capacity || waiting + bytes > self.byte_budget
+    }
+
+    /// Makes room for `bytes` by merging the backlog (see `merge`); false when what
+    /// cannot be merged still exceeds the budget, or merging freed so little (under a
+    /// 32nd of the budget and of the queue) that the client is hopelessly behind: then
+    /// it is evicted rather than merged again on every message.
+    fn merge_backlog(&self, queue: &mut OutQueue, bytes: usize) -> bool {
+        let entries = queue.entries.len();
+        let freed = crate::merge::compact(&mut queue.entries);
+        queue.bytes -= freed;
+        self.memory.sub_queued(freed);
+        let merged_entries = entries - queue.entries.len();
+        let worthwhile =
+            freed >= self.byte_budget / 32 || merged_entries >= self.queue_capacity.max(32) / 32;
+        worthwhile && !self.over_budget(queue, bytes)
     }
 
     /// Whether `bytes` could ever be queued for this client.

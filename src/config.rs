@@ -38,6 +38,10 @@ pub struct Config {
     pub stats_client_limit: usize,
     /// Per-channel history for recovery after reconnects.
     pub history: HistoryConfig,
+    /// The state of AI jobs per session (snapshots for subscribers), and its bounds.
+    pub jobs: JobsConfig,
+    /// AI notifications: batching of token streams.
+    pub ai: AiConfig,
     /// Who may connect and what they may subscribe to.
     pub auth: AuthConfig,
     /// Browser origins allowed to connect (exact match, e.g. "https://app.example.com");
@@ -81,6 +85,32 @@ pub struct Config {
     /// Where publications are sequenced and kept: in this process (the default) or in
     /// Redis, shared by every node and emitter that names the same Redis and prefix.
     pub broker: Option<BrokerConfig>,
+    /// Who is in each channel, with a status each client sets.
+    pub presence: PresenceConfig,
+}
+
+/// Presence: every subscriber of a channel is a member, with a short status of its own.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Track members and answer presence queries; `false` turns presence off (queries
+    /// and status changes get an error, no join or leave is sent).
+    pub enabled: bool,
+    /// With the Redis broker: a member whose node stopped refreshing it for this long
+    /// (the node was killed or lost Redis) leaves. Nodes refresh every third of it.
+    pub ttl_ms: u64,
+    /// Members listed in one answer at most (the `total` counts them all).
+    pub max_members: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            ttl_ms: 30_000,
+            max_members: 1000,
+        }
+    }
 }
 
 /// The broker: `{"redis": {"url": "redis://127.0.0.1:6379", "prefix": "herald:"}}`.
@@ -195,6 +225,42 @@ pub struct HistoryConfig {
     pub max_bytes: usize,
 }
 
+/// What is kept of each session's AI jobs (state, progress, streamed text, outcome).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// A job is kept this long after it ends (complete, error, cancelled).
+    pub ttl_ms: u64,
+    /// Jobs kept per session; beyond it the oldest ended (else oldest) goes.
+    pub max_per_session: usize,
+    /// Bytes of streamed text kept per job; beyond it the text stops growing and the
+    /// job is marked `truncated`.
+    pub max_text_bytes: usize,
+    /// Bytes of job state across all sessions on this node (with the memory broker);
+    /// beyond it the oldest ended jobs go first.
+    pub max_bytes: usize,
+}
+
+/// How AI notifications are sent.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// A job's `ai_delta`s made within this many ms go out as one (text concatenated),
+    /// for every subscriber; 0 (the default) sends each at once. Memory broker only.
+    pub delta_rollup_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            ttl_ms: 60 * 60 * 1000,
+            max_per_session: 16,
+            max_text_bytes: 256 * 1024,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -213,6 +279,8 @@ impl Default for Config {
             max_channels: 100_000,
             stats_client_limit: 1000,
             history: HistoryConfig::default(),
+            jobs: JobsConfig::default(),
+            ai: AiConfig::default(),
             auth: AuthConfig::default(),
             allowed_origins: Vec::new(),
             max_connections_per_ip: 0,
@@ -228,6 +296,7 @@ impl Default for Config {
             listen: true,
             broker: None,
             http_routes: Default::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -326,7 +395,10 @@ impl Config {
                 self.path
             ));
         }
-        if self.path == "/healthz" || self.path == "/api/ws/stats" {
+        if self.path == "/healthz"
+            || self.path == "/api/ws/stats"
+            || self.path.starts_with("/api/presence/")
+        {
             return fail(format!(
                 "invalid config: path {:?} is taken by an HTTP endpoint",
                 self.path
@@ -370,6 +442,14 @@ impl Config {
         } else if self.broker.is_some() {
             return fail("invalid config: broker must name a broker (\"redis\")".into());
         }
+        if self.ai.delta_rollup_ms > 0 && self.redis().is_some() {
+            // With Redis a host call returns once Redis holds the publication; a delta
+            // held back for a window could not keep that promise.
+            return fail(
+                "invalid config: ai.delta_rollup_ms is not supported with broker.redis in this version"
+                    .into(),
+            );
+        }
         if !self.listen && self.redis().is_none() {
             // An emitter without a broker would publish to nobody.
             return fail("invalid config: listen: false needs a broker (broker.redis)".into());
@@ -383,10 +463,11 @@ impl Config {
 
     /// Every numeric key with its accepted range. The upper bounds keep each value far
     /// from what would overflow a timer, an allocation or a channel's capacity.
-    fn numeric_bounds(&self) -> [Bound; 25] {
+    fn numeric_bounds(&self) -> [Bound; 32] {
         let auth = &self.auth;
         let rate = &self.rate_limit;
         let history = &self.history;
+        let jobs = &self.jobs;
         [
             Bound::new(
                 "heartbeat_interval_ms",
@@ -412,6 +493,11 @@ impl Config {
             Bound::new("history.size", history.size, 0, MAX_COUNT),
             Bound::new("history.ttl_ms", history.ttl_ms, 0, 7 * DAY_MS),
             Bound::new("history.max_bytes", history.max_bytes, 0, TIB),
+            Bound::new("jobs.ttl_ms", jobs.ttl_ms, 1, 7 * DAY_MS),
+            Bound::new("jobs.max_per_session", jobs.max_per_session, 1, 4096),
+            Bound::new("jobs.max_text_bytes", jobs.max_text_bytes, 0, 64 * MIB),
+            Bound::new("jobs.max_bytes", jobs.max_bytes, 0, TIB),
+            Bound::new("ai.delta_rollup_ms", self.ai.delta_rollup_ms, 0, 60_000),
             Bound::new("auth.jwt_leeway_s", auth.jwt_leeway_s, 0, DAY_MS / 1000),
             Bound::new(
                 "auth.authorizer_timeout_ms",
@@ -449,6 +535,13 @@ impl Config {
             Bound::new("socket_send_buffer", self.socket_send_buffer, 0, 64 * MIB),
             Bound::new("max_memory", self.max_memory, MIB, TIB),
             Bound::new("event_queue_bytes", self.event_queue_bytes, KIB, 4 * GIB),
+            Bound::new("presence.ttl_ms", self.presence.ttl_ms, 100, DAY_MS),
+            Bound::new(
+                "presence.max_members",
+                self.presence.max_members,
+                1,
+                100_000,
+            ),
         ]
     }
 

@@ -45,6 +45,16 @@ pub enum Event {
         channel: String,
         timestamp: String,
     },
+    /// A client (allowed to, as for a subscribe) asks to cancel a job of a session; the
+    /// host stops it and ends it with `ai_cancelled`. `jobId` is absent for the
+    /// session's implicit job.
+    CancelRequested {
+        client_id: String,
+        user_id: Option<String>,
+        session_id: String,
+        job_id: Option<String>,
+        timestamp: String,
+    },
     /// A typed JSON object from a client that the protocol does not handle itself.
     ClientMessage {
         client_id: String,
@@ -57,13 +67,15 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event's `type`: connected, disconnected, subscribed, unsubscribed or client_message.
+    /// The event's `type`: connected, disconnected, subscribed, unsubscribed,
+    /// cancel_requested or client_message.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Connected { .. } => "connected",
             Event::Disconnected { .. } => "disconnected",
             Event::Subscribed { .. } => "subscribed",
             Event::Unsubscribed { .. } => "unsubscribed",
+            Event::CancelRequested { .. } => "cancel_requested",
             Event::ClientMessage { .. } => "client_message",
         }
     }
@@ -74,6 +86,7 @@ impl Event {
             | Event::Disconnected { client_id, .. }
             | Event::Subscribed { client_id, .. }
             | Event::Unsubscribed { client_id, .. }
+            | Event::CancelRequested { client_id, .. }
             | Event::ClientMessage { client_id, .. } => client_id,
         }
     }
@@ -120,6 +133,13 @@ impl Event {
                 channel,
                 timestamp,
             } => client_id.len() + channel.len() + timestamp.len(),
+            Event::CancelRequested {
+                client_id,
+                user_id,
+                session_id,
+                job_id,
+                timestamp,
+            } => client_id.len() + opt(user_id) + session_id.len() + opt(job_id) + timestamp.len(),
             Event::ClientMessage {
                 client_id,
                 user_id,

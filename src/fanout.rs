@@ -9,8 +9,9 @@ use crate::broker::{Fetched, Publication, SharedBroker};
 use crate::client::{Client, CloseReason, Delivery, Outbound};
 use crate::config::HistoryConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{JobStore, JobUpdate};
 use crate::memory::MemoryGauge;
-use crate::protocol::{self, OpenObject, Since, Target};
+use crate::protocol::{self, OpenObject, Position, Since, Target};
 use crate::stats::Counters;
 use crate::transport::wire::Frame;
 use std::cmp::Reverse;
@@ -25,11 +26,16 @@ pub(crate) struct FanoutLimits {
     pub pending_buffer: usize,
     pub max_channels: usize,
     pub max_subscriptions_per_client: usize,
+    /// Largest jobs snapshot sent to one client (what its budget can take).
+    pub max_snapshot_bytes: usize,
 }
 
 pub(crate) struct Fanout {
     clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
     channels: Mutex<Channels>,
+    /// The sessions' job state (memory broker); locked only under `channels`, so a
+    /// snapshot and the channel's position always agree.
+    jobs: Mutex<JobStore>,
     room: ChannelRoom,
     limits: FanoutLimits,
     epoch_seed: String,
@@ -147,6 +153,7 @@ pub(crate) struct HubSize {
 impl Fanout {
     pub fn new(
         limits: FanoutLimits,
+        jobs: JobStore,
         epoch_seed: String,
         counters: Arc<Counters>,
         memory: Arc<MemoryGauge>,
@@ -155,6 +162,7 @@ impl Fanout {
         Fanout {
             clients: RwLock::default(),
             channels: Mutex::default(),
+            jobs: Mutex::new(jobs),
             room: ChannelRoom::new(limits.max_channels),
             limits,
             epoch_seed,
@@ -168,13 +176,52 @@ impl Fanout {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Under the channel lock only.
+    fn jobs(&self) -> MutexGuard<'_, JobStore> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues the session's jobs snapshot at `position` when it has any job.
+    fn deliver_snapshot(
+        &self,
+        client: &Client,
+        target: &Target,
+        position: &Position,
+        jobs: Option<String>,
+    ) {
+        if let (Target::Session(session), Some(jobs)) = (target, jobs) {
+            self.deliver(client, protocol::jobs_snapshot(session, position, &jobs));
+        }
+    }
+
+    /// A session's jobs and the position they are the state at (memory broker), as
+    /// `{"sessionId","seq","epoch","jobs":[…]}`.
+    pub fn jobs_json(&self, session: &str) -> String {
+        let channels = self.channels();
+        let position = channels
+            .map
+            .get(&*protocol::session_channel(session))
+            .map(|ch| ch.log.position())
+            .unwrap_or(Position {
+                seq: 0,
+                epoch: String::new(),
+            });
+        let jobs = self.jobs().snapshot_json(session, usize::MAX);
+        drop(channels);
+        jobs_reply(session, &position, jobs.as_deref())
+    }
+
     fn deliver(&self, client: &Client, message: impl Into<Outbound>) {
         self.count_delivery(client, client.enqueue(message));
     }
 
     /// Queues one frame for many clients, with one update of the memory gauge: counted
     /// for all before any connection can take it, then given back for those not queued.
-    fn fan_out<'a>(&self, clients: impl ExactSizeIterator<Item = &'a Arc<Client>>, frame: &Frame) {
+    pub(crate) fn fan_out<'a>(
+        &self,
+        clients: impl ExactSizeIterator<Item = &'a Arc<Client>>,
+        frame: &Frame,
+    ) {
         let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
         self.memory.add_queued(clients.len() * bytes);
         let mut refused = 0;
@@ -296,6 +343,14 @@ impl Fanout {
         });
         if reply && recovered != Some(true) {
             client.enqueue(protocol::subscribed(target, &position, recovered));
+        }
+        if recovered != Some(true) {
+            if let Target::Session(session) = target {
+                let jobs = self
+                    .jobs()
+                    .snapshot_json(session, self.limits.max_snapshot_bytes);
+                self.deliver_snapshot(client, target, &position, jobs);
+            }
         }
         let newly_subscribed = channel
             .subscribers
@@ -435,7 +490,7 @@ impl Fanout {
             }
             return Err(Error::new(ErrorKind::Stopped, "client closed"));
         }
-        let (position, replay) = match fetched {
+        let (position, replay, jobs) = match fetched {
             Ok(fetched) => {
                 if ch.log.epoch.is_empty() {
                     // The first position this node learns: the live stream goes on
@@ -443,11 +498,11 @@ impl Fanout {
                     ch.log.seq = fetched.position.seq;
                     ch.log.epoch = fetched.position.epoch.as_str().into();
                 }
-                (fetched.position, fetched.replay)
+                (fetched.position, fetched.replay, fetched.jobs)
             }
             Err(e) => {
                 tracing::debug!(error = %e, channel = %name, "subscribe without the broker");
-                (ch.log.position(), None)
+                (ch.log.position(), None, None)
             }
         };
         let epoch = &position.epoch;
@@ -483,6 +538,10 @@ impl Fanout {
         }
         if !frames.is_empty() {
             self.deliver(client, Outbound::Replay(frames));
+        }
+        if recovered != Some(true) {
+            // The state as of `position.seq`; what was buffered after it follows.
+            self.deliver_snapshot(client, target, &position, jobs);
         }
         let mut out_of_epoch = pending.overflowed;
         for (seq, pub_epoch, frame) in pending.buffered {
@@ -628,10 +687,20 @@ impl Fanout {
 
     /// Publishes to a channel: assigns the next seq, keeps it in history, and queues
     /// the one serialized text for every subscriber.
-    pub fn publish(&self, channel: &str, message: OpenObject, hold: ChannelHold) {
+    pub fn publish(
+        &self,
+        channel: &str,
+        message: OpenObject,
+        hold: ChannelHold,
+        job: Option<(String, JobUpdate)>,
+    ) {
         Counters::add(&self.counters.publications, 1);
         let mut channels = self.channels();
         let channels = &mut *channels;
+        if let Some((session, update)) = job {
+            self.jobs()
+                .apply(&session, &update, crate::time::unix_millis());
+        }
         let keep_history = self.limits.history.size > 0;
         let exists = channels.map.contains_key(channel);
         if let ChannelHold::Place = hold {
@@ -707,10 +776,11 @@ impl Fanout {
         out
     }
 
-    /// Drops expired history and reclaims idle channels.
+    /// Drops expired history and jobs, and reclaims idle channels.
     pub fn expire_history(&self, now: Instant) {
         let ttl = Duration::from_millis(self.limits.history.ttl_ms);
         let mut channels = self.channels();
+        self.jobs().expire(crate::time::unix_millis());
         let channels = &mut *channels;
         let mut freed = 0;
         let mut removed = 0;
@@ -735,6 +805,17 @@ impl Fanout {
             history_bytes: channels.history_bytes,
         }
     }
+}
+
+/// The reply of `GET /api/jobs/{sessionId}`.
+pub(crate) fn jobs_reply(session: &str, position: &Position, jobs: Option<&str>) -> String {
+    format!(
+        "{{\"sessionId\":{},\"seq\":{},\"epoch\":{},\"jobs\":{}}}",
+        serde_json::to_string(session).expect("strings serialize"),
+        position.seq,
+        serde_json::to_string(&position.epoch).expect("strings serialize"),
+        jobs.unwrap_or("[]")
+    )
 }
 
 impl Channels {

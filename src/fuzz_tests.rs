@@ -78,8 +78,16 @@ fn check(text: &str) {
         .expect("a string type");
     match &message {
         ClientMessage::Ping => assert_eq!(kind, "ping"),
-        ClientMessage::Subscribe { target, since } => {
+        ClientMessage::Subscribe {
+            target,
+            since,
+            presence,
+        } => {
             assert_eq!(kind, "subscribe");
+            assert_eq!(
+                *presence,
+                present(&object, "presence").and_then(|p| p.as_bool())
+            );
             check_target(&object, Some(target));
             match (since, present(&object, "since")) {
                 (None, None) => {}
@@ -90,15 +98,39 @@ fn check(text: &str) {
                 (since, given) => panic!("since {since:?} from {given:?}"),
             }
         }
+        ClientMessage::Presence { target, status } => {
+            assert_eq!(kind, "presence");
+            check_target(&object, Some(target));
+            let given = present(&object, "status");
+            assert_eq!(
+                status.as_deref(),
+                given.as_ref().and_then(Value::as_str),
+                "status"
+            );
+        }
         ClientMessage::Unsubscribe { target } => {
             assert_eq!(kind, "unsubscribe");
             check_target(&object, target.as_ref());
         }
+        ClientMessage::Cancel { session_id, job_id } => {
+            assert_eq!(kind, "cancel");
+            assert_eq!(
+                present(&object, "sessionId")
+                    .as_ref()
+                    .and_then(Value::as_str),
+                Some(session_id.as_str())
+            );
+            let given = present(&object, "jobId");
+            assert_eq!(given.as_ref().and_then(Value::as_str), job_id.as_deref());
+        }
         ClientMessage::Custom(raw) => {
             assert!(
-                !matches!(kind, "ping" | "subscribe" | "unsubscribe"),
+                !matches!(kind, "ping" | "subscribe" | "unsubscribe" | "presence"),
                 "{kind}"
             );
+            if kind == "cancel" {
+                assert!(present(&object, "sessionId").is_none(), "{text}");
+            }
             // What goes to the host is the client's whole object, unchanged.
             assert_eq!(raw.get(), text.trim_matches([' ', '\t', '\n', '\r']));
         }

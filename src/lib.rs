@@ -18,11 +18,15 @@ mod error;
 mod events;
 mod fanout;
 mod host_routes;
+mod jobs;
 mod limits;
 mod logging;
 mod memory;
+mod merge;
 mod metrics;
+mod presence;
 mod protocol;
+mod rollup;
 mod server;
 mod shared;
 mod stats;
@@ -36,9 +40,10 @@ mod fuzz_tests;
 pub mod ffi;
 
 pub use assets::StaticFiles;
-pub use auth::{AuthDecision, AuthRequest, Authorizer};
+pub use auth::{AuthAction, AuthDecision, AuthRequest, Authorizer};
 pub use config::{
-    AuthConfig, BrokerConfig, Config, HistoryConfig, RateLimitConfig, RedisConfig, TlsConfig,
+    AiConfig, AuthConfig, BrokerConfig, Config, HistoryConfig, JobsConfig, PresenceConfig,
+    RateLimitConfig, RedisConfig, TlsConfig,
 };
 pub use contract::contract_schema;
 pub use error::{Error, ErrorKind, Result};

@@ -33,14 +33,20 @@ pub enum AiEvent {
     Complete = 2,
     /// `ai_error`, payload `error`.
     Error = 3,
+    /// `ai_delta`, payload `delta`: a piece of a token stream, `{"jobId":…,"text":"…"}`.
+    Delta = 4,
+    /// `ai_cancelled`, payload `cancelled`: the job ended because it was cancelled.
+    Cancelled = 5,
 }
 
 /// Every AI notification kind, in the order of their numbers.
-pub const AI_EVENTS: [AiEvent; 4] = [
+pub const AI_EVENTS: [AiEvent; 6] = [
     AiEvent::Start,
     AiEvent::Progress,
     AiEvent::Complete,
     AiEvent::Error,
+    AiEvent::Delta,
+    AiEvent::Cancelled,
 ];
 
 impl AiEvent {
@@ -55,6 +61,8 @@ impl AiEvent {
             AiEvent::Progress => "ai_progress",
             AiEvent::Complete => "ai_complete",
             AiEvent::Error => "ai_error",
+            AiEvent::Delta => "ai_delta",
+            AiEvent::Cancelled => "ai_cancelled",
         }
     }
 
@@ -64,6 +72,8 @@ impl AiEvent {
             AiEvent::Progress => "progress",
             AiEvent::Complete => "result",
             AiEvent::Error => "error",
+            AiEvent::Delta => "delta",
+            AiEvent::Cancelled => "cancelled",
         }
     }
 }
@@ -362,6 +372,89 @@ pub(crate) fn unsubscribed(target: Option<&Target>) -> Frame {
     w.timestamp().finish()
 }
 
+/// The state of a session's jobs as of `position`: what a subscriber sees before the
+/// live tail (publications after `position.seq`). `jobs_json` is a JSON array.
+pub(crate) fn jobs_snapshot(session_id: &str, position: &Position, jobs_json: &str) -> Frame {
+    ObjectWriter::with_type_capacity("jobs_snapshot", 128 + session_id.len() + jobs_json.len())
+        .str("sessionId", session_id)
+        .u64("seq", position.seq)
+        .str("epoch", &position.epoch)
+        .raw("jobs", jobs_json)
+        .timestamp()
+        .finish()
+}
+
+/// Longest presence status a client may set, in bytes.
+pub const MAX_STATUS_LEN: usize = 32;
+
+/// A status is 1 to [`MAX_STATUS_LEN`] bytes of printable text; `offline` is what a
+/// leave says, so a client cannot claim it while present.
+pub(crate) fn check_status(status: &str) -> std::result::Result<(), String> {
+    if status.is_empty() || status.len() > MAX_STATUS_LEN {
+        return Err(format!(
+            "\"status\" must be 1 to {MAX_STATUS_LEN} bytes long"
+        ));
+    }
+    if status.chars().any(char::is_control) {
+        return Err("\"status\" must not contain control characters".into());
+    }
+    if status == "offline" {
+        return Err("\"status\" cannot be \"offline\": that is what leaving says".into());
+    }
+    Ok(())
+}
+
+/// The answer to a presence query: `members` is a JSON array of member objects.
+pub(crate) fn presence_members(
+    target: &Target,
+    members_json: &str,
+    total: u64,
+    truncated: bool,
+) -> Frame {
+    let capacity = 128 + members_json.len();
+    target
+        .write(ObjectWriter::with_type_capacity("presence", capacity))
+        .raw("members", members_json)
+        .u64("total", total)
+        .bool("truncated", truncated)
+        .timestamp()
+        .finish()
+}
+
+/// Several `ai_delta`s of one job, consecutive in their channel, as one: the text
+/// concatenated, the position of the last (`merged` says how many it stands for).
+pub(crate) fn merged_delta(
+    session_id: &str,
+    job_id: Option<&str>,
+    text: &str,
+    merged: usize,
+    position: &Position,
+) -> Frame {
+    let mut delta = ObjectWriter::empty();
+    if let Some(job) = job_id {
+        delta = delta.str("jobId", job);
+    }
+    let delta = delta.str("text", text);
+    ObjectWriter::with_type_capacity("ai_delta", 128 + session_id.len() + text.len())
+        .str("sessionId", session_id)
+        .object("delta", delta)
+        .u64("merged", merged as u64)
+        .timestamp()
+        .open()
+        .close_with_position(position.seq, &position.epoch)
+}
+
+/// A member joined, left or changed its status (`action`), for the channel's
+/// subscribers that asked for presence. `member_json` is the member's object.
+pub(crate) fn user_presence(channel: &str, action: &'static str, member_json: &str) -> Frame {
+    ObjectWriter::with_type_capacity("user_presence", 128 + member_json.len())
+        .str("channel", channel)
+        .str("action", action)
+        .raw("data", member_json)
+        .timestamp()
+        .finish()
+}
+
 /// `ai_start` & co. for a session, left open for the channel position.
 pub(crate) fn ai_notification(
     event: AiEvent,
@@ -464,10 +557,23 @@ pub(crate) enum ClientMessage {
     Subscribe {
         target: Target,
         since: Option<Since>,
+        /// Whether the client wants the channel's `user_presence` join, leave and status
+        /// events; `None` (not said) keeps what an earlier subscribe asked, else no.
+        presence: Option<bool>,
+    },
+    /// Asks who is in a channel; with `status`, first sets the client's own status there.
+    Presence {
+        target: Target,
+        status: Option<String>,
     },
     /// `None` unsubscribes from everything.
     Unsubscribe {
         target: Option<Target>,
+    },
+    /// Asks the host to cancel a job of a session (`jobId` absent: its implicit job).
+    Cancel {
+        session_id: String,
+        job_id: Option<String>,
     },
     /// Any other typed object: for the host.
     Custom(Box<RawValue>),
@@ -481,16 +587,38 @@ impl PartialEq for ClientMessage {
                 ClientMessage::Subscribe {
                     target: a,
                     since: x,
+                    presence: p,
                 },
                 ClientMessage::Subscribe {
                     target: b,
                     since: y,
+                    presence: q,
+                },
+            ) => a == b && x == y && p == q,
+            (
+                ClientMessage::Presence {
+                    target: a,
+                    status: x,
+                },
+                ClientMessage::Presence {
+                    target: b,
+                    status: y,
                 },
             ) => a == b && x == y,
             (
                 ClientMessage::Unsubscribe { target: a },
                 ClientMessage::Unsubscribe { target: b },
             ) => a == b,
+            (
+                ClientMessage::Cancel {
+                    session_id: a,
+                    job_id: x,
+                },
+                ClientMessage::Cancel {
+                    session_id: b,
+                    job_id: y,
+                },
+            ) => a == b && x == y,
             (ClientMessage::Custom(a), ClientMessage::Custom(b)) => a.get() == b.get(),
             _ => false,
         }
@@ -561,6 +689,10 @@ pub(crate) fn parse_client_message(
         session_id: Option<serde_json::Value>,
         channel: Option<serde_json::Value>,
         since: Option<serde_json::Value>,
+        #[serde(rename = "jobId")]
+        job_id: Option<serde_json::Value>,
+        presence: Option<serde_json::Value>,
+        status: Option<serde_json::Value>,
     }
     let env: Envelope = serde_json::from_str(raw.get())
         .map_err(|e| InvalidMessage(format!("not valid JSON: {e}")))?;
@@ -580,11 +712,49 @@ pub(crate) fn parse_client_message(
                     bad("\"since\" must be {\"seq\": <non-negative integer>, \"epoch\": <string>}")
                 })?),
             };
-            Ok(ClientMessage::Subscribe { target, since })
+            let presence = match env.presence {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Bool(b)) => Some(b),
+                Some(_) => return Err(bad("\"presence\" must be true or false")),
+            };
+            Ok(ClientMessage::Subscribe {
+                target,
+                since,
+                presence,
+            })
+        }
+        "presence" => {
+            let target = parse_target(env.session_id, env.channel)?
+                .ok_or_else(|| bad("presence needs a string \"sessionId\" or \"channel\""))?;
+            let status = match env.status {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => {
+                    check_status(&s).map_err(InvalidMessage)?;
+                    Some(s)
+                }
+                Some(_) => return Err(bad("\"status\" must be a string")),
+            };
+            Ok(ClientMessage::Presence { target, status })
         }
         "unsubscribe" => Ok(ClientMessage::Unsubscribe {
             target: parse_target(env.session_id, env.channel)?,
         }),
+        // Without a `sessionId`, a `cancel` stays the host's own message, as it was
+        // before jobs had a protocol of their own.
+        "cancel" if env.session_id.is_some() => {
+            let Some(Target::Session(session_id)) = parse_target(env.session_id, None)? else {
+                return Err(bad("cancel needs a string \"sessionId\""));
+            };
+            let job_id = match env.job_id {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(job)) => {
+                    check_name("jobId", &job).map_err(|e| InvalidMessage(e.message().into()))?;
+                    Some(job)
+                }
+                Some(_) => return Err(bad("\"jobId\" must be a string")),
+            };
+            Ok(ClientMessage::Cancel { session_id, job_id })
+        }
         _ => Ok(ClientMessage::Custom(raw)),
     }
 }
@@ -683,7 +853,23 @@ mod tests {
                 since: Some(Since {
                     seq: 3,
                     epoch: "e".into()
-                })
+                }),
+                presence: None,
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"subscribe","channel":"c","presence":true}"#),
+            Ok(ClientMessage::Subscribe {
+                target: Target::Channel("c".into()),
+                since: None,
+                presence: Some(true),
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"presence","channel":"c","status":"away"}"#),
+            Ok(ClientMessage::Presence {
+                target: Target::Channel("c".into()),
+                status: Some("away".into()),
             })
         );
         assert_eq!(
@@ -702,6 +888,12 @@ mod tests {
             r#"{"type":"subscribe"}"#,
             r#"{"type":"subscribe","channel":""}"#,
             r#"{"type":"subscribe","channel":"c","since":{"seq":-1,"epoch":"e"}}"#,
+            r#"{"type":"subscribe","channel":"c","presence":1}"#,
+            r#"{"type":"presence"}"#,
+            r#"{"type":"presence","channel":"c","status":""}"#,
+            r#"{"type":"presence","channel":"c","status":"offline"}"#,
+            r#"{"type":"presence","channel":"c","status":"0123456789012345678901234567890123"}"#,
+            r#"{"type":"presence","channel":"c","status":7}"#,
         ] {
             assert!(parse_client_message(bad).is_err(), "{bad}");
         }

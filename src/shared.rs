@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub memory: Arc<MemoryGauge>,
     /// The Redis broker; `None` with the in-memory one.
     pub broker: Option<Arc<dyn SharedBroker>>,
+    /// Who is in each channel on this node.
+    pub presence: crate::presence::Presence,
     pub latency: crate::metrics::LatencyHistogram,
     /// The depth of the host calls' queue (it holds the queue weakly, so it does not
     /// keep it open).

@@ -66,7 +66,7 @@ async fn a_slow_client_is_evicted_while_others_keep_receiving() {
                 .unwrap();
         }
         server
-            .notify_ai_progress("s", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .notify_ai_progress("s", &format!(r#"{{"jobId":"j{n}","n":{n},"pad":"{pad}"}}"#))
             .unwrap();
     }
     fast_reader.await.unwrap();

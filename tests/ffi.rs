@@ -165,7 +165,7 @@ fn bad_arguments_get_statuses_not_crashes() {
         );
         assert!(last_error().contains("not valid JSON"), "{}", last_error());
         // A kind C made up is an argument error, never undefined behaviour.
-        for kind in [-1, 4, 99] {
+        for kind in [-1, 6, 99] {
             assert_eq!(
                 herald_notify_ai(server, kind, s.as_ptr(), obj.as_ptr()),
                 HERALD_ERR_INVALID_ARGUMENT,
@@ -230,6 +230,33 @@ fn bad_arguments_get_statuses_not_crashes() {
         );
     }
     assert_eq!(take_string(out), "[]");
+    let mut out = sentinel;
+    let empty = cs("");
+    let room = cs("room");
+    for (channel, status) in [
+        (ptr::null(), HERALD_ERR_NULL_ARGUMENT),
+        (empty.as_ptr(), HERALD_ERR_INVALID_ARGUMENT),
+    ] {
+        // SAFETY: channel is NULL or a live NUL-terminated string; out is writable.
+        assert_eq!(
+            unsafe { herald_presence(server, channel, &mut out) },
+            status
+        );
+        assert_eq!(out, sentinel);
+    }
+    // SAFETY: a live NUL-terminated channel; a NULL output is checked, a writable one written.
+    unsafe {
+        assert_eq!(
+            herald_presence(server, room.as_ptr(), ptr::null_mut()),
+            HERALD_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(herald_presence(server, room.as_ptr(), &mut out), HERALD_OK);
+    }
+    let presence: Value = serde_json::from_str(&take_string(out)).unwrap();
+    assert_eq!(
+        presence,
+        serde_json::json!({"channel": "room", "members": [], "total": 0, "truncated": false})
+    );
 
     // SAFETY: NULL is ignored; herald_version returns a static NUL-terminated string.
     unsafe {

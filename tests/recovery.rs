@@ -131,9 +131,16 @@ async fn a_gap_older_than_history_or_another_epoch_is_not_recovered() {
         "{reply}"
     );
     assert_eq!(reply["seq"], 20, "the reply says where the channel stands");
+    // Instead of what it missed, the session's jobs as of that seq.
+    let snapshot = next_json(&mut late.ws).await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
+        (Some("jobs_snapshot"), Some(20))
+    );
 
     send(&mut late.ws, &ask(15, "another-epoch")).await;
     assert_eq!(next_json(&mut late.ws).await["recovered"], false);
+    assert_eq!(next_json(&mut late.ws).await["type"], "jobs_snapshot");
 
     send(&mut late.ws, &ask(15, &epoch)).await;
     let reply = next_json(&mut late.ws).await;
@@ -153,8 +160,10 @@ async fn a_gap_older_than_history_or_another_epoch_is_not_recovered() {
         false,
         "a position from the future"
     );
+    assert_eq!(next_json(&mut late.ws).await["type"], "jobs_snapshot");
 
-    // Nothing is replayed after a failed recovery: the next message is live.
+    // Nothing is replayed after a failed recovery (only the jobs' state): the next
+    // message is live.
     server.notify_ai_progress("g", r#"{"n":21}"#).unwrap();
     assert_eq!(next_json(&mut late.ws).await["seq"], 21);
 
@@ -182,7 +191,11 @@ async fn an_evicted_slow_subscriber_recovers_the_rest() {
     let pad = "p".repeat(16 * 1024);
     for n in 1..=TOTAL {
         server
-            .notify_ai_progress("ev", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            // A job each: progress of one job would be merged rather than evict.
+            .notify_ai_progress(
+                "ev",
+                &format!(r#"{{"jobId":"j{n}","n":{n},"pad":"{pad}"}}"#),
+            )
             .unwrap();
     }
     wait_stats(&server, |s| s["evictions"] == 1).await;
@@ -334,6 +347,7 @@ async fn a_replay_larger_than_the_client_budget_is_refused() {
     send(&mut c.ws, &ask(0, &epoch)).await;
     let reply = next_json(&mut c.ws).await;
     assert_eq!(reply["recovered"], false, "{reply}");
+    assert_eq!(next_json(&mut c.ws).await["type"], "jobs_snapshot");
     // The last 50 fit: recovered.
     send(&mut c.ws, &ask(50, &epoch)).await;
     assert_eq!(next_json(&mut c.ws).await["recovered"], true);

@@ -386,3 +386,121 @@ fn a_node_without_its_redis_does_not_start_and_an_emitter_needs_a_broker() {
     let err = Config::from_json(r#"{"broker":{}}"#).unwrap_err();
     assert!(err.message().contains("broker"), "{}", err.message());
 }
+
+/// The jobs of a session as a node reads them from Redis: `(seq, jobs)`.
+fn jobs_of(server: &Server, session: &str) -> (u64, Value) {
+    let reply: Value = serde_json::from_str(&server.jobs_json(session).unwrap()).unwrap();
+    (reply["seq"].as_u64().unwrap(), reply["jobs"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_state_is_the_same_on_every_node_and_a_late_subscriber_continues_from_it() {
+    let redis = Redis::start();
+    let prefix = "jobs:";
+    let extra = r#"{"jobs":{"ttl_ms":800}}"#;
+    let (a, b) = (node(&redis, prefix, extra), node(&redis, prefix, extra));
+    let emitter = node(&redis, prefix, r#"{"listen":false,"jobs":{"ttl_ms":800}}"#);
+    emitter
+        .notify_ai_start("s", r#"{"jobId":"j","prompt":"p"}"#)
+        .unwrap();
+    emitter.notify_ai_start("s", r#"{}"#).unwrap();
+    let words: Vec<String> = (0..60).map(|n| format!("t{n}·")).collect();
+    for word in &words[..30] {
+        let delta = serde_json::json!({"jobId": "j", "text": word}).to_string();
+        emitter.notify_ai_delta("s", &delta).unwrap();
+    }
+    emitter
+        .notify_ai_progress("s", r#"{"jobId":"j","pct":50}"#)
+        .unwrap();
+    // Host calls with Redis return once Redis holds them: both nodes read the same.
+    let (seq_a, jobs_a) = jobs_of(&a, "s");
+    let (seq_b, jobs_b) = jobs_of(&b, "s");
+    assert_eq!((seq_a, &jobs_a), (seq_b, &jobs_b));
+    assert_eq!(seq_a, 33);
+    assert_eq!(jobs_a[0]["jobId"], "j");
+    assert_eq!(jobs_a[0]["text"], words[..30].concat());
+    assert_eq!(jobs_a[0]["progress"]["pct"], 50);
+    assert_eq!(jobs_a[0]["task"]["prompt"], "p");
+    assert_eq!(jobs_a[1]["jobId"], Value::Null);
+    assert_eq!(jobs_a[1]["state"], "running");
+    // The text lives in a key of its own, which expires like the session's others.
+    let text_key = "jobs:jobtext:session:s\nj";
+    assert_eq!(redis.query(&["EXISTS", text_key]), redis::Value::Int(1));
+    let redis::Value::Int(pttl) = redis.query(&["PTTL", text_key]) else {
+        panic!("PTTL")
+    };
+    assert!(pttl > 0, "the text key expires ({pttl})");
+
+    // A subscriber on node b: the snapshot at the reply's seq, then the tail.
+    let mut late = connect(&b, "").await;
+    let reply = subscribe(&mut late.ws, "sessionId", "s").await;
+    let snapshot = next_json(&mut late.ws).await;
+    assert_eq!(snapshot["type"], "jobs_snapshot", "{snapshot}");
+    assert_eq!(snapshot["seq"], reply["seq"]);
+    assert_eq!(snapshot["jobs"], jobs_a);
+    let mut text = snapshot["jobs"][0]["text"].as_str().unwrap().to_string();
+    let mut last = snapshot["seq"].as_u64().unwrap();
+    for word in &words[30..] {
+        let delta = serde_json::json!({"jobId": "j", "text": word}).to_string();
+        a.notify_ai_delta("s", &delta).unwrap();
+    }
+    a.notify_ai_complete("s", r#"{"jobId":"j"}"#).unwrap();
+    a.notify_ai_cancelled("s", r#"{"why":"stop"}"#).unwrap();
+    loop {
+        let m = next_json(&mut late.ws).await;
+        assert_eq!(
+            m["seq"].as_u64().unwrap(),
+            last + 1,
+            "no gap, no duplicate: {m}"
+        );
+        last += 1;
+        match m["type"].as_str().unwrap() {
+            "ai_delta" => text.push_str(m["delta"]["text"].as_str().unwrap()),
+            "ai_complete" => {}
+            "ai_cancelled" => break,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(text, words.concat());
+    let (_, jobs) = jobs_of(&b, "s");
+    assert_eq!(jobs[0]["state"], "complete");
+    assert_eq!(jobs[0]["text"], words.concat());
+    assert_eq!(jobs[1]["state"], "cancelled");
+    assert_eq!(jobs[1]["cancelled"]["why"], "stop");
+    // A recovery that fails (another epoch) gets the snapshot instead of nothing.
+    let mut back = connect(&a, "?sessionId=s&since=3&epoch=gone").await;
+    let reply = next_json(&mut back.ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["recovered"].as_bool()),
+        (Some("subscribed"), Some(false))
+    );
+    let snapshot = next_json(&mut back.ws).await;
+    assert_eq!(snapshot["type"], "jobs_snapshot");
+    assert_eq!(snapshot["seq"], reply["seq"]);
+    assert_eq!(snapshot["jobs"], jobs);
+    // Ended jobs leave every node's snapshot after jobs.ttl_ms.
+    let deadline = Instant::now() + WAIT;
+    while jobs_of(&a, "s").1 != serde_json::json!([]) {
+        assert!(Instant::now() < deadline, "jobs never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(jobs_of(&b, "s").1, serde_json::json!([]));
+    // And Redis forgets them: every job key of the session expires.
+    let keys = [
+        "jobs:jobs:session:s",
+        "jobs:jobids:session:s",
+        "jobs:jobtext:session:s\nj",
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left: Vec<_> = keys
+            .iter()
+            .filter(|k| redis.query(&["EXISTS", k]) != redis::Value::Int(0))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left:?} never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -138,6 +138,17 @@ async fn the_publish_api_reaches_websocket_clients() {
     assert_eq!(m["sessionId"], "job");
     // Outside a batch, "op" is the payload's own key.
     assert_eq!(m["progress"], json!({"percent": 50, "op": "kept"}));
+    let (status, _) = herald.post(
+        "/api/notify/delta",
+        Some(KEY),
+        r#"{"sessionId":"job","jobId":"j","text":"tok"}"#,
+    );
+    assert_eq!(status, 202);
+    let m = next_json(&mut ws).await;
+    assert_eq!(
+        (m["type"].as_str(), &m["delta"]),
+        (Some("ai_delta"), &json!({"jobId": "j", "text": "tok"}))
+    );
 
     let (status, _) = herald.post(
         "/api/publish",
@@ -181,13 +192,13 @@ async fn the_publish_api_reaches_websocket_clients() {
     let (status, _, stats) = http(herald.port, "GET", "/api/ws/stats", Some(KEY), "");
     assert_eq!(status, 200);
     let stats: Value = serde_json::from_str(&stats).unwrap();
-    // Five channel publications; the broadcast is not one.
-    assert_eq!(stats["publications"], 5);
+    // Six channel publications; the broadcast is not one.
+    assert_eq!(stats["publications"], 6);
     let (status, head, metrics) = http(herald.port, "GET", "/metrics", Some(KEY), "");
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     assert!(
-        metrics.contains("\nherald_publications_total 5\n"),
+        metrics.contains("\nherald_publications_total 6\n"),
         "{metrics}"
     );
     assert_eq!(http(herald.port, "GET", "/metrics", None, "").0, 401);

@@ -94,6 +94,11 @@ type AuthRequest struct {
 	// Channel is the channel asked for; sessions are "session:ID"
 	// (AuthSubscribe).
 	Channel string
+	// Action is what the client asked (AuthSubscribe): "subscribe";
+	// "presence" to see who is in Channel without subscribing (allowing it
+	// does not subscribe the client); or "cancel" when the client asks to
+	// cancel a job of the session Channel names.
+	Action string
 
 	// Raw is the request exactly as the core reported it, including any
 	// field this version of the binding does not map.
@@ -300,6 +305,7 @@ type wireAuthRequest struct {
 	ClientID    string            `json:"clientId"`
 	UserID      string            `json:"userId"`
 	Channel     string            `json:"channel"`
+	Action      string            `json:"action"`
 }
 
 func parseAuthRequest(raw []byte) (AuthRequest, error) {
@@ -322,6 +328,7 @@ func parseAuthRequest(raw []byte) (AuthRequest, error) {
 		ClientID:    w.ClientID,
 		UserID:      w.UserID,
 		Channel:     w.Channel,
+		Action:      w.Action,
 		Raw:         json.RawMessage(raw),
 	}, nil
 }

@@ -66,6 +66,11 @@ type Config struct {
 	// History configures per-channel message history (see Server.History);
 	// nil keeps the core defaults.
 	History *HistoryConfig `json:"history,omitempty"`
+	// Jobs bounds the state kept of each session's AI jobs (see Server.Jobs);
+	// nil keeps the core defaults.
+	Jobs *JobsConfig `json:"jobs,omitempty"`
+	// AI configures how AI notifications are sent; nil keeps the defaults.
+	AI *AIConfig `json:"ai,omitempty"`
 
 	// Auth configures authentication (JWTs verified by the core) and
 	// channel permissions; nil keeps the core defaults (open mode: no
@@ -96,6 +101,9 @@ type Config struct {
 	// this process. A Redis broker shares them between every node and emitter
 	// that names the same Redis and prefix.
 	Broker *BrokerConfig `json:"broker,omitempty"`
+	// Presence configures who-is-in-a-channel tracking (see Server.Presence);
+	// nil keeps the core defaults (on, 30 s ttl, 1000 members listed).
+	Presence *PresenceConfig `json:"presence,omitempty"`
 	// AdminToken is the Bearer token for GET /api/ws/stats (and every admin
 	// endpoint): when set, a request without "Authorization: Bearer <token>"
 	// gets 401. Unset, the endpoints are open in open mode and always answer
@@ -189,6 +197,19 @@ type RateLimitConfig struct {
 	MaxViolations *int `json:"max_violations,omitempty"`
 }
 
+// PresenceConfig is the core's "presence" object. Zero (nil) fields keep the
+// core defaults.
+type PresenceConfig struct {
+	// Enabled, when a pointer to false, turns presence off (Server.Presence
+	// then fails with ErrInvalidArgument); nil keeps it on (see Bool).
+	Enabled *bool `json:"enabled,omitempty"`
+	// TTLMS is, with a Redis broker, how long a member whose node stopped
+	// refreshing it (the node was killed) stays listed, in milliseconds.
+	TTLMS int `json:"ttl_ms,omitempty"`
+	// MaxMembers is the number of members listed in one answer at most.
+	MaxMembers int `json:"max_members,omitempty"`
+}
+
 // BrokerConfig is the core's "broker" object.
 type BrokerConfig struct {
 	// Redis shares publications, history and recovery through a Redis server.
@@ -226,6 +247,28 @@ type HistoryConfig struct {
 	TTLMS int `json:"ttl_ms,omitempty"`
 	// MaxBytes caps the total size of a channel's history in bytes.
 	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// JobsConfig bounds the AI job state the core keeps per session, for the
+// jobs_snapshot a subscriber gets first. Zero fields keep the core defaults.
+type JobsConfig struct {
+	// TTLMS is how long a job is kept after it ends (default 1 hour).
+	TTLMS int `json:"ttl_ms,omitempty"`
+	// MaxPerSession caps the jobs kept per session (default 16).
+	MaxPerSession int `json:"max_per_session,omitempty"`
+	// MaxTextBytes caps the streamed text kept per job (default 256 KiB).
+	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// MaxBytes caps the job state across sessions with the memory broker
+	// (default 64 MiB).
+	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// AIConfig configures how AI notifications are sent.
+type AIConfig struct {
+	// DeltaRollupMS: a job's ai_delta messages made within this many ms go out
+	// as one (text concatenated), for every subscriber; 0 sends each at once.
+	// Memory broker only.
+	DeltaRollupMS int `json:"delta_rollup_ms,omitempty"`
 }
 
 // Int returns a pointer to v, for the Config fields where zero differs from

@@ -18,6 +18,10 @@ const (
 	EventSubscribed EventType = "subscribed"
 	// EventUnsubscribed: a client unsubscribed from a channel.
 	EventUnsubscribed EventType = "unsubscribed"
+	// EventCancelRequested: a client asked to cancel a job of session
+	// SessionID (JobID; empty for the session's implicit job), allowed as a
+	// subscribe to the session would be. Stop the job, then NotifyAICancelled.
+	EventCancelRequested EventType = "cancel_requested"
 	// EventClientMessage: a client sent a JSON object with a "type" the core
 	// does not handle itself; the whole object is in Event.Message.
 	EventClientMessage EventType = "client_message"
@@ -45,6 +49,9 @@ type Event struct {
 	Reason string
 	// RemoteAddr is the peer address of EventConnected.
 	RemoteAddr string
+	// JobID is the job of EventCancelRequested; empty for the session's
+	// implicit job.
+	JobID string
 	// Message is the client's whole JSON object for EventClientMessage.
 	Message json.RawMessage
 	// Timestamp is when the core produced the event (zero if it could not be
@@ -65,6 +72,7 @@ type wireEvent struct {
 	Code       *int            `json:"code"`
 	Reason     *string         `json:"reason"`
 	RemoteAddr *string         `json:"remoteAddr"`
+	JobID      *string         `json:"jobId"`
 	Message    json.RawMessage `json:"message"`
 	Timestamp  *string         `json:"timestamp"`
 }
@@ -99,6 +107,7 @@ func parseEvent(raw []byte) Event {
 	ev.Code = deref(w.Code)
 	ev.Reason = deref(w.Reason)
 	ev.RemoteAddr = deref(w.RemoteAddr)
+	ev.JobID = deref(w.JobID)
 	if len(w.Message) > 0 && string(w.Message) != "null" {
 		ev.Message = w.Message
 	}

@@ -187,6 +187,25 @@ func (s *Server) NotifyAIError(sessionID string, errPayload any) error {
 	return s.notifyAI("notify_ai_error", C.HERALD_AI_KIND_ERROR, sessionID, errPayload)
 }
 
+// NotifyAIDelta sends an "ai_delta" message (field "delta"): a piece of a
+// job's token stream, {"jobId": ..., "text": "..."} ("text" required),
+// appended to the job's text. A subscriber that falls behind gets a job's
+// consecutive deltas merged into one instead of being evicted.
+func (s *Server) NotifyAIDelta(sessionID string, delta any) error {
+	return s.sessionCall("notify_ai_delta", sessionID, delta, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_delta(h, sid, js))
+	})
+}
+
+// NotifyAICancelled sends an "ai_cancelled" message (field "cancelled", e.g.
+// {"jobId": ...}): the job ended because it was cancelled, typically after an
+// EventCancelRequested.
+func (s *Server) NotifyAICancelled(sessionID string, cancelled any) error {
+	return s.sessionCall("notify_ai_cancelled", sessionID, cancelled, func(h *C.herald_server, sid, js *C.char) Status {
+		return Status(C.herald_notify_ai_cancelled(h, sid, js))
+	})
+}
+
 // Broadcast sends msg (a JSON object) to every connected client, adding a
 // "timestamp" field if msg has none.
 func (s *Server) Broadcast(msg any) error {
@@ -260,6 +279,101 @@ func (s *Server) History(channel string) ([]json.RawMessage, error) {
 		return nil, goError("history", ErrInvalidJSON, "cannot decode the core's history", err)
 	}
 	return msgs, nil
+}
+
+// Job is one AI job of a session, as Server.Jobs and the jobs_snapshot
+// message give it. Payloads are the host's JSON objects as sent.
+type Job struct {
+	// JobID is empty for the session's implicit job.
+	JobID string `json:"jobId"`
+	// State is "running", "complete", "error" or "cancelled".
+	State    string          `json:"state"`
+	Task     json.RawMessage `json:"task"`
+	Progress json.RawMessage `json:"progress"`
+	// Text is the text of its ai_delta messages so far.
+	Text string `json:"text"`
+	// Truncated is set when Text reached jobs.max_text_bytes.
+	Truncated bool            `json:"truncated"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     json.RawMessage `json:"error,omitempty"`
+	Cancelled json.RawMessage `json:"cancelled,omitempty"`
+	StartedAt string          `json:"startedAt"`
+	EndedAt   string          `json:"endedAt"`
+}
+
+// JobsSnapshot is a session's jobs as of Seq (in Epoch).
+type JobsSnapshot struct {
+	SessionID string `json:"sessionId"`
+	Seq       uint64 `json:"seq"`
+	Epoch     string `json:"epoch"`
+	Jobs      []Job  `json:"jobs"`
+}
+
+// Jobs returns the state of a session's jobs (the same as
+// GET /api/jobs/{sessionId}), for a page rendered on the server. Publishing
+// only enqueues, so a notification made just before may not be in it yet.
+func (s *Server) Jobs(sessionID string) (JobsSnapshot, error) {
+	csid, err := cStringArg("jobs", sessionID)
+	if err != nil {
+		return JobsSnapshot{}, err
+	}
+	raw, err := s.stringCall("jobs", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_jobs(h, cptr(csid), out))
+	})
+	runtime.KeepAlive(csid)
+	if err != nil {
+		return JobsSnapshot{}, err
+	}
+	var snapshot JobsSnapshot
+	if err := json.Unmarshal(raw, &snapshot); err != nil {
+		return JobsSnapshot{}, goError("jobs", ErrInvalidJSON, "cannot decode the core's jobs", err)
+	}
+	return snapshot, nil
+}
+
+// PresenceMember is one member of a channel: a subscriber.
+type PresenceMember struct {
+	// ClientID is the subscriber's client ID (as in events and for Send).
+	ClientID string `json:"clientId"`
+	// UserID is its user (from its token or the authorizer), "" if anonymous.
+	UserID string `json:"userId"`
+	// Status is the status it set ({"type":"presence","channel":…,
+	// "status":"away"}), "online" until then.
+	Status string `json:"status"`
+}
+
+// Presence is who is in a channel.
+type Presence struct {
+	Channel string `json:"channel"`
+	// Members lists at most PresenceConfig.MaxMembers members.
+	Members []PresenceMember `json:"members"`
+	// Total counts every member.
+	Total int `json:"total"`
+	// Truncated is true when some members were left out of Members.
+	Truncated bool `json:"truncated"`
+}
+
+// Presence returns who is in channel: every subscriber, with its user and the
+// status it set. With a Redis broker it lists the members of every node (and
+// waits for Redis, failing with ErrUnavailable when it does not answer).
+// Sessions are channel "session:"+sessionID.
+func (s *Server) Presence(channel string) (Presence, error) {
+	cch, err := cStringArg("presence", channel)
+	if err != nil {
+		return Presence{}, err
+	}
+	raw, err := s.stringCall("presence", func(h *C.herald_server, out **C.char) Status {
+		return Status(C.herald_presence(h, cptr(cch), out))
+	})
+	runtime.KeepAlive(cch)
+	if err != nil {
+		return Presence{}, err
+	}
+	p := Presence{Members: []PresenceMember{}}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Presence{}, goError("presence", ErrInvalidJSON, "cannot decode the core's presence", err)
+	}
+	return p, nil
 }
 
 // Close stops the server: the core flushes its queues, closes every client

@@ -22,6 +22,32 @@ export interface HistoryOptions {
   maxBytes?: number;
 }
 
+/** What is kept of each session's AI jobs, for snapshots (`jobs_snapshot`, `getJobs`). */
+export interface JobsOptions {
+  /** A job is kept this many ms after it ends. Default 3600000 (1 hour). */
+  ttl_ms?: number;
+  ttlMs?: number;
+  /** Jobs kept per session; beyond it the oldest ended (else oldest) goes. Default 16. */
+  max_per_session?: number;
+  maxPerSession?: number;
+  /** Bytes of streamed text kept per job (then `truncated`). Default 256 KiB. */
+  max_text_bytes?: number;
+  maxTextBytes?: number;
+  /** Bytes of job state across sessions on this node (memory broker). Default 64 MiB. */
+  max_bytes?: number;
+  maxBytes?: number;
+}
+
+/** How AI notifications are sent. */
+export interface AiOptions {
+  /**
+   * A job's `ai_delta`s made within this many ms go out as one (text concatenated), for
+   * every subscriber; 0 (default) sends each at once. Memory broker only.
+   */
+  delta_rollup_ms?: number;
+  deltaRollupMs?: number;
+}
+
 /**
  * Server options: the core's configuration keys. Every key is optional; an
  * unknown key makes `start()` reject with code `HERALD_INVALID_CONFIG`.
@@ -73,6 +99,10 @@ export interface ServerOptions {
   statsClientLimit?: number;
   /** Per-channel history for recovery after reconnects. */
   history?: HistoryOptions;
+  /** The state of AI jobs per session, and its bounds. */
+  jobs?: JobsOptions;
+  /** AI notifications: batching of token streams. */
+  ai?: AiOptions;
   /** Who may connect and what they may subscribe to. */
   auth?: AuthOptions;
   /**
@@ -96,6 +126,8 @@ export interface ServerOptions {
   listen?: boolean;
   /** Where publications are sequenced and kept; `{ redis: { url } }` shares them between processes. */
   broker?: BrokerOptions;
+  /** Who is in each channel (see {@link Server.getPresence}). */
+  presence?: PresenceOptions;
   /**
    * Bytes queued for one client at most, counting every way bytes wait for it (its
    * queue, replays, pongs and error replies, the socket writer's buffer); over it the
@@ -209,6 +241,39 @@ export interface RedisOptions {
   timeoutMs?: number;
 }
 
+/** `presence`: every subscriber of a channel is a member, with a status it sets. */
+export interface PresenceOptions {
+  /** Default true; `false` turns presence off (queries throw `HERALD_INVALID_ARGUMENT`). */
+  enabled?: boolean;
+  /** With Redis: a member whose node stopped refreshing it (killed) leaves after this long. Default 30000. */
+  ttl_ms?: number;
+  ttlMs?: number;
+  /** Members listed in one answer at most (`total` counts them all). Default 1000. */
+  max_members?: number;
+  maxMembers?: number;
+}
+
+/** One member of a channel. */
+export interface PresenceMember {
+  /** The subscriber's client id (as in events and for `send`). */
+  clientId: string;
+  /** Its user (from its token or the authorizer), null if anonymous. */
+  userId: string | null;
+  /** The status it set (`{"type":"presence","channel":…,"status":"away"}`); "online" until then. */
+  status: string;
+}
+
+/** Who is in a channel: with Redis, on every node. */
+export interface Presence {
+  channel: string;
+  /** At most `presence.maxMembers` members. */
+  members: PresenceMember[];
+  /** How many members there are in all. */
+  total: number;
+  /** True when some members were left out of `members`. */
+  truncated: boolean;
+}
+
 /** `broker`: where publications are sequenced and kept (default: in this process). */
 export interface BrokerOptions {
   redis?: RedisOptions;
@@ -288,8 +353,54 @@ export interface MessageEvent extends BaseEvent {
   message: { type: string; [key: string]: unknown };
 }
 
+/**
+ * 'cancel': a client asked to cancel a job (`{"type":"cancel","sessionId","jobId"}`),
+ * allowed as a subscribe to the session would be (the authorizer sees `action: 'cancel'`);
+ * core event type `cancel_requested`. Stop the job, then `notifyAICancelled`.
+ */
+export interface CancelEvent extends BaseEvent {
+  type: 'cancel_requested';
+  userId: string | null;
+  /** The session whose job is to be cancelled. */
+  sessionId: string;
+  /** The job; null for the session's implicit job (notifications without `jobId`). */
+  jobId: string | null;
+}
+
 /** Any event the server emits with a payload. */
-export type HeraldEvent = ConnectionEvent | DisconnectEvent | SubscribeEvent | UnsubscribeEvent | MessageEvent;
+export type HeraldEvent =
+  | ConnectionEvent
+  | DisconnectEvent
+  | SubscribeEvent
+  | UnsubscribeEvent
+  | CancelEvent
+  | MessageEvent;
+
+/** One job of a session, as `getJobs` and the `jobs_snapshot` message give it. */
+export interface Job {
+  /** null for the session's implicit job. */
+  jobId: string | null;
+  state: 'running' | 'complete' | 'error' | 'cancelled';
+  task: { [key: string]: unknown } | null;
+  progress: { [key: string]: unknown } | null;
+  /** The text of its `ai_delta`s so far. */
+  text: string;
+  /** Present (true) when the text reached `jobs.max_text_bytes`. */
+  truncated?: true;
+  result?: { [key: string]: unknown };
+  error?: { [key: string]: unknown };
+  cancelled?: { [key: string]: unknown };
+  startedAt: string;
+  endedAt: string | null;
+}
+
+/** The result of `getJobs`: the session's jobs as of `seq`. */
+export interface JobsSnapshot {
+  sessionId: string;
+  seq: number;
+  epoch: string;
+  jobs: Job[];
+}
 
 /** One client as listed in `getStats().clients`. */
 export interface ClientStats {
@@ -444,6 +555,12 @@ export interface SubscribeAuthRequest {
   userId: string | null;
   /** The channel: "session:<id>" for sessions, else the channel name. */
   channel: string;
+  /**
+   * What the client asked: 'subscribe'; 'presence' to see who is in the channel
+   * without subscribing (allowing it does not subscribe the client); or 'cancel'
+   * when the client asks to cancel a job of that session.
+   */
+  action: 'subscribe' | 'presence' | 'cancel';
 }
 
 /** What an authorizer receives; switch on `type`. */
@@ -547,6 +664,14 @@ export declare class HeraldServer extends EventEmitter {
    * An `Error` instance is sent as `{message, code?}`.
    */
   notifyAIError(sessionId: string, error: Message | Error): void;
+  /**
+   * Sends `{"type":"ai_delta","sessionId","delta",...}`: a piece of a job's token stream,
+   * `{jobId, text}` (`text` required), appended to the job's text. A subscriber that falls
+   * behind gets a job's consecutive deltas merged instead of being evicted.
+   */
+  notifyAIDelta(sessionId: string, delta: Message): void;
+  /** Sends `{"type":"ai_cancelled","sessionId","cancelled",...}`: the job ended cancelled. */
+  notifyAICancelled(sessionId: string, cancelled: Message): void;
   /** Sends the message as given (plus `timestamp` if absent) to every connected client. */
   broadcast(message: Message): void;
   /** Sends the message to every client connected with `?userId=<userId>` (channel `user:<userId>`). */
@@ -585,6 +710,13 @@ export declare class HeraldServer extends EventEmitter {
   getStats(): Stats;
   /** The history kept for a channel ("session:<id>", "user:<id>" or a channel name), oldest first. */
   getHistory(channel: string): HistoryEntry[];
+  /** A session's jobs as of a seq (the same as `GET /api/jobs/<sessionId>`), for server-side rendering. */
+  getJobs(sessionId: string): JobsSnapshot;
+  /**
+   * Who is in a channel: every subscriber, with its user and the status it set.
+   * With the Redis broker, every node's (the call then waits for Redis).
+   */
+  getPresence(channel: string): Presence;
 
   /**
    * Installs the host authorizer, or removes it with `null`; replaces any
@@ -648,6 +780,7 @@ export declare class HeraldServer extends EventEmitter {
   on(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   on(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   on(event: 'message', listener: (event: MessageEvent) => void): this;
+  on(event: 'cancel', listener: (event: CancelEvent) => void): this;
   on(event: 'close', listener: () => void): this;
   on(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -657,6 +790,7 @@ export declare class HeraldServer extends EventEmitter {
   once(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   once(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   once(event: 'message', listener: (event: MessageEvent) => void): this;
+  once(event: 'cancel', listener: (event: CancelEvent) => void): this;
   once(event: 'close', listener: () => void): this;
   once(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -666,6 +800,7 @@ export declare class HeraldServer extends EventEmitter {
   addListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   addListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   addListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  addListener(event: 'cancel', listener: (event: CancelEvent) => void): this;
   addListener(event: 'close', listener: () => void): this;
   addListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   addListener(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -675,6 +810,7 @@ export declare class HeraldServer extends EventEmitter {
   prependListener(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   prependListener(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   prependListener(event: 'message', listener: (event: MessageEvent) => void): this;
+  prependListener(event: 'cancel', listener: (event: CancelEvent) => void): this;
   prependListener(event: 'close', listener: () => void): this;
   prependListener(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -684,6 +820,7 @@ export declare class HeraldServer extends EventEmitter {
   off(event: 'subscribe', listener: (event: SubscribeEvent) => void): this;
   off(event: 'unsubscribe', listener: (event: UnsubscribeEvent) => void): this;
   off(event: 'message', listener: (event: MessageEvent) => void): this;
+  off(event: 'cancel', listener: (event: CancelEvent) => void): this;
   off(event: 'close', listener: () => void): this;
   off(event: 'authorizerError', listener: (error: Error, request: AuthRequest) => void): this;
   off(event: string | symbol, listener: (...args: any[]) => void): this;

@@ -72,6 +72,7 @@ const EVENT_NAMES = {
   disconnected: 'disconnect',
   subscribed: 'subscribe',
   unsubscribed: 'unsubscribe',
+  cancel_requested: 'cancel',
   client_message: 'message',
 };
 
@@ -157,7 +158,7 @@ function configJson(options) {
 /**
  * A running Herald server. Obtain one with `herald.start(options)`.
  *
- * Events: 'connection', 'disconnect', 'subscribe', 'unsubscribe', 'message'
+ * Events: 'connection', 'disconnect', 'subscribe', 'unsubscribe', 'cancel', 'message'
  * (each with the core's event object), 'close' (after `close()` finished) and
  * 'authorizerError' (error, request) when the authorizer failed (if no listener
  * is attached, the error is written with console.error instead).
@@ -222,6 +223,16 @@ class HeraldServer extends EventEmitter {
   notifyAIError(sessionId, error) {
     checkString('sessionId', sessionId);
     this._senders.notifyAiError(sessionId, toJson('error', errorPayload(error)));
+  }
+
+  notifyAIDelta(sessionId, delta) {
+    checkString('sessionId', sessionId);
+    this._senders.notifyAiDelta(sessionId, toJson('delta', delta));
+  }
+
+  notifyAICancelled(sessionId, cancelled) {
+    checkString('sessionId', sessionId);
+    this._senders.notifyAiCancelled(sessionId, toJson('cancelled', cancelled));
   }
 
   broadcast(message) {
@@ -294,6 +305,16 @@ class HeraldServer extends EventEmitter {
   getHistory(channel) {
     checkString('channel', channel);
     return JSON.parse(this._call('history', channel));
+  }
+
+  getJobs(sessionId) {
+    checkString('sessionId', sessionId);
+    return JSON.parse(this._call('jobs', sessionId));
+  }
+
+  getPresence(channel) {
+    checkString('channel', channel);
+    return JSON.parse(this._call('presence', channel));
   }
 
   /**

@@ -38,12 +38,17 @@ pub enum AuthRequest {
         origin: Option<String>,
         remote_addr: String,
     },
-    /// A client asked for a channel that neither its token nor the config allows.
+    /// A client asked for a channel that neither its token nor the config allows, to
+    /// subscribe to it or (for a session) to cancel one of its jobs.
     Subscribe {
         id: u64,
         client_id: String,
         user_id: Option<String>,
         channel: String,
+        /// What it asked: `subscribe`, `presence` (to see who is in the channel,
+        /// without subscribing: allowing it does not subscribe the client), or `cancel`
+        /// (a client's request to cancel a job).
+        action: AuthAction,
     },
 }
 
@@ -57,6 +62,15 @@ impl AuthRequest {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("requests always serialize")
     }
+}
+
+/// What a client wants to do with a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthAction {
+    Subscribe,
+    Presence,
+    Cancel,
 }
 
 /// The host's answer. On connect, `userId` names the user (channel `user:<id>`) and
@@ -293,6 +307,20 @@ impl AuthGate {
         grants: &[String],
         channel: &str,
     ) -> bool {
+        self.may(AuthAction::Subscribe, client_id, user_id, grants, channel)
+            .await
+    }
+
+    /// Whether a client may do `action` with `channel`: the rules of a subscribe, the
+    /// authorizer told which action it is deciding.
+    pub async fn may(
+        &self,
+        action: AuthAction,
+        client_id: &str,
+        user_id: Option<&str>,
+        grants: &[String],
+        channel: &str,
+    ) -> bool {
         if !self.enforces_rules() {
             return true;
         }
@@ -316,6 +344,7 @@ impl AuthGate {
                     client_id: client_id.to_string(),
                     user_id: user_id.map(str::to_string),
                     channel: channel.to_string(),
+                    action,
                 })
                 .await
                 .allow

@@ -21,8 +21,9 @@ pub(crate) mod history;
 pub(crate) mod memory;
 pub(crate) mod redis;
 
-use crate::config::{BrokerConfig, HistoryConfig};
+use crate::config::{BrokerConfig, HistoryConfig, JobsConfig};
 use crate::error::Result;
+use crate::jobs::JobUpdate;
 use crate::protocol::{OpenObject, Position, Since};
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
@@ -51,6 +52,8 @@ pub(crate) struct Fetched {
     pub position: Position,
     /// Every publication after `since`, in order, when the broker still holds all of them.
     pub replay: Option<Entries>,
+    /// For a session: its jobs as a JSON array (none when it has no job).
+    pub jobs: Option<String>,
 }
 
 /// Broker health, for stats.
@@ -68,6 +71,12 @@ pub(crate) struct Health {
 /// A shared broker's answer, some time later. Boxed: these calls cost a network round
 /// trip, next to which one allocation is nothing; the per-message delivery path
 /// ([`SharedBroker::run`] into the fan-out) makes no such call.
+/// Presence members' JSON: (expired ones, total, at most the limit listed).
+pub(crate) type MemberList = (Vec<String>, u64, Vec<String>);
+
+/// Presence members' JSON after a refresh: (expired ones, this node's put back).
+pub(crate) type Refreshed = (Vec<String>, Vec<String>);
+
 pub(crate) type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A broker shared between nodes: what the fan-out and the server need of it.
@@ -89,8 +98,16 @@ pub(crate) trait SharedBroker: Send + Sync {
 
     /// Sequences and publishes; Ok (with the publication's position) once the broker
     /// holds it, so a confirmed publication survives this node.
-    fn publish<'a>(&'a self, channel: &'a str, body: &'a str)
-        -> BrokerFuture<'a, Result<Position>>;
+    /// With `job`, the session's job state changes in the same atomic step.
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        body: &'a str,
+        job: Option<&'a JobUpdate>,
+    ) -> BrokerFuture<'a, Result<Position>>;
+
+    /// A session's jobs and the position they hold at, as `GET /api/jobs/…` answers.
+    fn jobs_json<'a>(&'a self, session: &'a str) -> BrokerFuture<'a, Result<String>>;
 
     /// `text` to every client of every node.
     fn broadcast<'a>(&'a self, text: &'a str) -> BrokerFuture<'a, Result<()>>;
@@ -124,6 +141,48 @@ pub(crate) trait SharedBroker: Send + Sync {
     /// earlier watch applied); false while the link is down.
     fn ready<'a>(&'a self, channel: &'a Arc<str>) -> BrokerFuture<'a, bool>;
 
+    /// Presence: writes a member (joined, or changed its status) with a deadline
+    /// `ttl_ms` from now, and announces `frame` to the other nodes.
+    fn presence_set<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        member_json: &'a str,
+        ttl_ms: u64,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>>;
+
+    /// Presence: removes a member; announces `frame` only if it was still there.
+    fn presence_remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>>;
+
+    /// Presence: announces `frame` (a change with no member written) to the other nodes.
+    fn presence_announce<'a>(
+        &'a self,
+        channel: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>>;
+
+    /// Presence: extends this node's `members` (client id, member JSON) and expires
+    /// others' lapsed ones; returns (expired members' JSON, members put back).
+    fn presence_refresh<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [(String, String)],
+        ttl_ms: u64,
+    ) -> BrokerFuture<'a, Result<Refreshed>>;
+
+    /// Presence: (expired members' JSON, total, at most `limit` members' JSON).
+    fn presence_list<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> BrokerFuture<'a, Result<MemberList>>;
+
     /// Keeps the link until `shutdown`: hands every publication, broadcast and send to
     /// `shared.fanout`, follows watches, reconnects with backoff, and asks this node's
     /// clients to recover (`Fanout::resync_all`) when publications may have been missed.
@@ -140,12 +199,22 @@ pub(crate) trait SharedBroker: Send + Sync {
 pub(crate) async fn connect(
     config: Option<&BrokerConfig>,
     history: &HistoryConfig,
+    jobs: &JobsConfig,
+    max_snapshot_bytes: usize,
     node_id: String,
     epoch_seed: u64,
 ) -> Result<Option<Arc<dyn SharedBroker>>> {
     let Some(redis) = config.and_then(|c| c.redis.as_ref()) else {
         return Ok(None);
     };
-    let broker = redis::RedisBroker::connect(redis, history, node_id, epoch_seed).await?;
+    let broker = redis::RedisBroker::connect(
+        redis,
+        history,
+        jobs,
+        max_snapshot_bytes,
+        node_id,
+        epoch_seed,
+    )
+    .await?;
     Ok(Some(broker))
 }

@@ -20,9 +20,12 @@
 //!   system's roots or `SSL_CERT_FILE`). Credentials Redis refuses fail the start as a
 //!   configuration error.
 
-use super::{BrokerFuture, Entries, Fetched, Health, Publication, SharedBroker};
-use crate::config::{HistoryConfig, RedisConfig};
+use super::{
+    BrokerFuture, Entries, Fetched, Health, MemberList, Publication, Refreshed, SharedBroker,
+};
+use crate::config::{HistoryConfig, JobsConfig, RedisConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{Job, JobStatus, JobUpdate};
 use crate::protocol::{OpenObject, Position, Since};
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
@@ -42,9 +45,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// meeting a seq that restarted from 1.
 const META_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// KEYS: meta, stream. ARGV: topic, body, history size, ttl ms, meta ttl ms, epoch
-/// candidate. A new epoch drops any stream left from an older one, so stream ids
-/// (`seq-0`) always grow.
+/// KEYS: meta, stream, jobs (hash), job ids (sorted set). ARGV: topic, body, history
+/// size, ttl ms, meta ttl ms, epoch candidate, then the job update (see [`JOB_LUA`]):
+/// kind ('' for none), job id, payload, delta text, max text bytes, max jobs per
+/// session, jobs ttl ms, text key prefix. A new epoch drops any stream left from an
+/// older one, so stream ids (`seq-0`) always grow. The job's state changes in the same
+/// script as the seq, so a snapshot read with a seq is the state at exactly that seq.
 const PUBLISH_LUA: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[6]) == 1 then
   redis.call('DEL', KEYS[2])
@@ -56,12 +62,113 @@ if tonumber(ARGV[3]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'b', ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+if ARGV[7] ~= '' then
+  update_job(KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]),
+    tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[5]))
+end
 redis.call('PUBLISH', ARGV[1], string.format('%d:', seq) .. epoch .. ':' .. ARGV[2])
 return {seq, epoch}
 ";
 
-/// KEYS: meta, stream. ARGV: since seq ('' for none), most entries to replay, epoch
-/// candidate, meta ttl ms. Returns {seq, epoch, entries}.
+/// The job rules of `jobs.rs`, in Redis: a hash per session (`<jobId>\n<field>`: state,
+/// task, progress, outcome, truncated, startedAt, endedAt; the implicit job's id is
+/// ''), a sorted set of its job ids in creation order, and a string per job for its text
+/// (APPEND, so a delta costs its own length). Jobs ended `ttl` ago are dropped here
+/// and left out of snapshots; the keys expire `ttl` after the last job ended (a day
+/// while one runs).
+const JOB_LUA: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local FIELDS = {'state', 'task', 'progress', 'outcome', 'truncated', 'startedAt', 'endedAt'}
+local function forget(hash, ids, textprefix, id)
+  local f = id .. '\n'
+  for _, name in ipairs(FIELDS) do redis.call('HDEL', hash, f .. name) end
+  redis.call('ZREM', ids, id)
+  redis.call('DEL', textprefix .. id)
+end
+-- The keys live `ttl` after the last job ended, and at least `longttl` while one runs.
+local function refresh(hash, ids, textprefix, ttl, longttl)
+  local running = false
+  local all = redis.call('ZRANGE', ids, 0, -1)
+  for _, job in ipairs(all) do
+    if redis.call('HGET', hash, job .. '\nstate') == 'running' then running = true end
+  end
+  local keep = ttl
+  if running then keep = math.max(ttl, longttl) end
+  redis.call('PEXPIRE', hash, keep)
+  redis.call('PEXPIRE', ids, keep)
+  for _, job in ipairs(all) do redis.call('PEXPIRE', textprefix .. job, keep) end
+end
+-- Deltas and progress, the stream's bulk, cost a few commands; a job's start, its end
+-- and a new job also drop expired jobs and refresh the keys' expiry.
+local function update_job(hash, ids, kind, id, payload, text, maxtext, maxjobs, ttl, textprefix, longttl)
+  local now = now_ms()
+  local f = id .. '\n'
+  local textkey = textprefix .. id
+  local structural = kind ~= 'delta' and kind ~= 'progress'
+  local exists = redis.call('ZSCORE', ids, id)
+  if structural or not exists then
+    for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
+      local ended = redis.call('HGET', hash, old .. '\nendedAt')
+      if ended and tonumber(ended) + ttl <= now then forget(hash, ids, textprefix, old) end
+    end
+    exists = redis.call('ZSCORE', ids, id)
+  end
+  if not exists then
+    structural = true
+    if redis.call('ZCARD', ids) >= maxjobs then
+      local victim, first = nil, nil
+      for _, old in ipairs(redis.call('ZRANGE', ids, 0, -1)) do
+        local ended = tonumber(redis.call('HGET', hash, old .. '\nendedAt') or '')
+        if ended and (not first or ended < first) then victim, first = old, ended end
+      end
+      forget(hash, ids, textprefix, victim or redis.call('ZRANGE', ids, 0, 0)[1])
+    end
+    -- Scored by creation order (start times may tie within a millisecond).
+    local top = redis.call('ZRANGE', ids, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', ids, (tonumber(top[2]) or 0) + 1, id)
+    redis.call('HSET', hash, f .. 'state', 'running', f .. 'startedAt', now)
+  end
+  if kind == 'start' then
+    for _, name in ipairs(FIELDS) do redis.call('HDEL', hash, f .. name) end
+    redis.call('DEL', textkey)
+    redis.call('HSET', hash, f .. 'state', 'running', f .. 'startedAt', now, f .. 'task', payload)
+  elseif kind == 'progress' then
+    redis.call('HSET', hash, f .. 'progress', payload)
+  elseif kind == 'delta' then
+    local have = redis.call('STRLEN', textkey)
+    local room = maxtext - have
+    if #text <= room then
+      redis.call('APPEND', textkey, text)
+    else
+      local cut = math.max(room, 0)
+      -- never split a UTF-8 sequence: back off over continuation bytes
+      while cut > 0 do
+        local b = string.byte(text, cut + 1)
+        if b < 128 or b >= 192 then break end
+        cut = cut - 1
+      end
+      if cut > 0 then redis.call('APPEND', textkey, string.sub(text, 1, cut)) end
+      redis.call('HSET', hash, f .. 'truncated', '1')
+    end
+    if have == 0 and not structural then
+      -- A text key made by this APPEND: it expires with the session's others.
+      local pttl = redis.call('PTTL', hash)
+      if pttl > 0 then redis.call('PEXPIRE', textkey, pttl) end
+    end
+  else
+    redis.call('HSET', hash, f .. 'state', kind, f .. 'outcome', payload, f .. 'endedAt', now)
+  end
+  if structural then refresh(hash, ids, textprefix, ttl, longttl) end
+end
+";
+
+/// KEYS: meta, stream, jobs, job ids. ARGV: since seq ('' for none), most entries to
+/// replay, epoch candidate, meta ttl ms, text key prefix ('' for no jobs), jobs ttl ms.
+/// Returns {seq, epoch, entries, jobs}: jobs as {id, fields…, text} lists, the state at
+/// `seq`.
 const RECOVER_LUA: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
   redis.call('DEL', KEYS[2])
@@ -76,7 +183,24 @@ if ARGV[1] ~= '' then
     entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', since + 1), '+', 'COUNT', seq - since)
   end
 end
-return {seq, meta[2], entries}
+local jobs = {}
+if ARGV[5] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl = tonumber(ARGV[6])
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local f = id .. '\n'
+    local v = redis.call('HMGET', KEYS[3], f .. 'state', f .. 'task', f .. 'progress',
+      f .. 'outcome', f .. 'truncated', f .. 'startedAt', f .. 'endedAt')
+    if v[1] and not (v[7] and tonumber(v[7]) + ttl <= now) then
+      local job = {id}
+      for i = 1, 7 do job[i + 1] = v[i] or '' end
+      job[9] = redis.call('GET', ARGV[5] .. id) or ''
+      table.insert(jobs, job)
+    end
+  end
+end
+return {seq, meta[2], entries, jobs}
 ";
 
 /// KEYS: meta, stream. ARGV: most entries. Returns {epoch or '', newest first}.
@@ -85,6 +209,74 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return {'', {}} end
 return {epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 ";
+
+/// Redis's clock in ms, so every node's deadlines count on one clock.
+const NOW_LUA: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// Removes the members whose deadline passed; `gone` holds their JSON. Expects `now`.
+const SWEEP_LUA: &str = "local gone = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+if #expired > 0 then
+  gone = redis.call('HMGET', KEYS[1], unpack(expired))
+  redis.call('HDEL', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+end
+";
+
+/// KEYS: members, deadlines. ARGV: client id, member JSON, ttl ms, topic, announcement.
+const PRESENCE_SET_LUA: &str = "
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// KEYS: members, deadlines. ARGV: client id, topic, announcement (sent only when the
+/// member was there, so an expiry and a late leave do not both announce it).
+const PRESENCE_REMOVE_LUA: &str = "
+local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return removed
+";
+
+/// KEYS: members, deadlines. ARGV: ttl ms, then client id and member JSON pairs.
+/// Extends this node's members' deadlines first (so a node that was late does not
+/// sweep its own), putting back any that were swept meanwhile; the caller sweeps after.
+/// Expects `now`; leaves `rejoined` (the members put back).
+const PRESENCE_REFRESH_LUA: &str = "
+local ttl = tonumber(ARGV[1])
+local rejoined = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], now + ttl, ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    rejoined[#rejoined + 1] = ARGV[i + 1]
+  end
+end
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+";
+
+/// KEYS: members, deadlines. ARGV: most members listed. Sweeps, then returns
+/// {swept members, total, listed members}.
+const PRESENCE_LIST_LUA: &str = "
+local total = redis.call('ZCARD', KEYS[2])
+local members = {}
+local limit = tonumber(ARGV[1])
+if limit > 0 and total > 0 then
+  local ids = redis.call('ZRANGE', KEYS[2], 0, limit - 1)
+  members = redis.call('HMGET', KEYS[1], unpack(ids))
+end
+return {gone, total, members}
+";
+
+/// A presence change on a channel's topic: `P:<node>:<frame>`, told apart from a
+/// publication (`<seq>:…`) by its first byte.
+const PRESENCE_TAG: &str = "P:";
 
 enum Control {
     /// A local channel gained its first subscriber: subscribe to its topic.
@@ -102,6 +294,9 @@ pub(crate) struct RedisBroker {
     timeout: Duration,
     history_size: usize,
     ttl_ms: u64,
+    jobs: JobsConfig,
+    /// Largest jobs snapshot sent to one client.
+    max_snapshot_bytes: usize,
     command: RwLock<Option<MultiplexedConnection>>,
     control: mpsc::UnboundedSender<Control>,
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
@@ -118,6 +313,10 @@ pub(crate) struct RedisBroker {
     publish_script: Script,
     recover_script: Script,
     history_script: Script,
+    presence_set_script: Script,
+    presence_remove_script: Script,
+    presence_refresh_script: Script,
+    presence_list_script: Script,
 }
 
 fn unavailable(what: impl std::fmt::Display) -> Error {
@@ -145,6 +344,8 @@ impl RedisBroker {
     pub async fn connect(
         config: &RedisConfig,
         history: &HistoryConfig,
+        jobs: &JobsConfig,
+        max_snapshot_bytes: usize,
         node_id: String,
         epoch_seed: u64,
     ) -> Result<Arc<RedisBroker>> {
@@ -162,6 +363,8 @@ impl RedisBroker {
             timeout: Duration::from_millis(config.timeout_ms),
             history_size: history.size,
             ttl_ms: history.ttl_ms.max(1),
+            jobs: jobs.clone(),
+            max_snapshot_bytes,
             command: RwLock::new(None),
             control,
             control_rx: Mutex::new(Some(control_rx)),
@@ -173,9 +376,15 @@ impl RedisBroker {
             publish_errors: AtomicU64::new(0),
             epoch_seed,
             epochs: AtomicU64::new(0),
-            publish_script: Script::new(PUBLISH_LUA),
+            publish_script: Script::new(&format!("{JOB_LUA}{PUBLISH_LUA}")),
             recover_script: Script::new(RECOVER_LUA),
             history_script: Script::new(HISTORY_LUA),
+            presence_set_script: Script::new(&format!("{NOW_LUA}{PRESENCE_SET_LUA}")),
+            presence_remove_script: Script::new(PRESENCE_REMOVE_LUA),
+            presence_refresh_script: Script::new(&format!(
+                "{NOW_LUA}{PRESENCE_REFRESH_LUA}{SWEEP_LUA}return {{gone, rejoined}}"
+            )),
+            presence_list_script: Script::new(&format!("{NOW_LUA}{SWEEP_LUA}{PRESENCE_LIST_LUA}")),
         };
         let cannot_reach = |e: Error| {
             let url = redact(&config.url);
@@ -230,8 +439,32 @@ impl RedisBroker {
         format!("{}stream:{channel}", self.prefix)
     }
 
+    fn jobs_key(&self, channel: &str) -> String {
+        format!("{}jobs:{channel}", self.prefix)
+    }
+
+    fn job_ids_key(&self, channel: &str) -> String {
+        format!("{}jobids:{channel}", self.prefix)
+    }
+
+    /// Followed by the job id: the key of a job's text.
+    fn job_text_prefix(&self, channel: &str) -> String {
+        format!("{}jobtext:{channel}\n", self.prefix)
+    }
+
     fn channel_topic(&self, channel: &str) -> String {
         format!("{}ch:{channel}", self.prefix)
+    }
+
+    fn presence_keys(&self, channel: &str) -> (String, String) {
+        (
+            format!("{}presence:{channel}", self.prefix),
+            format!("{}presence-deadlines:{channel}", self.prefix),
+        )
+    }
+
+    fn presence_announcement(&self, frame: &str) -> String {
+        format!("{PRESENCE_TAG}{}:{frame}", self.node_id)
     }
 
     fn broadcast_topic(&self) -> String {
@@ -268,21 +501,47 @@ impl RedisBroker {
     }
 
     /// Sequences and publishes; Ok once Redis holds the publication.
-    async fn sequence_and_publish(&self, channel: &str, body: &str) -> Result<Position> {
+    async fn sequence_and_publish(
+        &self,
+        channel: &str,
+        body: &str,
+        job: Option<&JobUpdate>,
+    ) -> Result<Position> {
         let mut conn = self.connection()?;
         let started = Instant::now();
-        let result: redis::RedisResult<(u64, String)> = self
-            .publish_script
+        let mut invocation = self.publish_script.prepare_invoke();
+        invocation
             .key(self.meta_key(channel))
             .key(self.stream_key(channel))
+            .key(self.jobs_key(channel))
+            .key(self.job_ids_key(channel))
             .arg(self.channel_topic(channel))
             .arg(body)
             .arg(self.history_size)
             .arg(self.ttl_ms)
             .arg(META_TTL_MS.max(self.ttl_ms))
-            .arg(self.new_epoch())
-            .invoke_async(&mut conn)
-            .await;
+            .arg(self.new_epoch());
+        match job {
+            Some(job) => invocation
+                .arg(job.kind())
+                .arg(job.job_id.as_deref().unwrap_or(""))
+                .arg(&job.payload)
+                .arg(&job.text)
+                .arg(self.jobs.max_text_bytes)
+                .arg(self.jobs.max_per_session)
+                .arg(self.jobs.ttl_ms)
+                .arg(self.job_text_prefix(channel)),
+            None => invocation
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg(0)
+                .arg(0)
+                .arg(0)
+                .arg(""),
+        };
+        let result: redis::RedisResult<(u64, String)> = invocation.invoke_async(&mut conn).await;
         match result {
             Ok((seq, epoch)) => {
                 let us = started.elapsed().as_micros() as u64;
@@ -324,18 +583,28 @@ impl RedisBroker {
     async fn read_position(&self, channel: &str, since: Option<&Since>) -> Result<Fetched> {
         let mut conn = self.connection()?;
         let max_replay = self.history_size.max(1) * 2;
+        let with_jobs = channel.starts_with("session:");
         let value: Value = self
             .recover_script
             .key(self.meta_key(channel))
             .key(self.stream_key(channel))
+            .key(self.jobs_key(channel))
+            .key(self.job_ids_key(channel))
             .arg(since.map(|s| s.seq.to_string()).unwrap_or_default())
             .arg(max_replay)
             .arg(self.new_epoch())
             .arg(META_TTL_MS.max(self.ttl_ms))
+            .arg(if with_jobs {
+                self.job_text_prefix(channel)
+            } else {
+                String::new()
+            })
+            .arg(self.jobs.ttl_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        let (seq, epoch, entries) = parse_recover(value)?;
+        let (seq, epoch, entries, jobs) = parse_recover(value)?;
+        let jobs = crate::jobs::jobs_json(jobs.iter(), self.max_snapshot_bytes);
         let replay = since.and_then(|since| {
             if since.epoch != epoch || since.seq > seq {
                 return None;
@@ -347,7 +616,19 @@ impl RedisBroker {
         Ok(Fetched {
             position: Position { seq, epoch },
             replay,
+            jobs,
         })
+    }
+
+    /// A session's jobs and the position they hold at, as `GET /api/jobs/…` answers.
+    async fn read_jobs(&self, session: &str) -> Result<String> {
+        let channel = crate::protocol::session_channel(session);
+        let fetched = self.read_position(&channel, None).await?;
+        Ok(crate::fanout::jobs_reply(
+            session,
+            &fetched.position,
+            fetched.jobs.as_deref(),
+        ))
     }
 
     /// The channel's history as closed JSON texts, oldest first.
@@ -379,6 +660,124 @@ impl RedisBroker {
             .rev()
             .map(|(seq, body)| OpenObject::from_text(&body).close_with_position(seq, &epoch))
             .collect())
+    }
+
+    /// Writes a member (joined, or changed its status) with a deadline `ttl_ms` from
+    /// now, and announces `frame` to the other nodes.
+    async fn write_member(
+        &self,
+        channel: &str,
+        client_id: &str,
+        member_json: &str,
+        ttl_ms: u64,
+        frame: &str,
+    ) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_set_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(member_json)
+            .arg(ttl_ms)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Removes a member and, if it was still there, announces `frame`.
+    async fn remove_member(&self, channel: &str, client_id: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        self.presence_remove_script
+            .key(members)
+            .key(deadlines)
+            .arg(client_id)
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Announces `frame` (a leave this node noticed) to the other nodes.
+    async fn announce_presence(&self, channel: &str, frame: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        redis::cmd("PUBLISH")
+            .arg(self.channel_topic(channel))
+            .arg(self.presence_announcement(frame))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Extends the deadlines of this node's members (`(client id, member JSON)`),
+    /// putting back those swept meanwhile, then removes every member of the channel
+    /// whose deadline passed. Returns (the members removed, the members put back), as
+    /// JSON.
+    async fn refresh_members(
+        &self,
+        channel: &str,
+        members: &[(String, String)],
+        ttl_ms: u64,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut conn = self.connection()?;
+        let (hash, deadlines) = self.presence_keys(channel);
+        let (mut gone, mut rejoined) = (Vec::new(), Vec::new());
+        // Bounded script arguments (Lua's unpack and the argument list stay small).
+        for chunk in members.chunks(500) {
+            let mut invocation = self.presence_refresh_script.key(&hash);
+            invocation.key(&deadlines).arg(ttl_ms);
+            for (id, json) in chunk {
+                invocation.arg(id).arg(json);
+            }
+            let value: Value = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            let Value::Array(parts) = value else {
+                return Err(unavailable("unexpected reply to the presence refresh"));
+            };
+            let mut parts = parts.into_iter();
+            gone.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
+            rejoined.extend(parts.next().map(strings).transpose()?.unwrap_or_default());
+        }
+        Ok((gone, rejoined))
+    }
+
+    /// Sweeps expired members, then lists at most `limit`: (swept members' JSON, total,
+    /// listed members' JSON).
+    async fn list_members(
+        &self,
+        channel: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64, Vec<String>)> {
+        let mut conn = self.connection()?;
+        let (members, deadlines) = self.presence_keys(channel);
+        let value: Value = self
+            .presence_list_script
+            .key(members)
+            .key(deadlines)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Value::Array(parts) = value else {
+            return Err(unavailable("unexpected reply to the presence script"));
+        };
+        let mut parts = parts.into_iter();
+        let gone = parts.next().map(strings).transpose()?.unwrap_or_default();
+        let total = match parts.next() {
+            Some(Value::Int(total)) => total.max(0) as u64,
+            _ => return Err(unavailable("the presence script returned no total")),
+        };
+        let listed = parts.next().map(strings).transpose()?.unwrap_or_default();
+        Ok((gone, total, listed))
     }
 
     /// Waits until the channel's topic is subscribed on this node; false while the
@@ -575,6 +974,15 @@ impl RedisBroker {
             return;
         };
         if let Some(channel) = topic.strip_prefix("ch:") {
+            if let Some(announced) = payload.strip_prefix(PRESENCE_TAG) {
+                // This node told its own watchers already.
+                if let Some((node, frame)) = announced.split_once(':') {
+                    if node != self.node_id {
+                        crate::presence::deliver_remote(shared, channel, frame);
+                    }
+                }
+                return;
+            }
             match parse_publication(channel, payload) {
                 Some(publication) => shared.fanout.deliver_remote(publication),
                 None => tracing::warn!(channel, "redis broker: malformed publication"),
@@ -621,8 +1029,13 @@ impl SharedBroker for RedisBroker {
         &'a self,
         channel: &'a str,
         body: &'a str,
+        job: Option<&'a JobUpdate>,
     ) -> BrokerFuture<'a, Result<Position>> {
-        Box::pin(self.sequence_and_publish(channel, body))
+        Box::pin(self.sequence_and_publish(channel, body, job))
+    }
+
+    fn jobs_json<'a>(&'a self, session: &'a str) -> BrokerFuture<'a, Result<String>> {
+        Box::pin(self.read_jobs(session))
     }
 
     fn broadcast<'a>(&'a self, text: &'a str) -> BrokerFuture<'a, Result<()>> {
@@ -662,6 +1075,51 @@ impl SharedBroker for RedisBroker {
         Box::pin(self.subscription_ready(channel))
     }
 
+    fn presence_set<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        member_json: &'a str,
+        ttl_ms: u64,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.write_member(channel, client_id, member_json, ttl_ms, frame))
+    }
+
+    fn presence_remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client_id: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.remove_member(channel, client_id, frame))
+    }
+
+    fn presence_announce<'a>(
+        &'a self,
+        channel: &'a str,
+        frame: &'a str,
+    ) -> BrokerFuture<'a, Result<()>> {
+        Box::pin(self.announce_presence(channel, frame))
+    }
+
+    fn presence_refresh<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [(String, String)],
+        ttl_ms: u64,
+    ) -> BrokerFuture<'a, Result<Refreshed>> {
+        Box::pin(self.refresh_members(channel, members, ttl_ms))
+    }
+
+    fn presence_list<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> BrokerFuture<'a, Result<MemberList>> {
+        Box::pin(self.list_members(channel, limit))
+    }
+
     fn run(
         self: Arc<Self>,
         shared: Arc<Shared>,
@@ -694,7 +1152,22 @@ fn bulk_string(value: Value) -> Result<String> {
     }
 }
 
-fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {
+/// An array of strings; missing entries (nil) are left out.
+fn strings(value: Value) -> Result<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .filter(|item| !matches!(item, Value::Nil))
+        .map(bulk_string)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn parse_recover(value: Value) -> Result<(u64, String, Entries, Vec<Job>)> {
     let Value::Array(parts) = value else {
         return Err(unavailable("unexpected reply to the recover script"));
     };
@@ -713,7 +1186,40 @@ fn parse_recover(value: Value) -> Result<(u64, String, Entries)> {
         .map(parse_entries)
         .transpose()?
         .unwrap_or_default();
-    Ok((seq, epoch, entries))
+    let jobs = match parts.next() {
+        Some(Value::Array(jobs)) => jobs.into_iter().map(parse_job).collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    Ok((seq, epoch, entries, jobs))
+}
+
+/// `{id, state, task, progress, outcome, truncated, startedAt, endedAt, text}` as the
+/// recover script returns a job ('' for what is missing).
+fn parse_job(value: Value) -> Result<Job> {
+    let bad = || unavailable("malformed job in a snapshot");
+    let Value::Array(fields) = value else {
+        return Err(bad());
+    };
+    let mut fields = fields
+        .into_iter()
+        .map(bulk_string)
+        .collect::<Result<Vec<String>>>()?
+        .into_iter();
+    let mut next = || fields.next().ok_or_else(bad);
+    let (id, state, task, progress, outcome) = (next()?, next()?, next()?, next()?, next()?);
+    let (truncated, started, ended, text) = (next()?, next()?, next()?, next()?);
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    Ok(Job {
+        id: some(id),
+        status: JobStatus::parse(&state).ok_or_else(bad)?,
+        task: some(task),
+        progress: some(progress),
+        text,
+        truncated: !truncated.is_empty(),
+        outcome: some(outcome),
+        started_ms: started.parse().unwrap_or(0),
+        ended_ms: ended.parse().ok(),
+    })
 }
 
 /// Stream entries `[[id, [field, value]], …]` as (seq, body).

@@ -92,7 +92,8 @@ impl From<ErrorKind> for herald_status {
 pub type herald_drop_callback = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Receives events as JSON objects (`type`: connected, disconnected, subscribed,
-/// unsubscribed, client_message). `event_json` is valid only during the call.
+/// unsubscribed, cancel_requested, client_message). `event_json` is valid only during
+/// the call.
 pub type herald_event_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
 
@@ -142,7 +143,7 @@ pub unsafe extern "C" fn herald_port(
 
 /// Sends an AI-task notification of `kind` (a `herald_ai_kind`) to the subscribers of a
 /// session: `{"type":"ai_start","sessionId":…,"task":…}` with `payload_json` (a JSON
-/// object) under the kind's key (`task`, `progress`, `result`, `error`).
+/// object) under the kind's key (`task`, `progress`, `result`, `error`, `delta`, `cancelled`).
 /// `HERALD_ERR_INVALID_ARGUMENT` for a kind this library does not know.
 ///
 /// # Safety
@@ -226,6 +227,46 @@ pub unsafe extern "C" fn herald_notify_ai_error(
 ) -> herald_status {
     // SAFETY: the same contract.
     unsafe { herald_notify_ai(server, AiEvent::Error as i32, session_id, error_json) }
+}
+
+/// `herald_notify_ai` with `HERALD_AI_KIND_DELTA`: `ai_delta` with `delta_json`
+/// (`{"jobId":…,"text":"…"}`, `text` required), a piece of a job's token stream,
+/// appended to the job's text. A subscriber that falls behind gets a job's consecutive
+/// deltas merged into one.
+///
+/// # Safety
+/// As for `herald_notify_ai`.
+#[no_mangle]
+pub unsafe extern "C" fn herald_notify_ai_delta(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    delta_json: *const c_char,
+) -> herald_status {
+    // SAFETY: the same contract.
+    unsafe { herald_notify_ai(server, AiEvent::Delta as i32, session_id, delta_json) }
+}
+
+/// `herald_notify_ai` with `HERALD_AI_KIND_CANCELLED`: `ai_cancelled` with
+/// `cancelled_json` (a JSON object, e.g. `{"jobId":…}`): the job ended because it was
+/// cancelled (see the `cancel_requested` event).
+///
+/// # Safety
+/// As for `herald_notify_ai`.
+#[no_mangle]
+pub unsafe extern "C" fn herald_notify_ai_cancelled(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    cancelled_json: *const c_char,
+) -> herald_status {
+    // SAFETY: the same contract.
+    unsafe {
+        herald_notify_ai(
+            server,
+            AiEvent::Cancelled as i32,
+            session_id,
+            cancelled_json,
+        )
+    }
 }
 
 /// Sends a JSON object to every connected client.
@@ -352,6 +393,54 @@ pub unsafe extern "C" fn herald_history(
         let history = lookup(server)?.history_json(channel)?;
         // SAFETY: the caller passes a writable pointer (checked not NULL above).
         unsafe { write_string(history_json_out, "history_json_out", history) }
+    })
+}
+
+/// Writes who is in a channel to `*presence_json_out` as a JSON object, to be freed
+/// with `herald_string_free`: `{"channel": …, "members": [{"clientId": …, "userId": …
+/// or null, "status": …}], "total": n, "truncated": bool}`, at most
+/// `presence.max_members` members listed (`total` counts them all). Every subscriber
+/// of the channel is a member; with the Redis broker, every node's (this call then
+/// waits for Redis, like a publication). `HERALD_ERR_INVALID_ARGUMENT` when
+/// `presence.enabled` is false.
+///
+/// # Safety
+/// `channel` is NULL or a NUL-terminated string; `presence_json_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn herald_presence(
+    server: *mut herald_server,
+    channel: *const c_char,
+    presence_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        require_out(presence_json_out, "presence_json_out")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let channel = unsafe { c_str(channel, "channel") }?;
+        let presence = lookup(server)?.presence_json(channel)?;
+        // SAFETY: the caller passes a writable pointer (checked not NULL above).
+        unsafe { write_string(presence_json_out, "presence_json_out", presence) }
+    })
+}
+
+/// Writes a session's jobs as `{"sessionId","seq","epoch","jobs":[…]}` (the state as of
+/// `seq`) to `*jobs_json_out`, to be freed with `herald_string_free`. Publishing only
+/// enqueues, so a notification made just before may not be in it yet.
+///
+/// # Safety
+/// `session_id` is NULL or a NUL-terminated string; `jobs_json_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn herald_jobs(
+    server: *mut herald_server,
+    session_id: *const c_char,
+    jobs_json_out: *mut *mut c_char,
+) -> herald_status {
+    guard(|| {
+        require_out(jobs_json_out, "jobs_json_out")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let session_id = unsafe { c_str(session_id, "session_id") }?;
+        let jobs = lookup(server)?.jobs_json(session_id)?;
+        // SAFETY: the caller passes a writable pointer (checked not NULL above).
+        unsafe { write_string(jobs_json_out, "jobs_json_out", jobs) }
     })
 }
 

@@ -1,7 +1,9 @@
 //! The dispatcher: host calls, performed in the order the host made them.
 
 use crate::fanout::ChannelHold;
-use crate::protocol::OpenObject;
+use crate::jobs::JobUpdate;
+use crate::protocol::{AiEvent, OpenObject};
+use crate::rollup::Rollup;
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ pub(super) enum Command {
         channel: String,
         message: OpenObject,
         hold: ChannelHold,
+        /// For a session's `ai_*`: the session and what it does to its job.
+        job: Option<(String, JobUpdate)>,
     },
     Broadcast(Frame),
     Send {
@@ -28,19 +32,47 @@ pub(super) enum Command {
 
 pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<Command>) {
     let mut batch = Vec::with_capacity(DISPATCH_BATCH);
-    while commands.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
+    let fanout = &shared.fanout;
+    let mut rollup = Rollup::new(shared.config.ai.delta_rollup_ms);
+    loop {
+        let received = match rollup.next_due() {
+            Some(due) => tokio::select! {
+                n = commands.recv_many(&mut batch, DISPATCH_BATCH) => n,
+                _ = tokio::time::sleep_until(due) => {
+                    rollup.flush_due(fanout, tokio::time::Instant::now());
+                    continue;
+                }
+            },
+            None => commands.recv_many(&mut batch, DISPATCH_BATCH).await,
+        };
+        if received == 0 {
+            rollup.flush_all(fanout);
+            return;
+        }
         for command in batch.drain(..) {
             match command {
                 Command::Publish {
                     channel,
                     message,
                     hold,
-                } => shared.fanout.publish(&channel, message, hold),
-                Command::Broadcast(message) => shared.fanout.broadcast(&message),
+                    job,
+                } => match job {
+                    Some((session, update)) if rollup.is_on() && update.event == AiEvent::Delta => {
+                        rollup.add(fanout, channel, session, update, hold);
+                    }
+                    job => {
+                        // What the session holds goes first: its order never changes.
+                        rollup.flush(fanout, &channel);
+                        fanout.publish(&channel, message, hold, job);
+                    }
+                },
+                Command::Broadcast(message) => fanout.broadcast(&message),
                 Command::Send { client_id, message } => {
-                    shared.fanout.send(&client_id, message);
+                    fanout.send(&client_id, message);
                 }
                 Command::Barrier(done) => {
+                    // A stop delivers every call made before it, held deltas included.
+                    rollup.flush_all(fanout);
                     let _ = done.send(());
                 }
             }

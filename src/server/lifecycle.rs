@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventQueue;
 use crate::fanout::{Fanout, FanoutLimits};
+use crate::jobs::JobStore;
 use crate::limits::SocketLimits;
 use crate::memory::MemoryGauge;
 use crate::shared::{random_seed, splitmix64, Shared};
@@ -68,6 +69,8 @@ impl Server {
         let connect = crate::broker::connect(
             config.broker.as_ref(),
             &config.history,
+            &config.jobs,
+            config.client_queue_bytes / 2,
             node_id,
             splitmix64(seed ^ 0x5eed),
         );
@@ -89,6 +92,7 @@ impl Server {
             max_channels: config.max_channels,
             max_subscriptions_per_client: config.max_subscriptions_per_client,
             pending_buffer: config.client_queue_size,
+            max_snapshot_bytes: config.client_queue_bytes / 2,
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
@@ -97,6 +101,7 @@ impl Server {
         let shared = Arc::new(Shared {
             fanout: Fanout::new(
                 limits,
+                JobStore::new(config.jobs.clone()),
                 epoch_seed,
                 Arc::clone(&counters),
                 Arc::clone(&memory),
@@ -104,6 +109,7 @@ impl Server {
             ),
             memory,
             broker: broker.clone(),
+            presence: Default::default(),
             counters,
             events: EventQueue::new(config.event_queue_size, config.event_queue_bytes),
             auth,
@@ -134,11 +140,17 @@ impl Server {
         }
         if let Some(broker) = broker {
             runtime.spawn(broker.run(Arc::clone(&shared), shutdown_rx.clone()));
+            if shared.config.listen && shared.config.presence.enabled {
+                runtime.spawn(crate::presence::keeper(
+                    Arc::clone(&shared),
+                    shutdown_rx.clone(),
+                ));
+            }
         }
         runtime.spawn(dispatch(Arc::clone(&shared), command_rx));
         runtime.spawn(heartbeat(Arc::clone(&shared), shutdown_rx.clone()));
         runtime.spawn(memory_guard(Arc::clone(&shared), shutdown_rx.clone()));
-        if shared.config.history.size > 0 && shared.broker.is_none() {
+        if shared.broker.is_none() {
             runtime.spawn(housekeeping(Arc::clone(&shared), shutdown_rx));
         }
         tracing::info!(%local_addr, path = %shared.config.path, "herald started");

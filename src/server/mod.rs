@@ -10,6 +10,7 @@ mod sigpipe;
 use crate::auth::{AuthDecision, Authorizer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler};
+use crate::jobs::JobUpdate;
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::Counters;
 use dispatch::Command;
@@ -70,15 +71,28 @@ impl Server {
         self.check_running()?;
         protocol::check_name("session id", session_id)?;
         let message = protocol::ai_notification(event, session_id, payload_json)?;
-        self.submit_publish(protocol::session_channel(session_id), message)
+        let job = JobUpdate::parse(event, payload_json)?;
+        self.submit_publish(
+            protocol::session_channel(session_id),
+            message,
+            Some((session_id.to_string(), job)),
+        )
     }
 
     /// Submits a publication holding its channel's place, so that a full channel table
     /// is an error here and never a publication dropped at dispatch.
-    fn submit_publish(&self, channel: String, message: OpenObject) -> Result<()> {
+    fn submit_publish(
+        &self,
+        channel: String,
+        message: OpenObject,
+        job: Option<(String, JobUpdate)>,
+    ) -> Result<()> {
         if let Some(broker) = &self.inner.shared.broker {
             let broker = Arc::clone(broker);
-            self.through_broker(async move { broker.publish(&channel, message.text()).await })?;
+            let job = job.map(|(_, update)| update);
+            self.through_broker(async move {
+                broker.publish(&channel, message.text(), job.as_ref()).await
+            })?;
             Counters::add(&self.inner.shared.counters.publications, 1);
             return Ok(());
         }
@@ -90,6 +104,7 @@ impl Server {
                 channel,
                 message,
                 hold,
+                job,
             })
             .map_err(|e| {
                 let (command, error) = match e {
@@ -146,7 +161,7 @@ impl Server {
 
     /// An AI-task notification of `kind` to the subscribers of a session, with
     /// `payload_json` (a JSON object) under the kind's payload key (`task`, `progress`,
-    /// `result`, `error`).
+    /// `result`, `error`, `delta`, `cancelled`).
     pub fn notify_ai(&self, kind: AiEvent, session_id: &str, payload_json: &str) -> Result<()> {
         self.notify(kind, session_id, payload_json)
     }
@@ -169,6 +184,29 @@ impl Server {
     /// `ai_error`; `error_json` is a JSON object.
     pub fn notify_ai_error(&self, session_id: &str, error_json: &str) -> Result<()> {
         self.notify(AiEvent::Error, session_id, error_json)
+    }
+
+    /// `ai_delta`: a piece of a job's token stream, `{"jobId":…,"text":"…"}` (`text`
+    /// required). Subscribers that fall behind get a job's consecutive deltas merged.
+    pub fn notify_ai_delta(&self, session_id: &str, delta_json: &str) -> Result<()> {
+        self.notify(AiEvent::Delta, session_id, delta_json)
+    }
+
+    /// `ai_cancelled`: ends a job as cancelled (e.g. after a `cancel_requested` event).
+    pub fn notify_ai_cancelled(&self, session_id: &str, cancelled_json: &str) -> Result<()> {
+        self.notify(AiEvent::Cancelled, session_id, cancelled_json)
+    }
+
+    /// The state of a session's jobs, as `GET /api/jobs/{sessionId}` answers it:
+    /// `{"sessionId","seq","epoch","jobs":[…]}`, the jobs as of `seq`.
+    pub fn jobs_json(&self, session_id: &str) -> Result<String> {
+        self.check_running()?;
+        protocol::check_name("session id", session_id)?;
+        if let Some(broker) = &self.inner.shared.broker {
+            let (broker, session) = (Arc::clone(broker), session_id.to_string());
+            return self.through_broker(async move { broker.jobs_json(&session).await });
+        }
+        Ok(self.inner.shared.fanout.jobs_json(session_id))
     }
 
     /// A JSON object to every connected client.
@@ -199,7 +237,7 @@ impl Server {
 
     fn publish_checked(&self, channel: String, message_json: &str) -> Result<()> {
         let message = protocol::host_message(message_json, Some(&channel))?;
-        self.submit_publish(channel, message)
+        self.submit_publish(channel, message, None)
     }
 
     /// A JSON object to one client; fails with `UnknownClient` if it is not connected.
@@ -251,6 +289,22 @@ impl Server {
             return Ok(format!("[{}]", texts.join(",")));
         }
         Ok(self.inner.shared.fanout.history_json(channel))
+    }
+
+    /// Who is in a channel, as a JSON object: `{"channel", "members": [{"clientId",
+    /// "userId", "status"}], "total", "truncated"}`, at most `presence.max_members`
+    /// listed. With the Redis broker, every node's members.
+    pub fn presence_json(&self, channel: &str) -> Result<String> {
+        self.check_running()?;
+        protocol::check_name("channel", channel)?;
+        let shared = Arc::clone(&self.inner.shared);
+        let name = channel.to_string();
+        let listing = if shared.broker.is_some() {
+            self.through_broker(async move { crate::presence::list(&shared, &name).await })?
+        } else {
+            crate::presence::list_local(&shared, &name)?
+        };
+        Ok(listing.host_json(channel))
     }
 
     /// Installs (or with `None` removes) the event handler. It runs on a dedicated

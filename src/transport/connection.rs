@@ -129,13 +129,13 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     let mut subscribed = Vec::new();
     if let Some(user) = &user_id {
         let own = Target::Channel(protocol::user_channel(user));
-        subscribed.extend(subscribe(&shared, &client, &own, None, false).await);
+        subscribed.extend(subscribe(&shared, &client, &own, None, false, None).await);
     }
     if let Some(session) = &session_id {
         // A `since` in the URL is answered like a subscribe message with `since`.
         let reply = since.is_some();
         let target = Target::Session(session.clone());
-        subscribed.extend(subscribe(&shared, &client, &target, since.as_ref(), reply).await);
+        subscribed.extend(subscribe(&shared, &client, &target, since.as_ref(), reply, None).await);
     }
     shared.events.push(Event::Connected {
         client_id: client.id.to_string(),
@@ -366,7 +366,14 @@ impl Connection {
         let peer_close = self.close_handshake(reason).await;
         drop(slot);
         let (shared, client) = (&self.shared, &self.client);
+        let channels = client
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         shared.fanout.unregister(client);
+        // Before the connection stops counting as active, so a stop waits for it.
+        crate::presence::left(shared, client, &channels).await;
         client.set_wire_bytes(0);
         client.mark_closed();
         Counters::add(&shared.counters.active_connections, u64::MAX); // wrapping -1
@@ -469,24 +476,56 @@ fn handle_text(shared: &Arc<Shared>, client: &Arc<Client>, text: &str) -> Option
         Ok(ClientMessage::Ping) => {
             client.enqueue(protocol::pong());
         }
-        Ok(ClientMessage::Subscribe { target, since }) => {
+        Ok(ClientMessage::Subscribe {
+            target,
+            since,
+            presence,
+        }) => {
             let (shared, client) = (Arc::clone(shared), Arc::clone(client));
             return Some(Box::pin(async move {
                 if let Some(event) =
-                    subscribe(&shared, &client, &target, since.as_ref(), true).await
+                    subscribe(&shared, &client, &target, since.as_ref(), true, presence).await
                 {
                     shared.events.push(event);
                 }
             }));
         }
+        Ok(ClientMessage::Presence { target, status }) => {
+            let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+            return Some(Box::pin(async move {
+                let answer =
+                    crate::presence::client_request(&shared, &client, &target, status.as_deref())
+                        .await;
+                match answer {
+                    Ok(frame) => client.enqueue(frame),
+                    Err(refusal) => {
+                        if refusal.code == "forbidden" {
+                            Counters::add(&shared.counters.forbidden, 1);
+                        }
+                        client.enqueue(protocol::error(refusal.code, &refusal.message))
+                    }
+                };
+            }));
+        }
         Ok(ClientMessage::Unsubscribe { target }) => {
-            for channel in shared.fanout.unsubscribe(client, target.as_ref()) {
+            let left = shared.fanout.unsubscribe(client, target.as_ref());
+            for channel in &left {
                 tracing::debug!(target: LOG_TARGET, client = %client.id, %channel, "unsubscribed");
-                shared
-                    .events
-                    .push(Event::unsubscribed(&client.id, &channel));
+                shared.events.push(Event::unsubscribed(&client.id, channel));
             }
             client.enqueue(protocol::unsubscribed(target.as_ref()));
+            if !left.is_empty() && shared.config.presence.enabled {
+                let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+                return Some(Box::pin(async move {
+                    crate::presence::left(&shared, &client, &left).await;
+                }));
+            }
+        }
+        Ok(ClientMessage::Cancel { session_id, job_id }) => {
+            let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+            return Some(Box::pin(async move {
+                cancel(&shared, &client, session_id, job_id).await;
+            }));
         }
         Ok(ClientMessage::Custom(message)) => shared.events.push(Event::ClientMessage {
             client_id: client.id.to_string(),
@@ -507,6 +546,7 @@ async fn subscribe(
     target: &Target,
     since: Option<&Since>,
     reply: bool,
+    presence_events: Option<bool>,
 ) -> Option<Event> {
     let channel = target.channel();
     let (user, grants) = (client.user_id.as_deref(), &client.grants);
@@ -530,6 +570,9 @@ async fn subscribe(
         }
         None => shared.fanout.subscribe(client, target, since, reply),
     };
+    if let Ok(sub) = &subscribed {
+        crate::presence::joined(shared, client, &sub.channel, presence_events).await;
+    }
     match subscribed {
         Ok(sub) if sub.newly_subscribed => {
             tracing::debug!(target: LOG_TARGET, client = %client.id, channel = %sub.channel, "subscribed");
@@ -541,6 +584,32 @@ async fn subscribe(
             None
         }
     }
+}
+
+/// A client's request to cancel a job: allowed as a subscribe to the session would be
+/// (the authorizer sees `action: "cancel"`), then the host hears of it. Nothing is
+/// echoed: the job's end (`ai_cancelled`) is the host's to publish.
+async fn cancel(shared: &Shared, client: &Client, session_id: String, job_id: Option<String>) {
+    let channel = protocol::session_channel(&session_id);
+    let (user, grants) = (client.user_id.as_deref(), &client.grants);
+    let action = crate::auth::AuthAction::Cancel;
+    if !shared
+        .auth
+        .may(action, &client.id, user, grants, &channel)
+        .await
+    {
+        Counters::add(&shared.counters.forbidden, 1);
+        let why = format!("not allowed to cancel jobs of {channel:?}");
+        client.enqueue(protocol::error("forbidden", &why));
+        return;
+    }
+    shared.events.push(Event::CancelRequested {
+        client_id: client.id.to_string(),
+        user_id: client.user_id.as_deref().map(str::to_string),
+        session_id,
+        job_id,
+        timestamp: now_iso(),
+    });
 }
 
 fn reject(shared: &Shared, client: &Client, why: &str) {

@@ -42,10 +42,17 @@ pub(crate) async fn serve_socket<I>(
         let shared = Arc::clone(&service_shared);
         let slot = Arc::clone(&slot);
         async move {
+            if req.method() == Method::GET && req.uri().path().starts_with(JOBS_PATH) {
+                return Ok(jobs(&shared, &req, remote).await);
+            }
             if let Some(host) = host_route(&shared, req.uri().path()) {
                 // With a shared broker, a host call in the handler waits for it.
                 let blocking = shared.broker.is_some();
                 return Ok::<_, Infallible>(crate::host_routes::serve(host, req, blocking).await);
+            }
+            if let Some(channel) = req.uri().path().strip_prefix(PRESENCE_PREFIX) {
+                let channel = channel.to_string();
+                return Ok(presence(shared, req.method(), req.headers(), &channel).await);
             }
             Ok(route(shared, req, remote, &slot))
         }
@@ -72,7 +79,9 @@ type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
 
 /// The host's route for `path`, unless one of Herald's own routes has it.
 fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRoute> {
-    let own = path == shared.config.path || ENDPOINTS.iter().any(|e| e.path == path);
+    let own = path == shared.config.path
+        || ENDPOINTS.iter().any(|e| e.path == path)
+        || path.starts_with(PRESENCE_PREFIX);
     if own {
         return None;
     }
@@ -101,6 +110,90 @@ fn route(
         return unauthorized();
     }
     (endpoint.serve)(&shared)
+}
+
+/// `GET /api/jobs/{sessionId}`: a session's jobs, for pages rendered on the server.
+const JOBS_PATH: &str = "/api/jobs/";
+
+/// A session's jobs snapshot over HTTP, under the rules of a subscribe to the session:
+/// the same token (`?token=` or `Authorization: Bearer`), the same grants, the same
+/// authorizer (asked on connect, then for the channel if need be).
+async fn jobs(shared: &Shared, req: &Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    let json = |status: StatusCode, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    let error = |status: StatusCode, code: &str, message: &str| {
+        let body = serde_json::json!({"ok": false, "error": {"code": code, "message": message}});
+        json(status, body.to_string())
+    };
+    let raw = &req.uri().path()[JOBS_PATH.len()..];
+    let Some(session) = percent_decode(raw) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "bad percent-encoding",
+        );
+    };
+    if let Err(e) = crate::protocol::check_name("session id", &session) {
+        return error(StatusCode::BAD_REQUEST, "invalid_argument", e.message());
+    }
+    let mut handshake = match parse_query(req.uri().query().unwrap_or("")) {
+        Ok(handshake) => handshake,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_argument", why.trim()),
+    };
+    let headers = req.headers();
+    let creds = &mut handshake.credentials;
+    creds.origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if creds.token.is_none() {
+        creds.token = bearer_token(headers)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .map(|t| t.trim().to_string());
+    }
+    creds.headers = collect_headers(headers);
+    let identity = match shared.auth.connect(creds, &remote.to_string()).await {
+        Ok(identity) => identity,
+        Err(_) => {
+            Counters::add(&shared.counters.auth_failures, 1);
+            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
+    let channel = crate::protocol::session_channel(&session);
+    let asker = format!("http:{remote}");
+    let user = identity.user_id.as_deref();
+    if !shared
+        .auth
+        .may_subscribe(&asker, user, &identity.grants, &channel)
+        .await
+    {
+        Counters::add(&shared.counters.forbidden, 1);
+        let why = format!("not allowed to read {channel:?}");
+        return error(StatusCode::FORBIDDEN, "forbidden", &why);
+    }
+    let body = match &shared.broker {
+        Some(broker) => broker.jobs_json(&session).await,
+        None => Ok(shared.fanout.jobs_json(&session)),
+    };
+    match body {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.kind().as_str(),
+            e.message(),
+        ),
+    }
 }
 
 /// Who may call an HTTP endpoint.
@@ -140,6 +233,68 @@ const ENDPOINTS: &[Endpoint] = &[
         serve: metrics,
     },
 ];
+
+/// `GET /api/presence/{channel}` (the name percent-encoded): who is in a channel, as
+/// `herald_presence` answers. It names clients, so it is an admin endpoint like stats.
+const PRESENCE_PREFIX: &str = "/api/presence/";
+
+async fn presence(
+    shared: Arc<Shared>,
+    method: &Method,
+    headers: &HeaderMap,
+    encoded: &str,
+) -> Response<Body> {
+    if method != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    if !admin_allowed(&shared, headers) {
+        return unauthorized();
+    }
+    // In a path '+' is itself, not a space.
+    let Some(channel) = percent_decode(&encoded.replace('+', "%2B")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the channel is not valid percent-encoded UTF-8\n",
+        );
+    };
+    let listed = match protocol::check_name("channel", &channel) {
+        Ok(()) => {
+            let wait = Duration::from_millis(shared.config.redis().map_or(2000, |r| r.timeout_ms));
+            tokio::time::timeout(wait, crate::presence::list(&shared, &channel))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::Error::new(
+                        crate::ErrorKind::Unavailable,
+                        "redis broker: no answer in time",
+                    ))
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let (status, body) = match listed {
+        Ok(listing) => (StatusCode::OK, listing.host_json(&channel)),
+        Err(e) => {
+            let status = match e.kind() {
+                crate::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({
+                "ok": false,
+                "error": {"code": e.kind().as_str(), "message": e.message()},
+            });
+            (status, body.to_string())
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
 
 fn metrics(shared: &Shared) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(shared))));

@@ -97,10 +97,16 @@ pub async fn channel_table_full() -> Outcome {
     ) else {
         return o;
     };
-    let delivered = match ws::next(&mut subscriber, Duration::from_secs(3)).await {
-        Next::Json(m) => m["type"] == "ai_progress",
-        _ => false,
-    };
+    // The session's job state comes first (the host started a job on it), then the tail.
+    let mut delivered = false;
+    for _ in 0..2 {
+        match ws::next(&mut subscriber, Duration::from_secs(3)).await {
+            Next::Json(m) if m["type"] == "jobs_snapshot" => continue,
+            Next::Json(m) => delivered = m["type"] == "ai_progress",
+            _ => {}
+        }
+        break;
+    }
     o.fig("subscriber_got_notify", delivered);
     o.expect(
         second == "ok" && delivered,

@@ -1,8 +1,21 @@
 import { backoffDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { Job } from './job.js';
+import type { JobOptions } from './job.js';
+import { Presence } from './presence.js';
+import type { PresenceOptions } from './presence.js';
 import { channelOf } from './protocol.js';
-import type { ConnectionMessage, ErrorMessage, Publication, ServerMessage, SubscribedMessage, Target } from './protocol.js';
+import type {
+  ConnectionMessage,
+  ErrorMessage,
+  JobsSnapshotMessage,
+  PresenceMessage,
+  Publication,
+  ServerMessage,
+  SubscribedMessage,
+  Target,
+  UserPresenceMessage,
+} from './protocol.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionLink } from './subscription.js';
 
@@ -196,9 +209,26 @@ export class HeraldClient extends Emitter<ClientEvents> {
     return sub;
   }
 
-  /** The AI job on `sessionId`, rebuilt from the session's recent history, then live. */
-  job(sessionId: string, options: SubscribeOptions = { history: 256 }): Job {
-    return new Job(sessionId, this.subscribe({ sessionId }, options));
+  /**
+   * The AI job on `sessionId`: its state from the session's jobs snapshot (the text
+   * streamed so far included, after a reload too), then live. `jobId` follows that job;
+   * without it, the session's latest job.
+   */
+  job(sessionId: string, options: JobOptions = {}): Job {
+    const { jobId, ...subscribe } = options;
+    const send = (message: { type: string; [key: string]: unknown }) => this.send(message);
+    return new Job(sessionId, this.subscribe({ sessionId }, subscribe), send, jobId);
+  }
+
+  /**
+   * Who is in a channel (or session), kept up to date: subscribes to it with presence
+   * events, asks for the member list on every (re)connect, then applies joins, leaves
+   * and status changes. `options.status` sets this client's own status there.
+   */
+  presence(target: Target, options: PresenceOptions = {}): Presence {
+    const sub = this.subscribe(target, { presence: true });
+    sub.wantPresence();
+    return new Presence(sub, options);
   }
 
   /**
@@ -359,7 +389,11 @@ export class HeraldClient extends Emitter<ClientEvents> {
     const sub = this.subs.get(channel);
     if (!sub) return;
     if (m.type === 'subscribed') sub.handleSubscribed(message as SubscribedMessage);
+    else if (m.type === 'jobs_snapshot') sub.handleSnapshot(message as JobsSnapshotMessage);
     else if (typeof m.seq === 'number' && typeof m.epoch === 'string') sub.handlePublication(message as Publication);
+    // Not publications (no seq): presence answers and events.
+    else if (m.type === 'presence' || m.type === 'user_presence')
+      sub.handlePresence(message as PresenceMessage | UserPresenceMessage);
   }
 
   private welcomed(message: ConnectionMessage): void {

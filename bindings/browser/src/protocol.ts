@@ -50,6 +50,38 @@ export interface UnsubscribedMessage extends Stamped {
   all?: true;
 }
 
+/** One member of a channel: a subscriber, its user (null if anonymous) and the status it set. */
+export interface PresenceMember {
+  clientId: string;
+  userId: string | null;
+  /** "online" until the client sets another (at most 32 bytes; never "offline"). */
+  status: string;
+}
+
+/** The answer to `{"type":"presence", channel | sessionId, status?}`: who is in the channel. */
+export interface PresenceMessage extends Stamped {
+  type: 'presence';
+  sessionId?: string;
+  channel?: string;
+  /** At most the server's `presence.max_members`. */
+  members: PresenceMember[];
+  /** Every member, listed or not. */
+  total: number;
+  truncated: boolean;
+}
+
+/**
+ * A member joined, left (its status then reads "offline") or changed its status; sent to
+ * the channel's subscribers that subscribed with `presence: true`.
+ */
+export interface UserPresenceMessage extends Stamped {
+  type: 'user_presence';
+  /** The channel's name (`session:ID` for a session). */
+  channel: string;
+  action: 'join' | 'leave' | 'update';
+  data: PresenceMember;
+}
+
 interface AiMessage extends Stamped, Position {
   sessionId: string;
 }
@@ -74,7 +106,53 @@ export interface AiErrorMessage extends AiMessage {
   error: JsonObject;
 }
 
-export type AiNotification = AiStartMessage | AiProgressMessage | AiCompleteMessage | AiErrorMessage;
+/** A piece of a job's token stream; `merged` when it stands for several the client fell behind on. */
+export interface AiDeltaMessage extends AiMessage {
+  type: 'ai_delta';
+  delta: { jobId?: string; text: string; [key: string]: unknown };
+  /** How many deltas this one merges (the text concatenated; `seq` is the last one's). */
+  merged?: number;
+}
+
+export interface AiCancelledMessage extends AiMessage {
+  type: 'ai_cancelled';
+  cancelled: JsonObject;
+}
+
+export type AiNotification =
+  | AiStartMessage
+  | AiProgressMessage
+  | AiCompleteMessage
+  | AiErrorMessage
+  | AiDeltaMessage
+  | AiCancelledMessage;
+
+/** One job of a session as a snapshot gives it. */
+export interface JobSnapshot {
+  /** null for the session's implicit job (notifications without `jobId`). */
+  jobId: string | null;
+  state: 'running' | 'complete' | 'error' | 'cancelled';
+  task: JsonObject | null;
+  progress: JsonObject | null;
+  /** The text of its `ai_delta`s so far. */
+  text: string;
+  truncated?: true;
+  result?: JsonObject;
+  error?: JsonObject;
+  cancelled?: JsonObject;
+  startedAt: string;
+  endedAt: string | null;
+}
+
+/**
+ * The state of a session's jobs as of `seq`: sent after `subscribed` when the client
+ * starts without history (a new page, or a recovery that failed), before the live tail.
+ */
+export interface JobsSnapshotMessage extends Stamped, Position {
+  type: 'jobs_snapshot';
+  sessionId: string;
+  jobs: JobSnapshot[];
+}
 
 /** Every message the protocol itself defines, discriminated by `type`. */
 export type ProtocolMessage =
@@ -83,6 +161,9 @@ export type ProtocolMessage =
   | ErrorMessage
   | SubscribedMessage
   | UnsubscribedMessage
+  | JobsSnapshotMessage
+  | PresenceMessage
+  | UserPresenceMessage
   | AiNotification;
 
 /**
@@ -110,10 +191,15 @@ export const PROTOCOL_MESSAGE_TYPES = [
   'error',
   'subscribed',
   'unsubscribed',
+  'presence',
+  'user_presence',
   'ai_start',
   'ai_progress',
   'ai_complete',
   'ai_error',
+  'ai_delta',
+  'ai_cancelled',
+  'jobs_snapshot',
 ] as const;
 
 // Fails to compile when the list above and the union disagree, in either direction.

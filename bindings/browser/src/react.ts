@@ -2,10 +2,11 @@
 // effect's cleanup, so StrictMode's mount → unmount → mount leaves exactly one live
 // subscription (or client), and unmounting leaves none.
 
-import { useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { HeraldClient } from './client.js';
 import type { ConnectionState, HeraldClientOptions } from './client.js';
-import type { JobState } from './job.js';
+import type { Job, JobOptions, JobState } from './job.js';
+import type { Presence, PresenceState } from './presence.js';
 import type { Publication, Target } from './protocol.js';
 import { channelOf } from './protocol.js';
 import type { GapEvent, SubscribeOptions } from './subscription.js';
@@ -86,20 +87,75 @@ export function useChannel(
   return state;
 }
 
-/** The AI job on `sessionId` (see `HeraldClient.job`): idle, running with progress, complete or error. */
-export function useJob(client: HeraldClient | null, sessionId: string | null, options?: SubscribeOptions): JobState {
+/** A job's state, and a way to ask the host to cancel it. */
+export type JobView = JobState & {
+  /** Sends `{"type":"cancel","sessionId","jobId"}`; false if it could not go out now (queued). */
+  cancel: () => boolean;
+};
+
+/**
+ * The AI job on `sessionId` (see `HeraldClient.job`): idle, running with progress and the
+ * text streamed so far (after a reload too, from the session's snapshot), complete, error
+ * or cancelled; `cancel()` asks the host to stop it.
+ */
+export function useJob(client: HeraldClient | null, sessionId: string | null, options?: JobOptions): JobView {
   const [state, setState] = useState<JobState>({ status: 'idle' });
+  const jobRef = useRef<Job | null>(null);
   const history = options?.history;
+  const jobId = options?.jobId;
   useEffect(() => {
     if (!client || !sessionId) return;
-    const job = client.job(sessionId, history === undefined ? undefined : { history });
+    const opts: JobOptions = {};
+    if (history !== undefined) opts.history = history;
+    if (jobId !== undefined) opts.jobId = jobId;
+    const job = client.job(sessionId, opts);
+    jobRef.current = job;
     setState(job.state);
     const off = job.on('change', setState);
     return () => {
       off();
       job.close();
+      if (jobRef.current === job) jobRef.current = null;
       setState({ status: 'idle' });
     };
-  }, [client, sessionId, history]);
+  }, [client, sessionId, history, jobId]);
+  const cancel = useCallback(() => jobRef.current?.cancel() ?? false, []);
+  return { ...state, cancel };
+}
+
+/**
+ * Who is in a channel (or session) while mounted: its members with their user and
+ * status, kept up to date. `options.status` is this client's own status there (e.g.
+ * "away" while the tab is hidden); changing it updates the server.
+ */
+export function usePresence(
+  client: HeraldClient | null,
+  target: Target | null,
+  options?: { status?: string },
+): PresenceState {
+  const [state, setState] = useState<PresenceState>({ ready: false, members: [], total: 0 });
+  const presenceRef = useRef<Presence | null>(null);
+  const status = options?.status;
+  const statusRef = useRef(status);
+  statusRef.current = status;
+  const key = target === null ? null : `${typeof target === 'string' ? 'c' : 'sessionId' in target ? 's' : 'c'}:${channelOf(target)}`;
+  useEffect(() => {
+    if (!client || target === null) return;
+    const presence = client.presence(target, { status: statusRef.current });
+    presenceRef.current = presence;
+    setState(presence.state);
+    const off = presence.on('change', setState);
+    return () => {
+      off();
+      presence.close();
+      presenceRef.current = null;
+      setState({ ready: false, members: [], total: 0 });
+    };
+    // `key` stands for `target`: a new object literal each render must not resubscribe.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, key]);
+  useEffect(() => {
+    if (status !== undefined) presenceRef.current?.setStatus(status);
+  }, [status]);
   return state;
 }

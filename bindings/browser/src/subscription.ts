@@ -1,5 +1,13 @@
 import { Emitter } from './emitter.js';
-import type { Position, Publication, SubscribedMessage, Target } from './protocol.js';
+import type {
+  JobsSnapshotMessage,
+  Position,
+  PresenceMessage,
+  Publication,
+  SubscribedMessage,
+  Target,
+  UserPresenceMessage,
+} from './protocol.js';
 
 export interface SubscribeOptions {
   /**
@@ -8,6 +16,8 @@ export interface SubscribeOptions {
    * after a page reload. Default 0: only what is published from now on.
    */
   history?: number;
+  /** Ask for the channel's `user_presence` events (who joins, leaves, changes status). */
+  presence?: boolean;
 }
 
 /** Recovery failed: publications between `from` and `to` are lost; refetch your state. */
@@ -25,6 +35,13 @@ export interface SubscriptionEvents {
   subscribed: SubscribedMessage;
   /** Recovery after a reconnect failed (history too short, or the server restarted). */
   gap: GapEvent;
+  /**
+   * A session's jobs as of a position, sent (instead of history) when the subscription
+   * starts fresh or its recovery failed; publications continue after it.
+   */
+  snapshot: JobsSnapshotMessage;
+  /** A presence answer or event on this channel (see `HeraldClient.presence`). */
+  presence: PresenceMessage | UserPresenceMessage;
 }
 
 /** What a subscription needs from its client. */
@@ -54,6 +71,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private phase: Phase = 'idle';
   private last: Position | undefined;
   private historyWanted: number;
+  private presenceWanted: boolean;
+  /** The server was told of `presenceWanted` on this connection. */
+  private presenceSent = false;
   private refs = 1;
 
   constructor(
@@ -65,6 +85,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     super();
     this.channel = channel;
     this.historyWanted = Math.max(0, Math.floor(options.history ?? 0));
+    this.presenceWanted = options.presence === true;
   }
 
   /** The last publication processed, as `{seq, epoch}`; undefined before the first reply. */
@@ -101,7 +122,37 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     const since = this.last;
     const request: Record<string, unknown> = { type: 'subscribe', ...this.target };
     if (since) request.since = since;
+    if (this.presenceWanted) request.presence = true;
     this.phase = this.link.sendNow(request) ? 'awaiting' : 'idle';
+    this.presenceSent = this.presenceWanted && this.phase === 'awaiting';
+  }
+
+  /**
+   * @internal from now on (and after every reconnect) ask for presence events. While
+   * subscribed, the server takes a second subscribe as that wish (its reply is ignored).
+   */
+  wantPresence(): void {
+    if (this.presenceWanted || this.phase === 'closed') return;
+    this.presenceWanted = true;
+    // While a subscribe awaits its reply, a second one would be taken for that reply:
+    // it is sent once the subscription is live.
+    if (this.phase === 'live') this.sendPresenceWish();
+  }
+
+  private sendPresenceWish(): void {
+    if (this.presenceWanted && !this.presenceSent) {
+      this.presenceSent = this.link.sendNow({ type: 'subscribe', ...this.target, presence: true });
+    }
+  }
+
+  /** @internal sends a message about this channel now if connected. */
+  sendNow(message: object): boolean {
+    return this.phase !== 'closed' && this.link.sendNow(message);
+  }
+
+  /** @internal a presence answer or event for this channel. */
+  handlePresence(message: PresenceMessage | UserPresenceMessage): void {
+    if (this.phase !== 'closed') this.emit('presence', message);
   }
 
   /** @internal the connection dropped. */
@@ -116,6 +167,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       // The one-time history request: on success the replay follows; otherwise only what comes next.
       if (reply.recovered !== true) this.last = now;
       this.phase = 'live';
+      this.sendPresenceWish();
       this.emit('subscribed', reply);
       return;
     }
@@ -127,7 +179,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       // is replayed after it, so publications arriving meanwhile are dropped.
       const since = { seq: Math.max(0, now.seq - this.historyWanted), epoch: now.epoch };
       this.historyWanted = 0;
-      if (this.link.sendNow({ type: 'subscribe', ...this.target, since })) {
+      const request: Record<string, unknown> = { type: 'subscribe', ...this.target, since };
+      if (this.presenceWanted) request.presence = true;
+      if (this.link.sendNow(request)) {
         this.last = since;
         this.phase = 'awaiting-history';
         return;
@@ -135,8 +189,18 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     }
     this.historyWanted = 0;
     this.phase = 'live';
+    this.sendPresenceWish();
     this.emit('subscribed', reply);
     if (from && reply.recovered === false) this.emit('gap', { from, to: now });
+  }
+
+  /** @internal the jobs snapshot that follows our subscribe's reply. */
+  handleSnapshot(message: JobsSnapshotMessage): void {
+    // Its seq is the reply's: the position does not move. A history request in flight
+    // still replays what came before it, for listeners that asked for history (a job
+    // skips those: the snapshot holds them).
+    if (this.phase !== 'live' && this.phase !== 'awaiting-history') return;
+    this.emit('snapshot', message);
   }
 
   /** @internal a publication on this channel. */

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
 import { REPO, ROOT, eventually, sleep, startServer, wsUrl } from './helpers.mjs';
 
 const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
@@ -205,6 +206,94 @@ test('React hooks under StrictMode: one connection, one subscription each, every
   await page.close();
   await server.close();
   assert.deepEqual(errors, []);
+});
+
+test('useJob: a reload in the middle of a token stream shows the text so far and continues with no gap or duplicate; Stop reaches the host', async () => {
+  const server = await startServer();
+  const cancels = [];
+  server.on('cancel', (e) => cancels.push(e));
+  let { page, errors } = await newPage();
+  await page.evaluate(([url, session]) => window.mountJob(url, session), [wsUrl(server), 'stream-job']);
+  const text = (id) => page.locator(`#${id}`).textContent();
+  await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
+
+  // A token stream at about 100 deltas a second; the page is reloaded in the middle.
+  const tokens = Array.from({ length: 300 }, (_, n) => `t${n} `);
+  server.notifyAIStart('stream-job', { jobId: 'answer', prompt: 'p' });
+  let sent = '';
+  const stream = (async () => {
+    for (const token of tokens) {
+      server.notifyAIDelta('stream-job', { jobId: 'answer', text: token });
+      sent += token;
+      await sleep(10);
+    }
+  })();
+  await eventually(async () => (await text('stream-text')).length > 200, 'some text before the reload');
+  await page.reload();
+  const reloadedAt = sent.length;
+  await page.evaluate(([url, session]) => window.mountJob(url, session), [wsUrl(server), 'stream-job']);
+  // Right after the reload, before the stream is over, the page shows the text so far.
+  await eventually(async () => (await text('stream-status')) === 'running' && (await text('stream-text')).length >= reloadedAt, 'the text so far after the reload');
+  const shownAfterReload = (await text('stream-text')).length;
+  await stream;
+  await eventually(async () => (await text('stream-text')) === sent, 'the whole text');
+  assert.equal(await text('stream-text'), tokens.join(''), 'final text = what the host sent: no gap, no duplicate');
+  figures.reloadMidStream = { tokens: tokens.length, charsSentAtReload: reloadedAt, charsShownAfterReload: shownAfterReload, totalChars: sent.length };
+
+  // Stop: the page's cancel reaches the host, which ends the job.
+  await page.click('#stream-stop');
+  await eventually(() => cancels.length === 1, "the host's 'cancel' event");
+  assert.equal(cancels[0].sessionId, 'stream-job');
+  assert.equal(cancels[0].jobId, 'answer');
+  server.notifyAICancelled('stream-job', { jobId: 'answer', reason: 'stopped by the user' });
+  await eventually(async () => (await text('stream-status')) === 'cancelled', 'the cancelled job');
+  assert.equal(await text('stream-text'), tokens.join(''), 'the text stays');
+  await page.close();
+  await server.close();
+  assert.deepEqual(errors, []);
+});
+
+test('usePresence in two tabs: each sees the other join, change its status and leave; a plain WebSocket client too', async () => {
+  const server = await startServer();
+  const members = (page) =>
+    page.evaluate(() =>
+      [...document.querySelectorAll('#presence li')].map((li) => ({ user: li.dataset.user, status: li.dataset.status })),
+    );
+  const byUser = (list) => Object.fromEntries(list.map((m) => [m.user, m.status]));
+  const a = await newPage();
+  await a.page.evaluate((url) => window.mountPresence(url, 'room', 'ann'), wsUrl(server));
+  await eventually(async () => byUser(await members(a.page)).ann === 'online', 'ann sees herself');
+  const b = await newPage();
+  await b.page.evaluate((url) => window.mountPresence(url, 'room', 'bob'), wsUrl(server));
+  await eventually(async () => byUser(await members(a.page)).bob === 'online', 'ann sees bob join');
+  await eventually(async () => byUser(await members(b.page)).ann === 'online', 'bob sees ann in the list');
+  // StrictMode mounted each probe twice: still one connection and one membership per tab.
+  assert.equal(server.getPresence('room').total, 2);
+
+  await b.page.evaluate(() => window.setPresenceStatus('away'));
+  await eventually(async () => byUser(await members(a.page)).bob === 'away', "ann sees bob's status");
+  assert.equal(server.getPresence('room').members.find((m) => m.userId === 'bob').status, 'away');
+
+  // A client without herald-client, in Node.
+  const ws = new WebSocket(`${wsUrl(server)}?userId=carol`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  ws.send(JSON.stringify({ type: 'subscribe', channel: 'room' }));
+  await eventually(async () => byUser(await members(a.page)).carol === 'online' && byUser(await members(b.page)).carol === 'online', 'both tabs see carol');
+  ws.close();
+  await eventually(async () => !('carol' in byUser(await members(a.page))), 'carol left');
+
+  // Closing a tab is a leave.
+  await b.page.close();
+  await eventually(async () => Object.keys(byUser(await members(a.page))).join() === 'ann', 'bob left');
+  assert.equal(await a.page.locator('#presence-total').textContent(), '1');
+  await a.page.evaluate(() => window.unmountPresence());
+  await eventually(() => server.getPresence('room').total === 0, 'nobody left on the server');
+  await a.page.close();
+  await server.close();
+  assert.deepEqual([...a.errors, ...b.errors], []);
 });
 
 test('while waiting to retry, the client reconnects at once when the browser comes back online or the tab becomes visible', async () => {

@@ -343,7 +343,7 @@ describe('jobs', () => {
     await server.close();
   });
 
-  test('a new client (a reloaded page) restores the job from history', async () => {
+  test('a new client (a reloaded page) restores the job from the snapshot', async () => {
     const server = await startServer();
     server.notifyAIStart('j2', { prompt: 'old' });
     server.notifyAIComplete('j2', { output: 'old result' });
@@ -369,6 +369,56 @@ describe('jobs', () => {
     await server.close();
   });
 
+  test('a new client mid-stream starts from the snapshot, follows the deltas, and cancel reaches the host', async () => {
+    const server = await startServer();
+    const cancels = [];
+    server.on('cancel', (e) => cancels.push(e));
+    server.notifyAIStart('j4', { jobId: 'a', prompt: 'p' });
+    const tokens = Array.from({ length: 60 }, (_, n) => `k${n} `);
+    for (const text of tokens.slice(0, 30)) server.notifyAIDelta('j4', { jobId: 'a', text });
+    await eventually(() => server.getJobs('j4').jobs[0]?.text === tokens.slice(0, 30).join(''), 'the state');
+
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const job = client.job('j4');
+    await eventually(() => job.state.text === tokens.slice(0, 30).join(''), 'the text so far');
+    assert.equal(job.state.status, 'running');
+    assert.equal(job.state.jobId, 'a');
+    for (const text of tokens.slice(30)) server.notifyAIDelta('j4', { jobId: 'a', text });
+    await eventually(() => job.state.text === tokens.join(''), 'the whole text, once');
+    assert.equal(job.cancel(), true);
+    await eventually(() => cancels.length === 1, "the host's 'cancel' event");
+    assert.deepEqual([cancels[0].sessionId, cancels[0].jobId], ['j4', 'a']);
+    server.notifyAICancelled('j4', { jobId: 'a' });
+    await eventually(() => job.state.status === 'cancelled', 'cancelled');
+    assert.equal(job.state.text, tokens.join(''));
+    job.close();
+    client.disconnect();
+    await server.close();
+  });
+
+  test('a job sharing a session subscription that asked for history counts no text twice', async () => {
+    const server = await startServer();
+    server.notifyAIStart('j5', { jobId: 'a' });
+    for (const text of ['x', 'y', 'z']) server.notifyAIDelta('j5', { jobId: 'a', text });
+    await eventually(() => server.getJobs('j5').jobs[0]?.text === 'xyz', 'the state');
+    const tracked = trackedWebSocket();
+    const client = new HeraldClient(wsUrl(server), fastOptions(tracked));
+    const replayed = [];
+    const sub = client.subscribe({ sessionId: 'j5' }, { history: 10 });
+    sub.on('publication', (m) => replayed.push(m.type));
+    const job = client.job('j5');
+    await eventually(() => replayed.length === 4, 'the history replay for the listener that asked for it');
+    assert.deepEqual(replayed, ['ai_start', 'ai_delta', 'ai_delta', 'ai_delta']);
+    server.notifyAIDelta('j5', { jobId: 'a', text: '!' });
+    await eventually(() => job.state.text === 'xyz!', 'the live delta');
+    assert.equal(job.state.text, 'xyz!', 'the replayed deltas were in the snapshot already');
+    job.close();
+    sub.unsubscribe();
+    client.disconnect();
+    await server.close();
+  });
+
   test('a job keeps its state through forced disconnects during the stream', async () => {
     const server = await startServer();
     const tracked = trackedWebSocket();
@@ -379,6 +429,10 @@ describe('jobs', () => {
     await once(client, 'connected');
     await eventually(() => server.getStats().subscriptions === 1, 'the job subscription');
     server.notifyAIStart('j3', { prompt: 'long' });
+    // Once the job has a position, every reconnect recovers from it: each progress is
+    // seen. (A client cut off before its first reply starts over from the snapshot,
+    // which holds only the latest progress.)
+    await eventually(() => job.state.status === 'running', 'the running job');
     for (let p = 1; p <= 100; p++) {
       server.notifyAIProgress('j3', { percent: p });
       if (p % 10 === 0) {
@@ -392,5 +446,71 @@ describe('jobs', () => {
     job.close();
     client.disconnect();
     await server.close();
+  });
+});
+
+describe('presence', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  test('follows joins, statuses and leaves, and after a reconnect asks again and keeps its own status', async () => {
+    const trackedA = trackedWebSocket();
+    const a = new HeraldClient(wsUrl(server), fastOptions(trackedA, { userId: 'ann' }));
+    const presence = a.presence('lobby', { status: 'busy' });
+    const seen = (pred) => once(presence, 'change', pred);
+    await seen((s) => s.ready && s.members.some((m) => m.userId === 'ann' && m.status === 'busy'));
+
+    const b = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'bob' }));
+    const bobs = b.presence({ channel: 'lobby' });
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'online') && s.total === 2);
+    bobs.setStatus('away');
+    await seen((s) => s.members.some((m) => m.userId === 'bob' && m.status === 'away'));
+
+    // Ann's socket is cut: she comes back with a new client id, her status, and the list.
+    const before = a.clientId;
+    assert.ok(trackedA.kill());
+    const back = await seen((s) => s.members.length === 2 && s.members.some((m) => m.userId === 'ann' && m.clientId !== before));
+    assert.deepEqual(
+      back.members.map((m) => [m.userId, m.status]).sort(),
+      [
+        ['ann', 'busy'],
+        ['bob', 'away'],
+      ],
+    );
+    await eventually(() => server.getPresence('lobby').total === 2, 'the old connection gone on the server');
+
+    b.disconnect();
+    const alone = await seen((s) => s.members.length === 1);
+    assert.equal(alone.members[0].userId, 'ann');
+    assert.equal(alone.total, 1);
+    presence.close();
+    await eventually(() => server.getPresence('lobby').total === 0, 'nobody left');
+    a.disconnect();
+  });
+
+  test('on a subscription already asking for history, presence keeps the history and gets the events', async () => {
+    for (let n = 1; n <= 3; n++) server.publish('hall', { n });
+    const client = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket()));
+    const sub = client.subscribe('hall', { history: 5 });
+    const seen = [];
+    sub.on('publication', (m) => seen.push(m.n));
+    // Asked for while the first subscribe (and then the history request) await their replies.
+    const presence = client.presence('hall');
+    await once(presence, 'change', (s) => s.ready && s.total === 1);
+    await eventually(() => seen.length === 3, 'the history replayed');
+    const other = new HeraldClient(wsUrl(server), fastOptions(trackedWebSocket(), { userId: 'zed' }));
+    other.subscribe('hall');
+    await once(presence, 'change', (s) => s.members.some((m) => m.userId === 'zed'));
+    server.publish('hall', { n: 4 });
+    await eventually(() => seen.length === 4, 'the live publication');
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    other.disconnect();
+    await once(presence, 'change', (s) => s.total === 1);
+    presence.close();
+    sub.unsubscribe();
+    client.disconnect();
   });
 });

@@ -56,11 +56,14 @@ function typescriptShapes() {
 
 /** Whether a JSON value fits a property type as TypeScript prints it. */
 function fits(value, text) {
+  if (text.includes(' | ')) return text.split(' | ').some((alternative) => fits(value, alternative));
+  if (text.endsWith('[]')) return Array.isArray(value) && value.every((item) => fits(item, text.slice(0, -2)));
   if (text.startsWith('"')) return JSON.stringify(value) === text;
   if (text === 'string') return typeof value === 'string';
   if (text === 'number') return Number.isInteger(value) && value >= 0;
   if (text === 'boolean') return typeof value === 'boolean';
   if (text === 'true') return value === true;
+  if (text.endsWith('[]')) return Array.isArray(value);
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
@@ -74,7 +77,7 @@ test('the message type names are those of src/protocol.rs', () => {
 test('each ai_* type carries the payload key the core gives it', () => {
   const shapes = typescriptShapes();
   const payload = rustPayloadKeys();
-  assert.equal(Object.keys(payload).length, 4);
+  assert.equal(Object.keys(payload).length, 6);
   for (const [type, key] of Object.entries(payload)) {
     assert.ok(shapes[type][key] && !shapes[type][key].optional, `${type} declares a required ${key}`);
   }
@@ -103,14 +106,22 @@ test('real server messages match the TypeScript types field by field', async () 
   server.notifyAIProgress('s', { percent: 1 });
   server.notifyAIComplete('s', { output: 'y' });
   server.notifyAIError('s', { message: 'z' });
-  await waitCount(9, 'the ai_* notifications');
+  server.notifyAIDelta('s', { jobId: 'j', text: 'tok' });
+  server.notifyAICancelled('s', { jobId: 'j' });
+  await waitCount(11, 'the ai_* notifications');
   const epoch = inbox.at(-1).epoch;
   send({ type: 'subscribe', sessionId: 's', since: { seq: 2, epoch } });
   send({ type: 'subscribe', channel: 'c', since: { seq: 0, epoch: 'another' } });
+  // A failed recovery of a session: the jobs snapshot instead of what was missed.
+  send({ type: 'subscribe', sessionId: 's', since: { seq: 0, epoch: 'another' } });
   send({ type: 'unsubscribe', sessionId: 's' });
   send({ type: 'unsubscribe', channel: 'c' });
   send({ type: 'unsubscribe' });
-  await waitCount(9 + 3 + 4, 'recovery and unsubscribe replies');
+  await waitCount(11 + 5 + 1 + 2 + 3, 'recovery and unsubscribe replies');
+  // Presence: the subscriber's own join, then its status change and the member list.
+  send({ type: 'subscribe', channel: 'p', presence: true });
+  send({ type: 'presence', channel: 'p', status: 'away' });
+  await waitCount(11 + 5 + 1 + 2 + 3 + 4, 'presence replies and events');
   ws.close();
   await server.close();
 

@@ -109,7 +109,8 @@ impl NativeServer {
     }
 
     /// The calls that send a message, as plain functions bound to this server:
-    /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, broadcast,
+    /// `{notifyAiStart, notifyAiProgress, notifyAiComplete, notifyAiError, notifyAiDelta,
+    /// notifyAiCancelled, broadcast,
     /// broadcastToUser, publish, send}`. Each takes the id (none for `broadcast`) and
     /// the message's JSON text, and throws `HERALD_<KIND>` errors. Each also has a form
     /// named `…Async` returning a promise, rejected with those errors: with a broker it
@@ -148,6 +149,8 @@ impl NativeServer {
             ("notifyAiProgress", herald::AiEvent::Progress),
             ("notifyAiComplete", herald::AiEvent::Complete),
             ("notifyAiError", herald::AiEvent::Error),
+            ("notifyAiDelta", herald::AiEvent::Delta),
+            ("notifyAiCancelled", herald::AiEvent::Cancelled),
         ];
         for (name, kind) in ai_kinds {
             self.add_async_sender(env, &mut senders, name, move |server, id, message| {
@@ -198,6 +201,18 @@ impl NativeServer {
     #[napi]
     pub fn history(&self, channel: String) -> Result<String, String> {
         self.server.history_json(&channel).map_err(herald_err)
+    }
+
+    /// A session's jobs as JSON text (`{"sessionId","seq","epoch","jobs":[…]}`).
+    #[napi]
+    pub fn jobs(&self, session_id: String) -> Result<String, String> {
+        self.server.jobs_json(&session_id).map_err(herald_err)
+    }
+
+    /// Who is in a channel as JSON text (`{channel, members, total, truncated}`).
+    #[napi]
+    pub fn presence(&self, channel: String) -> Result<String, String> {
+        self.server.presence_json(&channel).map_err(herald_err)
     }
 
     /// Installs (`callback` given) or removes (`null`) the host authorizer.

@@ -43,11 +43,14 @@ function defName(prop) {
 const CONFIG_INTERFACES = {
   Config: 'ServerOptions',
   HistoryConfig: 'HistoryOptions',
+  JobsConfig: 'JobsOptions',
+  AiConfig: 'AiOptions',
   AuthConfig: 'AuthOptions',
   RateLimitConfig: 'RateLimitOptions',
   TlsConfig: 'TlsOptions',
   BrokerConfig: 'BrokerOptions',
   RedisConfig: 'RedisOptions',
+  PresenceConfig: 'PresenceOptions',
 };
 
 describe('the contract', () => {

@@ -43,11 +43,14 @@ def snake(name: str) -> str:
 CONFIG_TYPES = {
     "Config": _types.ServerConfig,
     "HistoryConfig": _types.HistoryConfig,
+    "JobsConfig": _types.JobsConfig,
+    "AiConfig": _types.AiConfig,
     "AuthConfig": _types.AuthConfig,
     "RateLimitConfig": _types.RateLimitConfig,
     "TlsConfig": _types.TlsConfig,
     "BrokerConfig": _types.BrokerConfig,
     "RedisConfig": _types.RedisConfig,
+    "PresenceConfig": _types.PresenceConfig,
 }
 
 

@@ -718,6 +718,8 @@ FULL_CONFIG: Dict[str, Any] = {
     "max_channels": 10_000,
     "stats_client_limit": 100,
     "history": {"size": 10, "ttl_ms": 60_000, "max_bytes": 1 << 20},
+    "jobs": {"ttl_ms": 60_000, "max_per_session": 8, "max_text_bytes": 1 << 16, "max_bytes": 1 << 22},
+    "ai": {"delta_rollup_ms": 0},
     "auth": {
         "required": True,
         "jwt_secret": SECRET,
@@ -741,6 +743,7 @@ FULL_CONFIG: Dict[str, Any] = {
     "listen": True,
     # None keeps the in-memory broker; the Redis one is covered by test_broker.py.
     "broker": None,
+    "presence": {"enabled": True, "ttl_ms": 30_000, "max_members": 100},
 }
 
 
@@ -750,9 +753,12 @@ def test_every_typed_config_key_is_accepted_by_the_core(make_server: Any) -> Non
     assert set(FULL_CONFIG) == set(typed)
     nested = {
         "history": herald.HistoryConfig,
+        "jobs": herald.JobsConfig,
+        "ai": herald.AiConfig,
         "auth": herald.AuthConfig,
         "rate_limit": herald.RateLimitConfig,
         "tls": herald.TlsConfig,
+        "presence": herald.PresenceConfig,
     }
     for key, cls in nested.items():
         assert set(FULL_CONFIG[key]) == set(cls.__annotations__), key

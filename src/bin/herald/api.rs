@@ -3,7 +3,7 @@
 //! | request | body | does |
 //! | --- | --- | --- |
 //! | `POST /api/publish` | `{"channel", "data": {…}}` | `data` to the channel's subscribers |
-//! | `POST /api/notify/{start,progress,complete,error}` | `{"sessionId", …payload}` | `ai_start` & co. to a session, the other keys as the payload |
+//! | `POST /api/notify/{start,progress,delta,complete,error,cancelled}` | `{"sessionId", …payload}` | `ai_start` & co. to a session, the other keys as the payload |
 //! | `POST /api/broadcast` | `{"data": {…}, "userId"?}` | to every client, or to one user's |
 //! | `POST /api/send` | `{"clientId", "data": {…}}` | to one client |
 //! | `POST /api/batch` | `[{"op": "publish" \| "notify/progress" \| …, …the op's body}]` | each in order |
@@ -95,6 +95,8 @@ fn is_known(op: &str) -> bool {
             | "notify/progress"
             | "notify/complete"
             | "notify/error"
+            | "notify/delta"
+            | "notify/cancelled"
     )
 }
 
@@ -127,6 +129,8 @@ fn perform(server: &Server, op: &str, body: &str, not_payload: &[&str]) -> Resul
                 "notify/progress" => server.notify_ai_progress(&session, &payload),
                 "notify/complete" => server.notify_ai_complete(&session, &payload),
                 "notify/error" => server.notify_ai_error(&session, &payload),
+                "notify/delta" => server.notify_ai_delta(&session, &payload),
+                "notify/cancelled" => server.notify_ai_cancelled(&session, &payload),
                 other => Err(invalid(format!("unknown operation {other:?}"))),
             }
         }

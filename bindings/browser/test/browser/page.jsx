@@ -5,7 +5,7 @@
 import { StrictMode, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { HeraldClient } from '../../src/index.ts';
-import { useChannel, useHeraldClient, useJob } from '../../src/react.ts';
+import { useChannel, useHeraldClient, useJob, usePresence } from '../../src/react.ts';
 
 const report = (window.report = { seen: [], gaps: [], closes: [], states: [], connects: 0, react: { received: [] } });
 
@@ -40,6 +40,31 @@ function ReactProbe({ url }) {
   );
 }
 
+/** A streamed job under useJob: its status and text so far, and a Stop button. */
+function JobProbe({ url, sessionId }) {
+  const { client, state } = useHeraldClient(url, { minReconnectDelayMs: 20, maxReconnectDelayMs: 250 });
+  const job = useJob(client, sessionId);
+  return (
+    <div id="job-probe">
+      <span id="stream-state">{state}</span>
+      <span id="stream-status">{job.status}</span>
+      <pre id="stream-text">{job.status === 'idle' ? '' : (job.text ?? '')}</pre>
+      <button id="stream-stop" onClick={() => job.cancel()}>
+        Stop
+      </button>
+    </div>
+  );
+}
+
+window.mountJob = (url, sessionId) => {
+  const root = createRoot(document.getElementById('root'));
+  root.render(
+    <StrictMode>
+      <JobProbe url={url} sessionId={sessionId} />
+    </StrictMode>,
+  );
+};
+
 function Toggle({ url }) {
   const [shown, setShown] = useState(true);
   window.hideProbe = () => setShown(false);
@@ -55,4 +80,37 @@ window.mountReact = (url) => {
     </StrictMode>,
   );
   window.unmountReact = () => root.unmount();
+};
+
+/** Who is in `channel`, as usePresence sees it; `window.setPresenceStatus` changes our own status. */
+function PresenceProbe({ url, channel, userId }) {
+  const { client, state } = useHeraldClient(url, { userId, minReconnectDelayMs: 20, maxReconnectDelayMs: 250 });
+  const [status, setStatus] = useState(undefined);
+  window.setPresenceStatus = setStatus;
+  const presence = usePresence(client, channel, { status });
+  window.presenceClientId = client?.clientId;
+  return (
+    <div id="presence">
+      <span id="presence-state">{state}</span>
+      <span id="presence-ready">{String(presence.ready)}</span>
+      <span id="presence-total">{String(presence.total)}</span>
+      <ul>
+        {presence.members.map((m) => (
+          <li key={m.clientId} data-client={m.clientId} data-user={m.userId ?? ''} data-status={m.status}>
+            {m.userId ?? 'anonymous'}: {m.status}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+window.mountPresence = (url, channel, userId) => {
+  const root = createRoot(document.getElementById('root'));
+  root.render(
+    <StrictMode>
+      <PresenceProbe url={url} channel={channel} userId={userId} />
+    </StrictMode>,
+  );
+  window.unmountPresence = () => root.unmount();
 };

@@ -18,7 +18,17 @@ from ._auth import AuthDecision, AuthRequest, Decision
 from ._ffi import Status, library_path
 from ._logging import forward_logs
 from ._server import Authorizer, Event, EventStream, Message, Server, core_version
-from ._types import AuthConfig, HistoryConfig, RateLimitConfig, ServerConfig, TlsConfig
+from ._presence import Presence, PresenceMember
+from ._types import (
+    AiConfig,
+    AuthConfig,
+    HistoryConfig,
+    JobsConfig,
+    PresenceConfig,
+    RateLimitConfig,
+    ServerConfig,
+    TlsConfig,
+)
 from .errors import (
     BrokerUnavailableError,
     HeraldError,
@@ -55,9 +65,14 @@ __all__ = [
     "Decision",
     "ServerConfig",
     "HistoryConfig",
+    "JobsConfig",
+    "AiConfig",
     "AuthConfig",
     "RateLimitConfig",
     "TlsConfig",
+    "PresenceConfig",
+    "Presence",
+    "PresenceMember",
     "Status",
     "core_version",
     "forward_logs",

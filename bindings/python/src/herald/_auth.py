@@ -28,8 +28,10 @@ class AuthRequest:
 
     ``type == "subscribe"``: a connected client asked for a channel that neither its token,
     the channels granted on connect nor ``auth.public_channels`` allow. Set: ``client_id``,
-    ``user_id`` (``None`` for an anonymous client) and ``channel`` (``"session:S"`` for a
-    session).
+    ``user_id`` (``None`` for an anonymous client), ``channel`` (``"session:S"`` for a
+    session) and ``action``: ``"subscribe"``; ``"presence"`` when the client only asks who is
+    in the channel (allowing that does not subscribe it); or ``"cancel"`` when the client asks
+    to cancel a job of that session (``{"type": "cancel", "sessionId": ..., "jobId": ...}``).
 
     Fields that do not apply to the request's type are ``None`` (``query``/``headers``:
     empty). ``raw`` is the core's JSON object as received. ``token`` and ``headers`` may hold
@@ -47,6 +49,7 @@ class AuthRequest:
     client_id: Optional[str] = None
     user_id: Optional[str] = None
     channel: Optional[str] = None
+    action: Optional[str] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -65,6 +68,7 @@ class AuthRequest:
             client_id=data.get("clientId"),
             user_id=data.get("userId"),
             channel=data.get("channel"),
+            action=data.get("action"),
             raw=data,
         )
 

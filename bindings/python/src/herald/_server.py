@@ -33,6 +33,7 @@ from ._lifecycle import (
     _stop_handle,
     _tokens,
 )
+from ._presence import Presence
 from .errors import (
     HeraldError,
     InvalidArgumentError,
@@ -235,6 +236,25 @@ class Server:
         """Send an ``ai_error`` notification (field ``"error"``) to the session's subscribers."""
         _check(_ffi.lib().herald_notify_ai_error(self._handle(), _text(session_id, "session_id"), _json(error, "error")))
 
+    def notify_ai_delta(self, session_id: str, delta: Message) -> None:
+        """Send an ``ai_delta`` (field ``"delta"``): a piece of a job's token stream,
+        ``{"jobId": ..., "text": "..."}`` (``text`` required), appended to the job's text.
+
+        A subscriber that falls behind gets a job's consecutive deltas merged into one
+        instead of being evicted; one that arrives late gets the text so far in its
+        ``jobs_snapshot``.
+        """
+        _check(_ffi.lib().herald_notify_ai_delta(self._handle(), _text(session_id, "session_id"), _json(delta, "delta")))
+
+    def notify_ai_cancelled(self, session_id: str, cancelled: Message) -> None:
+        """Send an ``ai_cancelled`` (field ``"cancelled"``, e.g. ``{"jobId": ...}``): the job
+        ended because it was cancelled, typically after a ``cancel_requested`` event."""
+        _check(
+            _ffi.lib().herald_notify_ai_cancelled(
+                self._handle(), _text(session_id, "session_id"), _json(cancelled, "cancelled")
+            )
+        )
+
     # -- messaging ------------------------------------------------------------------------
 
     def broadcast(self, message: Message) -> None:
@@ -277,6 +297,31 @@ class Server:
         _check(_ffi.lib().herald_history(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
         history: List[Dict[str, Any]] = json.loads(_ffi.take_string(out))
         return history
+
+    def jobs(self, session_id: str) -> Dict[str, Any]:
+        """The session's jobs as ``{"sessionId", "seq", "epoch", "jobs": [...]}``: each job's
+        ``jobId`` (``None`` for the implicit one), ``state`` (running, complete, error,
+        cancelled), ``task``, ``progress``, ``text`` (its deltas so far), ``result`` /
+        ``error`` / ``cancelled``, ``startedAt`` and ``endedAt``, as of ``seq``. The same as
+        ``GET /api/jobs/{sessionId}``; for a page rendered on the server."""
+        out = ctypes.c_void_p()
+        _check(_ffi.lib().herald_jobs(self._handle(), _text(session_id, "session_id"), ctypes.byref(out)))
+        jobs: Dict[str, Any] = json.loads(_ffi.take_string(out))
+        return jobs
+
+    def presence(self, channel: str) -> Presence:
+        """Who is in ``channel``: every subscriber, with its user id and the status it set.
+
+        At most ``presence.max_members`` members are listed (``total`` counts them all). With
+        the Redis broker, the members of every node (this call then waits for Redis, and raises
+        :class:`herald.UnavailableError` when Redis does not answer).
+
+        Raises:
+            InvalidArgumentError: a bad channel name, or ``presence={"enabled": False}``.
+        """
+        out = ctypes.c_void_p()
+        _check(_ffi.lib().herald_presence(self._handle(), _text(channel, "channel"), ctypes.byref(out)))
+        return Presence.from_json(_ffi.take_string(out))
 
     # -- events ---------------------------------------------------------------------------
 

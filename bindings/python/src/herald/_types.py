@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from typing import List, Optional, TypedDict, Union
 
-__all__ = ["ServerConfig", "HistoryConfig", "AuthConfig", "RateLimitConfig", "TlsConfig"]
+__all__ = [
+    "ServerConfig",
+    "HistoryConfig",
+    "JobsConfig",
+    "AiConfig",
+    "AuthConfig",
+    "RateLimitConfig",
+    "TlsConfig",
+    "PresenceConfig",
+]
 
 
 class HistoryConfig(TypedDict, total=False):
@@ -14,6 +23,25 @@ class HistoryConfig(TypedDict, total=False):
     size: int
     ttl_ms: int
     max_bytes: int
+
+
+class JobsConfig(TypedDict, total=False):
+    """``jobs``: what is kept of each session's AI jobs for snapshots. ``ttl_ms`` (1 hour):
+    kept this long after a job ends; ``max_per_session`` (16); ``max_text_bytes`` (256 KiB
+    of streamed text per job, then ``truncated``); ``max_bytes`` (64 MiB across sessions,
+    memory broker)."""
+
+    ttl_ms: int
+    max_per_session: int
+    max_text_bytes: int
+    max_bytes: int
+
+
+class AiConfig(TypedDict, total=False):
+    """``ai``: ``delta_rollup_ms`` (0, off): a job's ``ai_delta``s made within this many ms go
+    out as one, for every subscriber (memory broker only)."""
+
+    delta_rollup_ms: int
 
 
 class AuthConfig(TypedDict, total=False):
@@ -73,6 +101,19 @@ class BrokerConfig(TypedDict, total=False):
     redis: RedisConfig
 
 
+class PresenceConfig(TypedDict, total=False):
+    """``presence``: every subscriber of a channel is a member with a status it sets.
+
+    ``enabled`` (True): ``False`` turns presence off. ``ttl_ms`` (30000): with the Redis
+    broker, a member whose node stopped refreshing it (killed) leaves after this long.
+    ``max_members`` (1000): members listed in one answer at most.
+    """
+
+    enabled: bool
+    ttl_ms: int
+    max_members: int
+
+
 class ServerConfig(TypedDict, total=False):
     """Keyword arguments of :class:`herald.Server`: the core's JSON configuration keys.
 
@@ -110,6 +151,8 @@ class ServerConfig(TypedDict, total=False):
     max_channels: int
     stats_client_limit: int
     history: HistoryConfig
+    jobs: JobsConfig
+    ai: AiConfig
     auth: AuthConfig
     allowed_origins: List[str]
     max_connections_per_ip: int
@@ -123,3 +166,4 @@ class ServerConfig(TypedDict, total=False):
     event_queue_bytes: int
     listen: bool
     broker: Optional[BrokerConfig]
+    presence: PresenceConfig
