@@ -466,6 +466,17 @@ enum herald_status herald_next_event(struct herald_server *server,
                                      char **event_json_out);
 
 /**
+ * Flow control: waits up to `timeout_ms` until every host call made before this one
+ * has been fanned out and every healthy client's backlog is under a quarter of its
+ * queue budget (`client_queue_size`, `client_queue_bytes`). `HERALD_OK` when drained,
+ * `HERALD_ERR_TIMEOUT` if not within the time, `HERALD_ERR_STOPPED` if the server stops.
+ * A client being closed does not count; one that stopped reading counts until the
+ * write-stall rule evicts it. With `timeout_ms` 0 it only looks, without blocking.
+ * Call it when the stats' `backpressure` is true, or between batches of a burst.
+ */
+enum herald_status herald_wait_drained(struct herald_server *server, uint32_t timeout_ms);
+
+/**
  * Stops the server gracefully and frees the handle, whatever the result: queued
  * messages are delivered, then every client gets close code 1001. The drop callbacks
  * of the event handler and the authorizer run (after their callbacks' last calls).

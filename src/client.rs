@@ -1,6 +1,7 @@
 //! One connected client as the rest of the core sees it: a bounded outbound queue,
 //! liveness, and a way to ask its connection to close.
 
+use crate::backlog::{BacklogGauge, Level};
 use crate::memory::MemoryGauge;
 use crate::transport::wire::Frame;
 use futures_util::task::AtomicWaker;
@@ -138,6 +139,8 @@ struct OutQueue {
     /// Bytes of `entries`.
     bytes: usize,
     closed: bool,
+    /// Where this client's backlog stands, as last counted in the backlog gauge.
+    level: Level,
 }
 
 /// How much may wait for one client.
@@ -164,6 +167,7 @@ pub(crate) struct Client {
     /// frames included; set by the connection.
     wire_bytes: AtomicUsize,
     memory: Arc<MemoryGauge>,
+    backlog: Arc<BacklogGauge>,
     /// Since when (server ms) bytes have waited for a socket that takes none; 0 if not.
     stalled_since_ms: AtomicU64,
     /// Wakes the connection's task: queued messages, a ping or a close request.
@@ -189,6 +193,7 @@ impl Client {
         remote_addr: SocketAddr,
         limits: QueueLimits,
         memory: Arc<MemoryGauge>,
+        backlog: Arc<BacklogGauge>,
         now_ms: u64,
     ) -> Arc<Client> {
         Arc::new(Client {
@@ -203,6 +208,7 @@ impl Client {
             byte_budget: limits.bytes,
             wire_bytes: AtomicUsize::new(0),
             memory,
+            backlog,
             stalled_since_ms: AtomicU64::new(0),
             waker: AtomicWaker::new(),
             close_request: Mutex::new(None),
@@ -244,6 +250,7 @@ impl Client {
             // seq, never a gap (the connection keeps taking from this queue until it
             // notices the close).
             queue.closed = true;
+            self.relevel(&mut queue);
             drop(queue);
             return if self.request_close(CloseReason::SlowConsumer) {
                 Delivery::Evicted
@@ -257,12 +264,31 @@ impl Client {
         }
         queue.entries.push_back(message);
         queue.bytes += bytes;
+        self.relevel(&mut queue);
         let was_empty = queue.entries.len() == 1;
         drop(queue);
         if was_empty {
             self.waker.wake();
         }
         Delivery::Queued
+    }
+
+    /// Counts this client's backlog level in the server's gauge; under the queue lock,
+    /// so the level always matches the queue. A client being closed holds nobody back.
+    fn relevel(&self, queue: &mut OutQueue) {
+        let healthy = !queue.closed && self.state() == STATE_OPEN;
+        let level = if healthy {
+            Level::of(
+                queue.entries.len(),
+                queue.bytes + self.wire_bytes.load(Ordering::Relaxed),
+                self.queue_capacity,
+                self.byte_budget,
+            )
+        } else {
+            Level::Drained
+        };
+        self.backlog.shift(queue.level, level);
+        queue.level = level;
     }
 
     fn over_budget(&self, queue: &OutQueue, bytes: usize) -> bool {
@@ -303,6 +329,7 @@ impl Client {
             // An idle client keeps no queue memory; a burst allocates again.
             queue.entries = VecDeque::new();
         }
+        self.relevel(&mut queue);
     }
 
     /// Refuses every further message; returns what was still queued.
@@ -314,6 +341,7 @@ impl Client {
         // `wire_bytes`: the memory guard calls this from another thread, and the
         // connection's `set_wire_bytes` would overwrite the move.)
         self.memory.sub_queued(std::mem::take(&mut queue.bytes));
+        self.relevel(&mut queue);
         std::mem::take(&mut queue.entries)
     }
 
@@ -324,6 +352,9 @@ impl Client {
             self.memory.add_queued(bytes - before);
         } else if before > bytes {
             self.memory.sub_queued(before - bytes);
+        }
+        if bytes != before {
+            self.relevel(&mut self.queue());
         }
     }
 
@@ -375,6 +406,7 @@ impl Client {
         *request = Some(reason);
         drop(request);
         self.state.store(STATE_CLOSING, Ordering::Relaxed);
+        self.relevel(&mut self.queue());
         self.waker.wake();
         true
     }
@@ -413,6 +445,7 @@ impl Client {
 
     pub fn mark_closed(&self) {
         self.state.store(STATE_CLOSED, Ordering::Relaxed);
+        self.relevel(&mut self.queue());
     }
 
     pub fn queued(&self) -> usize {

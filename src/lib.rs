@@ -10,6 +10,7 @@
 
 mod assets;
 mod auth;
+mod backlog;
 mod broker;
 mod client;
 mod config;

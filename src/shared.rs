@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub sockets: Arc<SocketLimits>,
     pub connection_closed: Notify,
     pub memory: Arc<MemoryGauge>,
+    /// Healthy clients over their backlog watermarks: what flow control reads.
+    pub backlog: Arc<crate::backlog::BacklogGauge>,
     /// The Redis broker; `None` with the in-memory one.
     pub broker: Option<Arc<dyn SharedBroker>>,
     /// Who is in each channel on this node.
@@ -95,6 +97,7 @@ impl Shared {
                 bytes: self.config.client_queue_bytes,
             },
             Arc::clone(&self.memory),
+            Arc::clone(&self.backlog),
             self.now_ms(),
         )
     }

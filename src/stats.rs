@@ -159,6 +159,10 @@ stats_keys! {
         Gauge max_memory,
         /// Host calls waiting for the dispatcher (bounded by publish_queue_size).
         Gauge publish_queue_depth,
+        /// Healthy clients over a quarter of their queue budget (what wait_drained waits for).
+        Gauge backlogged_clients,
+        /// Healthy clients holding more than half of their queue budget.
+        Gauge congested_clients,
         /// Events waiting for the host.
         Gauge events_queued,
         /// Estimated bytes of the events waiting for the host.
@@ -182,6 +186,8 @@ impl Gauges {
             memory_bytes: shared.memory.total() as u64,
             max_memory: shared.memory.limit() as u64,
             publish_queue_depth: shared.publish_queue_depth() as u64,
+            backlogged_clients: shared.backlog.over_low() as u64,
+            congested_clients: shared.backlog.over_high() as u64,
             events_queued: shared.events.len() as u64,
             events_queued_bytes: shared.events.bytes() as u64,
             events_dropped: shared.events.dropped(),
@@ -199,6 +205,9 @@ pub(crate) struct Snapshot<'a> {
     pub counters: &'a Counters,
     #[serde(flatten)]
     pub gauges: Gauges,
+    /// The host should slow down: a healthy client is over half of its queue budget,
+    /// or the publish queue is over half full.
+    pub backpressure: bool,
     pub clients: Vec<ClientSnapshot<'a>>,
     pub clients_listed: usize,
     pub port: u16,
@@ -260,6 +269,7 @@ impl Shared {
         let snapshot = Snapshot {
             counters: &self.counters,
             gauges: Gauges::read(self),
+            backpressure: crate::server::backpressure(self),
             clients_listed: listed.len(),
             clients: listed,
             port: self.port,

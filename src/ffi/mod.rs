@@ -674,6 +674,21 @@ pub unsafe extern "C" fn herald_next_event(
     })
 }
 
+/// Flow control: waits up to `timeout_ms` until every host call made before this one
+/// has been fanned out and every healthy client's backlog is under a quarter of its
+/// queue budget (`client_queue_size`, `client_queue_bytes`). `HERALD_OK` when drained,
+/// `HERALD_ERR_TIMEOUT` if not within the time, `HERALD_ERR_STOPPED` if the server stops.
+/// A client being closed does not count; one that stopped reading counts until the
+/// write-stall rule evicts it. With `timeout_ms` 0 it only looks, without blocking.
+/// Call it when the stats' `backpressure` is true, or between batches of a burst.
+#[no_mangle]
+pub extern "C" fn herald_wait_drained(
+    server: *mut herald_server,
+    timeout_ms: u32,
+) -> herald_status {
+    guard(|| lookup(server)?.wait_drained(Duration::from_millis(timeout_ms.into())))
+}
+
 /// Stops the server gracefully and frees the handle, whatever the result: queued
 /// messages are delivered, then every client gets close code 1001. The drop callbacks
 /// of the event handler and the authorizer run (after their callbacks' last calls).

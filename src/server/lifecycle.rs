@@ -108,6 +108,7 @@ impl Server {
                 broker.clone(),
             ),
             memory,
+            backlog: Default::default(),
             broker: broker.clone(),
             presence: Default::default(),
             counters,

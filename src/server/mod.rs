@@ -3,9 +3,12 @@
 //! (`lifecycle`, `dispatch`, `maintenance`).
 
 mod dispatch;
+mod flow;
 mod lifecycle;
 mod maintenance;
 mod sigpipe;
+
+pub(crate) use flow::backpressure;
 
 use crate::auth::{AuthDecision, Authorizer};
 use crate::error::{Error, ErrorKind, Result};

@@ -1,0 +1,162 @@
+//! Flow control for the host: a burst larger than a client's queue budget reaches
+//! every reading subscriber when the host waits for the clients to drain between
+//! batches, and evicts them when it does not.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use herald::{ErrorKind, Server};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const SUBSCRIBERS: usize = 10;
+const MESSAGES: u64 = 10_000;
+const BATCH: u64 = 500;
+/// About 200 bytes on the wire, as in the burst case reported: 10,000 of them are
+/// several times the default 1 MiB client budget.
+fn message(n: u64) -> String {
+    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(180))
+}
+
+async fn subscribers(server: &Server) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut client = connect(server, "").await;
+        subscribe(&mut client.ws, "channel", "burst").await;
+        clients.push(client);
+    }
+    wait_stats(server, |s| s["subscriptions"] == SUBSCRIBERS as u64).await;
+    clients
+}
+
+/// Reads until `MESSAGES` arrived or the connection closed; checks the order and
+/// returns how many arrived.
+fn read_all(mut client: Client) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut received = 0;
+        while received < MESSAGES {
+            match tokio::time::timeout(WAIT, client.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let m: Value = serde_json::from_str(&text).unwrap();
+                    received += 1;
+                    assert_eq!(m["n"], received, "in order, nothing missing");
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => break,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => panic!("no message for {WAIT:?} after {received}"),
+            }
+        }
+        received
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_every_reader_when_the_host_waits_for_drain() {
+    let server = start("");
+    let readers: Vec<_> = subscribers(&server)
+        .await
+        .into_iter()
+        .map(read_all)
+        .collect();
+    let host = server.clone();
+    let (elapsed, waits) = blocking(move || {
+        let started = Instant::now();
+        let mut waits = 0;
+        for n in 1..=MESSAGES {
+            host.publish("burst", &message(n)).unwrap();
+            if n % BATCH == 0 {
+                host.wait_drained(Duration::from_secs(5)).unwrap();
+                waits += 1;
+            }
+        }
+        (started.elapsed(), waits)
+    })
+    .await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), MESSAGES);
+    }
+    let stats = wait_stats(&server, |s| s["backloggedClients"] == 0).await;
+    assert_eq!(stats["evictions"], 0, "{stats}");
+    assert_eq!(stats["backpressure"], false, "{stats}");
+    eprintln!(
+        "burst with drain: {SUBSCRIBERS} x {MESSAGES} delivered in {elapsed:?} ({waits} waits)"
+    );
+    blocking(move || server.stop(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_burst_without_waiting_evicts() {
+    let server = start("");
+    let readers: Vec<_> = subscribers(&server)
+        .await
+        .into_iter()
+        .map(read_all)
+        .collect();
+    let host = server.clone();
+    blocking(move || {
+        for n in 1..=MESSAGES {
+            host.publish("burst", &message(n)).unwrap();
+        }
+    })
+    .await;
+    let mut complete = 0;
+    for reader in readers {
+        complete += usize::from(reader.await.unwrap() == MESSAGES);
+    }
+    let stats = wait_stats(&server, |s| s["evictions"].as_u64() > Some(0)).await;
+    assert!(complete < SUBSCRIBERS, "every reader kept up: {stats}");
+    eprintln!(
+        "burst without drain: {} of {SUBSCRIBERS} evicted, {complete} got everything",
+        stats["evictions"]
+    );
+    blocking(move || server.stop(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_raises_backpressure_and_times_the_wait_out() {
+    let server = start(r#"{"client_queue_size":64}"#);
+    let mut idle = connect(&server, "").await;
+    subscribe(&mut idle.ws, "channel", "burst").await;
+    wait_stats(&server, |s| s["subscriptions"] == 1).await;
+    // Drained with nobody behind: a look answers at once.
+    server.wait_drained(Duration::ZERO).unwrap();
+    // 16 KiB messages, paced, until the socket buffers are full and the queue passes
+    // half of its budget: the host sees backpressure before the client is evicted.
+    let pad = "x".repeat(16 * 1024);
+    let mut published = 0;
+    while !server.backpressure() {
+        assert!(
+            published < 2000,
+            "no backpressure after {published} messages"
+        );
+        published += 1;
+        server
+            .publish("burst", &format!(r#"{{"n":{published},"pad":"{pad}"}}"#))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let host = server.clone();
+    let error = blocking(move || host.wait_drained(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let stats: Value = serde_json::from_str(&server.stats_json().unwrap()).unwrap();
+    assert_eq!(stats["backpressure"], true, "{stats}");
+    assert_eq!(stats["backloggedClients"], 1, "{stats}");
+    assert_eq!(stats["evictions"], 0, "{stats}");
+    // Once it reads, the wait succeeds and it has everything.
+    let reader = read_all(idle);
+    let host = server.clone();
+    blocking(move || host.wait_drained(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(!server.backpressure());
+    reader.abort();
+    blocking(move || server.stop(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
