@@ -98,6 +98,16 @@ type Stats struct {
 	// PublishQueueDepth is the number of host calls waiting for the core's
 	// dispatcher, bounded by Config.PublishQueueSize.
 	PublishQueueDepth uint64 `json:"publishQueueDepth"`
+	// BackloggedClients is the number of healthy clients over a quarter of
+	// their queue budget: what WaitDrained waits for.
+	BackloggedClients uint64 `json:"backloggedClients"`
+	// CongestedClients is the number of healthy clients over half of their
+	// queue budget.
+	CongestedClients uint64 `json:"congestedClients"`
+	// Backpressure tells the host to slow down: a healthy client is over half
+	// of its queue budget, or the publish queue is over half full. Call
+	// WaitDrained while it is true.
+	Backpressure bool `json:"backpressure"`
 	// EventsQueued is the number of events waiting in the core for Events.
 	EventsQueued uint64 `json:"eventsQueued"`
 	// EventsQueuedBytes is the estimated size of those events, bounded by

@@ -486,6 +486,13 @@ export interface Stats {
   maxMemory: number;
   /** Host calls waiting for the core's dispatcher (bounded by `publishQueueSize`). */
   publishQueueDepth: number;
+  /** Healthy clients over a quarter of their queue budget: what `drain()` waits for. */
+  backloggedClients: number;
+  /** Healthy clients over half of their queue budget. */
+  congestedClients: number;
+  /** The host should slow down: a healthy client is over half of its queue budget, or the
+   * publish queue is over half full. Call `drain()` while it is true. */
+  backpressure: boolean;
   /** Events waiting to be emitted. */
   eventsQueued: number;
   /** Estimated bytes of the events waiting to be emitted (bounded by `event_queue_bytes`). */

@@ -107,6 +107,7 @@ _SIGNATURES = {
     "herald_authorize_reply": (_STATUS, [_HANDLE, c_uint64, c_char_p]),
     "herald_set_log_handler": (_STATUS, [c_int, LOG_CALLBACK, c_void_p, DROP_CALLBACK]),
     "herald_next_event": (_STATUS, [_HANDLE, c_uint32, _OUT_STRING]),
+    "herald_wait_drained": (_STATUS, [_HANDLE, c_uint32]),
     "herald_stop": (_STATUS, [_HANDLE, c_uint32]),
     "herald_last_error": (c_char_p, []),
     "herald_version": (c_char_p, []),

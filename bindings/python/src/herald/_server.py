@@ -279,6 +279,32 @@ class Server:
         """
         _check(_ffi.lib().herald_send(self._handle(), _text(client_id, "client_id"), _json(message, "message")))
 
+    # -- flow control ---------------------------------------------------------------------
+
+    def wait_drained(self, timeout: Optional[float] = 5.0) -> None:
+        """Block until the clients have read what was published: every call made before
+        this one is fanned out and every healthy client's backlog is under a quarter of its
+        queue budget (``client_queue_size`` / ``client_queue_bytes``).
+
+        Call it between batches of a burst, or whenever ``stats()["backpressure"]`` is true,
+        so fast publishing slows down to what the clients read instead of evicting them. A
+        client being closed does not count; one that stopped reading counts until the
+        write-stall rule evicts it (``heartbeat_timeout_ms``). ``timeout`` is in seconds
+        (``None``: no limit; ``0``: only look, without blocking). The GIL is released while
+        it waits.
+
+        Raises:
+            HeraldTimeoutError: (a ``TimeoutError``) not drained within ``timeout``.
+            StoppedError: the server stopped meanwhile.
+        """
+        timeout_ms = _timeout_ms(timeout)
+        _check(_ffi.lib().herald_wait_drained(self._handle(), timeout_ms))
+
+    async def drain(self, timeout: Optional[float] = 5.0) -> None:
+        """:meth:`wait_drained` without blocking the running event loop (runs it in a
+        worker thread)."""
+        await asyncio.to_thread(self.wait_drained, timeout)
+
     # -- introspection --------------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
