@@ -295,6 +295,15 @@ export interface CloseOptions {
   timeoutMs?: number;
 }
 
+/** Options of `server.drain()`. */
+export interface DrainOptions {
+  /**
+   * How long (ms) to wait for the clients to read before rejecting with
+   * `HERALD_TIMEOUT`. Default 5000; 0 only looks, without waiting.
+   */
+  timeoutMs?: number;
+}
+
 /** Fields common to every event. */
 export interface BaseEvent {
   /** The connection's id: use it with `server.send(clientId, message)`. */
@@ -771,6 +780,27 @@ export declare class HeraldServer extends EventEmitter {
   ref(): this;
   /** Let the process exit even though the server is open. Returns the server. */
   unref(): this;
+
+  /**
+   * Flow control: resolves once every call made before it has been fanned out
+   * and every healthy client's backlog is under a quarter of its queue budget
+   * (`clientQueueSize` / `clientQueueBytes`). A host that publishes faster than
+   * its clients read awaits it between batches, or whenever
+   * `getStats().backpressure` is true, instead of getting them evicted. A client
+   * being closed does not count; one that stopped reading counts until the
+   * write-stall rule evicts it (`heartbeatTimeoutMs`). Waits off the JS thread
+   * (on the libuv pool). With a broker, await the `…Async` calls first.
+   * Rejects with `HERALD_TIMEOUT` after `options.timeoutMs` (default 5000),
+   * `HERALD_STOPPED` if the server stops; throws `RangeError`
+   * (`ERR_OUT_OF_RANGE`) for a bad `timeoutMs`.
+   *
+   * @example
+   * for (const [i, message] of messages.entries()) {
+   *   server.publish('feed', message);
+   *   if (i % 500 === 499) await server.drain({ timeoutMs: 10000 });
+   * }
+   */
+  drain(options?: DrainOptions): Promise<void>;
 
   /**
    * Gracefully stops the server: connections get a close frame (code 1001) and

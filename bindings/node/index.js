@@ -65,6 +65,8 @@ const native = loadAddon();
 
 /** Default time `close()` gives connections to drain before forcing. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+/** Default time `drain()` waits for the clients to read before rejecting. */
+const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 
 /** Core event type -> EventEmitter event name. */
 const EVENT_NAMES = {
@@ -296,6 +298,28 @@ class HeraldServer extends EventEmitter {
   async sendAsync(clientId, message) {
     checkString('clientId', clientId);
     return this._senders.sendAsync(clientId, toJson('message', message));
+  }
+
+  /**
+   * Resolves once the clients have read what was published (see index.d.ts);
+   * rejects with `HERALD_TIMEOUT` after `options.timeoutMs` (default 5000).
+   */
+  drain(options) {
+    let timeoutMs = DEFAULT_DRAIN_TIMEOUT_MS;
+    if (options !== undefined && options !== null) {
+      if (typeof options !== 'object') {
+        throw typeError(`The "options" argument must be of type object. Received ${describe(options)}`);
+      }
+      if (options.timeoutMs !== undefined) {
+        if (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 0 || options.timeoutMs > 0xffffffff) {
+          const err = new RangeError('The "options.timeoutMs" option must be a non-negative integer');
+          err.code = 'ERR_OUT_OF_RANGE';
+          throw err;
+        }
+        timeoutMs = options.timeoutMs;
+      }
+    }
+    return this._native.waitDrained(timeoutMs);
   }
 
   getStats() {

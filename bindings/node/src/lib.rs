@@ -59,6 +59,7 @@
 mod args;
 mod async_calls;
 mod authorizer;
+mod drain;
 mod errors;
 mod events;
 mod lifecycle;

@@ -12,6 +12,7 @@ use napi_derive::napi;
 use crate::args::Utf8Arg;
 use crate::async_calls::{call_async, AsyncCalls};
 use crate::authorizer::AuthSink;
+use crate::drain::DrainTask;
 use crate::errors::{code_of, herald_err, js_error, thrown};
 use crate::events::{event_bit, EventSink};
 use crate::lifecycle::{CloseTask, HookHandle, TeardownSlot};
@@ -279,6 +280,18 @@ impl NativeServer {
     #[napi]
     pub fn unref(&self, env: Env) -> Result<()> {
         self.sink.set_ref(&env, false)
+    }
+
+    /// Resolves once every call made before it is fanned out and every healthy
+    /// client's backlog is under a quarter of its queue budget; rejects with
+    /// `HERALD_TIMEOUT` after `timeout_ms`, `HERALD_STOPPED` if the server stops.
+    /// Waits on the libuv pool, never on the JS thread.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn wait_drained(&self, timeout_ms: u32) -> AsyncTask<DrainTask> {
+        AsyncTask::new(DrainTask::new(
+            self.server.clone(),
+            Duration::from_millis(u64::from(timeout_ms)),
+        ))
     }
 
     /// Gracefully stops the server (waits at most `timeout_ms` before forcing).
