@@ -162,3 +162,85 @@ async fn a_client_that_does_not_read_raises_backpressure_and_times_the_wait_out(
         .await
         .unwrap();
 }
+
+/// The C ABI: `herald_wait_drained` answers OK, a timeout while a client does not read,
+/// and statuses for bad handles, never a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_wait_drained_reports_timeout_and_bad_handles_as_statuses() {
+    use herald::ffi::herald_status::*;
+    use herald::ffi::*;
+    use std::ffi::CString;
+    let config = CString::new(r#"{"port":0,"client_queue_size":64}"#).unwrap();
+    let mut handle: *mut herald_server = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated config and a writable out pointer.
+    assert_eq!(
+        unsafe { herald_start(config.as_ptr(), &mut handle) },
+        HERALD_OK
+    );
+    let address = handle as usize;
+    let server_port = {
+        let mut port = 0u16;
+        // SAFETY: a live handle and a writable out pointer.
+        assert_eq!(unsafe { herald_port(handle, &mut port) }, HERALD_OK);
+        port
+    };
+    let url = format!("ws://127.0.0.1:{server_port}/ws");
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut idle = Client {
+        ws,
+        id: String::new(),
+    };
+    next_json(&mut idle.ws).await; // the connection message
+    subscribe(&mut idle.ws, "channel", "burst").await;
+    assert_eq!(
+        herald_wait_drained(address as *mut herald_server, 0),
+        HERALD_OK
+    );
+    let channel = CString::new("burst").unwrap();
+    let pad = "x".repeat(16 * 1024);
+    let backpressure = || {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: a live handle and a writable out pointer; the string is freed below.
+        assert_eq!(
+            unsafe { herald_stats(address as *mut _, &mut out) },
+            HERALD_OK
+        );
+        // SAFETY: herald_stats wrote a NUL-terminated string.
+        let stats: Value =
+            serde_json::from_str(unsafe { std::ffi::CStr::from_ptr(out) }.to_str().unwrap())
+                .unwrap();
+        // SAFETY: a string from herald_stats, freed once.
+        unsafe { herald_string_free(out) };
+        stats["backpressure"] == true
+    };
+    let mut published = 0;
+    while !backpressure() {
+        assert!(
+            published < 2000,
+            "no backpressure after {published} messages"
+        );
+        published += 1;
+        let message = CString::new(format!(r#"{{"n":{published},"pad":"{pad}"}}"#)).unwrap();
+        // SAFETY: a live handle and NUL-terminated strings that outlive the call.
+        let status =
+            unsafe { herald_publish(address as *mut _, channel.as_ptr(), message.as_ptr()) };
+        assert_eq!(status, HERALD_OK);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let status = blocking(move || herald_wait_drained(address as *mut _, 200)).await;
+    assert_eq!(status, HERALD_ERR_TIMEOUT);
+    let reader = read_all(idle);
+    let status = blocking(move || herald_wait_drained(address as *mut _, 5000)).await;
+    assert_eq!(status, HERALD_OK);
+    reader.abort();
+    assert_eq!(
+        herald_wait_drained(std::ptr::null_mut(), 10),
+        HERALD_ERR_NULL_ARGUMENT
+    );
+    let stopped = blocking(move || herald_stop(address as *mut _, 5000)).await;
+    assert_eq!(stopped, HERALD_OK);
+    assert_eq!(
+        herald_wait_drained(address as *mut _, 10),
+        HERALD_ERR_INVALID_HANDLE
+    );
+}
