@@ -182,6 +182,14 @@ pub(crate) struct Client {
     pub messages_sent: AtomicU64,
 }
 
+impl Drop for Client {
+    /// A client dropped on a path that never closed it must not hold the host back.
+    fn drop(&mut self) {
+        let queue = self.queue.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.backlog.shift(queue.level, Level::Drained);
+    }
+}
+
 impl Client {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
