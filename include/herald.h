@@ -477,6 +477,16 @@ enum herald_status herald_next_event(struct herald_server *server,
 enum herald_status herald_wait_drained(struct herald_server *server, uint32_t timeout_ms);
 
 /**
+ * Writes 1 to `*backpressure_out` while the host should slow down (a healthy client is
+ * over half of its queue budget, or the publish queue is over half full), else 0. Cheap
+ * (two counters): poll it after publishing and call `herald_wait_drained` while it is 1.
+ *
+ * # Safety
+ * `backpressure_out` is NULL or writable.
+ */
+enum herald_status herald_backpressure(const struct herald_server *server, int *backpressure_out);
+
+/**
  * Stops the server gracefully and frees the handle, whatever the result: queued
  * messages are delivered, then every client gets close code 1001. The drop callbacks
  * of the event handler and the authorizer run (after their callbacks' last calls).

@@ -198,6 +198,16 @@ async fn herald_wait_drained_reports_timeout_and_bad_handles_as_statuses() {
     );
     let channel = CString::new("burst").unwrap();
     let pad = "x".repeat(16 * 1024);
+    let flag = || {
+        let mut on = -1;
+        // SAFETY: a live handle and a writable out pointer.
+        assert_eq!(
+            unsafe { herald_backpressure(address as *mut _, &mut on) },
+            HERALD_OK
+        );
+        on
+    };
+    assert_eq!(flag(), 0);
     let backpressure = || {
         let mut out = std::ptr::null_mut();
         // SAFETY: a live handle and a writable out pointer; the string is freed below.
@@ -227,12 +237,17 @@ async fn herald_wait_drained_reports_timeout_and_bad_handles_as_statuses() {
         assert_eq!(status, HERALD_OK);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    assert_eq!(flag(), 1);
     let status = blocking(move || herald_wait_drained(address as *mut _, 200)).await;
     assert_eq!(status, HERALD_ERR_TIMEOUT);
     let reader = read_all(idle);
     let status = blocking(move || herald_wait_drained(address as *mut _, 5000)).await;
     assert_eq!(status, HERALD_OK);
+    assert_eq!(flag(), 0);
     reader.abort();
+    // SAFETY: NULL is the case under test.
+    let status = unsafe { herald_backpressure(address as *mut _, std::ptr::null_mut()) };
+    assert_eq!(status, HERALD_ERR_NULL_ARGUMENT);
     assert_eq!(
         herald_wait_drained(std::ptr::null_mut(), 10),
         HERALD_ERR_NULL_ARGUMENT

@@ -689,6 +689,30 @@ pub extern "C" fn herald_wait_drained(
     guard(|| lookup(server)?.wait_drained(Duration::from_millis(timeout_ms.into())))
 }
 
+/// Writes 1 to `*backpressure_out` while the host should slow down (a healthy client is
+/// over half of its queue budget, or the publish queue is over half full), else 0. Cheap
+/// (two counters): poll it after publishing and call `herald_wait_drained` while it is 1.
+///
+/// # Safety
+/// `backpressure_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn herald_backpressure(
+    server: *const herald_server,
+    backpressure_out: *mut std::ffi::c_int,
+) -> herald_status {
+    guard(|| {
+        let on = lookup(server)?.backpressure();
+        // SAFETY: the caller passes NULL or a writable pointer.
+        unsafe {
+            write_out(
+                backpressure_out,
+                "backpressure_out",
+                std::ffi::c_int::from(on),
+            )
+        }
+    })
+}
+
 /// Stops the server gracefully and frees the handle, whatever the result: queued
 /// messages are delivered, then every client gets close code 1001. The drop callbacks
 /// of the event handler and the authorizer run (after their callbacks' last calls).
