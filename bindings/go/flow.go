@@ -61,3 +61,15 @@ func (s *Server) WaitDrained(ctx context.Context) error {
 		}
 	}
 }
+
+// Backpressure reports whether the host should slow down: a healthy client is
+// over half of its queue budget, or the publish queue is over half full. It
+// is cheap (two counters in the core): check it after publishing and call
+// WaitDrained while it is true.
+func (s *Server) Backpressure() (bool, error) {
+	var on C.int
+	err := s.call("backpressure", func(h *C.herald_server) Status {
+		return Status(C.herald_backpressure(h, &on))
+	})
+	return on != 0, err
+}

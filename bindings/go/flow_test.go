@@ -72,6 +72,9 @@ func TestWaitDrainedPacesABurstToASlowReader(t *testing.T) {
 	if stats.Evictions != 0 || stats.Backpressure || stats.BackloggedClients != 0 {
 		t.Fatalf("evictions=%d backpressure=%v backlogged=%d", stats.Evictions, stats.Backpressure, stats.BackloggedClients)
 	}
+	if on, err := srv.Backpressure(); err != nil || on {
+		t.Fatalf("Backpressure() = %v, %v after draining", on, err)
+	}
 	t.Logf("%d messages to a slow reader in %v", messages, time.Since(started))
 }
 
@@ -91,5 +94,8 @@ func TestWaitDrainedHonoursItsContextAndClose(t *testing.T) {
 	}
 	if err := srv.WaitDrained(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("WaitDrained after Close = %v, want ErrClosed", err)
+	}
+	if _, err := srv.Backpressure(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Backpressure after Close = %v, want ErrClosed", err)
 	}
 }

@@ -47,6 +47,7 @@ def test_drain_paces_a_burst_to_a_slow_reader(make_server: Callable[..., herald.
         assert stats["evictions"] == 0, stats
         assert stats["backpressure"] is False, stats
         assert stats["backloggedClients"] == 0, stats
+        assert server.backpressure is False
         assert time.monotonic() - started < 30
         await client.close()
 
@@ -55,6 +56,7 @@ def test_drain_paces_a_burst_to_a_slow_reader(make_server: Callable[..., herald.
 
 def test_wait_drained_looks_waits_and_checks_its_arguments(make_server: Callable[..., herald.Server]) -> None:
     server = make_server(client_queue_size=QUEUE)
+    assert server.backpressure is False
     server.wait_drained(timeout=0)  # nothing published: drained at once
     server.wait_drained()  # the default timeout
     with pytest.raises(herald.InvalidArgumentError):
@@ -62,3 +64,5 @@ def test_wait_drained_looks_waits_and_checks_its_arguments(make_server: Callable
     server.close()
     with pytest.raises(herald.StoppedError):
         server.wait_drained(timeout=1)
+    with pytest.raises(herald.StoppedError):
+        server.backpressure

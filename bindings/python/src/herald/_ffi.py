@@ -108,6 +108,7 @@ _SIGNATURES = {
     "herald_set_log_handler": (_STATUS, [c_int, LOG_CALLBACK, c_void_p, DROP_CALLBACK]),
     "herald_next_event": (_STATUS, [_HANDLE, c_uint32, _OUT_STRING]),
     "herald_wait_drained": (_STATUS, [_HANDLE, c_uint32]),
+    "herald_backpressure": (_STATUS, [_HANDLE, POINTER(c_int)]),
     "herald_stop": (_STATUS, [_HANDLE, c_uint32]),
     "herald_last_error": (c_char_p, []),
     "herald_version": (c_char_p, []),

@@ -281,6 +281,16 @@ class Server:
 
     # -- flow control ---------------------------------------------------------------------
 
+    @property
+    def backpressure(self) -> bool:
+        """``True`` while the host should slow down: a healthy client is over half of its queue
+        budget, or the publish queue is over half full. Cheap (two counters in the core): poll
+        it after publishing and :meth:`wait_drained` (or ``await`` :meth:`drain`) while it is
+        ``True``."""
+        on = ctypes.c_int()
+        _check(_ffi.lib().herald_backpressure(self._handle(), ctypes.byref(on)))
+        return bool(on.value)
+
     def wait_drained(self, timeout: Optional[float] = 5.0) -> None:
         """Block until the clients have read what was published: every call made before
         this one is fanned out and every healthy client's backlog is under a quarter of its
