@@ -666,6 +666,13 @@ export declare class HeraldServer extends EventEmitter {
 
   /** The bound port (useful with `port: 0`); still readable after close. */
   readonly port: number;
+  /**
+   * True while the host should slow down: a healthy client is over half of its
+   * queue budget, or the publish queue is over half full. Cheap (two counters
+   * in the core): check it after publishing and `await server.drain()` while
+   * it is true. False once the server is closed.
+   */
+  readonly backpressure: boolean;
   /** True until `close()` is called. */
   readonly listening: boolean;
 

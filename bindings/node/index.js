@@ -202,6 +202,11 @@ class HeraldServer extends EventEmitter {
     return this._native.port;
   }
 
+  /** True while the host should slow down: `await drain()` (see index.d.ts). */
+  get backpressure() {
+    return !this._native.closed && this._native.backpressure;
+  }
+
   /** True until `close()` is called. */
   get listening() {
     return !this._native.closed;

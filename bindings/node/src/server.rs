@@ -282,6 +282,12 @@ impl NativeServer {
         self.sink.set_ref(&env, false)
     }
 
+    /// True while the host should slow down (cheap: two counters in the core).
+    #[napi(getter)]
+    pub fn backpressure(&self) -> bool {
+        self.server.backpressure()
+    }
+
     /// Resolves once every call made before it is fanned out and every healthy
     /// client's backlog is under a quarter of its queue budget; rejects with
     /// `HERALD_TIMEOUT` after `timeout_ms`, `HERALD_STOPPED` if the server stops.

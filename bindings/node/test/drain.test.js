@@ -62,6 +62,7 @@ describe('drain()', () => {
       assert.equal(stats.evictions, 0);
       assert.equal(stats.backpressure, false);
       assert.equal(stats.backloggedClients, 0);
+      assert.equal(server.backpressure, false);
       reader.ws.terminate();
     } finally {
       await server.close();
@@ -70,6 +71,7 @@ describe('drain()', () => {
 
   it('checks its options and rejects once the server is closed', async () => {
     const server = await herald.start({ port: 0 });
+    assert.equal(server.backpressure, false);
     await server.drain({ timeoutMs: 0 }); // nothing published: drained at once
     assert.throws(() => server.drain({ timeoutMs: -1 }), RangeError);
     assert.throws(() => server.drain({ timeoutMs: 1.5 }), RangeError);
