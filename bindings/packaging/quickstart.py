@@ -156,7 +156,7 @@ def main() -> int:
             run(kind, code, workdir, args)
         except Exception as err:  # report every quick-start, then fail
             failed += 1
-            print(f"FAIL {kind}: {err}", file=sys.stderr)
+            print(f"FAIL {kind}: {type(err).__name__}: {err}", file=sys.stderr)
     return 1 if failed else 0
 
 
