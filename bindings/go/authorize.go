@@ -100,6 +100,10 @@ type AuthRequest struct {
 	// cancel a job of the session Channel names.
 	Action string
 
+	// TimeoutMs is how long the core waits for the answer before it denies
+	// the request (auth.authorizer_timeout_ms).
+	TimeoutMs uint64
+
 	// Raw is the request exactly as the core reported it, including any
 	// field this version of the binding does not map.
 	Raw json.RawMessage
@@ -306,6 +310,7 @@ type wireAuthRequest struct {
 	UserID      string            `json:"userId"`
 	Channel     string            `json:"channel"`
 	Action      string            `json:"action"`
+	TimeoutMs   uint64            `json:"timeoutMs"`
 }
 
 func parseAuthRequest(raw []byte) (AuthRequest, error) {
@@ -328,6 +333,7 @@ func parseAuthRequest(raw []byte) (AuthRequest, error) {
 		ClientID:    w.ClientID,
 		UserID:      w.UserID,
 		Channel:     w.Channel,
+		TimeoutMs:   w.TimeoutMs,
 		Action:      w.Action,
 		Raw:         json.RawMessage(raw),
 	}, nil

@@ -554,6 +554,8 @@ export interface ConnectAuthRequest {
   origin: string | null;
   /** The peer's address ("ip:port"). */
   remoteAddr: string;
+  /** The core denies the request if it is not answered within this many ms (`auth.authorizerTimeoutMs`). */
+  timeoutMs: number;
 }
 
 /**
@@ -577,6 +579,8 @@ export interface SubscribeAuthRequest {
    * when the client asks to cancel a job of that session.
    */
   action: 'subscribe' | 'presence' | 'cancel';
+  /** The core denies the request if it is not answered within this many ms. */
+  timeoutMs: number;
 }
 
 /** What an authorizer receives; switch on `type`. */

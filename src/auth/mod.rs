@@ -37,6 +37,9 @@ pub enum AuthRequest {
         headers: BTreeMap<String, String>,
         origin: Option<String>,
         remote_addr: String,
+        /// The core denies the request if it is not answered within this many ms
+        /// (`auth.authorizer_timeout_ms`), so a binding need not know the default.
+        timeout_ms: u64,
     },
     /// A client asked for a channel that neither its token nor the config allows, to
     /// subscribe to it or (for a session) to cancel one of its jobs.
@@ -49,6 +52,8 @@ pub enum AuthRequest {
         /// without subscribing: allowing it does not subscribe the client), or `cancel`
         /// (a client's request to cancel a job).
         action: AuthAction,
+        /// As for `connect`: the core denies it if not answered within this many ms.
+        timeout_ms: u64,
     },
 }
 
@@ -274,6 +279,7 @@ impl AuthGate {
                     headers: creds.headers.clone(),
                     origin: creds.origin.clone(),
                     remote_addr: remote.to_string(),
+                    timeout_ms: self.config.authorizer_timeout_ms,
                 })
                 .await;
             if !decision.allow {
@@ -345,6 +351,7 @@ impl AuthGate {
                     user_id: user_id.map(str::to_string),
                     channel: channel.to_string(),
                     action,
+                    timeout_ms: self.config.authorizer_timeout_ms,
                 })
                 .await
                 .allow

@@ -50,6 +50,7 @@ class AuthRequest:
     user_id: Optional[str] = None
     channel: Optional[str] = None
     action: Optional[str] = None
+    timeout_ms: Optional[int] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -69,6 +70,7 @@ class AuthRequest:
             user_id=data.get("userId"),
             channel=data.get("channel"),
             action=data.get("action"),
+            timeout_ms=data.get("timeoutMs"),
             raw=data,
         )
 

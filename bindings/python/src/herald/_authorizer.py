@@ -61,11 +61,17 @@ class _AuthGate:
             self.finish(request_id, AuthDecision(False, reason="the authorizer raised an exception"))
             return
         if inspect.isawaitable(result):
-            self.schedule(request_id, result, loop)
+            # The core says how long it waits: cancel the coroutine then.
+            timeout_s = self.timeout_s
+            if isinstance(request.timeout_ms, int) and request.timeout_ms > 0:
+                timeout_s = request.timeout_ms / 1000.0
+            self.schedule(request_id, result, loop, timeout_s)
         else:
             self.finish(request_id, result)
 
-    def schedule(self, request_id: int, awaitable: Any, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    def schedule(
+        self, request_id: int, awaitable: Any, loop: Optional[asyncio.AbstractEventLoop], timeout_s: float
+    ) -> None:
         """Run an async authorizer's coroutine on ``loop``; reply when it completes."""
         if loop is None:
             logger.error(
@@ -80,7 +86,7 @@ class _AuthGate:
         async def bounded() -> Any:
             # The core denies an unanswered request after auth.authorizer_timeout_ms; cancel
             # the coroutine then, rather than let it run on for nothing.
-            return await asyncio.wait_for(awaitable, self.timeout_s)
+            return await asyncio.wait_for(awaitable, timeout_s or None)
 
         coro = bounded()
         try:
@@ -93,9 +99,9 @@ class _AuthGate:
             return
         with self._pending_lock:
             self._pending.add(fut)
-        fut.add_done_callback(lambda f: self._async_done(request_id, f))
+        fut.add_done_callback(lambda f: self._async_done(request_id, f, timeout_s))
 
-    def _async_done(self, request_id: int, fut: "concurrent.futures.Future[Any]") -> None:
+    def _async_done(self, request_id: int, fut: "concurrent.futures.Future[Any]", timeout_s: float) -> None:
         # Runs on the loop's thread (or on the thread that cancelled the future).
         with self._pending_lock:
             self._pending.discard(fut)
@@ -107,7 +113,7 @@ class _AuthGate:
             self.finish(request_id, fut.result())
         elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             logger.warning(
-                "herald: async authorizer did not answer request %d within %g s; denied", request_id, self.timeout_s
+                "herald: async authorizer did not answer request %d within %g s; denied", request_id, timeout_s
             )
             self.finish(request_id, AuthDecision(False, reason="timeout"), quiet=True)
         else:
@@ -159,8 +165,9 @@ def _close_awaitable(awaitable: Any) -> None:
 
 
 def _authorizer_timeout_s(config: Mapping[str, Any]) -> float:
+    """The configured wait, until a request says the core's own (``timeoutMs``)."""
     auth = config.get("auth")
     ms = auth.get("authorizer_timeout_ms") if isinstance(auth, Mapping) else None
     if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms > 0:
         return float(ms) / 1000.0
-    return 5.0  # the core's default
+    return 0.0  # unknown yet: every request carries timeoutMs
