@@ -179,9 +179,10 @@ typedef void (*herald_log_callback)(void *user_data,
 
 /**
  * Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
- * "tokenUserId","query","headers","origin","remoteAddr"}` or `{"type":"subscribe","id",
- * "clientId","userId","channel"}`. Answer with `herald_authorize_reply`, from inside the
- * callback or later from any thread. `request_json` is valid only during the call.
+ * "tokenUserId","query","headers","origin","remoteAddr","timeoutMs"}` or
+ * `{"type":"subscribe","id","clientId","userId","channel","action","timeoutMs"}`. Answer
+ * with `herald_authorize_reply`, from inside the callback or later from any thread, within
+ * `timeoutMs` (else the core denies). `request_json` is valid only during the call.
  */
 typedef void (*herald_authorize_callback)(void *user_data,
                                           uint64_t request_id,

@@ -585,9 +585,10 @@ fn c_text(text: &str) -> CString {
 }
 
 /// Receives an authorization request as JSON: `{"type":"connect","id",…,"token",
-/// "tokenUserId","query","headers","origin","remoteAddr"}` or `{"type":"subscribe","id",
-/// "clientId","userId","channel"}`. Answer with `herald_authorize_reply`, from inside the
-/// callback or later from any thread. `request_json` is valid only during the call.
+/// "tokenUserId","query","headers","origin","remoteAddr","timeoutMs"}` or
+/// `{"type":"subscribe","id","clientId","userId","channel","action","timeoutMs"}`. Answer
+/// with `herald_authorize_reply`, from inside the callback or later from any thread, within
+/// `timeoutMs` (else the core denies). `request_json` is valid only during the call.
 pub type herald_authorize_callback = Option<
     unsafe extern "C" fn(user_data: *mut c_void, request_id: u64, request_json: *const c_char),
 >;
