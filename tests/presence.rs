@@ -7,7 +7,6 @@ mod common;
 use common::{connect, next_json, send, start, Client, Ws, WAIT};
 use herald::{AuthDecision, AuthRequest, Config, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -437,16 +436,8 @@ impl Doomed {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let port = common::herald_listening_port(child.stdout.take().unwrap())
+            .expect("herald printed no listening address");
         Doomed {
             child,
             port,

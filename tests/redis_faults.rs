@@ -13,7 +13,7 @@ use herald::{Config, ErrorKind, Server};
 use redis_server::Redis;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,13 +74,11 @@ impl NodeProcess {
                 stderr.lock().unwrap().push_str(&text);
             })
         };
-        let mut line = String::new();
-        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let port = common::herald_listening_port(child.stdout.take().unwrap());
         let _ = std::fs::remove_file(file);
-        let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-        match (read, port) {
-            (Ok(_), Some(port)) => Ok(NodeProcess { child, port }),
-            _ => {
+        match port {
+            Some(port) => Ok(NodeProcess { child, port }),
+            None => {
                 // It exited: the reason is on stderr.
                 let status = child.wait().unwrap();
                 drained.join().unwrap();

@@ -3,7 +3,7 @@
 mod common;
 use common::{next_json, send, WAIT};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,16 +44,8 @@ impl Herald {
 
     fn start_with(toml: &str, args: &[&str]) -> Herald {
         let (mut child, file) = spawn_herald(toml, args, Stdio::null());
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let port = common::herald_listening_port(child.stdout.take().unwrap())
+            .expect("herald printed no listening address");
         // It has read its config by the time it listens.
         let _ = std::fs::remove_file(file);
         Herald { child, port }

@@ -143,3 +143,12 @@ pub async fn http(port: u16, method: &str, path: &str, extra_headers: &str) -> H
         body: body.to_string(),
     }
 }
+
+/// The port in the `herald` binary's first stdout line (`listening on ADDR:PORT`), if it
+/// printed one before exiting.
+pub fn herald_listening_port(stdout: std::process::ChildStdout) -> Option<u16> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+    line.trim().rsplit(':').next().and_then(|p| p.parse().ok())
+}
