@@ -3,9 +3,12 @@
 
 use crate::backlog::{BacklogGauge, Level};
 use crate::memory::MemoryGauge;
-use crate::transport::wire::Frame;
+use crate::metrics::Stamp;
+use crate::transport::wire::{Frame, MAX_IOV};
+use crate::transport::write_pass::{self, RawFd};
 use futures_util::task::AtomicWaker;
 use std::collections::{vec_deque, VecDeque};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,12 +94,15 @@ pub(crate) enum Outbound {
     /// and counting it message by message against the queue would evict the very
     /// client it is meant to catch up.
     Replay(Vec<Frame>),
+    /// The unwritten end of a frame whose start a publisher wrote to the socket (see
+    /// `transport::write_pass`): it must follow on the wire before anything else.
+    Rest(Frame),
 }
 
 impl Outbound {
     pub fn message_count(&self) -> usize {
         match self {
-            Outbound::Message(_) => 1,
+            Outbound::Message(_) | Outbound::Rest(_) => 1,
             Outbound::Replay(messages) => messages.len(),
         }
     }
@@ -105,7 +111,9 @@ impl Outbound {
     /// queue's own memory per message, which dominates for small messages.
     pub fn byte_len(&self) -> usize {
         match self {
-            Outbound::Message(frame) => frame.wire_len() + QUEUED_MESSAGE_OVERHEAD,
+            Outbound::Message(frame) | Outbound::Rest(frame) => {
+                frame.wire_len() + QUEUED_MESSAGE_OVERHEAD
+            }
             Outbound::Replay(frames) => frames
                 .iter()
                 .map(|frame| frame.wire_len() + QUEUED_MESSAGE_OVERHEAD)
@@ -141,6 +149,30 @@ struct OutQueue {
     closed: bool,
     /// Where this client's backlog stands, as last counted in the backlog gauge.
     level: Level,
+    /// The connection's plain TCP socket, which a write pass may write to while the
+    /// connection is parked; `None` for TLS.
+    socket: Option<RawFd>,
+    /// The connection's task is parked with nothing of its own to write: whoever holds
+    /// this lock may write the queue to `socket` (the task unparks under it before it
+    /// writes anything, and parks again only with an empty writer).
+    writer_parked: bool,
+}
+
+/// The bytes a write pass may write for an entry: a replay is the connection's to
+/// write (it is rare: a recovery).
+fn pass_bytes(entry: &Outbound) -> Option<&[u8]> {
+    match entry {
+        Outbound::Message(frame) | Outbound::Rest(frame) => Some(frame.wire_bytes()),
+        Outbound::Replay(_) => None,
+    }
+}
+
+/// What a write pass wrote for one client.
+#[derive(Default)]
+pub(crate) struct Written {
+    pub messages: u32,
+    /// When the host made the oldest of them, for the latency histogram.
+    pub oldest_stamp: Option<Stamp>,
 }
 
 /// How much may wait for one client.
@@ -235,18 +267,18 @@ impl Client {
 
     /// Queues a message without waiting. A full queue (by count or by bytes) evicts the
     /// client: one slow reader must never hold up the others.
-    pub fn enqueue(&self, message: impl Into<Outbound>) -> Delivery {
+    pub fn enqueue(self: &Arc<Self>, message: impl Into<Outbound>) -> Delivery {
         self.push(message.into(), true)
     }
 
     /// [`Client::enqueue`] for one subscriber of a fan-out: the caller has added the
     /// bytes to the server-wide gauge once for all subscribers, and takes back those of
     /// the messages not queued.
-    pub fn enqueue_for_fanout(&self, message: Frame) -> Delivery {
+    pub fn enqueue_for_fanout(self: &Arc<Self>, message: Frame) -> Delivery {
         self.push(Outbound::Message(message), false)
     }
 
-    fn push(&self, message: Outbound, count_in_gauge: bool) -> Delivery {
+    fn push(self: &Arc<Self>, message: Outbound, count_in_gauge: bool) -> Delivery {
         let bytes = message.byte_len();
         let mut queue = self.queue();
         if queue.closed {
@@ -270,12 +302,14 @@ impl Client {
         if count_in_gauge {
             self.memory.add_queued(bytes);
         }
+        // Woken only when the queue goes from empty to non-empty; a parked connection is
+        // written by the write pass running on this thread, if one is.
+        let wake = queue.entries.is_empty() && !(queue.writer_parked && write_pass::defer(self));
         queue.entries.push_back(message);
         queue.bytes += bytes;
         self.relevel(&mut queue);
-        let was_empty = queue.entries.len() == 1;
         drop(queue);
-        if was_empty {
+        if wake {
             self.waker.wake();
         }
         Delivery::Queued
@@ -398,6 +432,115 @@ impl Client {
             0 => 0,
             since => now_ms.saturating_sub(since),
         }
+    }
+
+    /// Lets write passes write to the connection's plain TCP socket while it is parked.
+    pub fn allow_direct_writes(&self, socket: RawFd) {
+        self.queue().socket = Some(socket);
+    }
+
+    /// The connection's socket is closing: no write pass may use it again.
+    pub fn forget_socket(&self) {
+        let mut queue = self.queue();
+        queue.writer_parked = false;
+        queue.socket = None;
+    }
+
+    /// The connection is about to run: from now on only it writes to the socket.
+    pub fn unpark_writer(&self) {
+        self.queue().writer_parked = false;
+    }
+
+    /// The connection parks with nothing left to write: if nothing is queued either, a
+    /// write pass may write for it until it unparks.
+    pub fn park_writer(&self) {
+        let mut queue = self.queue();
+        queue.writer_parked = queue.socket.is_some() && !queue.closed && queue.entries.is_empty();
+    }
+
+    /// For a parked connection: writes what is queued to its socket with one `send`,
+    /// under the queue lock, so the connection cannot start writing meanwhile. What the
+    /// socket does not take stays queued (a frame cut short as its rest, first), and the
+    /// connection is unparked and woken to write it.
+    pub fn write_parked(
+        &self,
+        send: impl FnOnce(RawFd, &[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> Written {
+        let mut written = Written::default();
+        let mut queue = self.queue();
+        let (true, Some(socket), false) = (queue.writer_parked, queue.socket, queue.closed) else {
+            let waiting = !queue.entries.is_empty();
+            drop(queue);
+            if waiting {
+                self.waker.wake();
+            }
+            return written;
+        };
+        // An error is left to the connection, whose own write meets it.
+        let sent = if queue.entries.len() == 1 {
+            // The usual case, one publication: no room for many slices to fill.
+            match queue.entries.front().and_then(pass_bytes) {
+                Some(bytes) => send(socket, &[IoSlice::new(bytes)]).unwrap_or(0),
+                None => 0,
+            }
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, bytes) in slices
+                .iter_mut()
+                .zip(queue.entries.iter().map_while(pass_bytes))
+            {
+                *slot = IoSlice::new(bytes);
+                count += 1;
+            }
+            if count == 0 {
+                0
+            } else {
+                send(socket, &slices[..count]).unwrap_or(0)
+            }
+        };
+        let mut left = sent;
+        let mut freed = 0;
+        while left > 0 {
+            let Some(front) = queue.entries.front_mut() else {
+                break;
+            };
+            let (Outbound::Message(frame) | Outbound::Rest(frame)) = front else {
+                break;
+            };
+            if left < frame.wire_len() {
+                let rest = frame.rest_after(left);
+                freed += left;
+                *front = Outbound::Rest(rest);
+                break;
+            }
+            left -= frame.wire_len();
+            if let Outbound::Message(frame) = front {
+                written.oldest_stamp = written.oldest_stamp.or(frame.stamp());
+            }
+            written.messages += 1;
+            freed += front.byte_len();
+            queue.entries.pop_front();
+        }
+        queue.bytes -= freed;
+        self.memory.sub_queued(freed);
+        let waiting = !queue.entries.is_empty();
+        if waiting {
+            queue.writer_parked = false;
+        } else {
+            queue.entries = VecDeque::new();
+        }
+        self.relevel(&mut queue);
+        drop(queue);
+        if waiting {
+            self.waker.wake();
+        }
+        written
+    }
+
+    /// Wakes the connection's task.
+    pub fn wake(&self) {
+        self.waker.wake();
     }
 
     /// Registers the connection task to be woken by [`Client::enqueue`] and requests.

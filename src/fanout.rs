@@ -184,7 +184,7 @@ impl Fanout {
     /// Queues the session's jobs snapshot at `position` when it has any job.
     fn deliver_snapshot(
         &self,
-        client: &Client,
+        client: &Arc<Client>,
         target: &Target,
         position: &Position,
         jobs: Option<String>,
@@ -211,7 +211,7 @@ impl Fanout {
         jobs_reply(session, &position, jobs.as_deref())
     }
 
-    fn deliver(&self, client: &Client, message: impl Into<Outbound>) {
+    fn deliver(&self, client: &Arc<Client>, message: impl Into<Outbound>) {
         self.count_delivery(client, client.enqueue(message));
     }
 
@@ -224,13 +224,13 @@ impl Fanout {
     ) {
         let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
         self.memory.add_queued(clients.len() * bytes);
-        let mut refused = 0;
+        let mut not_queued = 0;
         for client in clients {
             let delivery = client.enqueue_for_fanout(frame.clone());
-            refused += usize::from(delivery != Delivery::Queued);
+            not_queued += usize::from(delivery != Delivery::Queued);
             self.count_delivery(client, delivery);
         }
-        self.memory.sub_queued(refused * bytes);
+        self.memory.sub_queued(not_queued * bytes);
     }
 
     fn count_delivery(&self, client: &Client, delivery: Delivery) {

@@ -178,7 +178,7 @@ mod tests {
     fn json(entry: &Outbound) -> serde_json::Value {
         match entry {
             Outbound::Message(frame) => serde_json::from_str(frame.as_str()).unwrap(),
-            Outbound::Replay(_) => panic!("a replay"),
+            Outbound::Replay(_) | Outbound::Rest(_) => panic!("not a message"),
         }
     }
 
@@ -285,7 +285,7 @@ mod tests {
                 .iter()
                 .map(|e| match e {
                     Outbound::Message(frame) => frame.clone(),
-                    Outbound::Replay(_) => unreachable!(),
+                    Outbound::Replay(_) | Outbound::Rest(_) => unreachable!(),
                 })
                 .collect();
             let before = outcome(&queue);

@@ -293,3 +293,39 @@ async fn over_max_memory_the_largest_queues_go_first() {
     assert_eq!(stats["writeStalls"], 0, "{stats}");
     drop(stalled);
 }
+
+/// Publications far larger than the socket's send buffer: writing them from the
+/// dispatcher's write pass gets only a frame's start onto the socket, and the
+/// connection writes the rest. Every message arrives whole and in order, to a reader
+/// that keeps up and to one that reads only at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_larger_than_the_send_buffer_arrive_whole_and_in_order() {
+    const MESSAGES: u64 = 60;
+    const PAD: usize = 96 * 1024;
+    let server = start(r#"{"socket_send_buffer":4096,"client_queue_bytes":16777216}"#);
+    let prompt = connect(&server, "?sessionId=big").await;
+    let late = connect(&server, "?sessionId=big").await;
+    wait_stats(&server, |s| s["subscriptions"] == 2).await;
+    let read_all = |mut client: Client| async move {
+        for n in 1..=MESSAGES {
+            let m = next_json(&mut client.ws).await;
+            assert_eq!(m["progress"]["n"], n, "in order, nothing missing");
+            let pad = m["progress"]["pad"].as_str().unwrap();
+            assert!(pad.len() == PAD && pad.bytes().all(|b| b == b'a' + (n % 26) as u8));
+        }
+    };
+    let reader = tokio::spawn(read_all(prompt));
+    for n in 1..=MESSAGES {
+        let pad = ((b'a' + (n % 26) as u8) as char).to_string().repeat(PAD);
+        server
+            .notify_ai_progress("big", &format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+        // One publication per dispatcher batch, so each meets a parked connection.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reader.await.unwrap();
+    // The late reader's socket filled long ago; it reads everything now.
+    tokio::time::timeout(WAIT, read_all(late))
+        .await
+        .expect("the late reader gets everything");
+}

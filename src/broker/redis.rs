@@ -29,6 +29,7 @@ use crate::jobs::{Job, JobStatus, JobUpdate};
 use crate::protocol::{OpenObject, Position, Since};
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
+use crate::transport::write_pass;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
@@ -40,6 +41,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Most PUB/SUB messages delivered in one write pass.
+const RECEIVE_BATCH: usize = 256;
 /// A channel's seq and epoch outlive its history by this much at least, so a client
 /// that comes back within a day learns its position is gone (a new epoch) rather than
 /// meeting a seq that restarted from 1.
@@ -815,6 +818,7 @@ impl RedisBroker {
         };
         let mut watched: HashMap<Arc<str>, usize> = HashMap::new();
         let mut first = Some(first);
+        let mut to_write = Vec::new();
         let mut backoff = MIN_BACKOFF;
         let mut restored = false;
         loop {
@@ -880,7 +884,24 @@ impl RedisBroker {
                     _ = shutdown.changed() => return,
                     _ = self.link_lost.notified() => break,
                     message = stream.next() => match message {
-                        Some(message) => self.receive(&shared, &message),
+                        Some(message) => {
+                            // What has arrived already is delivered in one write pass:
+                            // each socket written once for all of it.
+                            let ended = write_pass::run(&shared, &mut to_write, || {
+                                self.receive(&shared, &message);
+                                for _ in 1..RECEIVE_BATCH {
+                                    match stream.next().now_or_never() {
+                                        Some(Some(message)) => self.receive(&shared, &message),
+                                        Some(None) => return true,
+                                        None => break,
+                                    }
+                                }
+                                false
+                            });
+                            if ended {
+                                break;
+                            }
+                        }
                         None => break,
                     },
                     command = control.recv() => match command {

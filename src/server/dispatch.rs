@@ -6,6 +6,7 @@ use crate::protocol::{AiEvent, OpenObject};
 use crate::rollup::Rollup;
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
+use crate::transport::write_pass;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,12 +35,15 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
     let mut batch = Vec::with_capacity(DISPATCH_BATCH);
     let fanout = &shared.fanout;
     let mut rollup = Rollup::new(shared.config.ai.delta_rollup_ms);
+    let mut to_write = Vec::new();
     loop {
         let received = match rollup.next_due() {
             Some(due) => tokio::select! {
                 n = commands.recv_many(&mut batch, DISPATCH_BATCH) => n,
                 _ = tokio::time::sleep_until(due) => {
-                    rollup.flush_due(fanout, tokio::time::Instant::now());
+                    write_pass::run(&shared, &mut to_write, || {
+                        rollup.flush_due(fanout, tokio::time::Instant::now());
+                    });
                     continue;
                 }
             },
@@ -49,33 +53,38 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
             rollup.flush_all(fanout);
             return;
         }
-        for command in batch.drain(..) {
-            match command {
-                Command::Publish {
-                    channel,
-                    message,
-                    hold,
-                    job,
-                } => match job {
-                    Some((session, update)) if rollup.is_on() && update.event == AiEvent::Delta => {
-                        rollup.add(fanout, channel, session, update, hold);
+        // The batch's subscribers are written once each after it, from this thread.
+        write_pass::run(&shared, &mut to_write, || {
+            for command in batch.drain(..) {
+                match command {
+                    Command::Publish {
+                        channel,
+                        message,
+                        hold,
+                        job,
+                    } => match job {
+                        Some((session, update))
+                            if rollup.is_on() && update.event == AiEvent::Delta =>
+                        {
+                            rollup.add(fanout, channel, session, update, hold);
+                        }
+                        job => {
+                            // What the session holds goes first: its order never changes.
+                            rollup.flush(fanout, &channel);
+                            fanout.publish(&channel, message, hold, job);
+                        }
+                    },
+                    Command::Broadcast(message) => fanout.broadcast(&message),
+                    Command::Send { client_id, message } => {
+                        fanout.send(&client_id, message);
                     }
-                    job => {
-                        // What the session holds goes first: its order never changes.
-                        rollup.flush(fanout, &channel);
-                        fanout.publish(&channel, message, hold, job);
+                    Command::Barrier(done) => {
+                        // A stop delivers every call made before it, held deltas included.
+                        rollup.flush_all(fanout);
+                        let _ = done.send(());
                     }
-                },
-                Command::Broadcast(message) => fanout.broadcast(&message),
-                Command::Send { client_id, message } => {
-                    fanout.send(&client_id, message);
-                }
-                Command::Barrier(done) => {
-                    // A stop delivers every call made before it, held deltas included.
-                    rollup.flush_all(fanout);
-                    let _ = done.send(());
                 }
             }
-        }
+        });
     }
 }

@@ -12,6 +12,7 @@ use crate::stats::Counters;
 use crate::time::now_iso;
 use crate::transport::websocket::WebSocket;
 use crate::transport::wire::{WireIo, PING};
+use crate::transport::write_pass::RawFd;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::future::{poll_fn, Future};
@@ -49,6 +50,8 @@ pub(crate) struct Upgrade {
     pub max_message_size: usize,
     pub handshake: Handshake,
     pub remote: SocketAddr,
+    /// The plain TCP socket under the upgrade, which write passes may write to.
+    pub socket: Option<RawFd>,
 }
 
 /// Serves one connection from its upgrade to its close, in one task.
@@ -72,6 +75,7 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         max_message_size,
         handshake,
         remote,
+        socket,
     } = *upgrade;
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -113,6 +117,9 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         identity.grants,
         remote,
     );
+    if let Some(socket) = socket {
+        client.allow_direct_writes(socket);
+    }
     client.enqueue(protocol::connection(&client.id));
     shared.fanout.register(Arc::clone(&client));
     Counters::add(&shared.counters.total_connections, 1);
@@ -190,10 +197,20 @@ struct Connection {
     oldest_unsent: Option<Stamp>,
 }
 
+impl Drop for Connection {
+    /// However the task ends (a runtime dropping it too), no write pass may use the
+    /// socket once it is closed: forgotten before the fields (the socket) drop.
+    fn drop(&mut self) {
+        self.client.forget_socket();
+    }
+}
+
 impl Connection {
     /// Serves the connection until it must close, and says why.
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         self.client.register_waker(cx.waker());
+        // Write passes stay off the socket while this task may write to it.
+        self.client.unpark_writer();
         if let Some(reason) = self.client.close_requested() {
             return Poll::Ready(reason);
         }
@@ -211,7 +228,12 @@ impl Connection {
                 tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "write failed");
                 Poll::Ready(CloseReason::PeerGone)
             }
-            _ => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                // Nothing left to write: a write pass may write for it until it runs again.
+                self.client.park_writer();
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -423,9 +445,15 @@ impl Connection {
             self.credit_sent();
         } else {
             // An evicted or vanished client gets nothing more, and what it held is
-            // released now, not after the close handshake's grace period.
-            self.ws.get_mut().discard_unstarted_messages();
-            drop(left);
+            // released now, not after the close handshake's grace period; only the rest
+            // of a frame already started goes out, to keep the stream well-formed.
+            let wire = self.ws.get_mut();
+            wire.discard_unstarted_messages();
+            for entry in left {
+                if let Outbound::Rest(rest) = entry {
+                    wire.push_rest(&rest);
+                }
+            }
             self.client.set_wire_bytes(self.ws.get_ref().queued_bytes());
         }
         let frame = (reason != CloseReason::PeerGone).then(|| CloseFrame {
@@ -465,6 +493,7 @@ fn push_entry<S>(wire: &mut WireIo<S>, entry: Outbound, oldest: &mut Option<Stam
             wire.push_message(&frame)
         }
         Outbound::Replay(frames) => frames.iter().for_each(|frame| wire.push_message(frame)),
+        Outbound::Rest(rest) => wire.push_rest(&rest),
     }
     messages
 }
@@ -589,7 +618,7 @@ async fn subscribe(
 /// A client's request to cancel a job: allowed as a subscribe to the session would be
 /// (the authorizer sees `action: "cancel"`), then the host hears of it. Nothing is
 /// echoed: the job's end (`ai_cancelled`) is the host's to publish.
-async fn cancel(shared: &Shared, client: &Client, session_id: String, job_id: Option<String>) {
+async fn cancel(shared: &Shared, client: &Arc<Client>, session_id: String, job_id: Option<String>) {
     let channel = protocol::session_channel(&session_id);
     let (user, grants) = (client.user_id.as_deref(), &client.grants);
     let action = crate::auth::AuthAction::Cancel;
@@ -612,7 +641,7 @@ async fn cancel(shared: &Shared, client: &Client, session_id: String, job_id: Op
     });
 }
 
-fn reject(shared: &Shared, client: &Client, why: &str) {
+fn reject(shared: &Shared, client: &Arc<Client>, why: &str) {
     Counters::add(&shared.counters.invalid_messages, 1);
     client.enqueue(protocol::error("invalid_message", why));
 }

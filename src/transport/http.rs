@@ -5,6 +5,7 @@ use crate::protocol::{self, Since};
 use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::transport::connection::{self, Handshake, Upgrade};
+use crate::transport::write_pass::RawFd;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -30,6 +31,8 @@ pub(crate) async fn serve_socket<I>(
     shared: Arc<Shared>,
     io: I,
     remote: SocketAddr,
+    // The descriptor of a plain TCP socket, for write passes (`None` for TLS).
+    socket: Option<RawFd>,
     slot: SocketSlot,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -54,7 +57,7 @@ pub(crate) async fn serve_socket<I>(
                 let channel = channel.to_string();
                 return Ok(presence(shared, req.method(), req.headers(), &channel).await);
             }
-            Ok(route(shared, req, remote, &slot))
+            Ok(route(shared, req, remote, socket, &slot))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -92,11 +95,12 @@ fn route(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
+    socket: Option<RawFd>,
     slot: &SlotCell,
 ) -> Response<Body> {
     let path = req.uri().path();
     if path == shared.config.path {
-        return upgrade(shared, req, remote, slot);
+        return upgrade(shared, req, remote, socket, slot);
     }
     let Some(endpoint) = ENDPOINTS
         .iter()
@@ -386,6 +390,7 @@ fn upgrade(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
     remote: SocketAddr,
+    socket: Option<RawFd>,
     slot: &SlotCell,
 ) -> Response<Body> {
     let headers = req.headers();
@@ -470,6 +475,7 @@ fn upgrade(
         max_message_size: shared.config.max_message_size,
         handshake,
         remote,
+        socket,
     });
     tokio::spawn(connection::serve(shared, upgrade, slot));
 

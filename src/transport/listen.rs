@@ -79,8 +79,12 @@ pub(crate) async fn accept_loop(
         }
         let shared = Arc::clone(&shared);
         let Some(tls) = &tls else {
+            #[cfg(unix)]
+            let socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+            #[cfg(not(unix))]
+            let socket = None;
             tokio::spawn(crate::transport::http::serve_socket(
-                shared, tcp, remote, slot,
+                shared, tcp, remote, socket, slot,
             ));
             continue;
         };
@@ -89,7 +93,7 @@ pub(crate) async fn accept_loop(
             let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
             match tokio::time::timeout(timeout, handshake).await {
                 Ok(Ok(stream)) => {
-                    crate::transport::http::serve_socket(shared, stream, remote, slot).await
+                    crate::transport::http::serve_socket(shared, stream, remote, None, slot).await
                 }
                 Ok(Err(e)) => {
                     Counters::add(&shared.counters.tls_failures, 1);

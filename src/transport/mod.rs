@@ -7,3 +7,4 @@ pub(crate) mod listen;
 pub(crate) mod tls;
 pub(crate) mod websocket;
 pub(crate) mod wire;
+pub(crate) mod write_pass;

@@ -87,9 +87,18 @@ impl Frame {
     }
 
     /// The whole frame, header included, as it goes on the wire.
-    #[cfg(test)]
-    fn wire_bytes(&self) -> &[u8] {
+    pub fn wire_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The bytes of this frame after its first `written`, which went on the wire
+    /// already: raw bytes to write next, not a frame of their own (no text to read).
+    pub fn rest_after(&self, written: usize) -> Frame {
+        Frame {
+            bytes: self.bytes.slice(written..),
+            header_len: 0,
+            stamp: self.stamp,
+        }
     }
 }
 
@@ -97,7 +106,7 @@ impl Frame {
 pub(crate) const PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
 /// Most slices handed to one `writev`.
-const MAX_IOV: usize = 128;
+pub(crate) const MAX_IOV: usize = 128;
 /// Beyond this many queued control bytes (tungstenite's pongs and close replies),
 /// writes through [`AsyncWrite`] wait for the socket; tungstenite then keeps only the
 /// latest pong (RFC 6455 §5.5.3), so a peer that pings and never reads holds no more.
@@ -147,6 +156,12 @@ impl<S> WireIo<S> {
     /// Queues a message frame.
     pub fn push_message(&mut self, frame: &Frame) {
         self.push(frame.bytes.clone(), true);
+    }
+
+    /// Queues the rest of a frame already started on the wire: like a control frame,
+    /// it goes out even when the messages are dropped, so the stream stays well-formed.
+    pub fn push_rest(&mut self, rest: &Frame) {
+        self.push(rest.bytes.clone(), false);
     }
 
     /// Queues a control frame.

@@ -1,0 +1,114 @@
+//! Writing a batch of publications from the thread that fans them out.
+//!
+//! A connection's task writes its client's queue: a publisher queues and wakes it. For
+//! one publication to many idle subscribers that wake-up costs more than the write
+//! itself (a cross-thread wake, a task poll, a second trip through the queue). So while
+//! the dispatcher handles a batch of host calls, the subscribers whose queues go from
+//! empty to non-empty and whose connections are parked on a plain TCP socket are
+//! collected instead of woken; after the batch each gets one non-blocking `sendmsg` of
+//! everything queued for it, from this thread, under its queue lock (which keeps its
+//! own task from writing meanwhile). What a socket does not take stays queued and its
+//! task is woken to finish it, so a slow reader is handled exactly as before.
+
+use crate::client::Client;
+use crate::shared::Shared;
+use crate::stats::Counters;
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+#[cfg(unix)]
+pub(crate) use std::os::fd::RawFd;
+#[cfg(not(unix))]
+pub(crate) type RawFd = i32;
+
+thread_local! {
+    /// The pass running on this thread, if one is.
+    static PASS: RefCell<Option<Pass>> = const { RefCell::new(None) };
+}
+
+struct Pass {
+    shared: Arc<Shared>,
+    /// Clients to write after the batch.
+    collected: Vec<Arc<Client>>,
+}
+
+/// Runs `batch` under a pass, then writes each client it collected once. Reuses
+/// `buffer`'s allocation from one batch to the next.
+pub(crate) fn run<R>(
+    shared: &Arc<Shared>,
+    buffer: &mut Vec<Arc<Client>>,
+    batch: impl FnOnce() -> R,
+) -> R {
+    let pass = Pass {
+        shared: Arc::clone(shared),
+        collected: std::mem::take(buffer),
+    };
+    PASS.with(|p| *p.borrow_mut() = Some(pass));
+    // If the batch panics, the collected clients are woken, so nothing stays unwritten.
+    let guard = WakeOnUnwind;
+    let result = batch();
+    std::mem::forget(guard);
+    let Some(mut pass) = PASS.with(|p| p.borrow_mut().take()) else {
+        return result;
+    };
+    let mut sent = 0;
+    for client in pass.collected.drain(..) {
+        let written = client.write_parked(send_now);
+        if written.messages > 0 {
+            sent += u64::from(written.messages);
+            Counters::add(&client.messages_sent, u64::from(written.messages));
+            if let Some(stamp) = written.oldest_stamp {
+                pass.shared.latency.observe(stamp);
+            }
+        }
+    }
+    if sent > 0 {
+        Counters::add(&shared.counters.messages_sent, sent);
+    }
+    *buffer = pass.collected;
+    result
+}
+
+/// Takes `client`, whose connection is parked, into the pass running on this thread;
+/// false when none runs (the caller wakes the connection instead).
+pub(crate) fn defer(client: &Arc<Client>) -> bool {
+    PASS.with(|p| match p.borrow_mut().as_mut() {
+        Some(pass) => {
+            pass.collected.push(Arc::clone(client));
+            true
+        }
+        None => false,
+    })
+}
+
+struct WakeOnUnwind;
+
+impl Drop for WakeOnUnwind {
+    fn drop(&mut self) {
+        let Some(pass) = PASS.with(|p| p.borrow_mut().take()) else {
+            return;
+        };
+        for client in pass.collected {
+            client.unpark_writer();
+            client.wake();
+        }
+    }
+}
+
+/// One non-blocking `sendmsg` of `slices` on `socket`, which never raises SIGPIPE.
+/// `sendmsg` rather than `writev`: a socket call skips the file layer's position lock.
+#[cfg(unix)]
+fn send_now(socket: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: `socket` is the open socket of a parked connection: the caller holds its
+    // client's queue lock, and the connection closes the socket only after it has
+    // unparked under that lock, so the descriptor stays open for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
+    socket2::SockRef::from(&fd)
+        .send_vectored_with_flags(slices, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+#[cfg(not(unix))]
+fn send_now(_socket: RawFd, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
