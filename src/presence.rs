@@ -109,14 +109,38 @@ impl Listing {
 /// A member's client id and its JSON, as Redis keeps it.
 type IdAndJson = (String, String);
 
+/// One channel's local members, by client key.
+#[derive(Default)]
+struct Members {
+    locals: HashMap<u64, Local>,
+    /// How many of them want the channel's events: none (the usual case) spares a
+    /// join or leave the walk over every member.
+    watchers: usize,
+}
+
+impl Members {
+    fn set_events(&mut self, key: u64, events: bool) {
+        if let Some(local) = self.locals.get_mut(&key) {
+            if local.events != events {
+                local.events = events;
+                if events {
+                    self.watchers += 1;
+                } else {
+                    self.watchers -= 1;
+                }
+            }
+        }
+    }
+}
+
 /// The members on this node, per channel. Bounded by the subscriptions it holds.
 #[derive(Default)]
 pub(crate) struct Presence {
-    channels: Mutex<HashMap<Arc<str>, HashMap<u64, Local>>>,
+    channels: Mutex<HashMap<Arc<str>, Members>>,
 }
 
 impl Presence {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, HashMap<u64, Local>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Members>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -131,14 +155,15 @@ impl Presence {
     ) -> Option<Member> {
         let mut channels = self.lock();
         let members = channels.entry(Arc::clone(channel)).or_default();
-        if let Some(local) = members.get_mut(&client.key) {
+        if members.locals.contains_key(&client.key) {
             if let Some(events) = events {
-                local.events = events;
+                members.set_events(client.key, events);
             }
             return None;
         }
         let events = events.unwrap_or(false);
-        members.insert(
+        members.watchers += usize::from(events);
+        members.locals.insert(
             client.key,
             Local {
                 client: Arc::clone(client),
@@ -152,8 +177,9 @@ impl Presence {
     fn leave(&self, channel: &str, client: &Client) -> Option<Member> {
         let mut channels = self.lock();
         let members = channels.get_mut(channel)?;
-        let local = members.remove(&client.key)?;
-        if members.is_empty() {
+        let local = members.locals.remove(&client.key)?;
+        members.watchers -= usize::from(local.events);
+        if members.locals.is_empty() {
             channels.remove(channel);
         }
         Some(Member::of(client, &local.status))
@@ -162,20 +188,23 @@ impl Presence {
     /// Sets a member's status; `None` when the client is not a member.
     fn set_status(&self, channel: &str, client: &Client, status: &str) -> Option<Member> {
         let mut channels = self.lock();
-        let local = channels.get_mut(channel)?.get_mut(&client.key)?;
+        let local = channels.get_mut(channel)?.locals.get_mut(&client.key)?;
         local.status = status.into();
         Some(Member::of(client, status))
     }
 
     /// The local members that asked for the channel's events.
     fn watchers(&self, channel: &str) -> Vec<Arc<Client>> {
-        self.lock().get(channel).map_or_else(Vec::new, |members| {
-            members
-                .values()
-                .filter(|m| m.events)
-                .map(|m| Arc::clone(&m.client))
-                .collect()
-        })
+        let channels = self.lock();
+        let Some(members) = channels.get(channel).filter(|m| m.watchers > 0) else {
+            return Vec::new();
+        };
+        members
+            .locals
+            .values()
+            .filter(|m| m.events)
+            .map(|m| Arc::clone(&m.client))
+            .collect()
     }
 
     /// At most `limit` local members, in the order they joined.
@@ -187,6 +216,7 @@ impl Presence {
                 total: 0,
             };
         };
+        let members = &members.locals;
         let mut keys: Vec<&u64> = members.keys().collect();
         keys.sort_unstable();
         Listing {
@@ -208,6 +238,7 @@ impl Presence {
             .iter()
             .map(|(channel, members)| {
                 let listed = members
+                    .locals
                     .values()
                     .map(|m| {
                         let member = Member::of(&m.client, &m.status);
@@ -227,8 +258,11 @@ fn enabled(shared: &Shared) -> bool {
 /// Tells this node's watchers of `channel`, and with Redis every other node's.
 /// `through_redis`: also write the change (false when the caller wrote it already).
 async fn announce(shared: &Shared, channel: &str, action: Action, member: &Member) {
-    let frame = protocol::user_presence(channel, action.as_str(), &member.to_json());
     let watchers = shared.presence.watchers(channel);
+    if watchers.is_empty() && shared.broker.is_none() {
+        return; // nobody to tell
+    }
+    let frame = protocol::user_presence(channel, action.as_str(), &member.to_json());
     if !watchers.is_empty() {
         shared.fanout.fan_out(watchers.iter(), &frame);
     }
