@@ -29,6 +29,8 @@ fn now() -> u64 {
 }
 
 fn token(alg: Algorithm, key: &EncodingKey, claims: Value) -> String {
+    // jsonwebtoken signs through the provider Herald installs (ring).
+    herald::install_jwt_crypto_provider();
     encode(&Header::new(alg), &claims, key).unwrap()
 }
 

@@ -4,6 +4,7 @@
 //! callback or later from any thread (a JS main thread, a Go goroutine).
 
 pub(crate) mod jwt;
+mod jwt_ring;
 pub(crate) mod patterns;
 
 use crate::config::AuthConfig;
