@@ -153,8 +153,8 @@ fn stderr_layer() -> Option<BoxedLayer> {
 
 /// `HERALD_LOG`: comma-separated `target=level` directives and bare levels (`info`,
 /// `herald=debug`, `info,herald::transport=trace`, `off`), read as tracing's EnvFilter
-/// reads them, without its span and field filters (its regex engine would be a third of
-/// the logging code to build). Empty means errors only, as for EnvFilter.
+/// reads them, without its span and field filters (which need regex-automata, the largest
+/// crate the logging would build). Empty means errors only, as for EnvFilter.
 fn stderr_filter(spec: &str) -> Targets {
     let directives: Vec<&str> = spec
         .split(',')

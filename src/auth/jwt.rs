@@ -2,7 +2,7 @@
 //! The token's algorithm must match a configured key: no algorithm confusion.
 //! jsonwebtoken checks the token; its signatures are computed by ring (`jwt_ring.rs`).
 
-use super::jwt_ring;
+use super::{jwt_ring, public_key};
 use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind, Result};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -54,17 +54,8 @@ impl JwtVerifier {
             ));
         }
         if let Some(pem) = &auth.jwt_public_key {
-            let key = match DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                Ok(key) => (Algorithm::RS256, key),
-                Err(_) => match DecodingKey::from_ec_pem(pem.as_bytes()) {
-                    Ok(key) => (Algorithm::ES256, key),
-                    Err(e) => {
-                        return Err(invalid(format!(
-                        "auth.jwt_public_key is neither an RSA nor an EC public key in PEM: {e}"
-                    )))
-                    }
-                },
-            };
+            let key = public_key::from_pem(pem)
+                .map_err(|e| invalid(format!("auth.jwt_public_key: {e}")))?;
             keys.push(key);
         }
         if keys.is_empty() {

@@ -6,6 +6,7 @@
 pub(crate) mod jwt;
 mod jwt_ring;
 pub(crate) mod patterns;
+mod public_key;
 
 use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind, Result};
