@@ -152,7 +152,10 @@ AiOejqk9JF+jiHkT/QIDAQAB
         let pem = fixture("rsa_public.pem");
         let der = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).unwrap();
         for end in 0..der.as_ref().len() {
-            assert!(from_pem(&to_pem(&der.as_ref()[..end])).is_err(), "{end} bytes");
+            assert!(
+                from_pem(&to_pem(&der.as_ref()[..end])).is_err(),
+                "{end} bytes"
+            );
         }
     }
 
