@@ -41,6 +41,7 @@ mod fuzz_tests;
 pub mod ffi;
 
 pub use assets::StaticFiles;
+pub use auth::jwt::install_jwt_crypto_provider;
 pub use auth::{AuthAction, AuthDecision, AuthRequest, Authorizer};
 pub use config::{
     AiConfig, AuthConfig, BrokerConfig, Config, HistoryConfig, JobsConfig, PresenceConfig,

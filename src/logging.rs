@@ -1,7 +1,7 @@
 //! Herald's logs go two ways, both off by default:
 //!
-//! - to stderr when `HERALD_LOG` is set (tracing EnvFilter syntax): plain text, coloured
-//!   only when stderr is a terminal, or one JSON object a line with
+//! - to stderr when `HERALD_LOG` is set (`target=level` directives, e.g. `herald=debug`):
+//!   plain text, coloured only when stderr is a terminal, or one JSON object a line with
 //!   `HERALD_LOG_FORMAT=json`;
 //! - to the host's logger through [`set_log_handler`] (`herald_set_log_handler` in C),
 //!   which each binding routes into Python `logging`, Go `slog` or a Node callback.
@@ -20,6 +20,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -127,11 +128,7 @@ fn install() -> bool {
 type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 fn stderr_layer() -> Option<BoxedLayer> {
-    let filter = std::env::var("HERALD_LOG").ok()?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-        eprintln!("herald: ignoring invalid HERALD_LOG {filter:?}: {e}");
-        tracing_subscriber::EnvFilter::new("off")
-    });
+    let filter = stderr_filter(&std::env::var("HERALD_LOG").ok()?);
     let format = std::env::var("HERALD_LOG_FORMAT").unwrap_or_default();
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     Some(match format.as_str() {
@@ -151,6 +148,26 @@ fn stderr_layer() -> Option<BoxedLayer> {
                 .with_filter(filter)
                 .boxed()
         }
+    })
+}
+
+/// `HERALD_LOG`: comma-separated `target=level` directives and bare levels (`info`,
+/// `herald=debug`, `info,herald::transport=trace`, `off`), read as tracing's EnvFilter
+/// reads them, without its span and field filters (which need regex-automata, the largest
+/// crate the logging would build). Empty means errors only, as for EnvFilter.
+fn stderr_filter(spec: &str) -> Targets {
+    let directives: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Targets::new().with_default(LevelFilter::ERROR);
+    }
+    directives.join(",").parse().unwrap_or_else(|e| {
+        eprintln!("herald: ignoring invalid HERALD_LOG {spec:?}: {e}");
+        // No directive: nothing is logged.
+        Targets::new()
     })
 }
 
@@ -260,5 +277,32 @@ impl Visit for Message {
         } else {
             let _ = write!(self.fields, " {}={value:?}", field.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stderr_filter;
+    use tracing::Level;
+
+    #[test]
+    fn herald_log_reads_targets_levels_and_nonsense() {
+        let debug = stderr_filter("herald=debug");
+        assert!(debug.would_enable("herald::transport::connection", &Level::DEBUG));
+        assert!(!debug.would_enable("herald", &Level::TRACE));
+        assert!(!debug.would_enable("hyper", &Level::ERROR));
+        let mixed = stderr_filter(" info, herald::transport=trace ");
+        assert!(mixed.would_enable("hyper", &Level::INFO));
+        assert!(!mixed.would_enable("hyper", &Level::DEBUG));
+        assert!(mixed.would_enable("herald::transport::wire", &Level::TRACE));
+        assert!(!mixed.would_enable("herald::server", &Level::DEBUG));
+        let bare_target = stderr_filter("herald");
+        assert!(bare_target.would_enable("herald::fanout", &Level::TRACE));
+        assert!(!stderr_filter("off").would_enable("herald", &Level::ERROR));
+        let empty = stderr_filter("");
+        assert!(empty.would_enable("herald", &Level::ERROR));
+        assert!(!empty.would_enable("herald", &Level::WARN));
+        // Invalid: nothing at all rather than a guess.
+        assert!(!stderr_filter("herald=loud").would_enable("herald", &Level::ERROR));
     }
 }

@@ -35,6 +35,8 @@ fn assert_refused(reply: &HttpReply, client_id: &str, case: &str) {
 }
 
 fn user_jwt(sub: &str) -> String {
+    // jsonwebtoken signs through the provider Herald installs (ring).
+    herald::install_jwt_crypto_provider();
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -21,6 +21,17 @@ fn fixture(name: &str) -> String {
     .unwrap()
 }
 
+/// A private key fixture (PKCS#8 PEM) for signing test tokens.
+fn private_key(alg: Algorithm, name: &str) -> EncodingKey {
+    use rustls_pki_types::pem::PemObject;
+    let pem = fixture(name);
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_der(der.secret_pkcs8_der()),
+        _ => EncodingKey::from_ec_der(der.secret_pkcs8_der()),
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -29,6 +40,8 @@ fn now() -> u64 {
 }
 
 fn token(alg: Algorithm, key: &EncodingKey, claims: Value) -> String {
+    // jsonwebtoken signs through the provider Herald installs (ring).
+    herald::install_jwt_crypto_provider();
     encode(&Header::new(alg), &claims, key).unwrap()
 }
 
@@ -69,7 +82,6 @@ async fn expect_unauthorized(server: &herald::Server, query: &str) {
 
 #[tokio::test]
 async fn every_bad_token_is_closed_with_1008_and_counted() {
-    let rsa = fixture("rsa_private.pem");
     let server = secured(&json!({"auth": {"required": true, "jwt_secret": SECRET, "jwt_public_key": fixture("ec_public.pem")}}).to_string());
     let forged = token(
         Algorithm::HS256,
@@ -93,7 +105,7 @@ async fn every_bad_token_is_closed_with_1008_and_counted() {
     );
     let wrong_alg = token(
         Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(rsa.as_bytes()).unwrap(),
+        &private_key(Algorithm::RS256, "rsa_private.pem"),
         json!({"sub": "a", "exp": now() + 600}),
     );
     // Algorithm confusion: an HS256 token keyed with the (public) EC key's PEM text.
@@ -148,13 +160,7 @@ async fn rs256_es256_and_the_bearer_header_are_accepted() {
         let server = secured(
             &json!({"auth": {"required": true, "jwt_public_key": fixture(public)}}).to_string(),
         );
-        let pem = fixture(private);
-        let key = if alg == Algorithm::RS256 {
-            EncodingKey::from_rsa_pem(pem.as_bytes())
-        } else {
-            EncodingKey::from_ec_pem(pem.as_bytes())
-        }
-        .unwrap();
+        let key = private_key(alg, private);
         let jwt = token(alg, &key, json!({"sub": "bob", "exp": now() + 600}));
         let mut request = format!("ws://127.0.0.1:{}/ws", server.port())
             .into_client_request()

@@ -180,6 +180,8 @@ async fn jobs_over_http_follow_the_subscribe_rules_and_expire_after_their_ttl() 
 
 fn common_jwt(secret: &str, sub: &str, channels: &[&str]) -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};
+    // jsonwebtoken signs through the provider Herald installs (ring).
+    herald::install_jwt_crypto_provider();
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -75,8 +75,9 @@ def build_core() -> Path:
         "--profile", profile, "--message-format=json-render-diagnostics",
     ]
     progress(
-        "compiling the Rust core from source; this usually takes 3 to 6 minutes on 2 cores "
-        "(`pip install -v` shows cargo's progress; a prebuilt wheel needs no compiler)"
+        "compiling the Rust core from source; this usually takes 2 to 3 minutes on 2 cores, "
+        "more when they are busy (`pip install -v` shows cargo's progress; a prebuilt wheel "
+        "needs no compiler)"
     )
     print("herald: " + " ".join(cmd), file=sys.stderr, flush=True)
     started = time.monotonic()

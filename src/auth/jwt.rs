@@ -1,6 +1,8 @@
 //! JWT verification: HS256 with a secret, RS256 or ES256 with a PEM public key.
 //! The token's algorithm must match a configured key: no algorithm confusion.
+//! jsonwebtoken checks the token; its signatures are computed by ring (`jwt_ring.rs`).
 
+use super::{jwt_ring, public_key};
 use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind, Result};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -18,6 +20,17 @@ struct Claims {
     sub: String,
     #[serde(default)]
     channels: Vec<String>,
+}
+
+/// Makes ring jsonwebtoken's process-wide crypto provider, unless another provider was
+/// installed first (that one then checks Herald's tokens too). A server with a JWT key
+/// does this when it starts; call it before that only to sign tokens with jsonwebtoken in
+/// the same process. True when ring's provider is the one in use.
+pub fn install_jwt_crypto_provider() -> bool {
+    match jwt_ring::PROVIDER.install_default() {
+        Ok(()) => true,
+        Err(installed) => std::ptr::eq(installed, &jwt_ring::PROVIDER),
+    }
 }
 
 pub(crate) struct JwtVerifier {
@@ -41,22 +54,14 @@ impl JwtVerifier {
             ));
         }
         if let Some(pem) = &auth.jwt_public_key {
-            let key = match DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                Ok(key) => (Algorithm::RS256, key),
-                Err(_) => match DecodingKey::from_ec_pem(pem.as_bytes()) {
-                    Ok(key) => (Algorithm::ES256, key),
-                    Err(e) => {
-                        return Err(invalid(format!(
-                        "auth.jwt_public_key is neither an RSA nor an EC public key in PEM: {e}"
-                    )))
-                    }
-                },
-            };
+            let key = public_key::from_pem(pem)
+                .map_err(|e| invalid(format!("auth.jwt_public_key: {e}")))?;
             keys.push(key);
         }
         if keys.is_empty() {
             return Ok(None);
         }
+        install_jwt_crypto_provider();
         let mut validation = Validation::new(keys[0].0);
         validation.algorithms = keys.iter().map(|(alg, _)| *alg).collect();
         // A configured issuer or audience must be present in the token, not merely
@@ -91,8 +96,12 @@ impl JwtVerifier {
             .ok_or_else(|| format!("token algorithm {:?} is not accepted", header.alg))?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![*alg];
-        let data =
-            decode::<Claims>(token, key, &validation).map_err(|e| format!("invalid token: {e}"))?;
+        // jsonwebtoken panics when it has no provider: only if its placeholder was fixed as
+        // the default before any provider was installed. A client's token never crashes
+        // its connection task.
+        let decoded = std::panic::catch_unwind(|| decode::<Claims>(token, key, &validation))
+            .map_err(|_| "token verification failed: jsonwebtoken has no crypto provider")?;
+        let data = decoded.map_err(|e| format!("invalid token: {e}"))?;
         if data.claims.sub.is_empty() {
             return Err("token has an empty sub".into());
         }

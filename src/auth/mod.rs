@@ -4,7 +4,9 @@
 //! callback or later from any thread (a JS main thread, a Go goroutine).
 
 pub(crate) mod jwt;
+mod jwt_ring;
 pub(crate) mod patterns;
+mod public_key;
 
 use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind, Result};

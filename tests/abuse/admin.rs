@@ -14,6 +14,9 @@ pub const JWT_SECRET: &str = "abuse-suite-hs256-secret-0123456789";
 const ADMIN_TOKEN: &str = "abuse-admin-token-5f1c9e";
 
 fn user_token(sub: &str) -> String {
+    // jsonwebtoken signs through the provider Herald installs (ring); the server is
+    // in a child process, so this one installs it itself.
+    herald::install_jwt_crypto_provider();
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -72,7 +72,7 @@ if (release) args.push('--release');
 
 progress(
   `compiling the native addon from source (${release ? 'release' : 'debug'}); this usually takes ` +
-    `${release ? '3 to 6' : '1 to 3'} minutes on 2 cores (npm shows cargo's progress with --foreground-scripts)`,
+    `${release ? '2 to 4' : '1 to 3'} minutes on 2 cores (npm shows cargo's progress with --foreground-scripts)`,
 );
 console.error(`herald: ${cargo} ${args.join(' ')}`);
 const started = Date.now();
