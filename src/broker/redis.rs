@@ -901,6 +901,9 @@ impl RedisBroker {
                             if ended {
                                 break;
                             }
+                            // Let the connections the pass woke run before the next one
+                            // (they wait in this worker's LIFO slot, which is not stolen).
+                            tokio::task::yield_now().await;
                         }
                         None => break,
                     },

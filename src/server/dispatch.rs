@@ -86,5 +86,11 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
                 }
             }
         });
+        // A connection this batch woke (its socket did not take everything) waits in this
+        // worker's LIFO slot, which no other worker may steal: with more calls waiting,
+        // let it run first, or a busy dispatcher would starve it into eviction.
+        if !commands.is_empty() {
+            tokio::task::yield_now().await;
+        }
     }
 }
