@@ -24,7 +24,8 @@ pub(crate) enum Refusal {
 
 /// Held for as long as a socket is open (HTTP, then WebSocket); releases on drop.
 pub(crate) struct SocketSlot {
-    limits: Arc<SocketLimits>,
+    /// `None` once handed to a holder that releases it itself (see [`SocketSlot::detach`]).
+    limits: Option<Arc<SocketLimits>>,
     ip: IpAddr,
 }
 
@@ -54,22 +55,39 @@ impl SocketLimits {
         *count += 1;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(SocketSlot {
-            limits: Arc::clone(self),
+            limits: Some(Arc::clone(self)),
             ip,
         })
+    }
+
+    /// Gives back a slot taken for `ip` and detached from its guard.
+    pub fn release(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SocketSlot {
+    /// Turns the guard into a duty: the caller, which keeps the limits and the address
+    /// anyway, must call [`SocketLimits::release`] with them once. An open WebSocket
+    /// connection holds its slot this way, without 32 bytes of its own for it.
+    pub fn detach(mut self) -> IpAddr {
+        self.limits = None;
+        self.ip
     }
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut per_ip = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
+        if let Some(limits) = self.limits.take() {
+            limits.release(self.ip);
         }
-        self.limits.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -146,6 +164,17 @@ mod tests {
         let _s3 = limits.acquire(b).unwrap();
         assert_eq!(limits.acquire(b).err(), Some(Refusal::Total));
         drop(s1);
+        assert!(limits.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn a_detached_slot_counts_until_released() {
+        let limits = SocketLimits::new(1, 1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        limits.acquire(a).unwrap().detach();
+        assert_eq!(limits.acquire(a).err(), Some(Refusal::Total));
+        limits.release(a);
+        assert_eq!(limits.open(), 0);
         assert!(limits.acquire(a).is_ok());
     }
 

@@ -55,21 +55,70 @@ pub(crate) struct Upgrade {
 }
 
 /// Serves one connection from its upgrade to its close, in one task.
-pub(crate) async fn serve(shared: Arc<Shared>, upgrade: Box<Upgrade>, slot: SocketSlot) {
-    // An async fn keeps its arguments and every local for its whole life, and idle
-    // connections are most of a server's memory: what runs once (the upgrade, the
-    // authorizer, the URL's subscriptions, the close) runs in boxed futures that are
-    // freed when done, so the task holds little more than the open connection.
-    let Some(mut connection) = Box::pin(open(shared, upgrade)).await else {
-        return;
-    };
-    let reason = poll_fn(|cx| connection.poll_open(cx)).await;
-    Box::pin(connection.close(reason, slot)).await;
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    upgrade: Box<Upgrade>,
+    slot: SocketSlot,
+) -> impl Future<Output = ()> + Send {
+    Serve::Step(Box::pin(open(shared, upgrade, slot)))
+}
+
+/// A step that runs once (the upgrade, the authorizer, the URL's subscriptions, or the
+/// close); it yields the open connection, or nothing once the connection is over.
+type Step = Pin<Box<dyn Future<Output = Option<Box<Connection>>> + Send>>;
+
+/// The task of one connection. Idle connections are most of a server's memory, and a
+/// task's memory is its future, rounded up to 128 bytes with the runtime's bookkeeping:
+/// so the task holds one pointer (16 bytes with its vtable). What runs once runs in a
+/// boxed future freed when done; the open connection is boxed too, at its own size.
+enum Serve {
+    Step(Step),
+    Open(Box<Connection>),
+}
+
+/// A step for a task that is over: it allocates nothing (a zero-sized future), and
+/// keeps the task's future small (no third state).
+fn over() -> Step {
+    Box::pin(poll_fn(|_| Poll::Ready(None)))
+}
+
+impl Future for Serve {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Serve::Step(step) => match ready!(step.as_mut().poll(cx)) {
+                    Some(connection) => *this = Serve::Open(connection),
+                    None => {
+                        *this = Serve::Step(over());
+                        return Poll::Ready(());
+                    }
+                },
+                Serve::Open(connection) => {
+                    let reason = ready!(connection.poll_open(cx));
+                    let Serve::Open(connection) = std::mem::replace(this, Serve::Step(over()))
+                    else {
+                        unreachable!("matched as open above");
+                    };
+                    *this = Serve::Step(Box::pin(async move {
+                        connection.close(reason).await;
+                        None
+                    }));
+                }
+            }
+        }
+    }
 }
 
 /// Completes the upgrade, authenticates the client, registers it and makes the URL's
 /// subscriptions; `None` when the upgrade fails or the client is refused.
-async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> {
+async fn open(
+    shared: Arc<Shared>,
+    upgrade: Box<Upgrade>,
+    slot: SocketSlot,
+) -> Option<Box<Connection>> {
     let Upgrade {
         on_upgrade,
         max_message_size,
@@ -161,7 +210,10 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
     }
 
     let rate = RateLimiter::new(&shared.config.rate_limit);
-    Some(Connection {
+    // The connection releases the slot itself, from the client's address.
+    let slot_ip = slot.detach();
+    debug_assert_eq!(slot_ip, client.remote_addr.ip());
+    Some(Box::new(Connection {
         shared,
         client,
         ws,
@@ -170,7 +222,8 @@ async fn open(shared: Arc<Shared>, upgrade: Box<Upgrade>) -> Option<Connection> 
         peer_close: None,
         unsent: 0,
         oldest_unsent: None,
-    })
+        holds_slot: true,
+    }))
 }
 
 /// The socket under a connection: hyper's upgraded connection (TCP or TLS).
@@ -195,6 +248,8 @@ struct Connection {
     unsent: u32,
     /// The stamp of the oldest host message among them, observed once they are written.
     oldest_unsent: Option<Stamp>,
+    /// The socket still counts against the connection limits (global and per IP).
+    holds_slot: bool,
 }
 
 impl Drop for Connection {
@@ -202,10 +257,18 @@ impl Drop for Connection {
     /// socket once it is closed: forgotten before the fields (the socket) drop.
     fn drop(&mut self) {
         self.client.forget_socket();
+        self.release_slot();
     }
 }
 
 impl Connection {
+    /// Stops counting the socket against the connection limits (once).
+    fn release_slot(&mut self) {
+        if std::mem::take(&mut self.holds_slot) {
+            self.shared.sockets.release(self.client.remote_addr.ip());
+        }
+    }
+
     /// Serves the connection until it must close, and says why.
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         self.client.register_waker(cx.waker());
@@ -384,9 +447,9 @@ impl Connection {
 
     /// Closes the connection for `reason` (unless an earlier close request wins), then
     /// forgets the client and tells the host.
-    async fn close(mut self, reason: CloseReason, slot: SocketSlot) {
+    async fn close(mut self: Box<Self>, reason: CloseReason) {
         let peer_close = self.close_handshake(reason).await;
-        drop(slot);
+        self.release_slot();
         let (shared, client) = (&self.shared, &self.client);
         let channels = client
             .subscriptions
@@ -644,4 +707,21 @@ async fn cancel(shared: &Shared, client: &Arc<Client>, session_id: String, job_i
 fn reject(shared: &Shared, client: &Arc<Client>, why: &str) {
     Counters::add(&shared.counters.invalid_messages, 1);
     client.enqueue(protocol::error("invalid_message", why));
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "SIZES serve={} connection={} client={} rate={} ws={} wire={}",
+            size_of::<super::Serve>(),
+            size_of::<super::Connection>(),
+            size_of::<crate::client::Client>(),
+            size_of::<Option<crate::limits::RateLimiter>>(),
+            size_of::<super::WebSocket<super::UpgradedIo>>(),
+            size_of::<super::WireIo<super::UpgradedIo>>(),
+        );
+    }
 }
