@@ -209,7 +209,7 @@ async fn open(
         client.request_close(CloseReason::Shutdown);
     }
 
-    let rate = RateLimiter::new(&shared.config.rate_limit);
+    let rate = RateLimiter::new(&shared.config.rate_limit, shared.now_ms());
     // The connection releases the slot itself, from the client's address.
     let slot_ip = slot.detach();
     debug_assert_eq!(slot_ip, client.remote_addr.ip());
@@ -238,7 +238,7 @@ struct Connection {
     shared: Arc<Shared>,
     client: Arc<Client>,
     ws: WebSocket<UpgradedIo>,
-    rate: Option<RateLimiter>,
+    rate: RateLimiter,
     /// While a subscribe waits for the authorizer, reading pauses (the client's
     /// messages are answered in order) but writing goes on.
     in_flight: Option<InFlight>,
@@ -400,17 +400,15 @@ impl Connection {
     /// Handles one frame from the client; a reason to close ends the connection.
     fn on_message(&mut self, message: Message) -> Option<CloseReason> {
         let (shared, client) = (&self.shared, &self.client);
-        client.touch(shared.now_ms());
+        let now_ms = shared.now_ms();
+        client.touch(now_ms);
         let data = matches!(message, Message::Text(_) | Message::Binary(_));
         if data {
             Counters::add(&shared.counters.messages_received, 1);
         }
         // Control frames are traffic too: a ping flood costs the server a pong each.
         if !matches!(message, Message::Close(_)) {
-            let verdict = self.rate.as_mut().map_or(Verdict::Accept, |r| {
-                r.check(std::time::Instant::now(), &shared.config.rate_limit)
-            });
-            match verdict {
+            match self.rate.check(now_ms, &shared.config.rate_limit) {
                 Verdict::Accept => {}
                 Verdict::Refuse => {
                     Counters::add(&shared.counters.rate_limited, 1);
@@ -719,7 +717,7 @@ mod size_tests {
             size_of::<super::Serve>(),
             size_of::<super::Connection>(),
             size_of::<crate::client::Client>(),
-            size_of::<Option<crate::limits::RateLimiter>>(),
+            size_of::<crate::limits::RateLimiter>(),
             size_of::<super::WebSocket<super::UpgradedIo>>(),
             size_of::<super::WireIo<super::UpgradedIo>>(),
         );
