@@ -13,7 +13,7 @@ use crate::time::now_iso;
 use crate::transport::websocket::WebSocket;
 use crate::transport::wire::{WireIo, PING};
 use crate::transport::write_pass::RawFd;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -54,35 +55,42 @@ pub(crate) struct Upgrade {
     pub socket: Option<RawFd>,
 }
 
-/// Serves one connection from its upgrade to its close, in one task.
-pub(crate) fn serve(
+/// The socket a connection serves: the stream hyper upgraded (TCP or TLS), held
+/// directly rather than behind hyper's boxed, type-erased `Upgraded`.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for S {}
+
+/// Serves one connection over a socket of type `S` (the one the HTTP connection was
+/// served on) from its upgrade to its close, in one task.
+pub(crate) fn serve<S: Socket>(
     shared: Arc<Shared>,
     upgrade: Box<Upgrade>,
     slot: SocketSlot,
 ) -> impl Future<Output = ()> + Send {
-    Serve::Step(Box::pin(open(shared, upgrade, slot)))
+    Serve::Step(Box::pin(open::<S>(shared, upgrade, slot)))
 }
 
 /// A step that runs once (the upgrade, the authorizer, the URL's subscriptions, or the
 /// close); it yields the open connection, or nothing once the connection is over.
-type Step = Pin<Box<dyn Future<Output = Option<Box<Connection>>> + Send>>;
+type Step<S> = Pin<Box<dyn Future<Output = Option<Box<Connection<S>>>> + Send>>;
 
 /// The task of one connection. Idle connections are most of a server's memory, and a
 /// task's memory is its future, rounded up to 128 bytes with the runtime's bookkeeping:
 /// so the task holds one pointer (16 bytes with its vtable). What runs once runs in a
 /// boxed future freed when done; the open connection is boxed too, at its own size.
-enum Serve {
-    Step(Step),
-    Open(Box<Connection>),
+enum Serve<S> {
+    Step(Step<S>),
+    Open(Box<Connection<S>>),
 }
 
 /// A step for a task that is over: it allocates nothing (a zero-sized future), and
 /// keeps the task's future small (no third state).
-fn over() -> Step {
+fn over<S: Socket>() -> Step<S> {
     Box::pin(poll_fn(|_| Poll::Ready(None)))
 }
 
-impl Future for Serve {
+impl<S: Socket> Future for Serve<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -97,13 +105,13 @@ impl Future for Serve {
                     }
                 },
                 Serve::Open(connection) => {
-                    let reason = ready!(connection.poll_open(cx));
+                    let ending = ready!(connection.poll_open(cx));
                     let Serve::Open(connection) = std::mem::replace(this, Serve::Step(over()))
                     else {
                         unreachable!("matched as open above");
                     };
                     *this = Serve::Step(Box::pin(async move {
-                        connection.close(reason).await;
+                        connection.close(ending).await;
                         None
                     }));
                 }
@@ -114,11 +122,11 @@ impl Future for Serve {
 
 /// Completes the upgrade, authenticates the client, registers it and makes the URL's
 /// subscriptions; `None` when the upgrade fails or the client is refused.
-async fn open(
+async fn open<S: Socket>(
     shared: Arc<Shared>,
     upgrade: Box<Upgrade>,
     slot: SocketSlot,
-) -> Option<Box<Connection>> {
+) -> Option<Box<Connection<S>>> {
     let Upgrade {
         on_upgrade,
         max_message_size,
@@ -133,8 +141,20 @@ async fn open(
             return None;
         }
     };
-    let io = WireIo::new(TokioIo::new(upgraded));
+    // hyper holds the socket boxed behind a trait object (48 bytes in the connection,
+    // and a heap block of its own): taken back out, the connection holds it directly.
+    let parts = match upgraded.downcast::<TokioIo<S>>() {
+        Ok(parts) => parts,
+        Err(_) => {
+            tracing::error!(target: LOG_TARGET, %remote, "upgraded socket of an unexpected type");
+            return None;
+        }
+    };
+    let io = WireIo::new(parts.io.into_inner());
     let mut ws = WebSocket::server(io, max_message_size);
+    // What the client sent right after its upgrade request, which hyper read already,
+    // comes first.
+    ws.push_input(&parts.read_buf);
     // The credentials (every request header, the token) are needed only for the
     // authorizer: dropped as soon as it has answered.
     let Handshake {
@@ -219,31 +239,41 @@ async fn open(
         ws,
         rate,
         in_flight: None,
-        peer_close: None,
         unsent: 0,
         oldest_unsent: None,
         holds_slot: true,
     }))
 }
 
-/// The socket under a connection: hyper's upgraded connection (TCP or TLS).
-type UpgradedIo = TokioIo<Upgraded>;
+/// Why an open connection ends, with the close frame the peer sent if it sent one
+/// (handed to the close, not kept by every open connection).
+struct Ending {
+    reason: CloseReason,
+    peer_close: Option<CloseFrame>,
+}
+
+impl From<CloseReason> for Ending {
+    fn from(reason: CloseReason) -> Self {
+        Ending {
+            reason,
+            peer_close: None,
+        }
+    }
+}
 
 /// A subscribe waiting for the host's authorizer.
 type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// An open connection, served by one task: it reads the client's frames, answers them,
 /// and writes the client's queue, many frames per write.
-struct Connection {
+struct Connection<S> {
     shared: Arc<Shared>,
     client: Arc<Client>,
-    ws: WebSocket<UpgradedIo>,
+    ws: WebSocket<S>,
     rate: RateLimiter,
     /// While a subscribe waits for the authorizer, reading pauses (the client's
     /// messages are answered in order) but writing goes on.
     in_flight: Option<InFlight>,
-    /// Boxed: only a closing connection has one, and every idle one would carry the room.
-    peer_close: Option<Box<CloseFrame>>,
     /// Messages handed to the socket and not yet written.
     unsent: u32,
     /// The stamp of the oldest host message among them, observed once they are written.
@@ -252,7 +282,7 @@ struct Connection {
     holds_slot: bool,
 }
 
-impl Drop for Connection {
+impl<S> Drop for Connection<S> {
     /// However the task ends (a runtime dropping it too), no write pass may use the
     /// socket once it is closed: forgotten before the fields (the socket) drop.
     fn drop(&mut self) {
@@ -261,21 +291,23 @@ impl Drop for Connection {
     }
 }
 
-impl Connection {
+impl<S> Connection<S> {
     /// Stops counting the socket against the connection limits (once).
     fn release_slot(&mut self) {
         if std::mem::take(&mut self.holds_slot) {
             self.shared.sockets.release(self.client.remote_addr.ip());
         }
     }
+}
 
+impl<S: Socket> Connection<S> {
     /// Serves the connection until it must close, and says why.
-    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
         self.client.register_waker(cx.waker());
         // Write passes stay off the socket while this task may write to it.
         self.client.unpark_writer();
         if let Some(reason) = self.client.close_requested() {
-            return Poll::Ready(reason);
+            return Poll::Ready(reason.into());
         }
         if self.client.take_ping_request() {
             self.ws.get_mut().push_control(PING);
@@ -289,7 +321,7 @@ impl Connection {
         match written {
             Poll::Ready(Err(e)) => {
                 tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "write failed");
-                Poll::Ready(CloseReason::PeerGone)
+                Poll::Ready(CloseReason::PeerGone.into())
             }
             Poll::Ready(Ok(())) => {
                 // Nothing left to write: a write pass may write for it until it runs again.
@@ -314,7 +346,7 @@ impl Connection {
         }
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
         for _ in 0..READS_PER_POLL {
             if let Some(in_flight) = &mut self.in_flight {
                 if in_flight.as_mut().poll(cx).is_pending() {
@@ -327,28 +359,28 @@ impl Connection {
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     Counters::add(&self.shared.counters.oversized_messages, 1);
                     tracing::debug!(target: LOG_TARGET, client = %self.client.id, size, max_size, "closing: message too big");
-                    return Poll::Ready(CloseReason::MessageTooBig);
+                    return Poll::Ready(CloseReason::MessageTooBig.into());
                 }
                 Some(Err(WsError::Utf8(_))) => {
                     Counters::add(&self.shared.counters.protocol_errors, 1);
                     tracing::debug!(target: LOG_TARGET, client = %self.client.id, "closing: invalid UTF-8");
-                    return Poll::Ready(CloseReason::InvalidPayload);
+                    return Poll::Ready(CloseReason::InvalidPayload.into());
                 }
                 Some(Err(WsError::Protocol(e)))
                     if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
                 {
                     Counters::add(&self.shared.counters.protocol_errors, 1);
                     tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "closing: protocol error");
-                    return Poll::Ready(CloseReason::ProtocolError);
+                    return Poll::Ready(CloseReason::ProtocolError.into());
                 }
                 Some(Err(e)) => {
                     tracing::debug!(target: LOG_TARGET, client = %self.client.id, error = %e, "read failed");
-                    return Poll::Ready(CloseReason::PeerGone);
+                    return Poll::Ready(CloseReason::PeerGone.into());
                 }
-                None => return Poll::Ready(CloseReason::PeerGone),
+                None => return Poll::Ready(CloseReason::PeerGone.into()),
             };
-            if let Some(reason) = self.on_message(message) {
-                return Poll::Ready(reason);
+            if let Some(ending) = self.on_message(message) {
+                return Poll::Ready(ending);
             }
         }
         // A client that keeps sending yields to the others; it is polled again soon.
@@ -398,7 +430,7 @@ impl Connection {
     }
 
     /// Handles one frame from the client; a reason to close ends the connection.
-    fn on_message(&mut self, message: Message) -> Option<CloseReason> {
+    fn on_message(&mut self, message: Message) -> Option<Ending> {
         let (shared, client) = (&self.shared, &self.client);
         let now_ms = shared.now_ms();
         client.touch(now_ms);
@@ -423,7 +455,7 @@ impl Connection {
                 }
                 Verdict::Close => {
                     Counters::add(&shared.counters.rate_limit_closes, 1);
-                    return Some(CloseReason::RateLimited);
+                    return Some(CloseReason::RateLimited.into());
                 }
             }
         }
@@ -434,9 +466,11 @@ impl Connection {
                 client,
                 "binary frames are not supported; send JSON text",
             ),
-            Message::Close(frame) => {
-                self.peer_close = frame.map(Box::new);
-                return Some(CloseReason::PeerGone);
+            Message::Close(peer_close) => {
+                return Some(Ending {
+                    reason: CloseReason::PeerGone,
+                    peer_close,
+                });
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
@@ -445,8 +479,8 @@ impl Connection {
 
     /// Closes the connection for `reason` (unless an earlier close request wins), then
     /// forgets the client and tells the host.
-    async fn close(mut self: Box<Self>, reason: CloseReason) {
-        let peer_close = self.close_handshake(reason).await;
+    async fn close(mut self: Box<Self>, ending: Ending) {
+        let peer_close = self.close_handshake(ending).await;
         self.release_slot();
         let (shared, client) = (&self.shared, &self.client);
         let channels = client
@@ -480,7 +514,11 @@ impl Connection {
 
     /// Drains or drops the queue as `reason` says, sends the close frame and waits a
     /// moment for the peer's; returns the peer's close frame, if it sent one.
-    async fn close_handshake(&mut self, reason: CloseReason) -> Option<CloseFrame> {
+    async fn close_handshake(&mut self, ending: Ending) -> Option<CloseFrame> {
+        let Ending {
+            reason,
+            mut peer_close,
+        } = ending;
         self.client.request_close(reason);
         let reason = self.client.close_requested().unwrap_or(reason);
         let left = self.client.close_queue();
@@ -501,7 +539,7 @@ impl Connection {
                 matches!(tokio::time::timeout(CLOSE_GRACE, drain).await, Ok(Ok(())))
             };
             if !drained {
-                return self.peer_close.take().map(|frame| *frame);
+                return peer_close;
             }
             self.credit_sent();
         } else {
@@ -525,18 +563,18 @@ impl Connection {
         // Keep reading until the peer answers the close or goes: closing a socket with
         // unread input sends a TCP reset, which can destroy what the peer has not read
         // yet (a rate-limited client's errors and its close frame, say).
-        if self.peer_close.is_none() {
+        if peer_close.is_none() {
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
                 while let Some(Ok(message)) = poll_fn(|cx| self.ws.poll_next(cx)).await {
                     if let Message::Close(frame) = message {
-                        self.peer_close = frame.map(Box::new);
+                        peer_close = frame;
                         break;
                     }
                 }
             })
             .await;
         }
-        self.peer_close.take().map(|frame| *frame)
+        peer_close
     }
 }
 
@@ -712,14 +750,15 @@ mod size_tests {
     #[test]
     fn print_sizes() {
         use std::mem::size_of;
+        use tokio::net::TcpStream;
         eprintln!(
             "SIZES serve={} connection={} client={} rate={} ws={} wire={}",
-            size_of::<super::Serve>(),
-            size_of::<super::Connection>(),
+            size_of::<super::Serve<TcpStream>>(),
+            size_of::<super::Connection<TcpStream>>(),
             size_of::<crate::client::Client>(),
             size_of::<crate::limits::RateLimiter>(),
-            size_of::<super::WebSocket<super::UpgradedIo>>(),
-            size_of::<super::WireIo<super::UpgradedIo>>(),
+            size_of::<super::WebSocket<TcpStream>>(),
+            size_of::<super::WireIo<TcpStream>>(),
         );
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn serve_socket<I>(
                 let channel = channel.to_string();
                 return Ok(presence(shared, req.method(), req.headers(), &channel).await);
             }
-            Ok(route(shared, req, remote, socket, &slot))
+            Ok(route::<I>(shared, req, remote, socket, &slot))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -91,7 +91,7 @@ fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRou
     shared.config.http_routes.find(path)
 }
 
-fn route(
+fn route<I: connection::Socket>(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
@@ -100,7 +100,7 @@ fn route(
 ) -> Response<Body> {
     let path = req.uri().path();
     if path == shared.config.path {
-        return upgrade(shared, req, remote, socket, slot);
+        return upgrade::<I>(shared, req, remote, socket, slot);
     }
     let Some(endpoint) = ENDPOINTS
         .iter()
@@ -386,7 +386,8 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(
+/// Accepts a WebSocket upgrade of a connection served on a socket of type `I`.
+fn upgrade<I: connection::Socket>(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
     remote: SocketAddr,
@@ -477,7 +478,7 @@ fn upgrade(
         remote,
         socket,
     });
-    tokio::spawn(connection::serve(shared, upgrade, slot));
+    tokio::spawn(connection::serve::<I>(shared, upgrade, slot));
 
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
