@@ -14,8 +14,10 @@ use crate::memory::MemoryGauge;
 use crate::protocol::{self, OpenObject, Position, Since, Target};
 use crate::stats::Counters;
 use crate::transport::wire::Frame;
+use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -31,7 +33,7 @@ pub(crate) struct FanoutLimits {
 }
 
 pub(crate) struct Fanout {
-    clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
+    clients: RwLock<HashSet<ById>>,
     channels: Mutex<Channels>,
     /// The sessions' job state (memory broker); locked only under `channels`, so a
     /// snapshot and the channel's position always agree.
@@ -45,6 +47,32 @@ pub(crate) struct Fanout {
     /// its last. `None` with the in-memory broker (the channels' own logs).
     shared_broker: Option<Arc<dyn SharedBroker>>,
 }
+
+/// A client in the set of connected clients, found by its id: the set holds one
+/// pointer per client, not a copy of the id's handle beside it (idle clients are most
+/// of a server's memory).
+struct ById(Arc<Client>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the `str` it borrows as hashes, so lookups by id find it.
+        (*self.0.id).hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
 
 /// Free places in the channel table. Every channel is created with a place taken
 /// here; clients may not take the last tenth, so they can never lock the host out, and
@@ -251,7 +279,7 @@ impl Fanout {
         self.clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(Arc::clone(&client.id), client);
+            .replace(ById(client));
     }
 
     /// Removes a client and all its subscriptions.
@@ -259,7 +287,7 @@ impl Fanout {
         self.clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&client.id);
+            .remove(&*client.id);
         let mut channels = self.channels();
         let subscribed = std::mem::take(
             &mut *client
@@ -277,15 +305,15 @@ impl Fanout {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .cloned()
+            .map(|found| Arc::clone(&found.0))
     }
 
     pub fn clients(&self) -> Vec<Arc<Client>> {
         self.clients
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|found| Arc::clone(&found.0))
             .collect()
     }
 
@@ -746,7 +774,7 @@ impl Fanout {
 
     pub fn broadcast(&self, text: &Frame) {
         let clients = self.clients.read().unwrap_or_else(|p| p.into_inner());
-        self.fan_out(clients.values(), text);
+        self.fan_out(clients.iter().map(|found| &found.0), text);
     }
 
     /// Queues for one client; false when it is not connected.
