@@ -74,6 +74,39 @@ impl PartialEq for ById {
 
 impl Eq for ById {}
 
+/// A client among a channel's subscribers, found by its key: one pointer per
+/// subscriber, like [`ById`].
+struct ByKey(Arc<Client>);
+
+impl Borrow<u64> for ByKey {
+    fn borrow(&self) -> &u64 {
+        &self.0.key
+    }
+}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the `u64` it borrows as hashes, so lookups by key find it.
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+/// A channel's subscribers, as clients.
+// `ById` and `ByKey` hash a client's id and key, which never change: the client's
+// interior mutability does not touch them.
+#[allow(clippy::mutable_key_type)]
+fn subscribers(set: &HashSet<ByKey>) -> impl ExactSizeIterator<Item = &Arc<Client>> {
+    set.iter().map(|found| &found.0)
+}
+
 /// Free places in the channel table. Every channel is created with a place taken
 /// here; clients may not take the last tenth, so they can never lock the host out, and
 /// a host publication takes its place when it is submitted, so a full table is an error
@@ -133,7 +166,7 @@ struct Channels {
 struct Channel {
     /// The map's key, shared with every subscriber's list of channels.
     name: Arc<str>,
-    subscribers: HashMap<u64, Arc<Client>>,
+    subscribers: HashSet<ByKey>,
     log: ChannelLog,
     /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
     pinned: usize,
@@ -380,10 +413,7 @@ impl Fanout {
                 self.deliver_snapshot(client, target, &position, jobs);
             }
         }
-        let newly_subscribed = channel
-            .subscribers
-            .insert(client.key, Arc::clone(client))
-            .is_none();
+        let newly_subscribed = channel.subscribers.insert(ByKey(Arc::clone(client)));
         if newly_subscribed {
             channels.subscriptions += 1;
             client.add_subscription(Arc::clone(&name));
@@ -596,9 +626,7 @@ impl Fanout {
             });
             true
         } else {
-            ch.subscribers
-                .insert(client.key, Arc::clone(client))
-                .is_none()
+            ch.subscribers.insert(ByKey(Arc::clone(client)))
         };
         if newly_subscribed {
             channels.subscriptions += 1;
@@ -626,7 +654,7 @@ impl Fanout {
         let gap = known && !(same_epoch && publication.seq == ch.log.seq + 1);
         if gap {
             let waiting = ch.pending.iter().filter(|p| p.after.is_some());
-            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+            for client in subscribers(&ch.subscribers).chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -639,17 +667,18 @@ impl Fanout {
         let frame = publication
             .body
             .close_with_position(publication.seq, &publication.epoch);
-        for client in ch.subscribers.values() {
+        for client in subscribers(&ch.subscribers) {
             self.deliver(client, frame.clone());
         }
         if ch.pending.is_empty() {
             return;
         }
-        let subscribers = &mut ch.subscribers;
+        #[allow(clippy::mutable_key_type)] // see `subscribers`
+        let live = &mut ch.subscribers;
         ch.pending.retain_mut(|pending| match pending.after {
             Some(after) if !gap && publication.seq > after => {
                 self.deliver(&pending.client, frame.clone());
-                subscribers.insert(pending.key, Arc::clone(&pending.client));
+                live.insert(ByKey(Arc::clone(&pending.client)));
                 false
             }
             Some(_) => true,
@@ -675,7 +704,7 @@ impl Fanout {
             ch.log.epoch = "".into();
             ch.log.seq = 0;
             let waiting = ch.pending.iter().filter(|p| p.after.is_some());
-            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+            for client in subscribers(&ch.subscribers).chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -749,7 +778,7 @@ impl Fanout {
             ch.pinned -= 1;
         }
         let text = ch.log.append(message);
-        self.fan_out(ch.subscribers.values(), &text);
+        self.fan_out(subscribers(&ch.subscribers), &text);
         if !keep_history {
             if ch.is_idle() {
                 channels.map.remove(channel);
@@ -883,7 +912,7 @@ impl Channels {
         };
         let channel = Channel {
             name: Arc::clone(&key),
-            subscribers: HashMap::new(),
+            subscribers: HashSet::new(),
             log: ChannelLog::new(epoch),
             pinned: 0,
             pending: Vec::new(),
@@ -911,7 +940,7 @@ impl Channels {
         if let Some(ch) = self.map.get_mut(name) {
             let before = ch.pending.len();
             ch.pending.retain(|p| p.key != key || p.after.is_none());
-            if ch.subscribers.remove(&key).is_some() || ch.pending.len() < before {
+            if ch.subscribers.remove(&key) || ch.pending.len() < before {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {
