@@ -22,6 +22,7 @@ pub(crate) const STATE_CLOSED: u8 = 3;
 /// Why the server closes a connection; decides the close code and whether queued
 /// messages are written first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum CloseReason {
     /// The client's queue overflowed its count or byte budget, its socket took no byte
     /// for the heartbeat timeout, or the server is over `max_memory`: it cannot keep up.
@@ -47,6 +48,29 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in declaration order: `ALL[reason as usize] == reason`.
+    const ALL: [CloseReason; 9] = [
+        CloseReason::SlowConsumer,
+        CloseReason::ProtocolError,
+        CloseReason::InvalidPayload,
+        CloseReason::HeartbeatTimeout,
+        CloseReason::MessageTooBig,
+        CloseReason::RateLimited,
+        CloseReason::Shutdown,
+        CloseReason::Resync,
+        CloseReason::PeerGone,
+    ];
+
+    /// One byte for an atomic: 0 for no reason, else the reason's index plus one.
+    fn to_byte(reason: Option<CloseReason>) -> u8 {
+        reason.map_or(0, |reason| reason as u8 + 1)
+    }
+
+    fn from_byte(byte: u8) -> Option<CloseReason> {
+        byte.checked_sub(1)
+            .and_then(|index| Self::ALL.get(usize::from(index)).copied())
+    }
+
     pub fn code(self) -> u16 {
         match self {
             CloseReason::SlowConsumer => 1013,
@@ -141,7 +165,6 @@ pub(crate) enum Delivery {
 /// A plain deque under a mutex rather than a channel: it allocates only while it holds
 /// something, and the publisher wakes the connection only when it goes from empty to
 /// non-empty, so a burst costs one wake-up per connection, not one per message.
-#[derive(Default)]
 struct OutQueue {
     entries: VecDeque<Outbound>,
     /// Bytes of `entries`.
@@ -150,12 +173,35 @@ struct OutQueue {
     /// Where this client's backlog stands, as last counted in the backlog gauge.
     level: Level,
     /// The connection's plain TCP socket, which a write pass may write to while the
-    /// connection is parked; `None` for TLS.
-    socket: Option<RawFd>,
+    /// connection is parked; [`NO_SOCKET`] for TLS (a bare descriptor, not an
+    /// `Option`: every client is 8 bytes smaller).
+    socket: RawFd,
     /// The connection's task is parked with nothing of its own to write: whoever holds
     /// this lock may write the queue to `socket` (the task unparks under it before it
     /// writes anything, and parks again only with an empty writer).
     writer_parked: bool,
+}
+
+/// No descriptor: a socket write passes may not write to.
+const NO_SOCKET: RawFd = -1;
+
+impl Default for OutQueue {
+    fn default() -> Self {
+        OutQueue {
+            entries: VecDeque::new(),
+            bytes: 0,
+            closed: false,
+            level: Level::default(),
+            socket: NO_SOCKET,
+            writer_parked: false,
+        }
+    }
+}
+
+impl OutQueue {
+    fn socket(&self) -> Option<RawFd> {
+        (self.socket != NO_SOCKET).then_some(self.socket)
+    }
 }
 
 /// The bytes a write pass may write for an entry: a replay is the connection's to
@@ -182,6 +228,14 @@ pub(crate) struct QueueLimits {
     pub bytes: usize,
 }
 
+/// What every client of one server shares, held once rather than in each client: its
+/// queue limits and the server-wide gauges its backlog counts in.
+pub(crate) struct ClientPolicy {
+    pub limits: QueueLimits,
+    pub memory: Arc<MemoryGauge>,
+    pub backlog: Arc<BacklogGauge>,
+}
+
 pub(crate) struct Client {
     /// Internal key in channel subscriber maps.
     pub key: u64,
@@ -189,22 +243,22 @@ pub(crate) struct Client {
     pub user_id: Option<Arc<str>>,
     pub session_id: Option<Arc<str>>,
     /// Channel patterns its token or the authorizer granted.
-    pub grants: Vec<String>,
+    pub grants: Box<[String]>,
     pub remote_addr: SocketAddr,
     queue: Mutex<OutQueue>,
-    queue_capacity: usize,
-    /// Bytes that may wait for this client: its queue plus its connection's writer.
-    byte_budget: usize,
+    /// Its queue limits (the byte budget counts its queue plus its connection's
+    /// writer) and the gauges it counts in.
+    policy: Arc<ClientPolicy>,
     /// Bytes the connection has taken from the queue and not yet written, control
     /// frames included; set by the connection.
     wire_bytes: AtomicUsize,
-    memory: Arc<MemoryGauge>,
-    backlog: Arc<BacklogGauge>,
     /// Since when (server ms) bytes have waited for a socket that takes none; 0 if not.
     stalled_since_ms: AtomicU64,
     /// Wakes the connection's task: queued messages, a ping or a close request.
     waker: AtomicWaker,
-    close_request: Mutex<Option<CloseReason>>,
+    /// Why the connection must close, as [`CloseReason::to_byte`]; the first reason
+    /// set wins.
+    close_request: AtomicU8,
     ping_requested: AtomicBool,
     last_seen_ms: AtomicU64,
     alive: AtomicBool,
@@ -218,7 +272,7 @@ impl Drop for Client {
     /// A client dropped on a path that never closed it must not hold the host back.
     fn drop(&mut self) {
         let queue = self.queue.get_mut().unwrap_or_else(|p| p.into_inner());
-        self.backlog.shift(queue.level, Level::Drained);
+        self.policy.backlog.shift(queue.level, Level::Drained);
     }
 }
 
@@ -231,9 +285,7 @@ impl Client {
         session_id: Option<Arc<str>>,
         grants: Vec<String>,
         remote_addr: SocketAddr,
-        limits: QueueLimits,
-        memory: Arc<MemoryGauge>,
-        backlog: Arc<BacklogGauge>,
+        policy: Arc<ClientPolicy>,
         now_ms: u64,
     ) -> Arc<Client> {
         Arc::new(Client {
@@ -241,17 +293,14 @@ impl Client {
             id,
             user_id,
             session_id,
-            grants,
+            grants: grants.into_boxed_slice(),
             remote_addr,
             queue: Mutex::new(OutQueue::default()),
-            queue_capacity: limits.messages,
-            byte_budget: limits.bytes,
+            policy,
             wire_bytes: AtomicUsize::new(0),
-            memory,
-            backlog,
             stalled_since_ms: AtomicU64::new(0),
             waker: AtomicWaker::new(),
-            close_request: Mutex::new(None),
+            close_request: AtomicU8::new(0),
             ping_requested: AtomicBool::new(false),
             last_seen_ms: AtomicU64::new(now_ms),
             alive: AtomicBool::new(true),
@@ -300,7 +349,7 @@ impl Client {
         }
         // Counted before the connection can take it, so the gauge never goes below zero.
         if count_in_gauge {
-            self.memory.add_queued(bytes);
+            self.policy.memory.add_queued(bytes);
         }
         // Woken only when the queue goes from empty to non-empty; a parked connection is
         // written by the write pass running on this thread, if one is.
@@ -323,19 +372,20 @@ impl Client {
             Level::of(
                 queue.entries.len(),
                 queue.bytes + self.wire_bytes.load(Ordering::Relaxed),
-                self.queue_capacity,
-                self.byte_budget,
+                self.policy.limits.messages,
+                self.policy.limits.bytes,
             )
         } else {
             Level::Drained
         };
-        self.backlog.shift(queue.level, level);
+        self.policy.backlog.shift(queue.level, level);
         queue.level = level;
     }
 
     fn over_budget(&self, queue: &OutQueue, bytes: usize) -> bool {
         let waiting = queue.bytes + self.wire_bytes.load(Ordering::Relaxed);
-        queue.entries.len() >= self.queue_capacity || waiting + bytes > self.byte_budget
+        queue.entries.len() >= self.policy.limits.messages
+            || waiting + bytes > self.policy.limits.bytes
     }
 
     /// Makes room for `bytes` by merging the backlog (see `merge`); false when what
@@ -346,16 +396,16 @@ impl Client {
         let entries = queue.entries.len();
         let freed = crate::merge::compact(&mut queue.entries);
         queue.bytes -= freed;
-        self.memory.sub_queued(freed);
+        self.policy.memory.sub_queued(freed);
         let merged_entries = entries - queue.entries.len();
-        let worthwhile =
-            freed >= self.byte_budget / 32 || merged_entries >= self.queue_capacity.max(32) / 32;
+        let worthwhile = freed >= self.policy.limits.bytes / 32
+            || merged_entries >= self.policy.limits.messages.max(32) / 32;
         worthwhile && !self.over_budget(queue, bytes)
     }
 
     /// Whether `bytes` could ever be queued for this client.
     pub fn fits_budget(&self, bytes: usize) -> bool {
-        bytes <= self.byte_budget
+        bytes <= self.policy.limits.bytes
     }
 
     /// Hands up to `max` queued entries to `take`, in order. Their bytes move from the
@@ -382,7 +432,9 @@ impl Client {
         // hands them to the writer, whose account the connection sets. (Not moved into
         // `wire_bytes`: the memory guard calls this from another thread, and the
         // connection's `set_wire_bytes` would overwrite the move.)
-        self.memory.sub_queued(std::mem::take(&mut queue.bytes));
+        self.policy
+            .memory
+            .sub_queued(std::mem::take(&mut queue.bytes));
         self.relevel(&mut queue);
         std::mem::take(&mut queue.entries)
     }
@@ -391,9 +443,9 @@ impl Client {
     pub fn set_wire_bytes(&self, bytes: usize) {
         let before = self.wire_bytes.swap(bytes, Ordering::Relaxed);
         if bytes > before {
-            self.memory.add_queued(bytes - before);
+            self.policy.memory.add_queued(bytes - before);
         } else if before > bytes {
-            self.memory.sub_queued(before - bytes);
+            self.policy.memory.sub_queued(before - bytes);
         }
         if bytes != before {
             self.relevel(&mut self.queue());
@@ -436,14 +488,14 @@ impl Client {
 
     /// Lets write passes write to the connection's plain TCP socket while it is parked.
     pub fn allow_direct_writes(&self, socket: RawFd) {
-        self.queue().socket = Some(socket);
+        self.queue().socket = socket;
     }
 
     /// The connection's socket is closing: no write pass may use it again.
     pub fn forget_socket(&self) {
         let mut queue = self.queue();
         queue.writer_parked = false;
-        queue.socket = None;
+        queue.socket = NO_SOCKET;
     }
 
     /// The connection is about to run: from now on only it writes to the socket.
@@ -455,7 +507,7 @@ impl Client {
     /// write pass may write for it until it unparks.
     pub fn park_writer(&self) {
         let mut queue = self.queue();
-        queue.writer_parked = queue.socket.is_some() && !queue.closed && queue.entries.is_empty();
+        queue.writer_parked = queue.socket().is_some() && !queue.closed && queue.entries.is_empty();
     }
 
     /// For a parked connection: writes what is queued to its socket with one `send`,
@@ -468,7 +520,8 @@ impl Client {
     ) -> Written {
         let mut written = Written::default();
         let mut queue = self.queue();
-        let (true, Some(socket), false) = (queue.writer_parked, queue.socket, queue.closed) else {
+        let (true, Some(socket), false) = (queue.writer_parked, queue.socket(), queue.closed)
+        else {
             let waiting = !queue.entries.is_empty();
             drop(queue);
             if waiting {
@@ -523,7 +576,7 @@ impl Client {
             queue.entries.pop_front();
         }
         queue.bytes -= freed;
-        self.memory.sub_queued(freed);
+        self.policy.memory.sub_queued(freed);
         let waiting = !queue.entries.is_empty();
         if waiting {
             queue.writer_parked = false;
@@ -550,12 +603,15 @@ impl Client {
 
     /// Asks the connection to close; the first reason wins. True if this call set it.
     pub fn request_close(&self, reason: CloseReason) -> bool {
-        let mut request = self.close_request.lock().unwrap_or_else(|p| p.into_inner());
-        if request.is_some() {
+        let set = self.close_request.compare_exchange(
+            0,
+            CloseReason::to_byte(Some(reason)),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if set.is_err() {
             return false;
         }
-        *request = Some(reason);
-        drop(request);
         self.state.store(STATE_CLOSING, Ordering::Relaxed);
         self.relevel(&mut self.queue());
         self.waker.wake();
@@ -563,7 +619,7 @@ impl Client {
     }
 
     pub fn close_requested(&self) -> Option<CloseReason> {
-        *self.close_request.lock().unwrap_or_else(|p| p.into_inner())
+        CloseReason::from_byte(self.close_request.load(Ordering::Acquire))
     }
 
     pub fn request_ping(&self) {
@@ -627,5 +683,20 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(|subscribed| **subscribed == *channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CloseReason;
+
+    #[test]
+    fn close_reasons_survive_their_byte() {
+        assert_eq!(CloseReason::from_byte(CloseReason::to_byte(None)), None);
+        for reason in CloseReason::ALL {
+            assert_eq!(CloseReason::ALL[reason as usize], reason);
+            let byte = CloseReason::to_byte(Some(reason));
+            assert_eq!(CloseReason::from_byte(byte), Some(reason));
+        }
     }
 }

@@ -14,8 +14,10 @@ use crate::memory::MemoryGauge;
 use crate::protocol::{self, OpenObject, Position, Since, Target};
 use crate::stats::Counters;
 use crate::transport::wire::Frame;
+use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -31,7 +33,7 @@ pub(crate) struct FanoutLimits {
 }
 
 pub(crate) struct Fanout {
-    clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
+    clients: RwLock<HashSet<ById>>,
     channels: Mutex<Channels>,
     /// The sessions' job state (memory broker); locked only under `channels`, so a
     /// snapshot and the channel's position always agree.
@@ -44,6 +46,65 @@ pub(crate) struct Fanout {
     /// A shared broker, told when a channel gains its first local subscriber and loses
     /// its last. `None` with the in-memory broker (the channels' own logs).
     shared_broker: Option<Arc<dyn SharedBroker>>,
+}
+
+/// A client in the set of connected clients, found by its id: the set holds one
+/// pointer per client, not a copy of the id's handle beside it (idle clients are most
+/// of a server's memory).
+struct ById(Arc<Client>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the `str` it borrows as hashes, so lookups by id find it.
+        (*self.0.id).hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+/// A client among a channel's subscribers, found by its key: one pointer per
+/// subscriber, like [`ById`].
+struct ByKey(Arc<Client>);
+
+impl Borrow<u64> for ByKey {
+    fn borrow(&self) -> &u64 {
+        &self.0.key
+    }
+}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the `u64` it borrows as hashes, so lookups by key find it.
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+/// A channel's subscribers, as clients.
+// `ById` and `ByKey` hash a client's id and key, which never change: the client's
+// interior mutability does not touch them.
+#[allow(clippy::mutable_key_type)]
+fn subscribers(set: &HashSet<ByKey>) -> impl ExactSizeIterator<Item = &Arc<Client>> {
+    set.iter().map(|found| &found.0)
 }
 
 /// Free places in the channel table. Every channel is created with a place taken
@@ -105,7 +166,7 @@ struct Channels {
 struct Channel {
     /// The map's key, shared with every subscriber's list of channels.
     name: Arc<str>,
-    subscribers: HashMap<u64, Arc<Client>>,
+    subscribers: HashSet<ByKey>,
     log: ChannelLog,
     /// Host publications submitted to it and not yet dispatched ([`ChannelHold::Pinned`]).
     pinned: usize,
@@ -251,7 +312,7 @@ impl Fanout {
         self.clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(Arc::clone(&client.id), client);
+            .replace(ById(client));
     }
 
     /// Removes a client and all its subscriptions.
@@ -259,7 +320,7 @@ impl Fanout {
         self.clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&client.id);
+            .remove(&*client.id);
         let mut channels = self.channels();
         let subscribed = std::mem::take(
             &mut *client
@@ -277,15 +338,15 @@ impl Fanout {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .cloned()
+            .map(|found| Arc::clone(&found.0))
     }
 
     pub fn clients(&self) -> Vec<Arc<Client>> {
         self.clients
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|found| Arc::clone(&found.0))
             .collect()
     }
 
@@ -352,10 +413,7 @@ impl Fanout {
                 self.deliver_snapshot(client, target, &position, jobs);
             }
         }
-        let newly_subscribed = channel
-            .subscribers
-            .insert(client.key, Arc::clone(client))
-            .is_none();
+        let newly_subscribed = channel.subscribers.insert(ByKey(Arc::clone(client)));
         if newly_subscribed {
             channels.subscriptions += 1;
             client.add_subscription(Arc::clone(&name));
@@ -568,9 +626,7 @@ impl Fanout {
             });
             true
         } else {
-            ch.subscribers
-                .insert(client.key, Arc::clone(client))
-                .is_none()
+            ch.subscribers.insert(ByKey(Arc::clone(client)))
         };
         if newly_subscribed {
             channels.subscriptions += 1;
@@ -598,7 +654,7 @@ impl Fanout {
         let gap = known && !(same_epoch && publication.seq == ch.log.seq + 1);
         if gap {
             let waiting = ch.pending.iter().filter(|p| p.after.is_some());
-            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+            for client in subscribers(&ch.subscribers).chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -611,17 +667,18 @@ impl Fanout {
         let frame = publication
             .body
             .close_with_position(publication.seq, &publication.epoch);
-        for client in ch.subscribers.values() {
+        for client in subscribers(&ch.subscribers) {
             self.deliver(client, frame.clone());
         }
         if ch.pending.is_empty() {
             return;
         }
-        let subscribers = &mut ch.subscribers;
+        #[allow(clippy::mutable_key_type)] // see `subscribers`
+        let live = &mut ch.subscribers;
         ch.pending.retain_mut(|pending| match pending.after {
             Some(after) if !gap && publication.seq > after => {
                 self.deliver(&pending.client, frame.clone());
-                subscribers.insert(pending.key, Arc::clone(&pending.client));
+                live.insert(ByKey(Arc::clone(&pending.client)));
                 false
             }
             Some(_) => true,
@@ -647,7 +704,7 @@ impl Fanout {
             ch.log.epoch = "".into();
             ch.log.seq = 0;
             let waiting = ch.pending.iter().filter(|p| p.after.is_some());
-            for client in ch.subscribers.values().chain(waiting.map(|p| &p.client)) {
+            for client in subscribers(&ch.subscribers).chain(waiting.map(|p| &p.client)) {
                 if client.request_close(CloseReason::Resync) {
                     client.close_queue();
                 }
@@ -721,7 +778,7 @@ impl Fanout {
             ch.pinned -= 1;
         }
         let text = ch.log.append(message);
-        self.fan_out(ch.subscribers.values(), &text);
+        self.fan_out(subscribers(&ch.subscribers), &text);
         if !keep_history {
             if ch.is_idle() {
                 channels.map.remove(channel);
@@ -746,7 +803,7 @@ impl Fanout {
 
     pub fn broadcast(&self, text: &Frame) {
         let clients = self.clients.read().unwrap_or_else(|p| p.into_inner());
-        self.fan_out(clients.values(), text);
+        self.fan_out(clients.iter().map(|found| &found.0), text);
     }
 
     /// Queues for one client; false when it is not connected.
@@ -855,7 +912,7 @@ impl Channels {
         };
         let channel = Channel {
             name: Arc::clone(&key),
-            subscribers: HashMap::new(),
+            subscribers: HashSet::new(),
             log: ChannelLog::new(epoch),
             pinned: 0,
             pending: Vec::new(),
@@ -883,7 +940,7 @@ impl Channels {
         if let Some(ch) = self.map.get_mut(name) {
             let before = ch.pending.len();
             ch.pending.retain(|p| p.key != key || p.after.is_none());
-            if ch.subscribers.remove(&key).is_some() || ch.pending.len() < before {
+            if ch.subscribers.remove(&key) || ch.pending.len() < before {
                 self.subscriptions -= 1;
             }
             if ch.is_idle() {

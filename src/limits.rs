@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Counts open sockets, globally and per remote IP.
 pub(crate) struct SocketLimits {
@@ -24,7 +23,8 @@ pub(crate) enum Refusal {
 
 /// Held for as long as a socket is open (HTTP, then WebSocket); releases on drop.
 pub(crate) struct SocketSlot {
-    limits: Arc<SocketLimits>,
+    /// `None` once handed to a holder that releases it itself (see [`SocketSlot::detach`]).
+    limits: Option<Arc<SocketLimits>>,
     ip: IpAddr,
 }
 
@@ -54,35 +54,54 @@ impl SocketLimits {
         *count += 1;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(SocketSlot {
-            limits: Arc::clone(self),
+            limits: Some(Arc::clone(self)),
             ip,
         })
+    }
+
+    /// Gives back a slot taken for `ip` and detached from its guard.
+    pub fn release(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SocketSlot {
+    /// Turns the guard into a duty: the caller, which keeps the limits and the address
+    /// anyway, must call [`SocketLimits::release`] with them once. An open WebSocket
+    /// connection holds its slot this way, without 32 bytes of its own for it.
+    pub fn detach(mut self) -> IpAddr {
+        self.limits = None;
+        self.ip
     }
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut per_ip = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
+        if let Some(limits) = self.limits.take() {
+            limits.release(self.ip);
         }
-        self.limits.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Violations are counted over this window before a client is closed.
-const VIOLATION_WINDOW: Duration = Duration::from_secs(10);
+/// Violations are counted over this window (ms) before a client is closed.
+const VIOLATION_WINDOW_MS: u64 = 10_000;
 
 /// A token bucket for one client's messages. Every connection has one, so it keeps only
-/// its own state; the limits are the server's ([`RateLimitConfig`]), passed to each check.
+/// its own state (times as the server's milliseconds, not `Instant`s: 24 bytes, not
+/// 40); the limits are the server's ([`RateLimitConfig`]), passed to each check, and a
+/// limit of 0 messages per second accepts everything.
 pub(crate) struct RateLimiter {
     tokens: f32,
     violations: u32,
-    last: Instant,
-    window_start: Instant,
+    last_ms: u64,
+    window_start_ms: u64,
 }
 
 /// What to do with one client message.
@@ -96,30 +115,30 @@ pub(crate) enum Verdict {
 }
 
 impl RateLimiter {
-    /// `None` when the limit is off.
-    pub fn new(limits: &RateLimitConfig) -> Option<RateLimiter> {
-        (limits.messages_per_second > 0).then(|| {
-            let now = Instant::now();
-            RateLimiter {
-                tokens: limits.burst as f32,
-                violations: 0,
-                last: now,
-                window_start: now,
-            }
-        })
+    /// A full bucket at `now_ms` (the server's clock).
+    pub fn new(limits: &RateLimitConfig, now_ms: u64) -> RateLimiter {
+        RateLimiter {
+            tokens: limits.burst as f32,
+            violations: 0,
+            last_ms: now_ms,
+            window_start_ms: now_ms,
+        }
     }
 
-    pub fn check(&mut self, now: Instant, limits: &RateLimitConfig) -> Verdict {
-        let elapsed = now.duration_since(self.last).as_secs_f32();
-        self.last = now;
+    pub fn check(&mut self, now_ms: u64, limits: &RateLimitConfig) -> Verdict {
+        if limits.messages_per_second == 0 {
+            return Verdict::Accept;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f32 / 1000.0;
+        self.last_ms = self.last_ms.max(now_ms);
         self.tokens =
             (self.tokens + elapsed * limits.messages_per_second as f32).min(limits.burst as f32);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return Verdict::Accept;
         }
-        if now.duration_since(self.window_start) > VIOLATION_WINDOW {
-            self.window_start = now;
+        if now_ms.saturating_sub(self.window_start_ms) > VIOLATION_WINDOW_MS {
+            self.window_start_ms = now_ms;
             self.violations = 0;
         }
         self.violations += 1;
@@ -150,14 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_slot_counts_until_released() {
+        let limits = SocketLimits::new(1, 1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        limits.acquire(a).unwrap().detach();
+        assert_eq!(limits.acquire(a).err(), Some(Refusal::Total));
+        limits.release(a);
+        assert_eq!(limits.open(), 0);
+        assert!(limits.acquire(a).is_ok());
+    }
+
+    #[test]
     fn bucket_refuses_then_closes() {
         let limits = RateLimitConfig {
             messages_per_second: 10,
             burst: 5,
             max_violations: 3,
         };
-        let mut limiter = RateLimiter::new(&limits).unwrap();
-        let now = Instant::now();
+        let now = 5_000;
+        let mut limiter = RateLimiter::new(&limits, now);
         let verdicts: Vec<Verdict> = (0..10).map(|_| limiter.check(now, &limits)).collect();
         assert_eq!(
             &verdicts[..5],
@@ -175,9 +205,36 @@ mod tests {
         );
         assert_eq!(verdicts[8], Verdict::Close);
         // Tokens come back with time.
-        assert_eq!(
-            limiter.check(now + Duration::from_millis(200), &limits),
-            Verdict::Accept
-        );
+        assert_eq!(limiter.check(now + 200, &limits), Verdict::Accept);
+    }
+
+    #[test]
+    fn violations_are_forgiven_after_their_window() {
+        let limits = RateLimitConfig {
+            messages_per_second: 1,
+            burst: 1,
+            max_violations: 2,
+        };
+        let mut limiter = RateLimiter::new(&limits, 0);
+        assert_eq!(limiter.check(0, &limits), Verdict::Accept);
+        assert_eq!(limiter.check(0, &limits), Verdict::Refuse);
+        assert_eq!(limiter.check(0, &limits), Verdict::Refuse);
+        // A new window: the count starts again instead of closing.
+        let later = VIOLATION_WINDOW_MS + 1;
+        assert_eq!(limiter.check(later, &limits), Verdict::Accept);
+        assert_eq!(limiter.check(later, &limits), Verdict::Refuse);
+        assert_eq!(limiter.check(later, &limits), Verdict::Refuse);
+        assert_eq!(limiter.check(later, &limits), Verdict::Close);
+    }
+
+    #[test]
+    fn no_limit_accepts_everything() {
+        let limits = RateLimitConfig {
+            messages_per_second: 0,
+            burst: 0,
+            max_violations: 0,
+        };
+        let mut limiter = RateLimiter::new(&limits, 0);
+        assert!((0..1000).all(|_| limiter.check(0, &limits) == Verdict::Accept));
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::AuthGate;
 use crate::broker::SharedBroker;
-use crate::client::{Client, QueueLimits};
+use crate::client::{Client, ClientPolicy};
 use crate::config::Config;
 use crate::events::EventQueue;
 use crate::fanout::Fanout;
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub memory: Arc<MemoryGauge>,
     /// Healthy clients over their backlog watermarks: what flow control reads.
     pub backlog: Arc<crate::backlog::BacklogGauge>,
+    /// Every client's queue limits and gauges, shared by all of them.
+    pub client_policy: Arc<ClientPolicy>,
     /// The Redis broker; `None` with the in-memory one.
     pub broker: Option<Arc<dyn SharedBroker>>,
     /// Who is in each channel on this node.
@@ -92,12 +94,7 @@ impl Shared {
             session_id.map(Arc::from),
             grants,
             remote,
-            QueueLimits {
-                messages: self.config.client_queue_size,
-                bytes: self.config.client_queue_bytes,
-            },
-            Arc::clone(&self.memory),
-            Arc::clone(&self.backlog),
+            Arc::clone(&self.client_policy),
             self.now_ms(),
         )
     }

@@ -7,6 +7,7 @@ use super::Server;
 use crate::auth::AuthGate;
 use crate::broker::SharedBroker;
 use crate::client::CloseReason;
+use crate::client::{ClientPolicy, QueueLimits};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventQueue;
@@ -96,6 +97,15 @@ impl Server {
         };
         let epoch_seed = format!("{:x}-", seed >> 32);
         let memory = Arc::new(MemoryGauge::new(config.max_memory));
+        let backlog = Arc::<crate::backlog::BacklogGauge>::default();
+        let client_policy = Arc::new(ClientPolicy {
+            limits: QueueLimits {
+                messages: config.client_queue_size,
+                bytes: config.client_queue_bytes,
+            },
+            memory: Arc::clone(&memory),
+            backlog: Arc::clone(&backlog),
+        });
         let (commands, command_rx) = mpsc::channel::<Command>(config.publish_queue_size);
         let publish_queue = commands.downgrade();
         let shared = Arc::new(Shared {
@@ -108,7 +118,8 @@ impl Server {
                 broker.clone(),
             ),
             memory,
-            backlog: Default::default(),
+            backlog,
+            client_policy,
             broker: broker.clone(),
             presence: Default::default(),
             counters,

@@ -16,7 +16,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Log target: the module's name before the transport folder, which hosts filter on.
@@ -24,9 +23,10 @@ const LOG_TARGET: &str = "herald::http";
 
 type Body = Full<Bytes>;
 
-/// Serves one accepted socket until it closes or is upgraded to a WebSocket. A socket
-/// still speaking plain HTTP after the handshake timeout is dropped, so a client that
-/// opens TCP and never upgrades holds nothing for long.
+/// Serves one accepted socket until it closes or is upgraded to a WebSocket; returns
+/// the accepted upgrade, which the same task then serves. A socket still speaking plain
+/// HTTP after the handshake timeout is dropped, so a client that opens TCP and never
+/// upgrades holds nothing for long.
 pub(crate) async fn serve_socket<I>(
     shared: Arc<Shared>,
     io: I,
@@ -34,12 +34,17 @@ pub(crate) async fn serve_socket<I>(
     // The descriptor of a plain TCP socket, for write passes (`None` for TLS).
     socket: Option<RawFd>,
     slot: SocketSlot,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+) -> Option<connection::Accepted>
+where
+    I: connection::Socket,
 {
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
-    // The slot moves into the WebSocket task on upgrade; until then this socket holds it.
-    let slot = Arc::new(std::sync::Mutex::new(Some(slot)));
+    // The slot moves into the accepted upgrade; until then this socket holds it.
+    let slot = Arc::new(std::sync::Mutex::new(SocketCell {
+        slot: Some(slot),
+        accepted: None,
+    }));
+    let cell = Arc::clone(&slot);
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
@@ -76,9 +81,22 @@ pub(crate) async fn serve_socket<I>(
             tracing::debug!(target: LOG_TARGET, %remote, "dropping a socket that did not upgrade in time");
         }
     }
+    let accepted = cell
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .accepted
+        .take();
+    accepted
 }
 
-type SlotCell = std::sync::Mutex<Option<SocketSlot>>;
+/// What the HTTP side of one socket shares with its requests: the socket's slot until
+/// an upgrade takes it, then the accepted upgrade.
+struct SocketCell {
+    slot: Option<SocketSlot>,
+    accepted: Option<connection::Accepted>,
+}
+
+type SlotCell = std::sync::Mutex<SocketCell>;
 
 /// The host's route for `path`, unless one of Herald's own routes has it.
 fn host_route(shared: &Shared, path: &str) -> Option<crate::host_routes::HttpRoute> {
@@ -465,7 +483,8 @@ fn upgrade(
             .map(|t| t.trim().to_string());
     }
     creds.headers = collect_headers(headers);
-    let Some(slot) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+    let mut cell = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(slot) = cell.slot.take() else {
         return text(StatusCode::BAD_REQUEST, "already upgraded\n");
     };
 
@@ -477,7 +496,13 @@ fn upgrade(
         remote,
         socket,
     });
-    tokio::spawn(connection::serve(shared, upgrade, slot));
+    // Served by this socket's task once hyper has written the response below.
+    cell.accepted = Some(connection::Accepted {
+        shared,
+        upgrade,
+        slot,
+    });
+    drop(cell);
 
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

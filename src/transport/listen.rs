@@ -6,11 +6,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Refusal;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::transport::connection;
+use crate::transport::http::serve_socket;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 
 pub(crate) fn bind(config: &Config) -> Result<TcpListener> {
     let host = if config.host == "localhost" {
@@ -83,24 +86,26 @@ pub(crate) async fn accept_loop(
             let socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
             #[cfg(not(unix))]
             let socket = None;
-            tokio::spawn(crate::transport::http::serve_socket(
-                shared, tcp, remote, socket, slot,
-            ));
+            let http = serve_socket(shared, tcp, remote, socket, slot);
+            tokio::spawn(connection::serve::<TcpStream>(http));
             continue;
         };
         let handshake = tls.accept(tcp);
-        tokio::spawn(async move {
+        let http = async move {
             let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
             match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(stream)) => {
-                    crate::transport::http::serve_socket(shared, stream, remote, None, slot).await
-                }
+                Ok(Ok(stream)) => serve_socket(shared, stream, remote, None, slot).await,
                 Ok(Err(e)) => {
                     Counters::add(&shared.counters.tls_failures, 1);
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    None
                 }
-                Err(_) => Counters::add(&shared.counters.handshake_timeouts, 1),
+                Err(_) => {
+                    Counters::add(&shared.counters.handshake_timeouts, 1);
+                    None
+                }
             }
-        });
+        };
+        tokio::spawn(connection::serve::<TlsStream<TcpStream>>(http));
     }
 }

@@ -75,6 +75,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Bytes the client sent that were read from the socket before this WebSocket
+    /// existed (with its upgrade request): read before anything else.
+    pub fn push_input(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let input = self.input.get_or_insert_with(Box::default);
+        input.bytes.extend_from_slice(bytes);
+        input.scan(self.max_message_size as usize, &mut self.mid_message);
+    }
+
     pub fn get_ref(&self) -> &WireIo<S> {
         &self.io
     }
