@@ -88,6 +88,8 @@ async fn a_recovery_past_history_gets_a_snapshot_instead_of_nothing() {
         let delta = serde_json::json!({"text": format!("{n},")}).to_string();
         server.notify_ai_delta("r", &delta).unwrap();
     }
+    // Publishing only enqueues: the recovery must come after all ten are dispatched.
+    wait_stats(&server, |s| s["publications"] == 11).await;
     let query = format!(
         "?sessionId=r&since={}&epoch={}",
         first["seq"],
