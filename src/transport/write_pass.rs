@@ -28,7 +28,6 @@ thread_local! {
 }
 
 struct Pass {
-    shared: Arc<Shared>,
     /// Clients to write after the batch.
     collected: Vec<Arc<Client>>,
 }
@@ -36,12 +35,11 @@ struct Pass {
 /// Runs `batch` under a pass, then writes each client it collected once. Reuses
 /// `buffer`'s allocation from one batch to the next.
 pub(crate) fn run<R>(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     buffer: &mut Vec<Arc<Client>>,
     batch: impl FnOnce() -> R,
 ) -> R {
     let pass = Pass {
-        shared: Arc::clone(shared),
         collected: std::mem::take(buffer),
     };
     PASS.with(|p| *p.borrow_mut() = Some(pass));
@@ -59,7 +57,7 @@ pub(crate) fn run<R>(
             sent += u64::from(written.messages);
             Counters::add(&client.messages_sent, u64::from(written.messages));
             if let Some(stamp) = written.oldest_stamp {
-                pass.shared.latency.observe(stamp);
+                shared.latency.observe(stamp);
             }
         }
     }
