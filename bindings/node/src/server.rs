@@ -61,14 +61,24 @@ impl NativeServer {
         }
     }
 
-    /// Adds `{name}Async`: `call` with an id and a message, as a promise (`call_async`).
-    fn add_async_sender(
+    /// Adds `{name}`, `call` with an id and a message, and `{name}Async`, the same as a
+    /// promise (`call_async`).
+    fn add_senders(
         &self,
         env: &Env,
         senders: &mut Object<'_>,
         name: &str,
         call: impl Fn(&herald::Server, &str, &str) -> herald::Result<()> + Copy + Send + 'static,
     ) -> Result<()> {
+        let server = self.server.clone();
+        let sender: Function<'_, FnArgs<(String, String)>, ()> =
+            env.create_function_from_closure(name, move |ctx| {
+                let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
+                let id = id.read(&ctx, 0)?;
+                let message = message.read(&ctx, 1)?;
+                call(&server, id, message).map_err(|e| thrown(ctx.env, e))
+            })?;
+        senders.set_named_property(name, sender)?;
         let server = self.server.clone();
         let (calls, through_broker) = (Arc::clone(&self.calls), self.through_broker);
         let async_name = format!("{name}Async");
@@ -131,18 +141,7 @@ impl NativeServer {
             ("send", herald::Server::send),
         ];
         for (name, call) in with_id {
-            self.add_async_sender(env, &mut senders, name, move |server, id, message| {
-                call(server, id, message)
-            })?;
-            let server = self.server.clone();
-            let sender: Function<'_, FnArgs<(String, String)>, ()> = env
-                .create_function_from_closure(name, move |ctx| {
-                    let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
-                    let id = id.read(&ctx, 0)?;
-                    let message = message.read(&ctx, 1)?;
-                    call(&server, id, message).map_err(|e| thrown(ctx.env, e))
-                })?;
-            senders.set_named_property(name, sender)?;
+            self.add_senders(env, &mut senders, name, call)?;
         }
         // The AI notifications: one core call (notify_ai), one sender per kind.
         let ai_kinds = [
@@ -154,20 +153,9 @@ impl NativeServer {
             ("notifyAiCancelled", herald::AiEvent::Cancelled),
         ];
         for (name, kind) in ai_kinds {
-            self.add_async_sender(env, &mut senders, name, move |server, id, message| {
+            self.add_senders(env, &mut senders, name, move |server, id, message| {
                 server.notify_ai(kind, id, message)
             })?;
-            let server = self.server.clone();
-            let sender: Function<'_, FnArgs<(String, String)>, ()> = env
-                .create_function_from_closure(name, move |ctx| {
-                    let (mut id, mut message) = (Utf8Arg::new(), Utf8Arg::new());
-                    let id = id.read(&ctx, 0)?;
-                    let message = message.read(&ctx, 1)?;
-                    server
-                        .notify_ai(kind, id, message)
-                        .map_err(|e| thrown(ctx.env, e))
-                })?;
-            senders.set_named_property(name, sender)?;
         }
         let server = self.server.clone();
         let broadcast: Function<'_, String, ()> =
