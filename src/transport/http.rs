@@ -141,33 +141,20 @@ const JOBS_PATH: &str = "/api/jobs/";
 /// the same token (`?token=` or `Authorization: Bearer`), the same grants, the same
 /// authorizer (asked on connect, then for the channel if need be).
 async fn jobs(shared: &Shared, req: &Request<Incoming>, remote: SocketAddr) -> Response<Body> {
-    let json = |status: StatusCode, body: String| {
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    };
-    let error = |status: StatusCode, code: &str, message: &str| {
-        let body = serde_json::json!({"ok": false, "error": {"code": code, "message": message}});
-        json(status, body.to_string())
-    };
     let raw = &req.uri().path()[JOBS_PATH.len()..];
     let Some(session) = percent_decode(raw) else {
-        return error(
+        return json_error(
             StatusCode::BAD_REQUEST,
             "invalid_argument",
             "bad percent-encoding",
         );
     };
     if let Err(e) = crate::protocol::check_name("session id", &session) {
-        return error(StatusCode::BAD_REQUEST, "invalid_argument", e.message());
+        return json_error(StatusCode::BAD_REQUEST, "invalid_argument", e.message());
     }
     let mut handshake = match parse_query(req.uri().query().unwrap_or("")) {
         Ok(handshake) => handshake,
-        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_argument", why.trim()),
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, "invalid_argument", why.trim()),
     };
     let headers = req.headers();
     let creds = &mut handshake.credentials;
@@ -185,7 +172,7 @@ async fn jobs(shared: &Shared, req: &Request<Incoming>, remote: SocketAddr) -> R
         Ok(identity) => identity,
         Err(_) => {
             Counters::add(&shared.counters.auth_failures, 1);
-            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
+            let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -202,7 +189,7 @@ async fn jobs(shared: &Shared, req: &Request<Incoming>, remote: SocketAddr) -> R
     {
         Counters::add(&shared.counters.forbidden, 1);
         let why = format!("not allowed to read {channel:?}");
-        return error(StatusCode::FORBIDDEN, "forbidden", &why);
+        return json_error(StatusCode::FORBIDDEN, "forbidden", &why);
     }
     let body = match &shared.broker {
         Some(broker) => broker.jobs_json(&session).await,
@@ -210,7 +197,7 @@ async fn jobs(shared: &Shared, req: &Request<Incoming>, remote: SocketAddr) -> R
     };
     match body {
         Ok(body) => json(StatusCode::OK, body),
-        Err(e) => error(
+        Err(e) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             e.kind().as_str(),
             e.message(),
@@ -293,29 +280,17 @@ async fn presence(
         }
         Err(e) => Err(e),
     };
-    let (status, body) = match listed {
-        Ok(listing) => (StatusCode::OK, listing.host_json(&channel)),
+    let response = match listed {
+        Ok(listing) => json(StatusCode::OK, listing.host_json(&channel)),
         Err(e) => {
             let status = match e.kind() {
                 crate::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            let body = serde_json::json!({
-                "ok": false,
-                "error": {"code": e.kind().as_str(), "message": e.message()},
-            });
-            (status, body.to_string())
+            json_error(status, e.kind().as_str(), e.message())
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    not_kept(response)
 }
 
 fn metrics(shared: &Shared) -> Response<Body> {
@@ -328,14 +303,31 @@ fn metrics(shared: &Shared) -> Response<Body> {
 }
 
 fn stats(shared: &Shared) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(shared.stats_json())));
-    let h = response.headers_mut();
-    h.insert(
+    not_kept(json(StatusCode::OK, shared.stats_json()))
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    // It names clients and their addresses: no proxy or browser should keep a copy.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `{"ok":false,"error":{"code","message"}}`, as the HTTP APIs answer a failure.
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"ok": false, "error": {"code": code, "message": message}});
+    json(status, body.to_string())
+}
+
+/// For an answer that names clients (and their addresses): no proxy or browser should
+/// keep a copy.
+fn not_kept(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
