@@ -162,6 +162,14 @@ pub(crate) enum Delivery {
     Closed,
 }
 
+/// What became of a run of messages handed to a client: the first `queued` were queued;
+/// the rest were not, the first of them for `first_not_queued` (`Queued` when all were).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pushed {
+    pub queued: usize,
+    pub first_not_queued: Delivery,
+}
+
 /// A plain deque under a mutex rather than a channel: it allocates only while it holds
 /// something, and the publisher wakes the connection only when it goes from empty to
 /// non-empty, so a burst costs one wake-up per connection, not one per message.
@@ -320,20 +328,52 @@ impl Client {
         self.push(message.into(), true)
     }
 
-    /// [`Client::enqueue`] for one subscriber of a fan-out: the caller has added the
-    /// bytes to the server-wide gauge once for all subscribers, and takes back those of
-    /// the messages not queued.
-    pub fn enqueue_for_fanout(self: &Arc<Self>, message: Frame) -> Delivery {
-        self.push(Outbound::Message(message), false)
+    /// [`Client::enqueue`] for one subscriber of a fan-out of `frames` (consecutive
+    /// publications): the caller has added their bytes to the server-wide gauge once for
+    /// all subscribers, and takes back those of the messages not queued.
+    pub fn enqueue_for_fanout(self: &Arc<Self>, frames: &[Frame]) -> Pushed {
+        self.push_each(frames.iter().cloned().map(Outbound::Message), false)
     }
 
     fn push(self: &Arc<Self>, message: Outbound, count_in_gauge: bool) -> Delivery {
-        let bytes = message.byte_len();
+        self.push_each(std::iter::once(message), count_in_gauge)
+            .first_not_queued
+    }
+
+    /// Queues `messages` in order under one lock, with one wake-up (or one place in the
+    /// running write pass) at most: a run of publications touches each subscriber once.
+    fn push_each(
+        self: &Arc<Self>,
+        messages: impl ExactSizeIterator<Item = Outbound>,
+        count_in_gauge: bool,
+    ) -> Pushed {
         let mut queue = self.queue();
         if queue.closed {
-            return Delivery::Closed;
+            return Pushed {
+                queued: 0,
+                first_not_queued: Delivery::Closed,
+            };
         }
-        if self.over_budget(&queue, bytes) && !self.merge_backlog(&mut queue, bytes) {
+        let was_empty = queue.entries.is_empty();
+        // One allocation for the run, not one per doubling.
+        queue.entries.reserve(messages.len());
+        let mut queued = 0;
+        let mut overflowed = false;
+        for message in messages {
+            let bytes = message.byte_len();
+            if self.over_budget(&queue, bytes) && !self.merge_backlog(&mut queue, bytes) {
+                overflowed = true;
+                break;
+            }
+            // Counted before the connection can take it, so the gauge never goes below zero.
+            if count_in_gauge {
+                self.policy.memory.add_queued(bytes);
+            }
+            queue.entries.push_back(message);
+            queue.bytes += bytes;
+            queued += 1;
+        }
+        if overflowed {
             // Closed at once, so nothing queued later can follow the message dropped
             // here: a client sees a prefix of its messages and recovers from its last
             // seq, never a gap (the connection keeps taking from this queue until it
@@ -341,27 +381,31 @@ impl Client {
             queue.closed = true;
             self.relevel(&mut queue);
             drop(queue);
-            return if self.request_close(CloseReason::SlowConsumer) {
+            if was_empty && queued > 0 {
+                self.waker.wake();
+            }
+            let first_not_queued = if self.request_close(CloseReason::SlowConsumer) {
                 Delivery::Evicted
             } else {
                 Delivery::Closed
             };
-        }
-        // Counted before the connection can take it, so the gauge never goes below zero.
-        if count_in_gauge {
-            self.policy.memory.add_queued(bytes);
+            return Pushed {
+                queued,
+                first_not_queued,
+            };
         }
         // Woken only when the queue goes from empty to non-empty; a parked connection is
         // written by the write pass running on this thread, if one is.
-        let wake = queue.entries.is_empty() && !(queue.writer_parked && write_pass::defer(self));
-        queue.entries.push_back(message);
-        queue.bytes += bytes;
+        let wake = was_empty && queued > 0 && !(queue.writer_parked && write_pass::defer(self));
         self.relevel(&mut queue);
         drop(queue);
         if wake {
             self.waker.wake();
         }
-        Delivery::Queued
+        Pushed {
+            queued,
+            first_not_queued: Delivery::Queued,
+        }
     }
 
     /// Counts this client's backlog level in the server's gauge; under the queue lock,

@@ -145,6 +145,14 @@ impl ChannelRoom {
     }
 }
 
+/// A host publication as the dispatcher hands it over.
+pub(crate) struct HostPublication {
+    pub message: OpenObject,
+    pub hold: ChannelHold,
+    /// For a session's `ai_*`: the session and what it does to its job.
+    pub job: Option<(String, JobUpdate)>,
+}
+
 /// What a host publication holds from its submission to its dispatch, so that it
 /// cannot fail in between.
 #[derive(Debug)]
@@ -283,15 +291,31 @@ impl Fanout {
         clients: impl ExactSizeIterator<Item = &'a Arc<Client>>,
         frame: &Frame,
     ) {
-        let bytes = frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
-        self.memory.add_queued(clients.len() * bytes);
-        let mut not_queued = 0;
+        self.fan_out_run(clients, std::slice::from_ref(frame));
+    }
+
+    /// [`Fanout::fan_out`] for consecutive publications, queued subscriber by
+    /// subscriber: each subscriber is touched (locked, counted, woken) once per run.
+    fn fan_out_run<'a>(
+        &self,
+        clients: impl ExactSizeIterator<Item = &'a Arc<Client>>,
+        frames: &[Frame],
+    ) {
+        let cost = |frame: &Frame| frame.wire_len() + crate::client::QUEUED_MESSAGE_OVERHEAD;
+        let run_bytes: usize = frames.iter().map(cost).sum();
+        self.memory.add_queued(clients.len() * run_bytes);
+        let mut not_queued_bytes = 0;
         for client in clients {
-            let delivery = client.enqueue_for_fanout(frame.clone());
-            not_queued += usize::from(delivery != Delivery::Queued);
-            self.count_delivery(client, delivery);
+            let pushed = client.enqueue_for_fanout(frames);
+            if pushed.queued < frames.len() {
+                let rest = &frames[pushed.queued..];
+                not_queued_bytes += rest.iter().map(cost).sum::<usize>();
+                self.count_delivery(client, pushed.first_not_queued);
+                let closed = rest.len() - 1;
+                Counters::add(&self.counters.messages_dropped, closed as u64);
+            }
         }
-        self.memory.sub_queued(not_queued * bytes);
+        self.memory.sub_queued(not_queued_bytes);
     }
 
     fn count_delivery(&self, client: &Client, delivery: Delivery) {
@@ -751,34 +775,56 @@ impl Fanout {
         hold: ChannelHold,
         job: Option<(String, JobUpdate)>,
     ) {
-        Counters::add(&self.counters.publications, 1);
+        self.publish_run(
+            channel,
+            std::iter::once(HostPublication { message, hold, job }),
+        );
+    }
+
+    /// [`Fanout::publish`] for consecutive host publications to one channel, under one
+    /// lock, fanned out together (see [`Fanout::fan_out_run`]).
+    pub fn publish_run(&self, channel: &str, run: impl ExactSizeIterator<Item = HostPublication>) {
+        Counters::add(&self.counters.publications, run.len() as u64);
         let mut channels = self.channels();
         let channels = &mut *channels;
-        if let Some((session, update)) = job {
-            self.jobs()
-                .apply(&session, &update, crate::time::unix_millis());
-        }
         let keep_history = self.limits.history.size > 0;
-        let exists = channels.map.contains_key(channel);
-        if let ChannelHold::Place = hold {
-            if exists || !keep_history {
-                self.room.give_back();
+        let mut frames = Vec::with_capacity(run.len());
+        for HostPublication { message, hold, job } in run {
+            if let Some((session, update)) = job {
+                self.jobs()
+                    .apply(&session, &update, crate::time::unix_millis());
             }
+            let exists = channels.map.contains_key(channel);
+            if let ChannelHold::Place = hold {
+                if exists || !keep_history {
+                    self.room.give_back();
+                }
+            }
+            if !exists && !keep_history {
+                continue; // nobody listens and nothing is kept
+            }
+            let ch = if exists {
+                channels.map.get_mut(channel).expect("exists")
+            } else {
+                // Created with the place the publication holds.
+                channels.create(channel, self)
+            };
+            if let ChannelHold::Pinned = hold {
+                ch.pinned -= 1;
+            }
+            let text = ch.log.append(message);
+            if keep_history {
+                let (added, freed) = ch.log.keep(text.clone(), self.limits.history.size);
+                channels.history_bytes = channels.history_bytes + added - freed;
+            }
+            frames.push(text);
         }
-        if !exists && !keep_history {
-            return; // nobody listens and nothing is kept
-        }
-        let ch = if exists {
-            channels.map.get_mut(channel).expect("exists")
-        } else {
-            // Created with the place the publication holds.
-            channels.create(channel, self)
+        let Some(ch) = channels.map.get_mut(channel) else {
+            return;
         };
-        if let ChannelHold::Pinned = hold {
-            ch.pinned -= 1;
+        if !frames.is_empty() {
+            self.fan_out_run(subscribers(&ch.subscribers), &frames);
         }
-        let text = ch.log.append(message);
-        self.fan_out(subscribers(&ch.subscribers), &text);
         if !keep_history {
             if ch.is_idle() {
                 channels.map.remove(channel);
@@ -786,8 +832,6 @@ impl Fanout {
             }
             return;
         }
-        let (added, freed) = ch.log.keep(text, self.limits.history.size);
-        channels.history_bytes = channels.history_bytes + added - freed;
         if channels.history_bytes > self.limits.history.max_bytes {
             channels.trim_history(self.limits.history.max_bytes / 10 * 9, &self.room);
         }

@@ -34,8 +34,9 @@ impl Rollup {
         }
     }
 
-    pub fn is_on(&self) -> bool {
-        !self.window.is_zero()
+    /// Whether this update is held and merged rather than published at once.
+    pub fn takes(&self, update: &JobUpdate) -> bool {
+        !self.window.is_zero() && update.event == AiEvent::Delta
     }
 
     /// When the earliest window ends.

@@ -329,3 +329,98 @@ async fn frames_larger_than_the_send_buffer_arrive_whole_and_in_order() {
         .await
         .expect("the late reader gets everything");
 }
+
+/// More subscribers than one thread writes in a pass (1024 per part): the pass is split
+/// between the dispatcher's thread and another. Every subscriber still gets every
+/// publication once, whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_written_in_parts_reaches_every_subscriber_in_order() {
+    const CLIENTS: usize = 2100;
+    const MESSAGES: u64 = 30;
+    // Each client is two descriptors in this process.
+    raise_fd_limit(2 * CLIENTS + 256);
+    let server = start("");
+    let mut clients = Vec::with_capacity(CLIENTS);
+    while clients.len() < CLIENTS {
+        let wave = (CLIENTS - clients.len()).min(100);
+        let connecting = (0..wave).map(|_| connect(&server, "?sessionId=wide"));
+        clients.extend(futures_util::future::join_all(connecting).await);
+    }
+    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
+    for n in 1..=MESSAGES {
+        server
+            .notify_ai_progress("wide", &format!(r#"{{"n":{n}}}"#))
+            .unwrap();
+    }
+    let readers = clients.into_iter().map(|mut c| {
+        tokio::spawn(async move {
+            for n in 1..=MESSAGES {
+                let m = next_json(&mut c.ws).await;
+                assert_eq!(m["progress"]["n"], n, "in order, nothing missing");
+            }
+        })
+    });
+    for reader in futures_util::future::join_all(readers).await {
+        reader.unwrap();
+    }
+    let stats = wait_stats(&server, |s| {
+        s["messagesSent"].as_u64().unwrap() >= CLIENTS as u64 * (MESSAGES + 1)
+    })
+    .await;
+    assert_eq!(stats["messagesDropped"], 0);
+}
+
+/// A burst longer than the clients' queues, queued as one run per subscriber: each
+/// client sees a gapless prefix, and one that was cut short is evicted with 1013 and
+/// its messages counted as dropped, never more than it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_longer_than_a_queue_is_a_prefix_and_the_rest_is_counted_dropped() {
+    const CLIENTS: usize = 3;
+    const MESSAGES: u64 = 40;
+    let server = start(r#"{"client_queue_size":8,"history":{"size":0}}"#);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = connect(&server, "").await;
+        subscribe(&mut client.ws, "channel", "run").await;
+        clients.push(client);
+    }
+    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
+    for n in 1..=MESSAGES {
+        // Plain publications: none supersedes another, so none is merged away.
+        server.publish("run", &format!(r#"{{"n":{n}}}"#)).unwrap();
+    }
+    let mut missed = 0;
+    let mut cut_short = 0;
+    for mut client in clients {
+        let mut received = 0;
+        let code = loop {
+            match tokio::time::timeout(WAIT, client.ws.next())
+                .await
+                .expect("a client neither got everything nor was closed")
+            {
+                Some(Ok(Message::Text(t))) => {
+                    let m: Value = serde_json::from_str(&t).unwrap();
+                    received += 1;
+                    assert_eq!(m["n"], received, "a gapless prefix: {m}");
+                    if received == MESSAGES {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break Some(0),
+            }
+        };
+        if received < MESSAGES {
+            assert_eq!(code, Some(1013), "cut short by eviction");
+            cut_short += 1;
+            missed += MESSAGES - received;
+        }
+    }
+    let stats = wait_stats(&server, |s| s["evictions"] == cut_short).await;
+    let dropped = stats["messagesDropped"].as_u64().unwrap();
+    assert!(
+        (cut_short..=missed).contains(&dropped),
+        "{dropped} dropped for {cut_short} evicted clients missing {missed}"
+    );
+}

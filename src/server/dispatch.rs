@@ -1,8 +1,8 @@
 //! The dispatcher: host calls, performed in the order the host made them.
 
-use crate::fanout::ChannelHold;
+use crate::fanout::{ChannelHold, Fanout, HostPublication};
 use crate::jobs::JobUpdate;
-use crate::protocol::{AiEvent, OpenObject};
+use crate::protocol::OpenObject;
 use crate::rollup::Rollup;
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
@@ -36,6 +36,7 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
     let fanout = &shared.fanout;
     let mut rollup = Rollup::new(shared.config.ai.delta_rollup_ms);
     let mut to_write = Vec::new();
+    let mut run = Vec::new();
     loop {
         let received = match rollup.next_due() {
             Some(due) => tokio::select! {
@@ -55,33 +56,16 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
         }
         // The batch's subscribers are written once each after it, from this thread.
         write_pass::run(&shared, &mut to_write, || {
-            for command in batch.drain(..) {
-                match command {
-                    Command::Publish {
-                        channel,
-                        message,
-                        hold,
-                        job,
-                    } => match job {
-                        Some((session, update))
-                            if rollup.is_on() && update.event == AiEvent::Delta =>
-                        {
-                            rollup.add(fanout, channel, session, update, hold);
-                        }
-                        job => {
-                            // What the session holds goes first: its order never changes.
-                            rollup.flush(fanout, &channel);
-                            fanout.publish(&channel, message, hold, job);
-                        }
-                    },
-                    Command::Broadcast(message) => fanout.broadcast(&message),
-                    Command::Send { client_id, message } => {
-                        fanout.send(&client_id, message);
-                    }
-                    Command::Barrier(done) => {
-                        // A stop delivers every call made before it, held deltas included.
-                        rollup.flush_all(fanout);
-                        let _ = done.send(());
+            let mut handled = 0;
+            while !batch.is_empty() {
+                handled += batch.len();
+                handle(&mut batch, fanout, &mut rollup, &mut run);
+                // Calls made meanwhile join this pass, so a host's burst is one write per
+                // subscriber however the dispatcher's wake-ups happened to cut it.
+                while handled + batch.len() < DISPATCH_BATCH {
+                    match commands.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
                     }
                 }
             }
@@ -92,5 +76,66 @@ pub(super) async fn dispatch(shared: Arc<Shared>, mut commands: mpsc::Receiver<C
         if !commands.is_empty() {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Performs the calls in `batch`, in order, consecutive publications to one channel
+/// together (`run` is their reused buffer).
+fn handle(
+    batch: &mut Vec<Command>,
+    fanout: &Fanout,
+    rollup: &mut Rollup,
+    run: &mut Vec<HostPublication>,
+) {
+    let mut commands = batch.drain(..).peekable();
+    while let Some(command) = commands.next() {
+        match command {
+            Command::Publish {
+                channel,
+                message,
+                hold,
+                job,
+            } => match job {
+                Some((session, update)) if rollup.takes(&update) => {
+                    rollup.add(fanout, channel, session, update, hold);
+                }
+                job => {
+                    // What the session holds goes first: its order never changes.
+                    rollup.flush(fanout, &channel);
+                    run.push(HostPublication { message, hold, job });
+                    // The publications to this channel that follow go with it.
+                    while let Some(next) =
+                        commands.next_if(|next| continues_run(next, &channel, rollup))
+                    {
+                        if let Command::Publish {
+                            message, hold, job, ..
+                        } = next
+                        {
+                            run.push(HostPublication { message, hold, job });
+                        }
+                    }
+                    fanout.publish_run(&channel, run.drain(..));
+                }
+            },
+            Command::Broadcast(message) => fanout.broadcast(&message),
+            Command::Send { client_id, message } => {
+                fanout.send(&client_id, message);
+            }
+            Command::Barrier(done) => {
+                // A stop delivers every call made before it, held deltas included.
+                rollup.flush_all(fanout);
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// A publication to `channel` that the rollup does not hold: it joins the run before it.
+fn continues_run(command: &Command, channel: &str, rollup: &Rollup) -> bool {
+    match command {
+        Command::Publish {
+            channel: next, job, ..
+        } => next == channel && !matches!(job, Some((_, update)) if rollup.takes(update)),
+        _ => false,
     }
 }

@@ -32,10 +32,15 @@ struct Pass {
     collected: Vec<Arc<Client>>,
 }
 
-/// Runs `batch` under a pass, then writes each client it collected once. Reuses
-/// `buffer`'s allocation from one batch to the next.
+/// Collected clients per part of a pass at least, before a part is handed to another
+/// thread: below this one thread writes them all sooner than a hand-over pays off.
+const CLIENTS_PER_PART: usize = 1024;
+
+/// Runs `batch` under a pass, then writes each client it collected once: a large pass in
+/// parts on as many threads as the runtime has workers, this thread taking the first.
+/// Reuses `buffer`'s allocation from one batch to the next.
 pub(crate) fn run<R>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     buffer: &mut Vec<Arc<Client>>,
     batch: impl FnOnce() -> R,
 ) -> R {
@@ -50,9 +55,35 @@ pub(crate) fn run<R>(
     let Some(mut pass) = PASS.with(|p| p.borrow_mut().take()) else {
         return result;
     };
+    let parts = (pass.collected.len() / CLIENTS_PER_PART)
+        .min(shared.config.worker_thread_count())
+        .max(1);
+    if parts > 1 {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let part_len = pass.collected.len().div_ceil(parts);
+            while pass.collected.len() > part_len {
+                let part = pass.collected.split_off(pass.collected.len() - part_len);
+                let shared = Arc::clone(shared);
+                // A part never blocks (every send is non-blocking); it needs a thread of
+                // its own only for the while this one writes the first part.
+                runtime.spawn_blocking(move || write(&shared, part));
+            }
+        }
+    }
+    *buffer = write(shared, pass.collected);
+    result
+}
+
+/// Writes each of `clients` once; returns the emptied vector for reuse.
+fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
+    let mut writing = WakeRestOnUnwind {
+        clients: &clients,
+        done: 0,
+    };
     let mut sent = 0;
-    for client in pass.collected.drain(..) {
+    while let Some(client) = writing.clients.get(writing.done) {
         let written = client.write_parked(send_now);
+        writing.done += 1;
         if written.messages > 0 {
             sent += u64::from(written.messages);
             Counters::add(&client.messages_sent, u64::from(written.messages));
@@ -61,11 +92,12 @@ pub(crate) fn run<R>(
             }
         }
     }
+    drop(writing);
     if sent > 0 {
         Counters::add(&shared.counters.messages_sent, sent);
     }
-    *buffer = pass.collected;
-    result
+    clients.clear();
+    clients
 }
 
 /// Takes `client`, whose connection is parked, into the pass running on this thread;
@@ -88,6 +120,21 @@ impl Drop for WakeOnUnwind {
             return;
         };
         for client in pass.collected {
+            client.unpark_writer();
+            client.wake();
+        }
+    }
+}
+
+/// The clients of a part from `done` on: woken if writing the part panics.
+struct WakeRestOnUnwind<'a> {
+    clients: &'a [Arc<Client>],
+    done: usize,
+}
+
+impl Drop for WakeRestOnUnwind<'_> {
+    fn drop(&mut self) {
+        for client in &self.clients[self.done..] {
             client.unpark_writer();
             client.wake();
         }

@@ -152,3 +152,23 @@ pub fn herald_listening_port(stdout: std::process::ChildStdout) -> Option<u16> {
     std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
     line.trim().rsplit(':').next().and_then(|p| p.parse().ok())
 }
+
+/// Raises this process's open-file limit to at least `needed` (within the hard limit);
+/// fails the test with the limits when the hard limit is lower.
+pub fn raise_fd_limit(needed: usize) {
+    // SAFETY: getrlimit/setrlimit with a valid, initialized struct.
+    let limit = unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if (limit.rlim_cur as usize) < needed {
+            limit.rlim_cur = limit.rlim_max.min(needed as libc::rlim_t);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        limit
+    };
+    assert!(
+        limit.rlim_cur as usize >= needed,
+        "this test needs {needed} open files; the hard limit is {}",
+        limit.rlim_max
+    );
+}
