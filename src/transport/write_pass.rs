@@ -141,16 +141,21 @@ impl Drop for WakeRestOnUnwind<'_> {
     }
 }
 
-/// One non-blocking `sendmsg` of `slices` on `socket`, which never raises SIGPIPE.
-/// `sendmsg` rather than `writev`: a socket call skips the file layer's position lock.
+/// One non-blocking send of `slices` on `socket`, which never raises SIGPIPE: `send`
+/// for one slice (no message header or vector to copy in), `sendmsg` for several. Socket
+/// calls rather than `writev`: they skip the file layer's position lock.
 #[cfg(unix)]
 fn send_now(socket: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: `socket` is the open socket of a parked connection: the caller holds its
     // client's queue lock, and the connection closes the socket only after it has
     // unparked under that lock, so the descriptor stays open for this call.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
-    socket2::SockRef::from(&fd)
-        .send_vectored_with_flags(slices, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    let socket = socket2::SockRef::from(&fd);
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    match slices {
+        [one] => socket.send_with_flags(one, flags),
+        _ => socket.send_vectored_with_flags(slices, flags),
+    }
 }
 
 #[cfg(not(unix))]
