@@ -691,9 +691,7 @@ impl Fanout {
         let frame = publication
             .body
             .close_with_position(publication.seq, &publication.epoch);
-        for client in subscribers(&ch.subscribers) {
-            self.deliver(client, frame.clone());
-        }
+        self.fan_out(subscribers(&ch.subscribers), &frame);
         if ch.pending.is_empty() {
             return;
         }
