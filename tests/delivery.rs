@@ -8,35 +8,42 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_reaches_every_subscriber_in_order() {
-    const CLIENTS: usize = 200;
-    const MESSAGES: u64 = 50;
+    every_subscriber_reads_every_message_in_order(200, 50).await;
+}
+
+/// `clients` subscribers of one session and `messages` progress notes published at once:
+/// each subscriber reads every one, whole and in order, and nothing is dropped.
+async fn every_subscriber_reads_every_message_in_order(clients: usize, messages: u64) {
     let server = start("");
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(connect(&server, "?sessionId=fan").await);
+    let mut connected = Vec::with_capacity(clients);
+    while connected.len() < clients {
+        let wave = (clients - connected.len()).min(100);
+        let connecting = (0..wave).map(|_| connect(&server, "?sessionId=fan"));
+        connected.extend(futures_util::future::join_all(connecting).await);
     }
-    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
-    for n in 1..=MESSAGES {
+    wait_stats(&server, |s| s["subscriptions"] == clients as u64).await;
+    for n in 1..=messages {
         server
             .notify_ai_progress("fan", &format!(r#"{{"n":{n}}}"#))
             .unwrap();
     }
-    let readers = clients.into_iter().map(|mut c| {
+    let readers = connected.into_iter().map(|mut c| {
         tokio::spawn(async move {
-            for n in 1..=MESSAGES {
+            for n in 1..=messages {
                 let m = next_json(&mut c.ws).await;
                 assert_eq!(m["progress"]["n"], n, "in order, nothing missing");
                 assert_eq!(m["seq"], n);
             }
         })
     });
-    for r in readers {
-        r.await.unwrap();
+    for reader in futures_util::future::join_all(readers).await {
+        reader.unwrap();
     }
-    wait_stats(&server, |s| {
-        s["messagesSent"].as_u64().unwrap() >= CLIENTS as u64 * (MESSAGES + 1)
+    let stats = wait_stats(&server, |s| {
+        s["messagesSent"].as_u64().unwrap() >= clients as u64 * (messages + 1)
     })
     .await;
+    assert_eq!(stats["messagesDropped"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,38 +343,9 @@ async fn frames_larger_than_the_send_buffer_arrive_whole_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_written_in_parts_reaches_every_subscriber_in_order() {
     const CLIENTS: usize = 2100;
-    const MESSAGES: u64 = 30;
     // Each client is two descriptors in this process.
     raise_fd_limit(2 * CLIENTS + 256);
-    let server = start("");
-    let mut clients = Vec::with_capacity(CLIENTS);
-    while clients.len() < CLIENTS {
-        let wave = (CLIENTS - clients.len()).min(100);
-        let connecting = (0..wave).map(|_| connect(&server, "?sessionId=wide"));
-        clients.extend(futures_util::future::join_all(connecting).await);
-    }
-    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
-    for n in 1..=MESSAGES {
-        server
-            .notify_ai_progress("wide", &format!(r#"{{"n":{n}}}"#))
-            .unwrap();
-    }
-    let readers = clients.into_iter().map(|mut c| {
-        tokio::spawn(async move {
-            for n in 1..=MESSAGES {
-                let m = next_json(&mut c.ws).await;
-                assert_eq!(m["progress"]["n"], n, "in order, nothing missing");
-            }
-        })
-    });
-    for reader in futures_util::future::join_all(readers).await {
-        reader.unwrap();
-    }
-    let stats = wait_stats(&server, |s| {
-        s["messagesSent"].as_u64().unwrap() >= CLIENTS as u64 * (MESSAGES + 1)
-    })
-    .await;
-    assert_eq!(stats["messagesDropped"], 0);
+    every_subscriber_reads_every_message_in_order(CLIENTS, 30).await;
 }
 
 /// A burst longer than the clients' queues, queued as one run per subscriber: each
