@@ -1,8 +1,6 @@
 //! The dispatcher: host calls, performed in the order the host made them.
 
-use crate::fanout::{ChannelHold, Fanout, HostPublication};
-use crate::jobs::JobUpdate;
-use crate::protocol::OpenObject;
+use crate::fanout::{Fanout, HostPublication};
 use crate::rollup::Rollup;
 use crate::shared::Shared;
 use crate::transport::wire::Frame;
@@ -17,10 +15,7 @@ const DISPATCH_BATCH: usize = 256;
 pub(super) enum Command {
     Publish {
         channel: String,
-        message: OpenObject,
-        hold: ChannelHold,
-        /// For a session's `ai_*`: the session and what it does to its job.
-        job: Option<(String, JobUpdate)>,
+        publication: HostPublication,
     },
     Broadcast(Frame),
     Send {
@@ -92,27 +87,20 @@ fn handle(
         match command {
             Command::Publish {
                 channel,
-                message,
-                hold,
-                job,
-            } => match job {
+                publication,
+            } => match publication.job {
                 Some((session, update)) if rollup.takes(&update) => {
-                    rollup.add(fanout, channel, session, update, hold);
+                    rollup.add(fanout, channel, session, update, publication.hold);
                 }
                 job => {
                     // What the session holds goes first: its order never changes.
                     rollup.flush(fanout, &channel);
-                    run.push(HostPublication { message, hold, job });
+                    run.push(HostPublication { job, ..publication });
                     // The publications to this channel that follow go with it.
-                    while let Some(next) =
+                    while let Some(Command::Publish { publication, .. }) =
                         commands.next_if(|next| continues_run(next, &channel, rollup))
                     {
-                        if let Command::Publish {
-                            message, hold, job, ..
-                        } = next
-                        {
-                            run.push(HostPublication { message, hold, job });
-                        }
+                        run.push(publication);
                     }
                     fanout.publish_run(&channel, run.drain(..));
                 }
@@ -134,8 +122,12 @@ fn handle(
 fn continues_run(command: &Command, channel: &str, rollup: &Rollup) -> bool {
     match command {
         Command::Publish {
-            channel: next, job, ..
-        } => next == channel && !matches!(job, Some((_, update)) if rollup.takes(update)),
+            channel: next,
+            publication,
+        } => {
+            next == channel
+                && !matches!(&publication.job, Some((_, update)) if rollup.takes(update))
+        }
         _ => false,
     }
 }

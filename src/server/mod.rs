@@ -13,6 +13,7 @@ pub(crate) use flow::backpressure;
 use crate::auth::{AuthDecision, Authorizer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventHandler};
+use crate::fanout::HostPublication;
 use crate::jobs::JobUpdate;
 use crate::protocol::{self, AiEvent, OpenObject};
 use crate::stats::Counters;
@@ -105,17 +106,19 @@ impl Server {
             .commands
             .try_send(Command::Publish {
                 channel,
-                message,
-                hold,
-                job,
+                publication: HostPublication { message, hold, job },
             })
             .map_err(|e| {
                 let (command, error) = match e {
                     mpsc::error::TrySendError::Full(c) => (c, self.queue_full()),
                     mpsc::error::TrySendError::Closed(c) => (c, Error::stopped()),
                 };
-                if let Command::Publish { channel, hold, .. } = command {
-                    fanout.release_hold(&channel, hold);
+                if let Command::Publish {
+                    channel,
+                    publication,
+                } = command
+                {
+                    fanout.release_hold(&channel, publication.hold);
                 }
                 error
             })
