@@ -5,9 +5,10 @@
 //! itself (a cross-thread wake, a task poll, a second trip through the queue). So while
 //! the dispatcher handles a batch of host calls, the subscribers whose queues go from
 //! empty to non-empty and whose connections are parked on a plain TCP socket are
-//! collected instead of woken; after the batch each gets one non-blocking `sendmsg` of
-//! everything queued for it, from this thread, under its queue lock (which keeps its
-//! own task from writing meanwhile). What a socket does not take stays queued and its
+//! collected instead of woken; after the batch each gets one non-blocking send of
+//! everything queued for it, under its queue lock (which keeps its own task from writing
+//! meanwhile), from this thread or, for a pass over thousands of sockets, from as many
+//! threads as the runtime has workers. What a socket does not take stays queued and its
 //! task is woken to finish it, so a slow reader is handled exactly as before.
 
 use crate::client::Client;
