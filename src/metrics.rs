@@ -83,13 +83,46 @@ fn shard_index() -> usize {
     INDEX.with(|index| *index)
 }
 
+/// The bucket of a latency of `us` microseconds.
+fn bucket_of(us: u64) -> usize {
+    BUCKETS_US.partition_point(|&bound| bound < us)
+}
+
+/// Observations kept by one thread and added to the histogram at once: a write pass
+/// observes once per socket, and adds its part's worth with a few atomics.
+#[derive(Default)]
+pub(crate) struct LatencyTally {
+    buckets: [u64; BUCKETS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl LatencyTally {
+    pub fn observe(&mut self, stamp: Stamp) {
+        let us = stamp.elapsed_us();
+        self.buckets[bucket_of(us)] += 1;
+        self.sum_us += us;
+    }
+}
+
 impl LatencyHistogram {
     pub fn observe(&self, stamp: Stamp) {
         let us = stamp.elapsed_us();
-        let bucket = BUCKETS_US.partition_point(|&bound| bound < us);
         let shard = &self.shards[shard_index()];
-        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        shard.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
         shard.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Adds what `tally` observed and empties it.
+    pub fn add(&self, tally: &mut LatencyTally) {
+        let shard = &self.shards[shard_index()];
+        for (bucket, count) in shard.buckets.iter().zip(&mut tally.buckets) {
+            if *count > 0 {
+                bucket.fetch_add(std::mem::take(count), Ordering::Relaxed);
+            }
+        }
+        shard
+            .sum_us
+            .fetch_add(std::mem::take(&mut tally.sum_us), Ordering::Relaxed);
     }
 
     /// Per-bucket counts by upper bound in seconds (the encoder accumulates them),
@@ -230,6 +263,24 @@ mod tests {
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 2);
         assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(sum >= 0.0);
+    }
+
+    #[test]
+    fn a_tally_adds_what_it_observed_once() {
+        let histogram = LatencyHistogram::default();
+        let mut tally = LatencyTally::default();
+        let thirty_ms_ago = NonZeroU32::new(now_us().wrapping_sub(30_000)).unwrap();
+        tally.observe(Stamp(thirty_ms_ago));
+        tally.observe(Stamp(thirty_ms_ago));
+        tally.observe(Stamp::now());
+        histogram.add(&mut tally);
+        histogram.add(&mut tally);
+        let (buckets, count, sum) = histogram.read();
+        assert_eq!(count, 3);
+        // 25 ms < 30 ms (plus however long this took) <= 50 ms
+        let fifty_ms = buckets.iter().find(|b| b.0 == 0.05).unwrap();
+        assert_eq!(fifty_ms.1, 2, "{buckets:?}");
+        assert!((0.06..0.1).contains(&sum), "{sum}");
     }
 
     #[test]

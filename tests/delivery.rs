@@ -44,6 +44,8 @@ async fn every_subscriber_reads_every_message_in_order(clients: usize, messages:
     })
     .await;
     assert_eq!(stats["messagesDropped"], 0);
+    // What was written left the memory gauge: nothing counts as queued any more.
+    wait_stats(&server, |s| s["queuedBytes"] == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

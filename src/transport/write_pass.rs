@@ -12,6 +12,7 @@
 //! task is woken to finish it, so a slow reader is handled exactly as before.
 
 use crate::client::Client;
+use crate::metrics::LatencyTally;
 use crate::shared::Shared;
 use crate::stats::Counters;
 use std::cell::RefCell;
@@ -77,26 +78,27 @@ pub(crate) fn run<R>(
 
 /// Writes each of `clients` once; returns the emptied vector for reuse.
 fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
-    let mut writing = WakeRestOnUnwind {
+    let mut part = Part {
+        shared,
         clients: &clients,
         done: 0,
+        sent: 0,
+        freed: 0,
+        latency: LatencyTally::default(),
     };
-    let mut sent = 0;
-    while let Some(client) = writing.clients.get(writing.done) {
+    while let Some(client) = part.clients.get(part.done) {
         let written = client.write_parked(send_now);
-        writing.done += 1;
+        part.done += 1;
+        part.freed += written.freed;
         if written.messages > 0 {
-            sent += u64::from(written.messages);
+            part.sent += u64::from(written.messages);
             Counters::add(&client.messages_sent, u64::from(written.messages));
             if let Some(stamp) = written.oldest_stamp {
-                shared.latency.observe(stamp);
+                part.latency.observe(stamp);
             }
         }
     }
-    drop(writing);
-    if sent > 0 {
-        Counters::add(&shared.counters.messages_sent, sent);
-    }
+    drop(part);
     clients.clear();
     clients
 }
@@ -127,17 +129,28 @@ impl Drop for WakeOnUnwind {
     }
 }
 
-/// The clients of a part from `done` on: woken if writing the part panics.
-struct WakeRestOnUnwind<'a> {
+/// A part being written. Dropped when it is done, or when writing it panics: either way
+/// what it wrote is counted once for all its clients (sent, out of the memory gauge,
+/// latency), and on a panic the clients from `done` on are woken to write for themselves.
+struct Part<'a> {
+    shared: &'a Shared,
     clients: &'a [Arc<Client>],
     done: usize,
+    sent: u64,
+    freed: usize,
+    latency: LatencyTally,
 }
 
-impl Drop for WakeRestOnUnwind<'_> {
+impl Drop for Part<'_> {
     fn drop(&mut self) {
         for client in &self.clients[self.done..] {
             client.unpark_writer();
             client.wake();
+        }
+        self.shared.memory.sub_queued(self.freed);
+        if self.sent > 0 {
+            Counters::add(&self.shared.counters.messages_sent, self.sent);
+            self.shared.latency.add(&mut self.latency);
         }
     }
 }

@@ -457,6 +457,8 @@ fn push_phase(
     col.latencies_us.sort_unstable();
     let l = &col.latencies_us;
     for (name, p) in [
+        ("lat_p1_us", 1.0),
+        ("lat_p10_us", 10.0),
         ("lat_p50_us", 50.0),
         ("lat_p90_us", 90.0),
         ("lat_p99_us", 99.0),
