@@ -232,6 +232,84 @@ pub(crate) struct Written {
     pub freed: usize,
 }
 
+/// A parked connection's queue, locked by a write pass: whoever holds it is the only
+/// writer of the socket (the connection unparks under this lock before it writes). The
+/// pass sends [`ParkedWrite::slices`] and reports what the socket took with
+/// [`ParkedWrite::finish`]. What the socket does not take stays queued (a frame cut
+/// short as its rest, first), and the connection is unparked and woken to write it.
+/// An emptied queue keeps its buffer for the next pass (one allocation and free less per
+/// message while publications keep coming); the connection frees it the next time it
+/// runs.
+pub(crate) struct ParkedWrite<'a> {
+    client: &'a Client,
+    queue: std::sync::MutexGuard<'a, OutQueue>,
+    pub socket: RawFd,
+}
+
+impl ParkedWrite<'_> {
+    /// The bytes to send when exactly one message is queued, the usual case.
+    pub fn only(&self) -> Option<&[u8]> {
+        match self.queue.entries.len() {
+            1 => self.queue.entries.front().and_then(pass_bytes),
+            _ => None,
+        }
+    }
+
+    /// Fills `slices` with the queued bytes, in order, as many as fit; returns how many.
+    pub fn slices<'s>(&'s self, slices: &mut [IoSlice<'s>]) -> usize {
+        let mut count = 0;
+        for (slot, bytes) in slices
+            .iter_mut()
+            .zip(self.queue.entries.iter().map_while(pass_bytes))
+        {
+            *slot = IoSlice::new(bytes);
+            count += 1;
+        }
+        count
+    }
+
+    /// The socket took the first `sent` bytes of [`ParkedWrite::slices`].
+    pub fn finish(mut self, sent: usize) -> Written {
+        let mut written = Written::default();
+        let queue = &mut *self.queue;
+        let mut left = sent;
+        let mut freed = 0;
+        while left > 0 {
+            let Some(front) = queue.entries.front_mut() else {
+                break;
+            };
+            let (Outbound::Message(frame) | Outbound::Rest(frame)) = front else {
+                break;
+            };
+            if left < frame.wire_len() {
+                let rest = frame.rest_after(left);
+                freed += left;
+                *front = Outbound::Rest(rest);
+                break;
+            }
+            left -= frame.wire_len();
+            if let Outbound::Message(frame) = front {
+                written.oldest_stamp = written.oldest_stamp.or(frame.stamp());
+            }
+            written.messages += 1;
+            freed += front.byte_len();
+            queue.entries.pop_front();
+        }
+        queue.bytes -= freed;
+        written.freed = freed;
+        let waiting = !queue.entries.is_empty();
+        if waiting {
+            queue.writer_parked = false;
+        }
+        self.client.relevel(queue);
+        drop(self.queue);
+        if waiting {
+            self.client.waker.wake();
+        }
+        written
+    }
+}
+
 /// How much may wait for one client.
 #[derive(Clone, Copy)]
 pub(crate) struct QueueLimits {
@@ -558,84 +636,49 @@ impl Client {
     }
 
     /// For a parked connection: writes what is queued to its socket with one `send`,
-    /// under the queue lock, so the connection cannot start writing meanwhile. What the
-    /// socket does not take stays queued (a frame cut short as its rest, first), and the
-    /// connection is unparked and woken to write it. An emptied queue keeps its buffer
-    /// for the next pass (one allocation and free less per message while publications
-    /// keep coming); the connection frees it the next time it runs.
+    /// under the queue lock, so the connection cannot start writing meanwhile (see
+    /// [`ParkedWrite`]).
     pub fn write_parked(
         &self,
         send: impl FnOnce(RawFd, &[IoSlice<'_>]) -> io::Result<usize>,
     ) -> Written {
-        let mut written = Written::default();
-        let mut queue = self.queue();
-        let (true, Some(socket), false) = (queue.writer_parked, queue.socket(), queue.closed)
-        else {
-            let waiting = !queue.entries.is_empty();
-            drop(queue);
-            if waiting {
-                self.waker.wake();
-            }
-            return written;
+        let Some(write) = self.lock_parked() else {
+            return Written::default();
         };
         // An error is left to the connection, whose own write meets it.
-        let sent = if queue.entries.len() == 1 {
+        let sent = if let Some(bytes) = write.only() {
             // The usual case, one publication: no room for many slices to fill.
-            match queue.entries.front().and_then(pass_bytes) {
-                Some(bytes) => send(socket, &[IoSlice::new(bytes)]).unwrap_or(0),
-                None => 0,
-            }
+            send(write.socket, &[IoSlice::new(bytes)]).unwrap_or(0)
         } else {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, bytes) in slices
-                .iter_mut()
-                .zip(queue.entries.iter().map_while(pass_bytes))
-            {
-                *slot = IoSlice::new(bytes);
-                count += 1;
-            }
-            if count == 0 {
-                0
-            } else {
-                send(socket, &slices[..count]).unwrap_or(0)
+            match write.slices(&mut slices) {
+                0 => 0,
+                count => send(write.socket, &slices[..count]).unwrap_or(0),
             }
         };
-        let mut left = sent;
-        let mut freed = 0;
-        while left > 0 {
-            let Some(front) = queue.entries.front_mut() else {
-                break;
-            };
-            let (Outbound::Message(frame) | Outbound::Rest(frame)) = front else {
-                break;
-            };
-            if left < frame.wire_len() {
-                let rest = frame.rest_after(left);
-                freed += left;
-                *front = Outbound::Rest(rest);
-                break;
+        write.finish(sent)
+    }
+
+    /// Locks the queue of a parked connection for a write pass; `None` when the
+    /// connection is not parked on a plain socket (then it is woken if anything waits,
+    /// and writes for itself).
+    pub fn lock_parked(&self) -> Option<ParkedWrite<'_>> {
+        let queue = self.queue();
+        match (queue.writer_parked, queue.socket(), queue.closed) {
+            (true, Some(socket), false) => Some(ParkedWrite {
+                client: self,
+                queue,
+                socket,
+            }),
+            _ => {
+                let waiting = !queue.entries.is_empty();
+                drop(queue);
+                if waiting {
+                    self.waker.wake();
+                }
+                None
             }
-            left -= frame.wire_len();
-            if let Outbound::Message(frame) = front {
-                written.oldest_stamp = written.oldest_stamp.or(frame.stamp());
-            }
-            written.messages += 1;
-            freed += front.byte_len();
-            queue.entries.pop_front();
         }
-        queue.bytes -= freed;
-        written.freed = freed;
-        let waiting = !queue.entries.is_empty();
-        if waiting {
-            queue.writer_parked = false;
-        }
-        self.relevel(&mut queue);
-        drop(queue);
-        if waiting {
-            self.waker.wake();
-        }
-        written
     }
 
     /// Wakes the connection's task.

@@ -8,13 +8,24 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_reaches_every_subscriber_in_order() {
-    every_subscriber_reads_every_message_in_order(200, 50).await;
+    every_subscriber_reads_every_message_in_order("", 200, 50).await;
+}
+
+/// The same with each socket written by its own `send` (what a kernel without io_uring
+/// gets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_without_io_uring_reaches_every_subscriber_in_order() {
+    every_subscriber_reads_every_message_in_order(r#"{"io_uring":false}"#, 200, 50).await;
 }
 
 /// `clients` subscribers of one session and `messages` progress notes published at once:
 /// each subscriber reads every one, whole and in order, and nothing is dropped.
-async fn every_subscriber_reads_every_message_in_order(clients: usize, messages: u64) {
-    let server = start("");
+async fn every_subscriber_reads_every_message_in_order(
+    config: &str,
+    clients: usize,
+    messages: u64,
+) {
+    let server = start(config);
     let mut connected = Vec::with_capacity(clients);
     while connected.len() < clients {
         let wave = (clients - connected.len()).min(100);
@@ -309,9 +320,24 @@ async fn over_max_memory_the_largest_queues_go_first() {
 /// that keeps up and to one that reads only at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_larger_than_the_send_buffer_arrive_whole_and_in_order() {
+    frames_larger_than_the_send_buffer_arrive_whole(
+        r#"{"socket_send_buffer":4096,"client_queue_bytes":16777216}"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_larger_than_the_send_buffer_arrive_whole_and_in_order_without_io_uring() {
+    frames_larger_than_the_send_buffer_arrive_whole(
+        r#"{"socket_send_buffer":4096,"client_queue_bytes":16777216,"io_uring":false}"#,
+    )
+    .await;
+}
+
+async fn frames_larger_than_the_send_buffer_arrive_whole(config: &str) {
     const MESSAGES: u64 = 60;
     const PAD: usize = 96 * 1024;
-    let server = start(r#"{"socket_send_buffer":4096,"client_queue_bytes":16777216}"#);
+    let server = start(config);
     let prompt = connect(&server, "?sessionId=big").await;
     let late = connect(&server, "?sessionId=big").await;
     wait_stats(&server, |s| s["subscriptions"] == 2).await;
@@ -347,7 +373,7 @@ async fn a_pass_written_in_parts_reaches_every_subscriber_in_order() {
     const CLIENTS: usize = 2100;
     // Each client is two descriptors in this process.
     raise_fd_limit(2 * CLIENTS + 256);
-    every_subscriber_reads_every_message_in_order(CLIENTS, 30).await;
+    every_subscriber_reads_every_message_in_order("", CLIENTS, 30).await;
 }
 
 /// A burst longer than the clients' queues, queued as one run per subscriber: each

@@ -121,6 +121,10 @@ type Config struct {
 	// core default. It bounds what a stalled client pins in the kernel, which
 	// is not counted in ClientQueueBytes.
 	SocketSendBuffer *int `json:"socket_send_buffer,omitempty"`
+	// IOUring (Linux; nil: the core default, true) sends a write pass's
+	// messages to many client sockets with one io_uring system call; false,
+	// or a kernel that refuses a ring, gives each socket its own send.
+	IOUring *bool `json:"io_uring,omitempty"`
 	// MaxMemory is the number of bytes for all client queues and history
 	// together; over it the clients with the largest queues are evicted
 	// first, then history is trimmed. Zero keeps the core default.

@@ -143,6 +143,13 @@ export interface ServerOptions {
   socket_send_buffer?: number;
   socketSendBuffer?: number;
   /**
+   * Linux: a write pass sends to many client sockets with one io_uring system call
+   * (default true); `false`, or a kernel that refuses a ring, gives each socket its
+   * own `send`.
+   */
+  io_uring?: boolean;
+  ioUring?: boolean;
+  /**
    * Bytes for all client queues and history together; over it the clients with the
    * largest queues are evicted first, then history is trimmed.
    */

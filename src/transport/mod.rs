@@ -4,6 +4,7 @@
 pub(crate) mod connection;
 pub(crate) mod http;
 pub(crate) mod listen;
+pub(crate) mod send_batch;
 pub(crate) mod tls;
 pub(crate) mod websocket;
 pub(crate) mod wire;

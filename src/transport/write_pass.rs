@@ -15,8 +15,8 @@ use crate::client::Client;
 use crate::metrics::LatencyTally;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::transport::send_batch;
 use std::cell::RefCell;
-use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 #[cfg(unix)]
@@ -86,8 +86,8 @@ fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
         freed: 0,
         latency: LatencyTally::default(),
     };
-    while let Some(client) = part.clients.get(part.done) {
-        let written = client.write_parked(send_now);
+    send_batch::write(&clients, shared.config.io_uring, |written| {
+        let client = &part.clients[part.done];
         part.done += 1;
         part.freed += written.freed;
         if written.messages > 0 {
@@ -97,7 +97,7 @@ fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
                 part.latency.observe(stamp);
             }
         }
-    }
+    });
     drop(part);
     clients.clear();
     clients
@@ -153,26 +153,4 @@ impl Drop for Part<'_> {
             self.shared.latency.add(&mut self.latency);
         }
     }
-}
-
-/// One non-blocking send of `slices` on `socket`, which never raises SIGPIPE: `send`
-/// for one slice (no message header or vector to copy in), `sendmsg` for several. Socket
-/// calls rather than `writev`: they skip the file layer's position lock.
-#[cfg(unix)]
-fn send_now(socket: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: `socket` is the open socket of a parked connection: the caller holds its
-    // client's queue lock, and the connection closes the socket only after it has
-    // unparked under that lock, so the descriptor stays open for this call.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
-    let socket = socket2::SockRef::from(&fd);
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    match slices {
-        [one] => socket.send_with_flags(one, flags),
-        _ => socket.send_vectored_with_flags(slices, flags),
-    }
-}
-
-#[cfg(not(unix))]
-fn send_now(_socket: RawFd, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    Err(io::ErrorKind::Unsupported.into())
 }

@@ -126,7 +126,9 @@ class ServerConfig(TypedDict, total=False):
     writer's buffer); over it the client is evicted with 1013, and a replay larger than it is
     refused (``recovered: false``). ``socket_send_buffer``: SO_SNDBUF for client sockets (the
     kernel doubles it; 0 keeps the system's autotuning); it bounds what a stalled client pins
-    in the kernel, which ``client_queue_bytes`` does not count. ``max_memory``: all client
+    in the kernel, which ``client_queue_bytes`` does not count. ``io_uring`` (Linux, default
+    true): a write pass sends to many client sockets with one io_uring system call; ``False``,
+    or a kernel that refuses a ring, gives each socket its own ``send``. ``max_memory``: all client
     queues and history together; over it the clients with the largest queues are evicted
     first, then history is trimmed. ``event_queue_bytes``: events queued for the host at most
     (with ``event_queue_size``); beyond it events are dropped and counted.
@@ -161,6 +163,7 @@ class ServerConfig(TypedDict, total=False):
     tls: Optional[TlsConfig]
     client_queue_bytes: int
     socket_send_buffer: int
+    io_uring: bool
     max_memory: int
     admin_token: Optional[str]
     event_queue_bytes: int
