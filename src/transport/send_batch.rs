@@ -113,7 +113,12 @@ mod uring {
                 return false;
             };
             if slot.is_none() {
-                match IoUring::new(MOST_SOCKETS_PER_SUBMISSION as u32) {
+                // Submitting all: a request refused at submission must not leave the
+                // ones after it unsubmitted while this thread waits for them (5.18+).
+                let made = IoUring::builder()
+                    .setup_submit_all()
+                    .build(MOST_SOCKETS_PER_SUBMISSION as u32);
+                match made {
                     Ok(ring) => *slot = Some(ring),
                     Err(error) => {
                         tracing::debug!(%error, "no io_uring: write passes send socket by socket");

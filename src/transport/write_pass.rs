@@ -7,9 +7,10 @@
 //! empty to non-empty and whose connections are parked on a plain TCP socket are
 //! collected instead of woken; after the batch each gets one non-blocking send of
 //! everything queued for it, under its queue lock (which keeps its own task from writing
-//! meanwhile), from this thread or, for a pass over thousands of sockets, from as many
-//! threads as the runtime has workers. What a socket does not take stays queued and its
-//! task is woken to finish it, so a slow reader is handled exactly as before.
+//! meanwhile), many sockets' sends in one system call where io_uring allows
+//! (`send_batch`), from this thread or, for a pass over thousands of sockets, from as
+//! many threads as the runtime has workers. What a socket does not take stays queued and
+//! its task is woken to finish it, so a slow reader is handled exactly as before.
 
 use crate::client::Client;
 use crate::metrics::LatencyTally;

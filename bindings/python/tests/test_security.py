@@ -737,6 +737,7 @@ FULL_CONFIG: Dict[str, Any] = {
     "tls": {"cert": str(FIXTURES / "server_cert.pem"), "key": str(FIXTURES / "server_key.pem")},
     "client_queue_bytes": 1 << 20,
     "socket_send_buffer": 1 << 16,
+    "io_uring": False,
     "max_memory": 1 << 28,
     "admin_token": "admin-token-for-the-tests",
     "event_queue_bytes": 1 << 22,
