@@ -310,6 +310,9 @@ impl ParkedWrite<'_> {
     }
 }
 
+/// A queue was locked when a pass tried it.
+pub(crate) struct Busy;
+
 /// How much may wait for one client.
 #[derive(Clone, Copy)]
 pub(crate) struct QueueLimits {
@@ -663,7 +666,25 @@ impl Client {
     /// connection is not parked on a plain socket (then it is woken if anything waits,
     /// and writes for itself).
     pub fn lock_parked(&self) -> Option<ParkedWrite<'_>> {
-        let queue = self.queue();
+        self.parked_write(self.queue())
+    }
+
+    /// [`Client::lock_parked`] without waiting: `Err(Busy)` when the queue is locked,
+    /// by another thread or by this one (a client a pass took twice).
+    pub fn try_lock_parked(&self) -> Result<Option<ParkedWrite<'_>>, Busy> {
+        match self.queue.try_lock() {
+            Ok(queue) => Ok(self.parked_write(queue)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                Ok(self.parked_write(poisoned.into_inner()))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => Err(Busy),
+        }
+    }
+
+    fn parked_write<'a>(
+        &'a self,
+        queue: std::sync::MutexGuard<'a, OutQueue>,
+    ) -> Option<ParkedWrite<'a>> {
         match (queue.writer_parked, queue.socket(), queue.closed) {
             (true, Some(socket), false) => Some(ParkedWrite {
                 client: self,

@@ -430,3 +430,86 @@ async fn a_run_longer_than_a_queue_is_a_prefix_and_the_rest_is_counted_dropped()
         "{dropped} dropped for {cut_short} evicted clients missing {missed}"
     );
 }
+
+/// Clients that keep talking while a burst is fanned out: their connections run (and
+/// park again) in the middle of a dispatcher batch, so one pass can collect a client
+/// twice. Every client still reads every publication once, in order, and nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_talk_during_a_burst_read_every_publication_in_order() {
+    use futures_util::SinkExt;
+    const CLIENTS: usize = 60;
+    const MESSAGES: u64 = 2000;
+    let server = start(
+        r#"{"rate_limit":{"messages_per_second":0},"client_queue_bytes":16777216,"history":{"size":0}}"#,
+    );
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(connect(&server, "?sessionId=talk").await);
+    }
+    wait_stats(&server, |s| s["subscriptions"] == CLIENTS as u64).await;
+    let talking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut talkers = Vec::with_capacity(CLIENTS);
+    let mut readers = Vec::with_capacity(CLIENTS);
+    for client in clients {
+        let (mut sink, mut stream) = client.ws.split();
+        let talking = talking.clone();
+        talkers.push(tokio::spawn(async move {
+            // Bounded: at most 5,000 pings, one per millisecond.
+            for _ in 0..5000 {
+                if !talking.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if sink
+                    .send(Message::text(r#"{"type":"ping"}"#))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+        readers.push(tokio::spawn(async move {
+            let mut expected = 1;
+            while expected <= MESSAGES {
+                let frame = tokio::time::timeout(WAIT, stream.next())
+                    .await
+                    .expect("a publication or a pong within the wait")
+                    .expect("the connection stays open")
+                    .unwrap();
+                let Message::Text(text) = frame else { continue };
+                let m: Value = serde_json::from_str(&text).unwrap();
+                if m["type"] == "pong" {
+                    continue;
+                }
+                assert_eq!(
+                    m["progress"]["n"], expected,
+                    "in order, nothing missing: {m}"
+                );
+                expected += 1;
+            }
+        }));
+    }
+    for burst in 0..(MESSAGES / 100) {
+        for n in burst * 100 + 1..=(burst + 1) * 100 {
+            server
+                .notify_ai_progress("talk", &format!(r#"{{"n":{n}}}"#))
+                .unwrap();
+            // A call in between: each publication to "talk" is a fan-out of its own
+            // within the dispatcher's batch, not one run of many.
+            server
+                .notify_ai_progress("elsewhere", &format!(r#"{{"n":{n}}}"#))
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    talking.store(false, std::sync::atomic::Ordering::Relaxed);
+    for talker in talkers {
+        talker.await.unwrap();
+    }
+    let stats = wait_stats(&server, |s| s["queuedBytes"] == 0).await;
+    assert_eq!(stats["messagesDropped"], 0);
+}

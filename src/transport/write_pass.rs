@@ -82,14 +82,12 @@ fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
     let mut part = Part {
         shared,
         clients: &clients,
-        done: 0,
+        finished: false,
         sent: 0,
         freed: 0,
         latency: LatencyTally::default(),
     };
-    send_batch::write(&clients, shared.config.io_uring, |written| {
-        let client = &part.clients[part.done];
-        part.done += 1;
+    send_batch::write(&clients, shared.config.io_uring, |client, written| {
         part.freed += written.freed;
         if written.messages > 0 {
             part.sent += u64::from(written.messages);
@@ -99,6 +97,7 @@ fn write(shared: &Shared, mut clients: Vec<Arc<Client>>) -> Vec<Arc<Client>> {
             }
         }
     });
+    part.finished = true;
     drop(part);
     clients.clear();
     clients
@@ -132,11 +131,12 @@ impl Drop for WakeOnUnwind {
 
 /// A part being written. Dropped when it is done, or when writing it panics: either way
 /// what it wrote is counted once for all its clients (sent, out of the memory gauge,
-/// latency), and on a panic the clients from `done` on are woken to write for themselves.
+/// latency), and on a panic every client of the part is woken to write for itself (a
+/// client already written finds nothing to write).
 struct Part<'a> {
     shared: &'a Shared,
     clients: &'a [Arc<Client>],
-    done: usize,
+    finished: bool,
     sent: u64,
     freed: usize,
     latency: LatencyTally,
@@ -144,9 +144,11 @@ struct Part<'a> {
 
 impl Drop for Part<'_> {
     fn drop(&mut self) {
-        for client in &self.clients[self.done..] {
-            client.unpark_writer();
-            client.wake();
+        if !self.finished {
+            for client in self.clients {
+                client.unpark_writer();
+                client.wake();
+            }
         }
         self.shared.memory.sub_queued(self.freed);
         if self.sent > 0 {
