@@ -182,9 +182,10 @@ mod uring {
             };
             plans.push(plan);
         }
-        // Message headers for the connections with several slices; `slices` no longer
-        // grows, so the pointers into it hold.
-        let mut headers: Vec<libc::msghdr> = Vec::with_capacity(plans.len());
+        // Message headers for the connections with several slices (none, and no
+        // allocation, in the usual one-message case); `slices` no longer grows, so the
+        // pointers into it hold, and those into `headers` are taken once it is complete.
+        let mut headers: Vec<libc::msghdr> = Vec::new();
         for plan in &plans {
             if let Planned::Many { first, count } = *plan {
                 // SAFETY: an all-zero msghdr is a valid empty one (no name, no control).

@@ -122,10 +122,7 @@ impl Drop for WakeOnUnwind {
         let Some(pass) = PASS.with(|p| p.borrow_mut().take()) else {
             return;
         };
-        for client in pass.collected {
-            client.unpark_writer();
-            client.wake();
-        }
+        hand_back(&pass.collected);
     }
 }
 
@@ -145,15 +142,21 @@ struct Part<'a> {
 impl Drop for Part<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            for client in self.clients {
-                client.unpark_writer();
-                client.wake();
-            }
+            hand_back(self.clients);
         }
         self.shared.memory.sub_queued(self.freed);
         if self.sent > 0 {
             Counters::add(&self.shared.counters.messages_sent, self.sent);
             self.shared.latency.add(&mut self.latency);
         }
+    }
+}
+
+/// Gives `clients` back to their connections, to write for themselves: what a pass
+/// that failed part-way collected.
+fn hand_back(clients: &[Arc<Client>]) {
+    for client in clients {
+        client.unpark_writer();
+        client.wake();
     }
 }
